@@ -1,0 +1,1 @@
+//! Benchmarks for fleetlake; see benches/README.md.

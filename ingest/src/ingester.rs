@@ -1,0 +1,527 @@
+//! The write path end to end: validate → WAL (group commit) → buffer → ack,
+//! and the flush of the buffer into Parquet plus one catalog commit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use fleetlake_storage::catalog::{Action, Catalog, CatalogState, now_ns};
+use fleetlake_storage::dedup::{dedup_sorted, sort_batch};
+use fleetlake_storage::layout::day_bounds;
+use fleetlake_storage::parquet_file::write_data_file;
+use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::buffer::{BufferContents, SEQ_COLUMN, align_to_schema, file_seq};
+use crate::error::{Error, Result};
+use crate::metrics::IngestMetrics;
+use crate::precision::Precision;
+use crate::validate::{RejectedLine, SchemaSource, TableWrite, validate};
+use crate::wal::{self, AppendPayload, Wal, WalApply};
+
+/// Configuration of the write path.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub wal_dir: PathBuf,
+    /// Buffered plus in-flight bytes past which writes get [`Error::BufferFull`].
+    pub memory_budget: usize,
+    /// Buffer size that triggers a flush.
+    pub flush_bytes: usize,
+    /// Age of the oldest buffered write that triggers a flush.
+    pub flush_interval: Duration,
+}
+
+impl IngestConfig {
+    pub fn new(wal_dir: PathBuf) -> Self {
+        Self {
+            wal_dir,
+            memory_budget: 1 << 30,
+            flush_bytes: 256 << 20,
+            flush_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The outcome of one write request.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    /// Rows stored (0 when a partial write was refused whole).
+    pub rows: usize,
+    pub rejected: Vec<RejectedLine>,
+}
+
+/// A snapshot of one buffered partition, for queries.
+#[derive(Debug, Clone)]
+pub struct BufferedPartition {
+    pub day: i64,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// Each batch has some of the table's columns plus `__seq`.
+    pub batches: Vec<RecordBatch>,
+}
+
+#[derive(Debug, Default)]
+struct BufferState {
+    active: BufferContents,
+    /// Taken from `active` by a flush; visible to queries until committed.
+    flushing: Option<Arc<BufferContents>>,
+}
+
+#[derive(Debug, Default)]
+struct SharedBuffer {
+    state: Mutex<BufferState>,
+}
+
+impl WalApply for SharedBuffer {
+    fn apply(&self, seq: u64, db: &str, payload: AppendPayload) {
+        self.state.lock().active.insert(seq, db, payload);
+    }
+}
+
+type Schemas = HashMap<String, HashMap<String, Arc<TableSchema>>>;
+
+struct LiveSchemas(RwLock<Schemas>);
+
+impl SchemaSource for LiveSchemas {
+    fn table_schema(&self, db: &str, table: &str) -> Option<Arc<TableSchema>> {
+        self.0.read().get(db)?.get(table).cloned()
+    }
+}
+
+impl LiveSchemas {
+    /// Publishes columns a validated request creates.
+    fn merge(&self, db: &str, new_columns: &[(String, Vec<ColumnDef>)]) -> Result<()> {
+        let mut all = self.0.write();
+        let tables = all.entry(db.to_string()).or_default();
+        // Check first, so that a conflict publishes nothing.
+        for (table, cols) in new_columns {
+            if let Some(s) = tables.get(table) {
+                for c in cols {
+                    if s.kind_of(&c.name).is_some_and(|k| k != c.kind) {
+                        return Err(Error::ConcurrentSchemaChange {
+                            table: table.clone(),
+                            column: c.name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for (table, cols) in new_columns {
+            let s = tables.entry(table.clone()).or_default();
+            let s = Arc::make_mut(s);
+            for c in cols {
+                s.merge_column(table, &c.name, c.kind)
+                    .expect("checked above");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The write path. Create with [`Ingester::open`]; stop with [`Ingester::shutdown`].
+pub struct Ingester {
+    catalog: Arc<Catalog>,
+    schemas: Arc<LiveSchemas>,
+    buffer: Arc<SharedBuffer>,
+    wal: Wal,
+    inflight_bytes: AtomicUsize,
+    flush_lock: tokio::sync::Mutex<()>,
+    flush_wanted: Notify,
+    metrics: Arc<IngestMetrics>,
+    config: IngestConfig,
+}
+
+impl std::fmt::Debug for Ingester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingester").field("config", &self.config).finish()
+    }
+}
+
+impl Ingester {
+    /// Opens the write path: loads schemas from the catalog, replays the WAL
+    /// past the last persisted record, and starts the WAL writer.
+    pub async fn open(catalog: Arc<Catalog>, config: IngestConfig) -> Result<Arc<Self>> {
+        let state = catalog.state();
+        let mut schemas: Schemas = HashMap::new();
+        for (db, d) in &state.databases {
+            let tables = schemas.entry(db.clone()).or_default();
+            for (name, t) in &d.tables {
+                tables.insert(name.clone(), Arc::new(t.schema.clone()));
+            }
+        }
+        let schemas = Arc::new(LiveSchemas(RwLock::new(schemas)));
+        let buffer = Arc::new(SharedBuffer::default());
+        std::fs::create_dir_all(&config.wal_dir).map_err(|source| Error::WalIo {
+            path: config.wal_dir.clone(),
+            source,
+        })?;
+        let dir = config.wal_dir.clone();
+        let records = tokio::task::spawn_blocking(move || wal::read_all(&dir))
+            .await
+            .expect("WAL read does not panic")?;
+        let persisted = state.persisted_wal_seq;
+        let mut last_seq = persisted;
+        let mut replayed = 0usize;
+        for r in records {
+            last_seq = last_seq.max(r.seq);
+            if r.seq <= persisted {
+                continue;
+            }
+            let v = validate(
+                schemas.as_ref(),
+                &r.db,
+                &r.lines,
+                r.precision,
+                r.default_time_ns,
+            )?;
+            if !v.rejected.is_empty() {
+                warn!(seq = r.seq, rejected = v.rejected.len(), "WAL replay rejected lines");
+            }
+            schemas.merge(&r.db, &v.new_columns)?;
+            replayed += v.rows;
+            buffer.apply(r.seq, &r.db, v.tables);
+        }
+        info!(replayed_rows = replayed, next_seq = last_seq + 1, "WAL replayed");
+        let metrics = Arc::new(IngestMetrics::default());
+        let wal = Wal::start(
+            &config.wal_dir,
+            last_seq + 1,
+            buffer.clone() as Arc<dyn WalApply>,
+            metrics.clone(),
+        )?;
+        Ok(Arc::new(Self {
+            catalog,
+            schemas,
+            buffer,
+            wal,
+            inflight_bytes: AtomicUsize::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+            flush_wanted: Notify::new(),
+            metrics,
+            config,
+        }))
+    }
+
+    pub fn metrics(&self) -> &Arc<IngestMetrics> {
+        &self.metrics
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Buffered bytes (active plus being flushed) and in-flight request bytes.
+    pub fn buffer_bytes(&self) -> usize {
+        let st = self.buffer.state.lock();
+        st.active.bytes + st.flushing.as_ref().map_or(0, |f| f.bytes)
+    }
+
+    pub fn buffer_rows(&self) -> usize {
+        let st = self.buffer.state.lock();
+        st.active.rows + st.flushing.as_ref().map_or(0, |f| f.rows)
+    }
+
+    /// Writes a line-protocol body to database `db`.
+    ///
+    /// Returns after the accepted lines are durable and visible to queries.
+    /// With `accept_partial == false`, a body with any bad line stores nothing.
+    ///
+    /// # Errors
+    /// [`Error::BufferFull`] past the memory budget (retry later); an invalid
+    /// database name; WAL I/O failures.
+    pub async fn write_lp(
+        self: &Arc<Self>,
+        db: &str,
+        body: String,
+        precision: Precision,
+        accept_partial: bool,
+    ) -> Result<WriteOutcome> {
+        validate_name(db).map_err(Error::InvalidDatabase)?;
+        let used = self.buffer_bytes() + self.inflight_bytes.load(Ordering::Relaxed);
+        if used + body.len() > self.config.memory_budget {
+            self.metrics.writes_refused_buffer_full.inc();
+            self.flush_wanted.notify_one();
+            return Err(Error::BufferFull {
+                used,
+                budget: self.config.memory_budget,
+            });
+        }
+        let inflight = body.len() * 2;
+        self.inflight_bytes.fetch_add(inflight, Ordering::Relaxed);
+        let result = self.write_inner(db, body, precision, accept_partial).await;
+        self.inflight_bytes.fetch_sub(inflight, Ordering::Relaxed);
+        if self.buffer_bytes() >= self.config.flush_bytes {
+            self.flush_wanted.notify_one();
+        }
+        result
+    }
+
+    async fn write_inner(
+        self: &Arc<Self>,
+        db: &str,
+        body: String,
+        precision: Precision,
+        accept_partial: bool,
+    ) -> Result<WriteOutcome> {
+        let default_time = now_ns();
+        let schemas = Arc::clone(&self.schemas);
+        let db_owned = db.to_string();
+        let v = tokio::task::spawn_blocking(move || {
+            validate(schemas.as_ref(), &db_owned, &body, precision, default_time)
+        })
+        .await
+        .expect("validation does not panic")?;
+        self.metrics.lines_rejected.add(v.rejected.len() as u64);
+        if v.rows == 0 || (!accept_partial && !v.rejected.is_empty()) {
+            return Ok(WriteOutcome {
+                rows: 0,
+                rejected: v.rejected,
+            });
+        }
+        self.schemas.merge(db, &v.new_columns)?;
+        self.wal
+            .append(db, default_time, precision, v.accepted_lines, v.tables)
+            .await?;
+        self.metrics.rows_written.add(v.rows as u64);
+        self.metrics.fields_written.add(v.fields as u64);
+        Ok(WriteOutcome {
+            rows: v.rows,
+            rejected: v.rejected,
+        })
+    }
+
+    /// Databases known to the write path (persisted or buffered).
+    pub fn databases(&self) -> Vec<String> {
+        let mut dbs: Vec<String> = self.schemas.0.read().keys().cloned().collect();
+        dbs.sort();
+        dbs
+    }
+
+    /// Tables of `db`, sorted.
+    pub fn tables(&self, db: &str) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .schemas
+            .0
+            .read()
+            .get(db)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        t.sort();
+        t
+    }
+
+    /// The current schema of a table, including columns not yet persisted.
+    pub fn table_schema(&self, db: &str, table: &str) -> Option<Arc<TableSchema>> {
+        self.schemas.table_schema(db, table)
+    }
+
+    /// A snapshot of the buffered data of one table.
+    pub fn buffered(&self, db: &str, table: &str) -> Vec<BufferedPartition> {
+        let st = self.buffer.state.lock();
+        let key = (db.to_string(), table.to_string());
+        let mut out = Vec::new();
+        let sources = st.flushing.as_deref().into_iter().chain([&st.active]);
+        for contents in sources {
+            if let Some(t) = contents.tables.get(&key) {
+                for (day, p) in &t.partitions {
+                    out.push(BufferedPartition {
+                        day: *day,
+                        min_time: p.min_time,
+                        max_time: p.max_time,
+                        batches: p.batches.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the buffer is due for a flush (size or age).
+    fn flush_due(&self) -> bool {
+        let st = self.buffer.state.lock();
+        st.flushing.is_some()
+            || st.active.bytes >= self.config.flush_bytes
+            || st
+                .active
+                .first_insert
+                .is_some_and(|t| t.elapsed() >= self.config.flush_interval)
+    }
+
+    /// Runs flushes when due until `shutdown` fires. Failed flushes are retried
+    /// with back-off; their data stays buffered and queryable meanwhile.
+    pub async fn run_flusher(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.flush_wanted.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if !self.flush_due() {
+                continue;
+            }
+            match self.flush().await {
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    self.metrics.flush_errors.inc();
+                    error!(error = %e, "flush failed; will retry");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Persists everything buffered now: one Parquet file per table and day,
+    /// one catalog commit, then drops the WAL segments it covers. Returns the
+    /// number of files written.
+    pub async fn flush(&self) -> Result<usize> {
+        let _guard = self.flush_lock.lock().await;
+        let snapshot = {
+            let mut st = self.buffer.state.lock();
+            if st.flushing.is_none() {
+                if st.active.is_empty() {
+                    return Ok(0);
+                }
+                let taken = std::mem::take(&mut st.active);
+                st.flushing = Some(Arc::new(taken));
+            }
+            st.flushing.clone().expect("set above")
+        };
+        self.wal.request_rotation();
+        let started = std::time::Instant::now();
+        let wal_seq = snapshot.last_wal_seq;
+        let seq = file_seq(wal_seq);
+        let cat_state = self.catalog.state();
+        let mut actions = Vec::new();
+        let mut files = Vec::new();
+        let mut keys: Vec<_> = snapshot.tables.keys().collect();
+        keys.sort();
+        let mut dbs_created = Vec::new();
+        for key in keys {
+            let (db, table) = key;
+            let tb = &snapshot.tables[key];
+            let live = self
+                .table_schema(db, table)
+                .expect("buffered tables have a schema");
+            actions.extend(schema_actions(&cat_state, db, table, &live, &mut dbs_created));
+            let target = with_seq(live.arrow_schema());
+            for (day, p) in &tb.partitions {
+                let batch = sorted_dedup(&live, &target, &p.batches)?;
+                let (start, _) = day_bounds(*day);
+                let day_name = fleetlake_storage::layout::day_of(start);
+                let meta =
+                    write_data_file(self.catalog.store(), db, table, &day_name, batch, seq).await?;
+                self.metrics.flushed_rows.add(meta.rows);
+                self.metrics.flushed_bytes.add(meta.bytes);
+                files.push(meta);
+            }
+        }
+        let n = files.len();
+        actions.push(Action::AddFiles { files });
+        actions.push(Action::PersistedWal { wal_seq });
+        self.catalog.commit(actions).await?;
+        self.buffer.state.lock().flushing = None;
+        self.metrics.flushes.inc();
+        let wal = &self.wal;
+        match wal.remove_persisted(wal_seq) {
+            Ok(removed) => info!(
+                files = n,
+                rows = snapshot.rows,
+                wal_seq,
+                removed_segments = removed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "flushed"
+            ),
+            Err(e) => warn!(error = %e, "flushed, but removing WAL segments failed"),
+        }
+        Ok(n)
+    }
+
+    /// Stops accepting writes, waits for queued ones, and flushes everything.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.wal.close();
+        self.flush().await?;
+        Ok(())
+    }
+}
+
+fn with_seq(schema: SchemaRef) -> SchemaRef {
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
+    Arc::new(Schema::new(fields))
+}
+
+/// Catalog actions that make the catalog's schema of `table` match `live`.
+fn schema_actions(
+    state: &CatalogState,
+    db: &str,
+    table: &str,
+    live: &TableSchema,
+    dbs_created: &mut Vec<String>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let existing = state.table(db, table).map(|t| &t.schema);
+    if !state.databases.contains_key(db) && !dbs_created.iter().any(|d| d == db) {
+        dbs_created.push(db.to_string());
+        actions.push(Action::CreateDatabase { db: db.to_string() });
+    }
+    if existing.is_none() {
+        actions.push(Action::CreateTable {
+            db: db.to_string(),
+            table: table.to_string(),
+        });
+    }
+    let new: Vec<ColumnDef> = live
+        .columns()
+        .iter()
+        .filter(|c| existing.is_none_or(|s| s.kind_of(&c.name).is_none()))
+        .cloned()
+        .collect();
+    if !new.is_empty() {
+        actions.push(Action::AddColumns {
+            db: db.to_string(),
+            table: table.to_string(),
+            columns: new,
+        });
+    }
+    actions
+}
+
+/// One partition's buffered batches as a file batch: aligned to the table's
+/// schema, sorted by series, time and write order, de-duplicated, without `__seq`.
+fn sorted_dedup(
+    schema: &TableSchema,
+    target: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch> {
+    let aligned = batches
+        .iter()
+        .map(|b| align_to_schema(b, target))
+        .collect::<Result<Vec<_>, _>>()?;
+    let all = arrow::compute::concat_batches(target, &aligned)?;
+    let mut key: Vec<usize> = schema
+        .tags_sorted()
+        .iter()
+        .map(|t| target.index_of(t))
+        .collect::<Result<_, _>>()?;
+    key.push(target.index_of(TIME_COLUMN)?);
+    let mut sort = key.clone();
+    sort.push(target.index_of(SEQ_COLUMN)?);
+    let sorted = sort_batch(&all, &sort)?;
+    let deduped = dedup_sorted(&sorted, &key)?;
+    let seq_idx = target.index_of(SEQ_COLUMN)?;
+    let keep: Vec<usize> = (0..target.fields().len()).filter(|&i| i != seq_idx).collect();
+    Ok(deduped.project(&keep)?)
+}

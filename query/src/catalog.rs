@@ -1,0 +1,95 @@
+//! DataFusion catalog over fleetlake: one schema per database, plus `system`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::Result;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use fleetlake_ingest::Ingester;
+
+use crate::system::{SYSTEM_SCHEMA, SystemSchema};
+use crate::table::FleetTable;
+
+/// Name of the DataFusion catalog that holds every database.
+pub const CATALOG_NAME: &str = "fleetlake";
+
+#[derive(Debug)]
+pub struct FleetCatalog {
+    ingester: Arc<Ingester>,
+    store_url: ObjectStoreUrl,
+}
+
+impl FleetCatalog {
+    pub fn new(ingester: Arc<Ingester>, store_url: ObjectStoreUrl) -> Self {
+        Self { ingester, store_url }
+    }
+}
+
+impl CatalogProvider for FleetCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = self.ingester.databases();
+        names.push(SYSTEM_SCHEMA.to_string());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_SCHEMA {
+            return Some(Arc::new(SystemSchema::new(self.ingester.clone())));
+        }
+        Some(Arc::new(DatabaseSchema {
+            ingester: self.ingester.clone(),
+            db: name.to_string(),
+            store_url: self.store_url.clone(),
+        }))
+    }
+}
+
+/// The tables of one database. An unknown database is an empty schema, so
+/// that its tables are reported as "not found" rather than the schema.
+#[derive(Debug)]
+struct DatabaseSchema {
+    ingester: Arc<Ingester>,
+    db: String,
+    store_url: ObjectStoreUrl,
+}
+
+#[async_trait]
+impl SchemaProvider for DatabaseSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.ingester.tables(&self.db)
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(schema) = self.ingester.table_schema(&self.db, name) else {
+            return Ok(None);
+        };
+        // Buffer before catalog: a flush that lands in between then shows its
+        // rows twice (de-duplicated by identity), never zero times.
+        let buffered = self.ingester.buffered(&self.db, name);
+        let state = self.ingester.catalog().state();
+        let files = state
+            .table(&self.db, name)
+            .map(|t| t.files.values().cloned().collect())
+            .unwrap_or_default();
+        Ok(Some(Arc::new(FleetTable::new(
+            schema,
+            files,
+            buffered,
+            self.store_url.clone(),
+        ))))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.ingester.table_schema(&self.db, name).is_some()
+    }
+}

@@ -1,0 +1,223 @@
+//! The query engine: SQL text in, a stream of Arrow batches out, under a
+//! per-query memory limit and timeout.
+
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::{SQLOptions, SessionState};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use fleetlake_ingest::Ingester;
+use futures::{Stream, StreamExt};
+use object_store::ObjectStore;
+use tokio::time::Instant;
+
+use crate::catalog::{CATALOG_NAME, FleetCatalog};
+use crate::error::{Error, Result};
+
+/// Limits every query runs under.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub timeout: Duration,
+    pub memory_limit: usize,
+    /// DataFusion's target partitions (threads per query).
+    pub target_partitions: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            memory_limit: 1 << 30,
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+pub struct QueryEngine {
+    base: SessionState,
+    runtime: Arc<RuntimeEnv>,
+    config: QueryConfig,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").field("config", &self.config).finish()
+    }
+}
+
+/// The URL under which the data store is registered with DataFusion.
+pub const STORE_URL: &str = "fleetlake://data";
+
+/// `time_bucket(interval, time)`: InfluxDB 3 / TimescaleDB spelling of `date_bin`.
+fn time_bucket() -> datafusion::logical_expr::ScalarUDF {
+    (*datafusion::functions::datetime::date_bin())
+        .clone()
+        .with_aliases(["time_bucket"])
+}
+
+impl QueryEngine {
+    pub fn new(
+        ingester: Arc<Ingester>,
+        store: Arc<dyn ObjectStore>,
+        config: QueryConfig,
+    ) -> Result<Self> {
+        let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid URL");
+        let runtime = Arc::new(
+            RuntimeEnvBuilder::new()
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        runtime.register_object_store(store_url.as_ref(), store);
+        let session_config = base_config(&config, "fleet");
+        let state = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(runtime.clone())
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(FleetCatalog::new(ingester, store_url)),
+        );
+        ctx.register_udf(time_bucket());
+        Ok(Self {
+            base: ctx.state(),
+            runtime,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// A session for one query: database `db` as the default schema, and a
+    /// memory pool of its own.
+    fn session(&self, db: &str) -> SessionContext {
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(self.config.memory_limit),
+            NonZeroUsize::new(3).expect("non-zero"),
+        );
+        let runtime = Arc::new(RuntimeEnv {
+            memory_pool: Arc::new(pool),
+            disk_manager: self.runtime.disk_manager.clone(),
+            cache_manager: self.runtime.cache_manager.clone(),
+            object_store_registry: self.runtime.object_store_registry.clone(),
+        });
+        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+            .with_config(base_config(&self.config, db))
+            .with_runtime_env(runtime)
+            .build();
+        SessionContext::new_with_state(state)
+    }
+
+    /// Plans `sql` against database `db` and starts executing it. The stream
+    /// ends with [`Error::Timeout`] once the query's time is up.
+    pub async fn query(&self, db: &str, sql: &str) -> Result<QueryStream> {
+        let deadline = Instant::now() + self.config.timeout;
+        let limit_ms = self.config.timeout.as_millis() as u64;
+        let mem = self.config.memory_limit;
+        let ctx = self.session(db);
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let plan = async {
+            let df = ctx.sql_with_options(sql, options).await?;
+            df.execute_stream().await
+        };
+        let stream = match tokio::time::timeout_at(deadline, plan).await {
+            Err(_) => return Err(Error::Timeout { limit_ms }),
+            Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
+            Ok(Ok(s)) => s,
+        };
+        Ok(QueryStream {
+            schema: stream.schema(),
+            inner: stream,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            limit_ms,
+            memory_limit: mem,
+            done: false,
+        })
+    }
+
+    /// Runs `sql` and collects every batch (for small results and tests).
+    pub async fn query_collect(&self, db: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let mut s = self.query(db, sql).await?;
+        let schema = s.schema();
+        let mut out = Vec::new();
+        while let Some(b) = s.next().await {
+            out.push(b?);
+        }
+        Ok((schema, out))
+    }
+}
+
+fn base_config(config: &QueryConfig, db: &str) -> SessionConfig {
+    let mut c = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, db)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        .with_target_partitions(config.target_partitions);
+    c.options_mut().execution.parquet.pushdown_filters = true;
+    c.options_mut().execution.parquet.reorder_filters = true;
+    c.options_mut().execution.time_zone = Some("UTC".to_string());
+    c
+}
+
+/// The result stream of a query, cut off at its deadline.
+pub struct QueryStream {
+    schema: SchemaRef,
+    inner: SendableRecordBatchStream,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit_ms: u64,
+    memory_limit: usize,
+    done: bool,
+}
+
+impl QueryStream {
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl Stream for QueryStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(Some(Err(Error::Timeout {
+                limit_ms: self.limit_ms,
+            })));
+        }
+        let mem = self.memory_limit;
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(Error::from_datafusion(e, mem))))
+            }
+            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

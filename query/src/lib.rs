@@ -1,0 +1,23 @@
+//! fleetlake query: SQL over the catalog's Parquet files and the write buffer,
+//! with Apache DataFusion.
+//!
+//! Every database is a schema of the `fleetlake` catalog; `system` holds
+//! `tables`, `columns` and `files`. A table scan prunes files by time, pushes
+//! filters into Parquet, and de-duplicates (later write wins, field by field)
+//! only where chunks overlap in time. See [`table::FleetTable`].
+//!
+//! ```
+//! use fleetlake_query::time_range::TimeRange;
+//! assert!(TimeRange::default().overlaps(0, 10));
+//! ```
+
+pub mod catalog;
+pub mod dedup_exec;
+pub mod engine;
+pub mod error;
+pub mod system;
+pub mod table;
+pub mod time_range;
+
+pub use engine::{QueryConfig, QueryEngine, QueryStream};
+pub use error::{Error, Result};

@@ -1,0 +1,103 @@
+//! Flags of `fleetlake serve`. Every flag has an environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port of the HTTP API (InfluxDB's port by default, so
+    /// Telegraf's influxdb outputs work unchanged).
+    #[arg(long, env = "FLEETLAKE_HTTP_BIND", default_value = "127.0.0.1:8086")]
+    pub http_bind: String,
+
+    /// Directory for local state: the object store (unless --object-store
+    /// says otherwise) and the WAL (unless --wal-dir says otherwise).
+    #[arg(long, env = "FLEETLAKE_DATA_DIR", default_value = "./fleetlake-data")]
+    pub data_dir: PathBuf,
+
+    /// Object store URL for Parquet files and the catalog: a directory,
+    /// file:///dir, or s3://bucket/prefix (configured from the standard AWS_*
+    /// environment variables). Default: <data-dir>/store.
+    #[arg(long, env = "FLEETLAKE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+
+    /// Directory of the write-ahead log. Default: <data-dir>/wal.
+    #[arg(long, env = "FLEETLAKE_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
+
+    /// Memory budget of the write buffer in bytes; past it writes get 503
+    /// with Retry-After until a flush frees room.
+    #[arg(long, env = "FLEETLAKE_MEMORY_BUDGET", default_value_t = 1 << 30)]
+    pub memory_budget: usize,
+
+    /// Flush the write buffer to Parquet once it holds this many bytes.
+    #[arg(long, env = "FLEETLAKE_FLUSH_BYTES", default_value_t = 256 << 20)]
+    pub flush_bytes: usize,
+
+    /// Flush the write buffer once its oldest write is this old (e.g. 5m, 30s).
+    #[arg(long, env = "FLEETLAKE_FLUSH_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Largest accepted write body in bytes (after gzip decoding); larger → 413.
+    #[arg(long, env = "FLEETLAKE_MAX_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Time limit of one query (e.g. 60s, 2m).
+    #[arg(long, env = "FLEETLAKE_QUERY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+
+    /// Memory limit of one query in bytes; operators that can spill do so
+    /// first, then the query fails with a message saying so.
+    #[arg(long, env = "FLEETLAKE_QUERY_MEMORY_LIMIT", default_value_t = 1 << 30)]
+    pub query_memory_limit: usize,
+
+    /// Write a catalog checkpoint every N commits (bounds start-up time).
+    #[arg(long, env = "FLEETLAKE_CHECKPOINT_EVERY", default_value_t = 100)]
+    pub checkpoint_every: u64,
+}
+
+impl ServeArgs {
+    pub fn object_store_url(&self) -> String {
+        self.object_store
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("store").display().to_string())
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("wal"))
+    }
+}
+
+/// Parses `90`, `90s`, `500ms`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 30s, 5m, 1h"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5 weeks").is_err());
+    }
+}

@@ -1,0 +1,480 @@
+//! The catalog: an ordered commit log on the object store, plus checkpoints.
+//!
+//! ```text
+//! _catalog/commits/00000000000000000001.json      one JSON commit per sequence number
+//! _catalog/checkpoints/00000000000000000100.json  full state as of that commit
+//! ```
+//!
+//! # Invariants
+//! - Commit `n` is written with put-if-not-exists: two writers can never both
+//!   own sequence `n`. A writer that loses the race reloads and retries.
+//! - State = latest checkpoint + every later commit, applied in order; the log
+//!   has no gaps.
+//! - A data file is visible exactly when some applied commit added it and no
+//!   later one removed it. Files that no commit references are garbage.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::schema::{ColumnDef, TableSchema};
+
+const COMMITS_DIR: &str = "_catalog/commits";
+const CHECKPOINTS_DIR: &str = "_catalog/checkpoints";
+const MAX_CONFLICT_RETRIES: usize = 32;
+
+/// A Parquet data file known to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// Object-store path, relative to the store root.
+    pub path: String,
+    pub db: String,
+    pub table: String,
+    /// Partition day, `YYYY-MM-DD`.
+    pub day: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Inclusive nanosecond bounds of `time` in the file.
+    pub min_time: i64,
+    pub max_time: i64,
+    /// Ordering of the file's rows relative to other data: a row with a higher
+    /// `seq` is a later write. Every row of a file has this one value.
+    pub seq: u64,
+    /// When the file was committed (ns since the epoch).
+    pub created_ns: i64,
+}
+
+/// One change in a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreateDatabase {
+        db: String,
+    },
+    CreateTable {
+        db: String,
+        table: String,
+    },
+    AddColumns {
+        db: String,
+        table: String,
+        columns: Vec<ColumnDef>,
+    },
+    AddFiles {
+        files: Vec<FileMeta>,
+    },
+    RemoveFiles {
+        db: String,
+        table: String,
+        paths: Vec<String>,
+    },
+    /// Every WAL record up to and including this sequence is in Parquet.
+    PersistedWal {
+        wal_seq: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Commit {
+    pub seq: u64,
+    pub time_ns: i64,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TableState {
+    pub schema: TableSchema,
+    /// Files by path.
+    pub files: BTreeMap<String, FileMeta>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DatabaseState {
+    pub tables: BTreeMap<String, Arc<TableState>>,
+}
+
+/// The catalog's state as of commit `seq`. Immutable; replaced on each commit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CatalogState {
+    pub seq: u64,
+    pub persisted_wal_seq: u64,
+    pub databases: BTreeMap<String, DatabaseState>,
+}
+
+impl CatalogState {
+    pub fn table(&self, db: &str, table: &str) -> Option<&Arc<TableState>> {
+        self.databases.get(db)?.tables.get(table)
+    }
+
+    /// Applies `actions` as commit `seq`.
+    ///
+    /// # Errors
+    /// A column type conflict or a reference to a table that does not exist.
+    pub fn apply(&mut self, seq: u64, actions: &[Action]) -> Result<()> {
+        for action in actions {
+            match action {
+                Action::CreateDatabase { db } => {
+                    self.databases.entry(db.clone()).or_default();
+                }
+                Action::CreateTable { db, table } => {
+                    self.databases
+                        .entry(db.clone())
+                        .or_default()
+                        .tables
+                        .entry(table.clone())
+                        .or_default();
+                }
+                Action::AddColumns { db, table, columns } => {
+                    let t = self.table_mut(db, table)?;
+                    for c in columns {
+                        t.schema.merge_column(table, &c.name, c.kind)?;
+                    }
+                }
+                Action::AddFiles { files } => {
+                    for f in files {
+                        let t = self.table_mut(&f.db, &f.table)?;
+                        t.files.insert(f.path.clone(), f.clone());
+                    }
+                }
+                Action::RemoveFiles { db, table, paths } => {
+                    let t = self.table_mut(db, table)?;
+                    for p in paths {
+                        t.files.remove(p);
+                    }
+                }
+                Action::PersistedWal { wal_seq } => {
+                    self.persisted_wal_seq = self.persisted_wal_seq.max(*wal_seq);
+                }
+            }
+        }
+        self.seq = seq;
+        Ok(())
+    }
+
+    fn table_mut(&mut self, db: &str, table: &str) -> Result<&mut TableState> {
+        let t = self
+            .databases
+            .get_mut(db)
+            .and_then(|d| d.tables.get_mut(table))
+            .ok_or_else(|| Error::TableNotFound {
+                db: db.to_string(),
+                table: table.to_string(),
+            })?;
+        Ok(Arc::make_mut(t))
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.databases
+            .values()
+            .flat_map(|d| d.tables.values())
+            .map(|t| t.files.len())
+            .sum()
+    }
+}
+
+/// The catalog handle: the current state and the means to commit.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Arc<dyn ObjectStore>,
+    state: RwLock<Arc<CatalogState>>,
+    /// Serialises this process's commits; other processes race via put-if-not-exists.
+    commit_lock: tokio::sync::Mutex<()>,
+    checkpoint_every: u64,
+}
+
+fn commit_path(seq: u64) -> Path {
+    Path::from(format!("{COMMITS_DIR}/{seq:020}.json"))
+}
+
+fn checkpoint_path(seq: u64) -> Path {
+    Path::from(format!("{CHECKPOINTS_DIR}/{seq:020}.json"))
+}
+
+fn seq_of(path: &Path) -> Option<u64> {
+    path.filename()?.strip_suffix(".json")?.parse().ok()
+}
+
+fn os_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
+    move |source| Error::ObjectStore {
+        path: path.to_string(),
+        source,
+    }
+}
+
+pub fn now_ns() -> i64 {
+    chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX)
+}
+
+impl Catalog {
+    /// Loads the catalog from `store`: the newest checkpoint plus later commits.
+    pub async fn load(store: Arc<dyn ObjectStore>, checkpoint_every: u64) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let mut state = CatalogState::default();
+        let checkpoints: Vec<_> = store
+            .list(Some(&Path::from(CHECKPOINTS_DIR)))
+            .try_collect()
+            .await
+            .map_err(os_err(&Path::from(CHECKPOINTS_DIR)))?;
+        if let Some(latest) = checkpoints.iter().filter_map(|m| seq_of(&m.location)).max() {
+            let path = checkpoint_path(latest);
+            let bytes = store
+                .get(&path)
+                .await
+                .map_err(os_err(&path))?
+                .bytes()
+                .await
+                .map_err(os_err(&path))?;
+            state = serde_json::from_slice(&bytes).map_err(|source| Error::CorruptCheckpoint {
+                seq: latest,
+                source,
+            })?;
+        }
+        let catalog = Self {
+            store,
+            state: RwLock::new(Arc::new(state)),
+            commit_lock: tokio::sync::Mutex::new(()),
+            checkpoint_every: checkpoint_every.max(1),
+        };
+        let applied = catalog.catch_up().await?;
+        let s = catalog.state();
+        info!(
+            seq = s.seq,
+            replayed_commits = applied,
+            files = s.file_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "catalog loaded"
+        );
+        Ok(catalog)
+    }
+
+    /// The current state (a snapshot; later commits do not change it).
+    pub fn state(&self) -> Arc<CatalogState> {
+        Arc::clone(&self.state.read())
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Applies commits written after our state (by us or another writer).
+    async fn catch_up(&self) -> Result<usize> {
+        let mut state = (*self.state()).clone();
+        let offset = commit_path(state.seq);
+        let mut found: Vec<(u64, Path)> = self
+            .store
+            .list_with_offset(Some(&Path::from(COMMITS_DIR)), &offset)
+            .try_filter_map(|m| async move { Ok(seq_of(&m.location).map(|s| (s, m.location))) })
+            .try_collect()
+            .await
+            .map_err(os_err(&offset))?;
+        found.retain(|(s, _)| *s > state.seq);
+        found.sort_by_key(|(s, _)| *s);
+        let n = found.len();
+        for (seq, path) in found {
+            if seq != state.seq + 1 {
+                return Err(Error::CommitGap {
+                    expected: state.seq + 1,
+                    found: seq,
+                });
+            }
+            let bytes = self
+                .store
+                .get(&path)
+                .await
+                .map_err(os_err(&path))?
+                .bytes()
+                .await
+                .map_err(os_err(&path))?;
+            let commit: Commit = serde_json::from_slice(&bytes)
+                .map_err(|source| Error::CorruptCommit { seq, source })?;
+            state.apply(seq, &commit.actions)?;
+        }
+        if n > 0 {
+            *self.state.write() = Arc::new(state);
+        }
+        Ok(n)
+    }
+
+    /// Commits `actions` as the next sequence number and returns the new state.
+    ///
+    /// # Errors
+    /// The actions do not apply to the current state (e.g. a column type
+    /// conflict introduced by another writer), or the store fails.
+    pub async fn commit(&self, actions: Vec<Action>) -> Result<Arc<CatalogState>> {
+        let _guard = self.commit_lock.lock().await;
+        for _attempt in 0..MAX_CONFLICT_RETRIES {
+            let current = self.state();
+            let seq = current.seq + 1;
+            let mut next = (*current).clone();
+            if let Err(e) = next.apply(seq, &actions) {
+                // Another writer may have made the actions valid (e.g. created
+                // the table); judge them against the newest state.
+                if self.catch_up().await? == 0 {
+                    return Err(e);
+                }
+                continue;
+            }
+            let commit = Commit {
+                seq,
+                time_ns: now_ns(),
+                actions: actions.clone(),
+            };
+            let body = serde_json::to_vec(&commit).expect("commits serialise");
+            let path = commit_path(seq);
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(body), opts)
+                .await
+            {
+                Ok(_) => {
+                    let next = Arc::new(next);
+                    *self.state.write() = Arc::clone(&next);
+                    debug!(seq, "catalog commit");
+                    if seq % self.checkpoint_every == 0 {
+                        self.write_checkpoint(&next).await;
+                    }
+                    return Ok(next);
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    debug!(seq, "catalog commit lost a race; catching up");
+                    self.catch_up().await?;
+                }
+                Err(source) => {
+                    return Err(Error::ObjectStore {
+                        path: path.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(Error::TooManyConflicts {
+            attempts: MAX_CONFLICT_RETRIES,
+        })
+    }
+
+    /// A failed checkpoint only costs start-up time, so it is logged, not raised.
+    async fn write_checkpoint(&self, state: &CatalogState) {
+        let path = checkpoint_path(state.seq);
+        let body = serde_json::to_vec(state).expect("state serialises");
+        if let Err(e) = self.store.put(&path, PutPayload::from(body)).await {
+            warn!(seq = state.seq, error = %e, "catalog checkpoint failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnKind, FieldType};
+    use object_store::memory::InMemory;
+
+    fn file(path: &str, seq: u64) -> FileMeta {
+        FileMeta {
+            path: path.into(),
+            db: "fleet".into(),
+            table: "cpu".into(),
+            day: "2016-01-01".into(),
+            rows: 10,
+            bytes: 100,
+            min_time: 0,
+            max_time: 10,
+            seq,
+            created_ns: 0,
+        }
+    }
+
+    fn create() -> Vec<Action> {
+        vec![
+            Action::CreateDatabase { db: "fleet".into() },
+            Action::CreateTable {
+                db: "fleet".into(),
+                table: "cpu".into(),
+            },
+            Action::AddColumns {
+                db: "fleet".into(),
+                table: "cpu".into(),
+                columns: vec![ColumnDef {
+                    name: "v".into(),
+                    kind: ColumnKind::Field(FieldType::Float),
+                }],
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn commits_survive_reload_with_checkpoints() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cat = Catalog::load(Arc::clone(&store), 3).await.unwrap();
+        cat.commit(create()).await.unwrap();
+        for i in 0..10 {
+            cat.commit(vec![Action::AddFiles {
+                files: vec![file(&format!("f{i}"), i)],
+            }])
+            .await
+            .unwrap();
+        }
+        cat.commit(vec![Action::RemoveFiles {
+            db: "fleet".into(),
+            table: "cpu".into(),
+            paths: vec!["f0".into()],
+        }])
+        .await
+        .unwrap();
+        let again = Catalog::load(store, 3).await.unwrap();
+        let s = again.state();
+        assert_eq!(s.seq, 12);
+        assert_eq!(s.file_count(), 9);
+        assert_eq!(s.table("fleet", "cpu").unwrap().schema.columns().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn two_writers_never_share_a_sequence_number() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = Catalog::load(Arc::clone(&store), 100).await.unwrap();
+        let b = Catalog::load(Arc::clone(&store), 100).await.unwrap();
+        a.commit(create()).await.unwrap();
+        // b has not seen a's commit; its commit must land after it, not over it.
+        let s = b
+            .commit(vec![Action::AddFiles {
+                files: vec![file("x", 1)],
+            }])
+            .await
+            .unwrap();
+        assert_eq!(s.seq, 2);
+        let c = Catalog::load(store, 100).await.unwrap();
+        assert_eq!(c.state().file_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn conflicting_column_type_is_refused() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = Catalog::load(store, 100).await.unwrap();
+        a.commit(create()).await.unwrap();
+        let err = a
+            .commit(vec![Action::AddColumns {
+                db: "fleet".into(),
+                table: "cpu".into(),
+                columns: vec![ColumnDef {
+                    name: "v".into(),
+                    kind: ColumnKind::Field(FieldType::Integer),
+                }],
+            }])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ColumnTypeConflict { .. }));
+        assert_eq!(a.state().seq, 1);
+    }
+}

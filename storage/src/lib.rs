@@ -1,0 +1,25 @@
+//! fleetlake storage: the object-store layout, table schemas, Parquet
+//! encoding, last-write-wins de-duplication and the catalog.
+//!
+//! Everything durable except the WAL lives in one [`object_store::ObjectStore`]:
+//! a local directory by default, S3 in production. Nothing here assumes a
+//! local file system.
+//!
+//! ```
+//! use fleetlake_storage::layout::{data_file_path, day_of};
+//! let t = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z
+//! assert_eq!(
+//!     data_file_path("fleet", "cpu", &day_of(t), "f1").to_string(),
+//!     "fleet/cpu/day=2016-01-01/f1.parquet"
+//! );
+//! ```
+
+pub mod catalog;
+pub mod dedup;
+pub mod error;
+pub mod layout;
+pub mod parquet_file;
+pub mod schema;
+pub mod store;
+
+pub use error::{Error, Result};
