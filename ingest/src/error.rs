@@ -15,6 +15,11 @@ pub enum Error {
     )]
     BufferFull { used: usize, budget: usize },
 
+    #[error(
+        "a body of {bytes} bytes can never fit the write buffer's budget of {budget} bytes; split it"
+    )]
+    BodyOverBudget { bytes: usize, budget: usize },
+
     #[error("column '{column}' of table '{table}' changed type concurrently; retry the write")]
     ConcurrentSchemaChange { table: String, column: String },
 

@@ -23,7 +23,7 @@ use crate::buffer::{BufferContents, SEQ_COLUMN, align_to_schema, file_seq};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::precision::Precision;
-use crate::validate::{RejectedLine, SchemaSource, TableWrite, validate};
+use crate::validate::{RejectedLine, SchemaSource, validate};
 use crate::wal::{self, AppendPayload, Wal, WalApply};
 
 /// Configuration of the write path.
@@ -248,6 +248,13 @@ impl Ingester {
         accept_partial: bool,
     ) -> Result<WriteOutcome> {
         validate_name(db).map_err(Error::InvalidDatabase)?;
+        // Buffered Arrow data takes about twice the line protocol's bytes.
+        if body.len().saturating_mul(2) > self.config.memory_budget {
+            return Err(Error::BodyOverBudget {
+                bytes: body.len(),
+                budget: self.config.memory_budget,
+            });
+        }
         let used = self.buffer_bytes() + self.inflight_bytes.load(Ordering::Relaxed);
         if used + body.len() > self.config.memory_budget {
             self.metrics.writes_refused_buffer_full.inc();

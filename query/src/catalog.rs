@@ -1,6 +1,5 @@
 //! DataFusion catalog over fleetlake: one schema per database, plus `system`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,9 +27,6 @@ impl FleetCatalog {
 }
 
 impl CatalogProvider for FleetCatalog {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.ingester.databases();
@@ -61,9 +57,6 @@ struct DatabaseSchema {
 
 #[async_trait]
 impl SchemaProvider for DatabaseSchema {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 
     fn table_names(&self) -> Vec<String> {
         self.ingester.tables(&self.db)

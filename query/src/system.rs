@@ -1,7 +1,6 @@
 //! The `system` schema: `system.tables`, `system.columns`, `system.files`.
 //! Built from the catalog and the write buffer each time a query names them.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampNanosecondArray, UInt64Array};
@@ -160,9 +159,6 @@ fn ts_type() -> DataType {
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 
     fn table_names(&self) -> Vec<String> {
         TABLES.iter().map(|s| s.to_string()).collect()

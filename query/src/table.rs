@@ -12,7 +12,6 @@
 //! `time`) are applied, because a field filter there could drop the newer of
 //! two rows and resurrect the older value.
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -142,9 +141,6 @@ fn cluster(files: &[&FileMeta], buffered: &[&BufferedPartition]) -> (Vec<usize>,
 
 #[async_trait]
 impl datafusion::catalog::TableProvider for FleetTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 
     fn schema(&self) -> SchemaRef {
         self.arrow_schema.clone()
@@ -228,7 +224,9 @@ impl FleetTable {
         } else {
             vec![]
         };
-        let table_schema = DfTableSchema::new(self.arrow_schema.clone(), partition_cols);
+        let table_schema = DfTableSchema::builder(self.arrow_schema.clone())
+            .with_table_partition_cols(partition_cols)
+            .build();
         let store = state.runtime_env().object_store(&self.store_url)?;
         let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
         let mut source = ParquetSource::new(table_schema)

@@ -1,0 +1,40 @@
+//! `fleetlake sql`: run a query on a running server and print the result.
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The SQL query.
+    pub query: String,
+    /// Base URL of the server.
+    #[arg(long, env = "FLEETLAKE_URL", default_value = "http://127.0.0.1:8086")]
+    pub url: String,
+    /// Database to query.
+    #[arg(long, env = "FLEETLAKE_DB", default_value = "fleet")]
+    pub db: String,
+    /// Output format: pretty, json, jsonl or csv.
+    #[arg(long, default_value = "pretty")]
+    pub format: String,
+}
+
+pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/sql", args.url.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .json(&serde_json::json!({"sql": args.query, "db": args.db, "format": args.format}))
+        .send()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let status = response.status();
+    let body = response.text().await.context("reading the response")?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or(body);
+        bail!("query failed ({status}): {message}");
+    }
+    print!("{body}");
+    Ok(())
+}

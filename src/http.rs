@@ -1,0 +1,149 @@
+//! The HTTP API: routes, shared state, and the one place errors become statuses.
+
+mod metrics;
+mod query;
+mod write;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fleetlake_ingest::Ingester;
+use fleetlake_query::QueryEngine;
+use serde_json::json;
+
+pub use metrics::ServerMetrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ingester: Arc<Ingester>,
+    pub engine: Arc<QueryEngine>,
+    pub max_body_bytes: usize,
+    pub metrics: Arc<ServerMetrics>,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(ingester: Arc<Ingester>, engine: Arc<QueryEngine>, max_body_bytes: usize) -> Self {
+        Self {
+            ingester,
+            engine,
+            max_body_bytes,
+            metrics: Arc::new(ServerMetrics::default()),
+            started: Instant::now(),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/write", post(write::write_v1))
+        .route("/api/v2/write", post(write::write_v2))
+        .route("/api/v3/write_lp", post(write::write_v3))
+        .route("/api/v1/sql", get(query::sql_get).post(query::sql_post))
+        .route(
+            "/api/v3/query_sql",
+            get(query::sql_get_v3).post(query::sql_post_v3),
+        )
+        .route("/api/v1/admin/flush", post(flush))
+        .route("/health", get(health))
+        .route("/ping", get(ping).head(ping))
+        .route("/metrics", get(metrics::render))
+        // Bodies are size-checked by the handlers themselves (413 with a message).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "pass", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Persists the write buffer now (operators before maintenance; tests).
+async fn flush(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let files = state.ingester.flush().await?;
+    Ok(Json(json!({"files_written": files})))
+}
+
+/// InfluxDB 1.x clients and Telegraf probe `/ping` and expect 204.
+async fn ping() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        "X-Influxdb-Version",
+        HeaderValue::from_static(concat!("fleetlake-", env!("CARGO_PKG_VERSION"))),
+    );
+    r
+}
+
+/// An error answer: a status and a JSON body `{"error": message, ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(json!({"error": self.message, "message": self.message})),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+impl From<fleetlake_ingest::Error> for ApiError {
+    fn from(e: fleetlake_ingest::Error) -> Self {
+        use fleetlake_ingest::Error as E;
+        let status = match &e {
+            E::InvalidPrecision(_) | E::InvalidDatabase(_) => StatusCode::BAD_REQUEST,
+            E::BufferFull { .. } | E::ShuttingDown | E::WalClosed => StatusCode::SERVICE_UNAVAILABLE,
+            E::ConcurrentSchemaChange { .. } => StatusCode::CONFLICT,
+            E::BodyOverBudget { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut err = ApiError::new(status, e.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            err.retry_after_secs = Some(1);
+        }
+        err
+    }
+}
+
+impl From<fleetlake_query::Error> for ApiError {
+    fn from(e: fleetlake_query::Error) -> Self {
+        use fleetlake_query::Error as E;
+        let status = match &e {
+            E::User(_) => StatusCode::BAD_REQUEST,
+            E::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            E::MemoryLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}

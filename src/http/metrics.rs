@@ -1,0 +1,102 @@
+//! `/metrics` in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use fleetlake_ingest::metrics::Counter;
+use parking_lot::Mutex;
+
+use super::AppState;
+
+/// Upper bounds (seconds) of the query latency histogram.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+#[derive(Debug, Default)]
+pub struct ServerMetrics {
+    pub write_bytes: Counter,
+    writes_by_status: Mutex<Vec<(u16, u64)>>,
+    queries_by_status: Mutex<Vec<(u16, u64)>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+fn bump(v: &Mutex<Vec<(u16, u64)>>, status: u16) {
+    let mut v = v.lock();
+    match v.iter_mut().find(|(s, _)| *s == status) {
+        Some((_, n)) => *n += 1,
+        None => {
+            v.push((status, 1));
+            v.sort();
+        }
+    }
+}
+
+impl ServerMetrics {
+    pub fn count_write(&self, status: u16) {
+        bump(&self.writes_by_status, status);
+    }
+
+    pub fn count_query(&self, status: u16, seconds: f64) {
+        bump(&self.queries_by_status, status);
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    let i = state.ingester.metrics();
+    let mut out = String::new();
+    counter(&mut out, "fleetlake_rows_written_total", "Rows acknowledged by the write APIs.", i.rows_written.get());
+    counter(&mut out, "fleetlake_fields_written_total", "Field values acknowledged.", i.fields_written.get());
+    counter(&mut out, "fleetlake_write_bytes_total", "Line-protocol bytes received (after gzip decoding).", m.write_bytes.get());
+    counter(&mut out, "fleetlake_lines_rejected_total", "Lines rejected by validation.", i.lines_rejected.get());
+    let _ = writeln!(out, "# HELP fleetlake_write_requests_total Write requests by HTTP status.\n# TYPE fleetlake_write_requests_total counter");
+    for (status, n) in m.writes_by_status.lock().iter() {
+        let _ = writeln!(out, "fleetlake_write_requests_total{{status=\"{status}\"}} {n}");
+    }
+    counter(&mut out, "fleetlake_wal_fsyncs_total", "WAL fsyncs (one per group commit).", i.wal_fsyncs.get());
+    counter(&mut out, "fleetlake_wal_bytes_total", "Bytes appended to the WAL.", i.wal_bytes.get());
+    counter(&mut out, "fleetlake_flushes_total", "Buffer flushes committed.", i.flushes.get());
+    counter(&mut out, "fleetlake_flush_errors_total", "Flush attempts that failed (retried).", i.flush_errors.get());
+    counter(&mut out, "fleetlake_flushed_rows_total", "Rows written to Parquet by flushes.", i.flushed_rows.get());
+    counter(&mut out, "fleetlake_flushed_bytes_total", "Parquet bytes written by flushes.", i.flushed_bytes.get());
+    counter(&mut out, "fleetlake_writes_refused_buffer_full_total", "Writes answered 503 because the buffer was over budget.", i.writes_refused_buffer_full.get());
+    gauge(&mut out, "fleetlake_buffer_bytes", "Bytes held by the write buffer.", state.ingester.buffer_bytes() as u64);
+    gauge(&mut out, "fleetlake_buffer_rows", "Rows held by the write buffer.", state.ingester.buffer_rows() as u64);
+    gauge(&mut out, "fleetlake_catalog_files", "Data files in the catalog.", state.ingester.catalog().state().file_count() as u64);
+    let _ = writeln!(out, "# HELP fleetlake_queries_total Queries by HTTP status.\n# TYPE fleetlake_queries_total counter");
+    for (status, n) in m.queries_by_status.lock().iter() {
+        let _ = writeln!(out, "fleetlake_queries_total{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP fleetlake_query_duration_seconds Time to plan a query and send its first batch.\n# TYPE fleetlake_query_duration_seconds histogram");
+    for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+        let _ = writeln!(out, "fleetlake_query_duration_seconds_bucket{{le=\"{le}\"}} {}", m.latency_buckets[i].load(Ordering::Relaxed));
+    }
+    let count = m.latency_count.load(Ordering::Relaxed);
+    let _ = writeln!(out, "fleetlake_query_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "fleetlake_query_duration_seconds_sum {}", m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+    let _ = writeln!(out, "fleetlake_query_duration_seconds_count {count}");
+    gauge(&mut out, "fleetlake_uptime_seconds", "Seconds since the server started.", state.started.elapsed().as_secs());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,295 @@
+//! SQL endpoints: `/api/v1/sql` and InfluxDB 3's `/api/v3/query_sql`.
+//!
+//! Formats: `json` (array of objects), `jsonl`, `csv`, `pretty`, `arrow`
+//! (IPC stream), `parquet`. json, jsonl, csv and arrow stream batch by batch;
+//! pretty and parquet are built whole. Timestamps are RFC 3339.
+
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fleetlake_query::QueryStream;
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+
+const DEFAULT_DB: &str = "fleet";
+
+#[derive(Debug, Deserialize)]
+pub struct SqlParams {
+    #[serde(alias = "sql")]
+    q: Option<String>,
+    db: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SqlBody {
+    #[serde(alias = "q")]
+    sql: Option<String>,
+    db: Option<String>,
+    format: Option<String>,
+}
+
+pub async fn sql_get(State(state): State<AppState>, Query(p): Query<SqlParams>) -> Response {
+    run(state, p.q, p.db, p.format).await
+}
+
+pub async fn sql_post(State(state): State<AppState>, body: Bytes) -> Response {
+    match parse_body(&body) {
+        Ok(b) => run(state, b.sql, b.db, b.format).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn sql_get_v3(state: State<AppState>, params: Query<SqlParams>) -> Response {
+    sql_get(state, params).await
+}
+
+pub async fn sql_post_v3(state: State<AppState>, body: Bytes) -> Response {
+    sql_post(state, body).await
+}
+
+fn parse_body(body: &[u8]) -> Result<SqlBody, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "request body must be JSON like {{\"sql\": \"SELECT 1\", \"db\": \"fleet\", \"format\": \"json\"}}: {e}"
+        ))
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    JsonLines,
+    Csv,
+    Pretty,
+    Arrow,
+    Parquet,
+}
+
+impl Format {
+    fn parse(s: Option<&str>) -> Result<Self, ApiError> {
+        Ok(match s.unwrap_or("json") {
+            "json" => Self::Json,
+            "jsonl" | "ndjson" => Self::JsonLines,
+            "csv" => Self::Csv,
+            "pretty" => Self::Pretty,
+            "arrow" => Self::Arrow,
+            "parquet" => Self::Parquet,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown format {other:?}: use json, jsonl, csv, pretty, arrow or parquet"
+                )));
+            }
+        })
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::JsonLines => "application/jsonl",
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Pretty => "text/plain; charset=utf-8",
+            Self::Arrow => "application/vnd.apache.arrow.stream",
+            Self::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+async fn run(state: AppState, sql: Option<String>, db: Option<String>, format: Option<String>) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let format = Format::parse(format.as_deref())?;
+        let sql = sql
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_request("missing SQL: pass it as 'q' (GET) or 'sql' (POST JSON)"))?;
+        let db = db.unwrap_or_else(|| DEFAULT_DB.to_string());
+        let mut stream = state.engine.query(&db, &sql).await?;
+        // The first batch surfaces most execution errors while a status can still say so.
+        let first = match stream.next().await {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => return Err(e.into()),
+            None => None,
+        };
+        respond(format, stream, first).await
+    }
+    .await;
+    let response = result.unwrap_or_else(|e| e.into_response());
+    state
+        .metrics
+        .count_query(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn respond(format: Format, mut stream: QueryStream, first: Option<RecordBatch>) -> Result<Response, ApiError> {
+    let schema = stream.schema();
+    let body = match format {
+        Format::Pretty | Format::Parquet => {
+            let mut batches: Vec<RecordBatch> = first.into_iter().collect();
+            while let Some(b) = stream.next().await {
+                batches.push(b?);
+            }
+            let bytes = if format == Format::Pretty {
+                let table = arrow::util::pretty::pretty_format_batches(&batches)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                format!("{table}\n").into_bytes()
+            } else {
+                encode_parquet(schema, &batches)?
+            };
+            Body::from(bytes)
+        }
+        _ => {
+            let mut encoder = Encoder::new(format, schema);
+            let head = match &first {
+                Some(b) => encoder.batch(b),
+                None => Ok(Vec::new()),
+            }
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let rest = futures::stream::unfold(
+                (stream, encoder, false),
+                |(mut stream, mut encoder, done)| async move {
+                    if done {
+                        return None;
+                    }
+                    match stream.next().await {
+                        Some(Ok(b)) => {
+                            let out = encoder.batch(&b).map_err(std::io::Error::other);
+                            Some((out, (stream, encoder, false)))
+                        }
+                        Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (stream, encoder, true))),
+                        None => {
+                            let out = encoder.finish().map_err(std::io::Error::other);
+                            Some((out, (stream, encoder, true)))
+                        }
+                    }
+                },
+            );
+            let all = futures::stream::once(async move { Ok(head) }).chain(rest);
+            Body::from_stream(all.map(|r| r.map(Bytes::from)))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ApiError> {
+    fleetlake_storage::parquet_file::encode(schema, batches)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Encodes batches one at a time for the streaming formats.
+struct Encoder {
+    format: Format,
+    schema: SchemaRef,
+    rows_written: usize,
+    started: bool,
+    ipc: Option<arrow::ipc::writer::StreamWriter<Vec<u8>>>,
+}
+
+impl Encoder {
+    fn new(format: Format, schema: SchemaRef) -> Self {
+        Self {
+            format,
+            schema,
+            rows_written: 0,
+            started: false,
+            ipc: None,
+        }
+    }
+
+    fn batch(&mut self, b: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.extend(self.header()?);
+        }
+        match self.format {
+            Format::JsonLines => {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+                w.write(b)?;
+                w.finish()?;
+            }
+            Format::Json => {
+                let mut lines = Vec::new();
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut lines);
+                w.write(b)?;
+                w.finish()?;
+                for row in lines.split(|&c| c == b'\n').filter(|r| !r.is_empty()) {
+                    if self.rows_written > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(row);
+                    self.rows_written += 1;
+                }
+            }
+            Format::Csv => {
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .build(&mut out);
+                w.write(b)?;
+            }
+            Format::Arrow => {
+                let w = self.ipc.as_mut().expect("header created the writer");
+                w.write(b)?;
+                out.append(w.get_mut());
+            }
+            Format::Pretty | Format::Parquet => unreachable!("not streamed"),
+        }
+        Ok(out)
+    }
+
+    fn header(&mut self) -> Result<Vec<u8>, arrow::error::ArrowError> {
+        Ok(match self.format {
+            Format::Json => b"[".to_vec(),
+            Format::Csv => {
+                let names: Vec<String> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| csv_escape(f.name()))
+                    .collect();
+                format!("{}\n", names.join(",")).into_bytes()
+            }
+            Format::Arrow => {
+                let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &self.schema)?;
+                let head = std::mem::take(w.get_mut());
+                self.ipc = Some(w);
+                head
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    fn finish(&mut self) -> Result<Vec<u8>, arrow::error::ArrowError> {
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.extend(self.header()?);
+        }
+        match self.format {
+            Format::Json => out.push(b']'),
+            Format::Arrow => {
+                let w = self.ipc.as_mut().expect("header created the writer");
+                w.finish()?;
+                out.append(w.get_mut());
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+}
+
+fn csv_escape(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+

@@ -1,0 +1,90 @@
+//! `fleetlake serve`: wires the store, catalog, write path and query engine
+//! to the HTTP API, and shuts down cleanly on SIGTERM / Ctrl-C.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use fleetlake_ingest::{IngestConfig, Ingester};
+use fleetlake_query::{QueryConfig, QueryEngine};
+use fleetlake_storage::catalog::Catalog;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::ServeArgs;
+use crate::http::{self, AppState};
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store_url = args.object_store_url();
+    let store = fleetlake_storage::store::open(&store_url)
+        .with_context(|| format!("opening object store {store_url}"))?;
+    let catalog = Arc::new(
+        Catalog::load(store.clone(), args.checkpoint_every)
+            .await
+            .context("loading the catalog")?,
+    );
+    let mut ingest_config = IngestConfig::new(args.wal_dir());
+    ingest_config.memory_budget = args.memory_budget;
+    ingest_config.flush_bytes = args.flush_bytes;
+    ingest_config.flush_interval = args.flush_interval;
+    let ingester = Ingester::open(catalog, ingest_config)
+        .await
+        .context("opening the write path")?;
+    let query_config = QueryConfig {
+        timeout: args.query_timeout,
+        memory_limit: args.query_memory_limit,
+        ..QueryConfig::default()
+    };
+    let engine = Arc::new(QueryEngine::new(ingester.clone(), store, query_config)?);
+    let state = AppState::new(ingester.clone(), engine, args.max_body_bytes);
+
+    let shutdown = CancellationToken::new();
+    let flusher = tokio::spawn(ingester.clone().run_flusher(shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&args.http_bind)
+        .await
+        .with_context(|| format!("binding {}", args.http_bind))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, store = %store_url, wal = %args.wal_dir().display(), "fleetlake listening");
+    // Tests and scripts read this line to learn the port when binding to :0.
+    println!("fleetlake listening on http://{addr}");
+
+    let app = http::router(state);
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            info!("shutdown requested");
+            stop.cancel();
+        })
+        .await?;
+    shutdown.cancel();
+    let _ = flusher.await;
+    info!("flushing the write buffer before exit");
+    if let Err(e) = ingester.shutdown().await {
+        error!(error = %e, "final flush failed; the WAL keeps the data for the next start");
+        return Err(e.into());
+    }
+    info!("bye");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

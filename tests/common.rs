@@ -1,0 +1,231 @@
+//! Starting the real server and talking to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running `fleetlake serve` on a free port with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh temporary directory.
+    pub fn start(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on `dir` (which may hold an earlier server's data).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+            .arg("serve")
+            .arg("--http-bind")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fleetlake");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line).expect("read stdout");
+            assert!(n > 0, "fleetlake exited before listening");
+            if let Some(url) = line.trim().strip_prefix("fleetlake listening on ") {
+                let url = url.to_string();
+                // Keep draining stdout so the child never blocks on a full pipe.
+                std::thread::spawn(move || for _ in reader.lines() {});
+                return Self {
+                    child: Some(child),
+                    url,
+                    data_dir: dir.to_path_buf(),
+                    _tmp: None,
+                };
+            }
+        }
+    }
+
+    /// `kill -9`: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill");
+            c.wait().expect("wait");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status success.
+    pub fn terminate(&mut self) -> bool {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+            return c.wait().expect("wait").success();
+        }
+        true
+    }
+
+    /// Keeps the data directory after this handle is dropped (for restarts).
+    pub fn take_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client")
+    }
+
+    /// POSTs line protocol to `/api/v3/write_lp?db=...` and returns (status, body).
+    pub async fn write(&self, db: &str, body: &str) -> (u16, String) {
+        let r = self
+            .client()
+            .post(format!("{}/api/v3/write_lp?db={db}&precision=nanosecond", self.url))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("write");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// Writes and asserts 204.
+    pub async fn write_ok(&self, db: &str, body: &str) {
+        let (status, text) = self.write(db, body).await;
+        assert_eq!(status, 204, "write failed: {text}");
+    }
+
+    /// Runs SQL and returns (status, body text).
+    pub async fn sql_raw(&self, db: &str, sql: &str, format: &str) -> (u16, String) {
+        let r = self
+            .client()
+            .post(format!("{}/api/v1/sql", self.url))
+            .json(&serde_json::json!({"sql": sql, "db": db, "format": format}))
+            .send()
+            .await
+            .expect("sql");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// Runs SQL, asserts 200, returns the rows as JSON objects.
+    pub async fn sql(&self, db: &str, sql: &str) -> Vec<Value> {
+        let (status, text) = self.sql_raw(db, sql, "json").await;
+        assert_eq!(status, 200, "query {sql:?} failed: {text}");
+        serde_json::from_str::<Vec<Value>>(&text).unwrap_or_else(|e| panic!("bad json {e}: {text}"))
+    }
+
+    /// Runs a one-row, one-column query and returns the value as i64.
+    pub async fn sql_i64(&self, db: &str, sql: &str) -> i64 {
+        let rows = self.sql(db, sql).await;
+        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+        let obj = rows[0].as_object().expect("object");
+        obj.values().next().and_then(Value::as_i64).unwrap_or_else(|| panic!("{sql}: {rows:?}"))
+    }
+
+    /// Flushes the write buffer to Parquet (admin endpoint) and asserts success.
+    pub async fn flush(&self) {
+        let r = self
+            .client()
+            .post(format!("{}/api/v1/admin/flush", self.url))
+            .send()
+            .await
+            .expect("flush");
+        assert_eq!(r.status().as_u16(), 200, "flush failed: {:?}", r.text().await);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A TSBS-style cpu row generator with known values.
+pub struct Tsbs {
+    pub hosts: usize,
+    pub start_ns: i64,
+    pub interval_ns: i64,
+}
+
+pub const TSBS_FIELDS: [&str; 10] = [
+    "usage_user",
+    "usage_system",
+    "usage_idle",
+    "usage_nice",
+    "usage_iowait",
+    "usage_irq",
+    "usage_softirq",
+    "usage_steal",
+    "usage_guest",
+    "usage_guest_nice",
+];
+
+const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
+
+impl Tsbs {
+    pub fn new(hosts: usize) -> Self {
+        Self {
+            hosts,
+            start_ns: 1_451_606_400_000_000_000, // 2016-01-01T00:00:00Z
+            interval_ns: 10_000_000_000,
+        }
+    }
+
+    /// Deterministic value of field `f` of host `h` at epoch `e`, in [0, 100).
+    pub fn value(&self, h: usize, e: usize, f: usize) -> i64 {
+        let mut x = (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (e as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+            ^ (f as u64).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        x = x.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        x ^= x >> 29;
+        (x % 100) as i64
+    }
+
+    pub fn time(&self, e: usize) -> i64 {
+        self.start_ns + e as i64 * self.interval_ns
+    }
+
+    pub fn line(&self, h: usize, e: usize) -> String {
+        let region = REGIONS[h % REGIONS.len()];
+        let mut s = format!(
+            "cpu,hostname=host_{h},region={region},datacenter={region}a,rack={},os=Ubuntu16.04LTS,arch=x64,team=SF,service={},service_version=1,service_environment=production ",
+            h % 100,
+            h % 20
+        );
+        for (i, f) in TSBS_FIELDS.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!("{f}={}i", self.value(h, e, i)));
+        }
+        s.push_str(&format!(" {}\n", self.time(e)));
+        s
+    }
+
+    /// Lines for epochs `[from, to)`, epoch-major.
+    pub fn body(&self, from: usize, to: usize) -> String {
+        let mut s = String::new();
+        for e in from..to {
+            for h in 0..self.hosts {
+                s.push_str(&self.line(h, e));
+            }
+        }
+        s
+    }
+}

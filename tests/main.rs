@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `fleetlake` binary on a free port, over HTTP.
+
+mod common;
+
+mod bad_input;
+mod crash;
+mod duckdb;
+mod identity;
+mod slt;
+mod tsbs;
