@@ -122,7 +122,9 @@ impl From<fleetlake_ingest::Error> for ApiError {
         use fleetlake_ingest::Error as E;
         let status = match &e {
             E::InvalidPrecision(_) | E::InvalidDatabase(_) => StatusCode::BAD_REQUEST,
-            E::BufferFull { .. } | E::ShuttingDown | E::WalClosed => StatusCode::SERVICE_UNAVAILABLE,
+            E::BufferFull { .. } | E::ShuttingDown | E::WalClosed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             E::ConcurrentSchemaChange { .. } => StatusCode::CONFLICT,
             E::BodyOverBudget { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -8,7 +8,11 @@ mod http;
 mod server;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleetlake", version, about = "Time-series telemetry store and warehouse for machine fleets")]
+#[command(
+    name = "fleetlake",
+    version,
+    about = "Time-series telemetry store and warehouse for machine fleets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

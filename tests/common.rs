@@ -72,7 +72,10 @@ impl Server {
     pub fn terminate(&mut self) -> bool {
         if let Some(mut c) = self.child.take() {
             let pid = c.id().to_string();
-            Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill -TERM");
             return c.wait().expect("wait").success();
         }
         true
@@ -94,7 +97,10 @@ impl Server {
     pub async fn write(&self, db: &str, body: &str) -> (u16, String) {
         let r = self
             .client()
-            .post(format!("{}/api/v3/write_lp?db={db}&precision=nanosecond", self.url))
+            .post(format!(
+                "{}/api/v3/write_lp?db={db}&precision=nanosecond",
+                self.url
+            ))
             .body(body.to_string())
             .send()
             .await
@@ -134,7 +140,10 @@ impl Server {
         let rows = self.sql(db, sql).await;
         assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
         let obj = rows[0].as_object().expect("object");
-        obj.values().next().and_then(Value::as_i64).unwrap_or_else(|| panic!("{sql}: {rows:?}"))
+        obj.values()
+            .next()
+            .and_then(Value::as_i64)
+            .unwrap_or_else(|| panic!("{sql}: {rows:?}"))
     }
 
     /// Flushes the write buffer to Parquet (admin endpoint) and asserts success.
@@ -145,7 +154,12 @@ impl Server {
             .send()
             .await
             .expect("flush");
-        assert_eq!(r.status().as_u16(), 200, "flush failed: {:?}", r.text().await);
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "flush failed: {:?}",
+            r.text().await
+        );
     }
 }
 

@@ -6,17 +6,22 @@ async fn assert_exactly_once(server: &Server, hosts: usize, epochs: usize) {
     let n = server.sql_i64("fleet", "SELECT count(*) FROM cpu").await;
     assert_eq!(n, (hosts * epochs) as i64, "row count after restart");
     let distinct = server
-        .sql_i64("fleet", "SELECT count(*) FROM (SELECT DISTINCT hostname, time FROM cpu)")
+        .sql_i64(
+            "fleet",
+            "SELECT count(*) FROM (SELECT DISTINCT hostname, time FROM cpu)",
+        )
         .await;
     assert_eq!(distinct, n, "an identity appears twice");
 }
 
 #[tokio::test]
 async fn kill9_after_acks_replays_the_wal() {
-    let gen = Tsbs::new(10);
+    let tsbs = Tsbs::new(10);
     let mut server = Server::start(&[]);
     for b in 0..10 {
-        server.write_ok("fleet", &gen.body(b * 10, b * 10 + 10)).await;
+        server
+            .write_ok("fleet", &tsbs.body(b * 10, b * 10 + 10))
+            .await;
     }
     server.kill9();
     let dir = server.take_dir().unwrap();
@@ -26,12 +31,12 @@ async fn kill9_after_acks_replays_the_wal() {
     let v = server
         .sql_i64("fleet", "SELECT usage_user FROM cpu WHERE hostname = 'host_4' AND time = '2016-01-01T00:05:00Z'")
         .await;
-    assert_eq!(v, gen.value(4, 30, 0));
+    assert_eq!(v, tsbs.value(4, 30, 0));
 }
 
 #[tokio::test]
 async fn kill9_during_and_after_flushes() {
-    let gen = Tsbs::new(50);
+    let tsbs = Tsbs::new(50);
     let tmp = tempfile::tempdir().unwrap();
     let mut epochs = 0;
     // Each round: acknowledged writes, a flush racing with kill -9 at a
@@ -39,7 +44,9 @@ async fn kill9_during_and_after_flushes() {
     for (round, delay_ms) in [0u64, 2, 10, 40, 150].into_iter().enumerate() {
         let mut server = Server::start_in(tmp.path(), &[]);
         for _ in 0..3 {
-            server.write_ok("fleet", &gen.body(epochs, epochs + 20)).await;
+            server
+                .write_ok("fleet", &tsbs.body(epochs, epochs + 20))
+                .await;
             epochs += 20;
         }
         let url = server.url.clone();
@@ -56,7 +63,7 @@ async fn kill9_during_and_after_flushes() {
         assert_exactly_once(&server, 50, epochs).await;
         // Rewriting an already-acknowledged batch after the crash changes nothing.
         if round == 2 {
-            server.write_ok("fleet", &gen.body(0, 20)).await;
+            server.write_ok("fleet", &tsbs.body(0, 20)).await;
             assert_exactly_once(&server, 50, epochs).await;
         }
         drop(server);

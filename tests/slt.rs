@@ -33,10 +33,14 @@ struct HttpDb {
 
 fn column_type(t: &DataType) -> DefaultColumnType {
     match t {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
-        | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            DefaultColumnType::Integer
-        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => DefaultColumnType::Integer,
         DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
             DefaultColumnType::FloatingPoint
         }
@@ -55,7 +59,11 @@ impl sqllogictest::AsyncDB for HttpDb {
             let (db, body) = rest.split_once('\n').unwrap_or((rest, ""));
             let r = self
                 .client
-                .post(format!("{}/api/v3/write_lp?db={}&precision=nanosecond", self.url, db.trim()))
+                .post(format!(
+                    "{}/api/v3/write_lp?db={}&precision=nanosecond",
+                    self.url,
+                    db.trim()
+                ))
                 .body(body.to_string())
                 .send()
                 .await
@@ -91,13 +99,21 @@ impl sqllogictest::AsyncDB for HttpDb {
         if !status.is_success() {
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(HttpError(
-                v["error"].as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&bytes).into()),
+                v["error"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into()),
             ));
         }
-        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
-            .map_err(|e| HttpError(e.to_string()))?;
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+                .map_err(|e| HttpError(e.to_string()))?;
         let schema = reader.schema();
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         let options = FormatOptions::default().with_null("NULL");
         let mut rows = Vec::new();
         for batch in reader {
@@ -109,11 +125,18 @@ impl sqllogictest::AsyncDB for HttpDb {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| HttpError(e.to_string()))?;
             for row in 0..batch.num_rows() {
-                rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect(),
+                );
             }
         }
         Ok(DBOutput::Rows { types, rows })
     }
+
+    async fn shutdown(&mut self) {}
 
     fn engine_name(&self) -> &str {
         "fleetlake"

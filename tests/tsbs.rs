@@ -10,8 +10,10 @@ use crate::common::{Server, TSBS_FIELDS, Tsbs};
 const HOSTS: usize = 20;
 const EPOCHS: usize = 360; // one hour at 10 s
 
-async fn check_answers(server: &Server, gen: &Tsbs) {
-    let total = server.sql_i64("fleet", "SELECT count(*) AS n FROM cpu").await;
+async fn check_answers(server: &Server, tsbs: &Tsbs) {
+    let total = server
+        .sql_i64("fleet", "SELECT count(*) AS n FROM cpu")
+        .await;
     assert_eq!(total, (HOSTS * EPOCHS) as i64);
 
     // Per-minute max of usage_user for one host (TSBS single-groupby-1-1-1).
@@ -27,7 +29,7 @@ async fn check_answers(server: &Server, gen: &Tsbs) {
     let mut expected: BTreeMap<usize, i64> = BTreeMap::new();
     for e in 0..EPOCHS {
         let m = expected.entry(e / 6).or_insert(i64::MIN);
-        *m = (*m).max(gen.value(host, e, 0));
+        *m = (*m).max(tsbs.value(host, e, 0));
     }
     assert_eq!(rows.len(), 60);
     for (i, row) in rows.iter().enumerate() {
@@ -55,8 +57,10 @@ async fn check_answers(server: &Server, gen: &Tsbs) {
         .await;
     assert_eq!(rows.len(), HOSTS);
     for row in rows {
-        let h: usize = row["hostname"].as_str().unwrap()["host_".len()..].parse().unwrap();
-        let sum: i64 = (0..EPOCHS).map(|e| gen.value(h, e, 1)).sum();
+        let h: usize = row["hostname"].as_str().unwrap()["host_".len()..]
+            .parse()
+            .unwrap();
+        let sum: i64 = (0..EPOCHS).map(|e| tsbs.value(h, e, 1)).sum();
         let want = sum as f64 / EPOCHS as f64;
         let got = row["a"].as_f64().unwrap();
         assert!((got - want).abs() < 1e-9, "host {h}: {got} vs {want}");
@@ -72,7 +76,7 @@ async fn check_answers(server: &Server, gen: &Tsbs) {
         .await;
     assert_eq!(rows.len(), 1);
     for (i, f) in TSBS_FIELDS.iter().enumerate() {
-        assert_eq!(rows[0][*f].as_i64(), Some(gen.value(3, 60, i)), "{f}");
+        assert_eq!(rows[0][*f].as_i64(), Some(tsbs.value(3, 60, i)), "{f}");
     }
     assert_eq!(rows[0]["region"].as_str(), Some("us-east-1"));
 }
@@ -80,13 +84,13 @@ async fn check_answers(server: &Server, gen: &Tsbs) {
 #[tokio::test]
 async fn tsbs_cpu_through_all_write_apis() {
     let mut server = Server::start(&[]);
-    let gen = Tsbs::new(HOSTS);
+    let tsbs = Tsbs::new(HOSTS);
     let client = server.client();
     // Epochs 0..120 through v3, 120..240 through v1 with seconds precision,
     // 240..360 through v2 gzip-compressed.
-    server.write_ok("fleet", &gen.body(0, 120)).await;
+    server.write_ok("fleet", &tsbs.body(0, 120)).await;
 
-    let v1: String = gen
+    let v1: String = tsbs
         .body(120, 240)
         .lines()
         .map(|l| {
@@ -103,9 +107,12 @@ async fn tsbs_cpu_through_all_write_apis() {
     assert_eq!(r.status().as_u16(), 204, "{:?}", r.text().await);
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(gen.body(240, 360).as_bytes()).unwrap();
+    gz.write_all(tsbs.body(240, 360).as_bytes()).unwrap();
     let r = client
-        .post(format!("{}/api/v2/write?bucket=fleet&org=x&precision=ns", server.url))
+        .post(format!(
+            "{}/api/v2/write?bucket=fleet&org=x&precision=ns",
+            server.url
+        ))
         .header("Content-Encoding", "gzip")
         .body(gz.finish().unwrap())
         .send()
@@ -114,17 +121,22 @@ async fn tsbs_cpu_through_all_write_apis() {
     assert_eq!(r.status().as_u16(), 204, "{:?}", r.text().await);
 
     // From the write buffer, right after the acks.
-    check_answers(&server, &gen).await;
+    check_answers(&server, &tsbs).await;
     // From Parquet.
     server.flush().await;
-    let files = server.sql_i64("fleet", "SELECT count(*) AS n FROM system.files WHERE \"table\" = 'cpu'").await;
+    let files = server
+        .sql_i64(
+            "fleet",
+            "SELECT count(*) AS n FROM system.files WHERE \"table\" = 'cpu'",
+        )
+        .await;
     assert!(files >= 1);
-    check_answers(&server, &gen).await;
+    check_answers(&server, &tsbs).await;
     // After a clean restart (SIGTERM flushes; the catalog is reloaded).
     assert!(server.terminate(), "SIGTERM exit was not clean");
     let dir = server.take_dir().unwrap();
     let server = Server::start_in(dir.path(), &[]);
-    check_answers(&server, &gen).await;
+    check_answers(&server, &tsbs).await;
 
     // Output formats.
     for (format, needle) in [
@@ -144,19 +156,28 @@ async fn tsbs_cpu_through_all_write_apis() {
         assert!(body.contains(needle), "{format}: {body}");
     }
     for format in ["arrow", "parquet"] {
-        let (status, body) = server.sql_raw("fleet", "SELECT * FROM cpu LIMIT 5", format).await;
+        let (status, body) = server
+            .sql_raw("fleet", "SELECT * FROM cpu LIMIT 5", format)
+            .await;
         assert_eq!(status, 200, "{format}");
         assert!(!body.is_empty());
     }
     // InfluxDB 3 query API, GET.
     let r = client
         .get(format!("{}/api/v3/query_sql", server.url))
-        .query(&[("q", "SELECT count(*) AS n FROM cpu"), ("db", "fleet"), ("format", "json")])
+        .query(&[
+            ("q", "SELECT count(*) AS n FROM cpu"),
+            ("db", "fleet"),
+            ("format", "json"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.text().await.unwrap(), format!("[{{\"n\":{}}}]", HOSTS * EPOCHS));
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("[{{\"n\":{}}}]", HOSTS * EPOCHS)
+    );
 
     // system tables.
     let cols = server
@@ -166,20 +187,46 @@ async fn tsbs_cpu_through_all_write_apis() {
         serde_json::Value::Array(cols).to_string(),
         r#"[{"column":"hostname","kind":"tag"},{"column":"time","kind":"time"},{"column":"usage_user","kind":"field"}]"#
     );
-    let t = server.sql("fleet", "SELECT persisted_rows FROM system.tables WHERE \"table\" = 'cpu'").await;
-    assert_eq!(t[0]["persisted_rows"].as_i64(), Some((HOSTS * EPOCHS) as i64));
+    let t = server
+        .sql(
+            "fleet",
+            "SELECT persisted_rows FROM system.tables WHERE \"table\" = 'cpu'",
+        )
+        .await;
+    assert_eq!(
+        t[0]["persisted_rows"].as_i64(),
+        Some((HOSTS * EPOCHS) as i64)
+    );
 
     // /health, /metrics and the CLI.
-    let h: serde_json::Value = client.get(format!("{}/health", server.url)).send().await.unwrap().json().await.unwrap();
+    let h: serde_json::Value = client
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "pass");
-    let m = client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let m = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("fleetlake_queries_total{status=\"200\"}"), "{m}");
     assert!(m.contains("fleetlake_query_duration_seconds_count"), "{m}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetlake"))
         .args(["sql", "--url", &server.url, "SELECT count(*) AS n FROM cpu"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&format!("| {} |", HOSTS * EPOCHS)), "{text}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetlake"))
@@ -193,10 +240,10 @@ async fn tsbs_cpu_through_all_write_apis() {
 #[tokio::test]
 async fn metrics_count_writes_and_fsyncs() {
     let server = Server::start(&[]);
-    let gen = Tsbs::new(4);
+    let tsbs = Tsbs::new(4);
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let body = gen.body(i * 10, i * 10 + 10);
+        let body = tsbs.body(i * 10, i * 10 + 10);
         let url = server.url.clone();
         tasks.push(tokio::spawn(async move {
             reqwest::Client::new()
@@ -212,7 +259,15 @@ async fn metrics_count_writes_and_fsyncs() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 204);
     }
-    let m = server.client().get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let m = server
+        .client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let value = |name: &str| -> u64 {
         m.lines()
             .find(|l| l.starts_with(name))

@@ -86,17 +86,21 @@ impl BufferContents {
                 (row_base..row_base + n).map(|r| row_seq(wal_seq, r)),
             ));
             row_base += n;
-            let batch = with_column(&w.batch, Field::new(SEQ_COLUMN, DataType::UInt64, false), seq);
+            let batch = with_column(
+                &w.batch,
+                Field::new(SEQ_COLUMN, DataType::UInt64, false),
+                seq,
+            );
             let bytes = batch.get_array_memory_size();
-            let table = self
-                .tables
-                .entry((db.to_string(), w.table))
-                .or_default();
-            let p = table.partitions.entry(w.day).or_insert_with(|| PartitionBuffer {
-                min_time,
-                max_time,
-                ..Default::default()
-            });
+            let table = self.tables.entry((db.to_string(), w.table)).or_default();
+            let p = table
+                .partitions
+                .entry(w.day)
+                .or_insert_with(|| PartitionBuffer {
+                    min_time,
+                    max_time,
+                    ..Default::default()
+                });
             p.min_time = p.min_time.min(min_time);
             p.max_time = p.max_time.max(max_time);
             p.rows += n;

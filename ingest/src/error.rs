@@ -10,9 +10,7 @@ pub enum Error {
     #[error("invalid database name: {0}")]
     InvalidDatabase(#[source] fleetlake_storage::Error),
 
-    #[error(
-        "the write buffer is full ({used} of {budget} bytes); retry after the next flush"
-    )]
+    #[error("the write buffer is full ({used} of {budget} bytes); retry after the next flush")]
     BufferFull { used: usize, budget: usize },
 
     #[error(

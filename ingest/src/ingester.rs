@@ -140,7 +140,9 @@ pub struct Ingester {
 
 impl std::fmt::Debug for Ingester {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingester").field("config", &self.config).finish()
+        f.debug_struct("Ingester")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -182,13 +184,21 @@ impl Ingester {
                 r.default_time_ns,
             )?;
             if !v.rejected.is_empty() {
-                warn!(seq = r.seq, rejected = v.rejected.len(), "WAL replay rejected lines");
+                warn!(
+                    seq = r.seq,
+                    rejected = v.rejected.len(),
+                    "WAL replay rejected lines"
+                );
             }
             schemas.merge(&r.db, &v.new_columns)?;
             replayed += v.rows;
             buffer.apply(r.seq, &r.db, v.tables);
         }
-        info!(replayed_rows = replayed, next_seq = last_seq + 1, "WAL replayed");
+        info!(
+            replayed_rows = replayed,
+            next_seq = last_seq + 1,
+            "WAL replayed"
+        );
         let metrics = Arc::new(IngestMetrics::default());
         let wal = Wal::start(
             &config.wal_dir,
@@ -422,7 +432,13 @@ impl Ingester {
             let live = self
                 .table_schema(db, table)
                 .expect("buffered tables have a schema");
-            actions.extend(schema_actions(&cat_state, db, table, &live, &mut dbs_created));
+            actions.extend(schema_actions(
+                &cat_state,
+                db,
+                table,
+                &live,
+                &mut dbs_created,
+            ));
             let target = with_seq(live.arrow_schema());
             for (day, p) in &tb.partitions {
                 let batch = sorted_dedup(&live, &target, &p.batches)?;
@@ -529,6 +545,8 @@ fn sorted_dedup(
     let sorted = sort_batch(&all, &sort)?;
     let deduped = dedup_sorted(&sorted, &key)?;
     let seq_idx = target.index_of(SEQ_COLUMN)?;
-    let keep: Vec<usize> = (0..target.fields().len()).filter(|&i| i != seq_idx).collect();
+    let keep: Vec<usize> = (0..target.fields().len())
+        .filter(|&i| i != seq_idx)
+        .collect();
     Ok(deduped.project(&keep)?)
 }

@@ -83,10 +83,19 @@ mod tests {
 
     #[test]
     fn conversions() {
-        assert_eq!(Precision::parse("s").unwrap().to_nanos(2), Some(2_000_000_000));
-        assert_eq!(Precision::parse("h").unwrap().to_nanos(1), Some(3_600_000_000_000));
+        assert_eq!(
+            Precision::parse("s").unwrap().to_nanos(2),
+            Some(2_000_000_000)
+        );
+        assert_eq!(
+            Precision::parse("h").unwrap().to_nanos(1),
+            Some(3_600_000_000_000)
+        );
         assert_eq!(Precision::Second.to_nanos(i64::MAX / 10), None);
-        assert_eq!(Precision::Auto.to_nanos(1_451_606_400), Some(1_451_606_400_000_000_000));
+        assert_eq!(
+            Precision::Auto.to_nanos(1_451_606_400),
+            Some(1_451_606_400_000_000_000)
+        );
         assert_eq!(
             Precision::Auto.to_nanos(1_451_606_400_000_000_000),
             Some(1_451_606_400_000_000_000)

@@ -152,7 +152,8 @@ pub fn validate(
             continue;
         }
         if !b.new_columns.is_empty() {
-            out.new_columns.push((b.table.clone(), b.new_columns.clone()));
+            out.new_columns
+                .push((b.table.clone(), b.new_columns.clone()));
         }
         out.tables.extend(b.finish()?);
     }
@@ -370,7 +371,8 @@ impl TableBuilder {
         distinct
             .into_iter()
             .map(|day| {
-                let mask: arrow::array::BooleanArray = days.iter().map(|&d| Some(d == day)).collect();
+                let mask: arrow::array::BooleanArray =
+                    days.iter().map(|&d| Some(d == day)).collect();
                 Ok(TableWrite {
                     table: self.table.clone(),
                     day,

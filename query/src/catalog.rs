@@ -22,12 +22,14 @@ pub struct FleetCatalog {
 
 impl FleetCatalog {
     pub fn new(ingester: Arc<Ingester>, store_url: ObjectStoreUrl) -> Self {
-        Self { ingester, store_url }
+        Self {
+            ingester,
+            store_url,
+        }
     }
 }
 
 impl CatalogProvider for FleetCatalog {
-
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.ingester.databases();
         names.push(SYSTEM_SCHEMA.to_string());
@@ -57,7 +59,6 @@ struct DatabaseSchema {
 
 #[async_trait]
 impl SchemaProvider for DatabaseSchema {
-
     fn table_names(&self) -> Vec<String> {
         self.ingester.tables(&self.db)
     }

@@ -8,7 +8,10 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_expr::{
+    Distribution, EquivalenceProperties, LexOrdering, OrderingRequirements, Partitioning,
+    PhysicalExpr,
+};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -26,11 +29,13 @@ use futures::StreamExt;
 pub struct DedupExec {
     input: Arc<dyn ExecutionPlan>,
     key: Vec<usize>,
+    /// The order the input must have: key columns, then the write-order column.
+    ordering: LexOrdering,
     props: Arc<PlanProperties>,
 }
 
 impl DedupExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, key: Vec<usize>) -> Self {
+    pub fn new(input: Arc<dyn ExecutionPlan>, key: Vec<usize>, ordering: LexOrdering) -> Self {
         let props = PlanProperties::new(
             EquivalenceProperties::new(input.schema()),
             Partitioning::UnknownPartitioning(1),
@@ -40,6 +45,7 @@ impl DedupExec {
         Self {
             input,
             key,
+            ordering,
             props: Arc::new(props),
         }
     }
@@ -77,8 +83,21 @@ impl ExecutionPlan for DedupExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
+    }
+
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        vec![Some(OrderingRequirements::from(self.ordering.clone()))]
+    }
+
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        // Output order is not declared (see `new`), so nothing relies on it.
+        vec![false]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
     }
 
     fn with_new_children(
@@ -88,6 +107,7 @@ impl ExecutionPlan for DedupExec {
         Ok(Arc::new(DedupExec::new(
             Arc::clone(&children[0]),
             self.key.clone(),
+            self.ordering.clone(),
         )))
     }
 
@@ -100,57 +120,68 @@ impl ExecutionPlan for DedupExec {
         let schema = self.input.schema();
         let key = self.key.clone();
         let state = (input, None::<RecordBatch>, key, schema.clone(), false);
-        let stream = futures::stream::unfold(state, |(mut input, carry, key, schema, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                match input.next().await {
-                    Some(Ok(batch)) => {
-                        if batch.num_rows() == 0 {
-                            continue;
-                        }
-                        let all = match &carry {
-                            Some(c) => match concat_batches(&schema, [c, &batch]) {
-                                Ok(b) => b,
-                                Err(e) => return Some((Err(e.into()), (input, None, key, schema, true))),
-                            },
-                            None => batch,
-                        };
-                        let (ready, rest) = match split_last_run(&all, &key) {
-                            Ok(x) => x,
-                            Err(e) => return Some((Err(e), (input, None, key, schema, true))),
-                        };
-                        match ready {
-                            Some(r) => return Some((Ok(r), (input, Some(rest), key, schema, false))),
-                            None => {
-                                // The whole batch is one run: keep collecting.
-                                return Some((
-                                    Ok(RecordBatch::new_empty(schema.clone())),
-                                    (input, Some(rest), key, schema, false),
-                                ));
+        let stream =
+            futures::stream::unfold(state, |(mut input, carry, key, schema, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match input.next().await {
+                        Some(Ok(batch)) => {
+                            if batch.num_rows() == 0 {
+                                continue;
+                            }
+                            let all = match &carry {
+                                Some(c) => match concat_batches(&schema, [c, &batch]) {
+                                    Ok(b) => b,
+                                    Err(e) => {
+                                        return Some((
+                                            Err(e.into()),
+                                            (input, None, key, schema, true),
+                                        ));
+                                    }
+                                },
+                                None => batch,
+                            };
+                            let (ready, rest) = match split_last_run(&all, &key) {
+                                Ok(x) => x,
+                                Err(e) => return Some((Err(e), (input, None, key, schema, true))),
+                            };
+                            match ready {
+                                Some(r) => {
+                                    return Some((Ok(r), (input, Some(rest), key, schema, false)));
+                                }
+                                None => {
+                                    // The whole batch is one run: keep collecting.
+                                    return Some((
+                                        Ok(RecordBatch::new_empty(schema.clone())),
+                                        (input, Some(rest), key, schema, false),
+                                    ));
+                                }
                             }
                         }
-                    }
-                    Some(Err(e)) => return Some((Err(e), (input, None, key, schema, true))),
-                    None => {
-                        let out = match carry {
-                            Some(c) => dedup_sorted(&c, &key).map_err(|e| {
-                                datafusion::error::DataFusionError::External(Box::new(e))
-                            }),
-                            None => return None,
-                        };
-                        return Some((out, (input, None, key, schema, true)));
+                        Some(Err(e)) => return Some((Err(e), (input, None, key, schema, true))),
+                        None => {
+                            let out = match carry {
+                                Some(c) => dedup_sorted(&c, &key).map_err(|e| {
+                                    datafusion::error::DataFusionError::External(Box::new(e))
+                                }),
+                                None => return None,
+                            };
+                            return Some((out, (input, None, key, schema, true)));
+                        }
                     }
                 }
-            }
-        });
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
 /// Splits off the last run of equal keys; de-duplicates the rest.
-fn split_last_run(batch: &RecordBatch, key: &[usize]) -> Result<(Option<RecordBatch>, RecordBatch)> {
+fn split_last_run(
+    batch: &RecordBatch,
+    key: &[usize],
+) -> Result<(Option<RecordBatch>, RecordBatch)> {
     let keys: Vec<_> = key.iter().map(|&i| batch.column(i).clone()).collect();
     let ranges = arrow::compute::kernels::partition::partition(&keys)?.ranges();
     let last = ranges.last().expect("non-empty batch").clone();

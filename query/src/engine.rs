@@ -53,7 +53,9 @@ pub struct QueryEngine {
 
 impl std::fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryEngine").field("config", &self.config).finish()
+        f.debug_struct("QueryEngine")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -154,7 +156,11 @@ impl QueryEngine {
     }
 
     /// Runs `sql` and collects every batch (for small results and tests).
-    pub async fn query_collect(&self, db: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    pub async fn query_collect(
+        &self,
+        db: &str,
+        sql: &str,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let mut s = self.query(db, sql).await?;
         let schema = s.schema();
         let mut out = Vec::new();
@@ -174,6 +180,10 @@ fn base_config(config: &QueryConfig, db: &str) -> SessionConfig {
     c.options_mut().execution.parquet.pushdown_filters = true;
     c.options_mut().execution.parquet.reorder_filters = true;
     c.options_mut().execution.time_zone = Some("UTC".to_string());
+    // A sort reserves this much up front for merging its spills; with the
+    // default (10 MB) a small per-query limit would refuse every sort.
+    let reserve = &mut c.options_mut().execution.sort_spill_reservation_bytes;
+    *reserve = (*reserve).min(config.memory_limit / 8);
     c
 }
 

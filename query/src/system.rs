@@ -139,7 +139,9 @@ impl SystemSchema {
         ]));
         let arrays: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.db))),
-            Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.table))),
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|f| &f.table),
+            )),
             Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.day))),
             Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.path))),
             Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.rows))),
@@ -147,7 +149,9 @@ impl SystemSchema {
             ts(files.iter().map(|f| f.min_time).collect()),
             ts(files.iter().map(|f| f.max_time).collect()),
             ts(files.iter().map(|f| f.created_ns).collect()),
-            Arc::new(Int64Array::from_iter_values(files.iter().map(|f| (f.seq >> 32) as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                files.iter().map(|f| (f.seq >> 32) as i64),
+            )),
         ];
         Ok(RecordBatch::try_new(schema, arrays)?)
     }
@@ -159,7 +163,6 @@ fn ts_type() -> DataType {
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
-
     fn table_names(&self) -> Vec<String> {
         TABLES.iter().map(|s| s.to_string()).collect()
     }
@@ -172,7 +175,10 @@ impl SchemaProvider for SystemSchema {
             _ => return Ok(None),
         };
         let schema: SchemaRef = batch.schema();
-        Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?)))
+        Ok(Some(Arc::new(MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

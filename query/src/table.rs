@@ -90,7 +90,11 @@ impl FleetTable {
             .iter()
             .filter_map(|t| self.arrow_schema.index_of(t).ok())
             .collect();
-        key.push(self.arrow_schema.index_of(TIME_COLUMN).expect("time column"));
+        key.push(
+            self.arrow_schema
+                .index_of(TIME_COLUMN)
+                .expect("time column"),
+        );
         key
     }
 }
@@ -103,7 +107,10 @@ enum ChunkRef {
 /// Splits chunks into those that overlap no other chunk and those that need
 /// de-duplication. A buffered partition always needs it: requests within it
 /// may repeat identities.
-fn cluster(files: &[&FileMeta], buffered: &[&BufferedPartition]) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+fn cluster(
+    files: &[&FileMeta],
+    buffered: &[&BufferedPartition],
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
     let mut chunks: Vec<(i64, i64, ChunkRef)> = files
         .iter()
         .enumerate()
@@ -141,7 +148,6 @@ fn cluster(files: &[&FileMeta], buffered: &[&BufferedPartition]) -> (Vec<usize>,
 
 #[async_trait]
 impl datafusion::catalog::TableProvider for FleetTable {
-
     fn schema(&self) -> SchemaRef {
         self.arrow_schema.clone()
     }
@@ -192,7 +198,13 @@ impl datafusion::catalog::TableProvider for FleetTable {
             let chosen_files: Vec<&FileMeta> = dedup_files.iter().map(|&i| files[i]).collect();
             let chosen_bufs: Vec<&BufferedPartition> =
                 dedup_bufs.iter().map(|&i| buffered[i]).collect();
-            parts.push(self.dedup_scan(state, &chosen_files, &chosen_bufs, &projection, identity)?);
+            parts.push(self.dedup_scan(
+                state,
+                &chosen_files,
+                &chosen_bufs,
+                &projection,
+                identity,
+            )?);
         }
         Ok(match parts.len() {
             0 => Arc::new(EmptyExec::new(out_schema)),
@@ -243,13 +255,16 @@ impl FleetTable {
             source = source.with_predicate(physical);
         }
         let target = state.config_options().execution.target_partitions.max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(files.len()).max(1)];
+        let mut groups: Vec<Vec<PartitionedFile>> =
+            vec![Vec::new(); target.min(files.len()).max(1)];
         // Largest first, each to the currently smallest group.
         let mut sorted: Vec<&&FileMeta> = files.iter().collect();
         sorted.sort_by_key(|f| std::cmp::Reverse(f.bytes));
         let mut sizes = vec![0u64; groups.len()];
         for f in sorted {
-            let g = (0..groups.len()).min_by_key(|&g| sizes[g]).expect("a group");
+            let g = (0..groups.len())
+                .min_by_key(|&g| sizes[g])
+                .expect("a group");
             sizes[g] += f.bytes;
             let mut pf = PartitionedFile::new(f.path.clone(), f.bytes);
             if with_seq {
@@ -275,7 +290,13 @@ impl FleetTable {
         let n = self.arrow_schema.fields().len();
         let key = self.key_indices();
         // Columns read below the dedup: the projection plus the key, in table order, plus __seq.
-        let mut inner: Vec<usize> = projection.iter().chain(key.iter()).copied().collect::<HashSet<_>>().into_iter().collect();
+        let mut inner: Vec<usize> = projection
+            .iter()
+            .chain(key.iter())
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         inner.sort_unstable();
         inner.push(n);
         let with_seq = self.schema_with_seq();
@@ -291,7 +312,11 @@ impl FleetTable {
                 .flat_map(|b| b.batches.iter())
                 .map(|b| align_to_schema(b, &with_seq))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mem = MemorySourceConfig::try_new_exec(&[batches], with_seq.clone(), Some(inner.clone()))?;
+            let mem = MemorySourceConfig::try_new_exec(
+                &[batches],
+                with_seq.clone(),
+                Some(inner.clone()),
+            )?;
             let mut plan: Arc<dyn ExecutionPlan> = mem;
             if let Some(p) = &identity {
                 let df_schema = DFSchema::try_from(inner_schema.as_ref().clone())?;
@@ -306,7 +331,12 @@ impl FleetTable {
             UnionExec::try_new(inputs)?
         };
         let single: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(union));
-        let pos = |table_idx: usize| inner.iter().position(|&i| i == table_idx).expect("key is read");
+        let pos = |table_idx: usize| {
+            inner
+                .iter()
+                .position(|&i| i == table_idx)
+                .expect("key is read")
+        };
         let key_inner: Vec<usize> = key.iter().map(|&k| pos(k)).collect();
         let seq_inner = inner.len() - 1;
         let sort_exprs = key_inner.iter().chain([&seq_inner]).map(|&i| {
@@ -316,14 +346,17 @@ impl FleetTable {
             )
         });
         let ordering = LexOrdering::new(sort_exprs).expect("non-empty ordering");
-        let sorted = Arc::new(SortExec::new(ordering, single));
-        let dedup = Arc::new(DedupExec::new(sorted, key_inner));
+        let sorted = Arc::new(SortExec::new(ordering.clone(), single));
+        let dedup = Arc::new(DedupExec::new(sorted, key_inner, ordering));
         let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
             .iter()
             .map(|&p| {
                 let i = pos(p);
                 let name = inner_schema.field(i).name().clone();
-                (Arc::new(PhysColumn::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+                (
+                    Arc::new(PhysColumn::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
             })
             .collect();
         Ok(Arc::new(ProjectionExec::try_new(exprs, dedup)?))

@@ -102,12 +102,18 @@ mod tests {
     use datafusion::logical_expr::{col, lit};
 
     fn ts(v: i64) -> Expr {
-        lit(ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())))
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
     }
 
     #[test]
     fn bounds_from_comparisons() {
-        let f = vec![col("time").gt_eq(ts(10)).and(col("time").lt(ts(20))), col("host").eq(lit("a"))];
+        let f = vec![
+            col("time").gt_eq(ts(10)).and(col("time").lt(ts(20))),
+            col("host").eq(lit("a")),
+        ];
         assert_eq!(TimeRange::from_filters(&f), TimeRange { min: 10, max: 19 });
         let f = vec![ts(5).lt(col("time"))];
         assert_eq!(TimeRange::from_filters(&f).min, 6);

@@ -56,47 +56,151 @@ impl ServerMetrics {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
 }
 
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let m = &state.metrics;
     let i = state.ingester.metrics();
     let mut out = String::new();
-    counter(&mut out, "fleetlake_rows_written_total", "Rows acknowledged by the write APIs.", i.rows_written.get());
-    counter(&mut out, "fleetlake_fields_written_total", "Field values acknowledged.", i.fields_written.get());
-    counter(&mut out, "fleetlake_write_bytes_total", "Line-protocol bytes received (after gzip decoding).", m.write_bytes.get());
-    counter(&mut out, "fleetlake_lines_rejected_total", "Lines rejected by validation.", i.lines_rejected.get());
-    let _ = writeln!(out, "# HELP fleetlake_write_requests_total Write requests by HTTP status.\n# TYPE fleetlake_write_requests_total counter");
+    counter(
+        &mut out,
+        "fleetlake_rows_written_total",
+        "Rows acknowledged by the write APIs.",
+        i.rows_written.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_fields_written_total",
+        "Field values acknowledged.",
+        i.fields_written.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_write_bytes_total",
+        "Line-protocol bytes received (after gzip decoding).",
+        m.write_bytes.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_lines_rejected_total",
+        "Lines rejected by validation.",
+        i.lines_rejected.get(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_write_requests_total Write requests by HTTP status.\n# TYPE fleetlake_write_requests_total counter"
+    );
     for (status, n) in m.writes_by_status.lock().iter() {
-        let _ = writeln!(out, "fleetlake_write_requests_total{{status=\"{status}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "fleetlake_write_requests_total{{status=\"{status}\"}} {n}"
+        );
     }
-    counter(&mut out, "fleetlake_wal_fsyncs_total", "WAL fsyncs (one per group commit).", i.wal_fsyncs.get());
-    counter(&mut out, "fleetlake_wal_bytes_total", "Bytes appended to the WAL.", i.wal_bytes.get());
-    counter(&mut out, "fleetlake_flushes_total", "Buffer flushes committed.", i.flushes.get());
-    counter(&mut out, "fleetlake_flush_errors_total", "Flush attempts that failed (retried).", i.flush_errors.get());
-    counter(&mut out, "fleetlake_flushed_rows_total", "Rows written to Parquet by flushes.", i.flushed_rows.get());
-    counter(&mut out, "fleetlake_flushed_bytes_total", "Parquet bytes written by flushes.", i.flushed_bytes.get());
-    counter(&mut out, "fleetlake_writes_refused_buffer_full_total", "Writes answered 503 because the buffer was over budget.", i.writes_refused_buffer_full.get());
-    gauge(&mut out, "fleetlake_buffer_bytes", "Bytes held by the write buffer.", state.ingester.buffer_bytes() as u64);
-    gauge(&mut out, "fleetlake_buffer_rows", "Rows held by the write buffer.", state.ingester.buffer_rows() as u64);
-    gauge(&mut out, "fleetlake_catalog_files", "Data files in the catalog.", state.ingester.catalog().state().file_count() as u64);
-    let _ = writeln!(out, "# HELP fleetlake_queries_total Queries by HTTP status.\n# TYPE fleetlake_queries_total counter");
+    counter(
+        &mut out,
+        "fleetlake_wal_fsyncs_total",
+        "WAL fsyncs (one per group commit).",
+        i.wal_fsyncs.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_wal_bytes_total",
+        "Bytes appended to the WAL.",
+        i.wal_bytes.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_flushes_total",
+        "Buffer flushes committed.",
+        i.flushes.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_flush_errors_total",
+        "Flush attempts that failed (retried).",
+        i.flush_errors.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_flushed_rows_total",
+        "Rows written to Parquet by flushes.",
+        i.flushed_rows.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_flushed_bytes_total",
+        "Parquet bytes written by flushes.",
+        i.flushed_bytes.get(),
+    );
+    counter(
+        &mut out,
+        "fleetlake_writes_refused_buffer_full_total",
+        "Writes answered 503 because the buffer was over budget.",
+        i.writes_refused_buffer_full.get(),
+    );
+    gauge(
+        &mut out,
+        "fleetlake_buffer_bytes",
+        "Bytes held by the write buffer.",
+        state.ingester.buffer_bytes() as u64,
+    );
+    gauge(
+        &mut out,
+        "fleetlake_buffer_rows",
+        "Rows held by the write buffer.",
+        state.ingester.buffer_rows() as u64,
+    );
+    gauge(
+        &mut out,
+        "fleetlake_catalog_files",
+        "Data files in the catalog.",
+        state.ingester.catalog().state().file_count() as u64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_queries_total Queries by HTTP status.\n# TYPE fleetlake_queries_total counter"
+    );
     for (status, n) in m.queries_by_status.lock().iter() {
         let _ = writeln!(out, "fleetlake_queries_total{{status=\"{status}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP fleetlake_query_duration_seconds Time to plan a query and send its first batch.\n# TYPE fleetlake_query_duration_seconds histogram");
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_query_duration_seconds Time to plan a query and send its first batch.\n# TYPE fleetlake_query_duration_seconds histogram"
+    );
     for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-        let _ = writeln!(out, "fleetlake_query_duration_seconds_bucket{{le=\"{le}\"}} {}", m.latency_buckets[i].load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "fleetlake_query_duration_seconds_bucket{{le=\"{le}\"}} {}",
+            m.latency_buckets[i].load(Ordering::Relaxed)
+        );
     }
     let count = m.latency_count.load(Ordering::Relaxed);
-    let _ = writeln!(out, "fleetlake_query_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(out, "fleetlake_query_duration_seconds_sum {}", m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "fleetlake_query_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(
+        out,
+        "fleetlake_query_duration_seconds_sum {}",
+        m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
     let _ = writeln!(out, "fleetlake_query_duration_seconds_count {count}");
-    gauge(&mut out, "fleetlake_uptime_seconds", "Seconds since the server started.", state.started.elapsed().as_secs());
+    gauge(
+        &mut out,
+        "fleetlake_uptime_seconds",
+        "Seconds since the server started.",
+        state.started.elapsed().as_secs(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

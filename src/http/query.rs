@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -103,13 +102,18 @@ impl Format {
     }
 }
 
-async fn run(state: AppState, sql: Option<String>, db: Option<String>, format: Option<String>) -> Response {
+async fn run(
+    state: AppState,
+    sql: Option<String>,
+    db: Option<String>,
+    format: Option<String>,
+) -> Response {
     let started = Instant::now();
     let result = async {
         let format = Format::parse(format.as_deref())?;
-        let sql = sql
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| ApiError::bad_request("missing SQL: pass it as 'q' (GET) or 'sql' (POST JSON)"))?;
+        let sql = sql.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+            ApiError::bad_request("missing SQL: pass it as 'q' (GET) or 'sql' (POST JSON)")
+        })?;
         let db = db.unwrap_or_else(|| DEFAULT_DB.to_string());
         let mut stream = state.engine.query(&db, &sql).await?;
         // The first batch surfaces most execution errors while a status can still say so.
@@ -128,7 +132,11 @@ async fn run(state: AppState, sql: Option<String>, db: Option<String>, format: O
     response
 }
 
-async fn respond(format: Format, mut stream: QueryStream, first: Option<RecordBatch>) -> Result<Response, ApiError> {
+async fn respond(
+    format: Format,
+    mut stream: QueryStream,
+    first: Option<RecordBatch>,
+) -> Result<Response, ApiError> {
     let schema = stream.schema();
     let body = match format {
         Format::Pretty | Format::Parquet => {
@@ -163,7 +171,10 @@ async fn respond(format: Format, mut stream: QueryStream, first: Option<RecordBa
                             let out = encoder.batch(&b).map_err(std::io::Error::other);
                             Some((out, (stream, encoder, false)))
                         }
-                        Some(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), (stream, encoder, true))),
+                        Some(Err(e)) => Some((
+                            Err(std::io::Error::other(e.to_string())),
+                            (stream, encoder, true),
+                        )),
                         None => {
                             let out = encoder.finish().map_err(std::io::Error::other);
                             Some((out, (stream, encoder, true)))
@@ -292,4 +303,3 @@ fn csv_escape(s: &str) -> String {
         s.to_string()
     }
 }
-

@@ -22,8 +22,16 @@ pub async fn write_v1(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let db = q.get("db").map(String::as_str).unwrap_or(DEFAULT_DB).to_string();
-    let precision = q.get("precision").map(String::as_str).unwrap_or("n").to_string();
+    let db = q
+        .get("db")
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_DB)
+        .to_string();
+    let precision = q
+        .get("precision")
+        .map(String::as_str)
+        .unwrap_or("n")
+        .to_string();
     handle(state, db, &precision, true, headers, body).await
 }
 
@@ -34,11 +42,18 @@ pub async fn write_v2(
     body: Body,
 ) -> Response {
     let Some(bucket) = q.get("bucket") else {
-        return finish(&state, Err(ApiError::bad_request("missing query parameter 'bucket'")));
+        return finish(
+            &state,
+            Err(ApiError::bad_request("missing query parameter 'bucket'")),
+        );
     };
     // InfluxDB 2 buckets are often "db/retention_policy"; the database is the first part.
     let db = bucket.split('/').next().unwrap_or(bucket).to_string();
-    let precision = q.get("precision").map(String::as_str).unwrap_or("ns").to_string();
+    let precision = q
+        .get("precision")
+        .map(String::as_str)
+        .unwrap_or("ns")
+        .to_string();
     handle(state, db, &precision, true, headers, body).await
 }
 
@@ -49,9 +64,16 @@ pub async fn write_v3(
     body: Body,
 ) -> Response {
     let Some(db) = q.get("db").cloned() else {
-        return finish(&state, Err(ApiError::bad_request("missing query parameter 'db'")));
+        return finish(
+            &state,
+            Err(ApiError::bad_request("missing query parameter 'db'")),
+        );
     };
-    let precision = q.get("precision").map(String::as_str).unwrap_or("auto").to_string();
+    let precision = q
+        .get("precision")
+        .map(String::as_str)
+        .unwrap_or("auto")
+        .to_string();
     let accept_partial = match q.get("accept_partial").map(String::as_str) {
         None | Some("true") => true,
         Some("false") => false,
@@ -138,7 +160,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Stri
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the limit of {limit} bytes; split it into smaller batches"),
+            format!(
+                "request body exceeds the limit of {limit} bytes; split it into smaller batches"
+            ),
         )
     };
     let raw = to_bytes(body, limit.saturating_add(1))

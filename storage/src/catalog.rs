@@ -209,9 +209,7 @@ fn os_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
 }
 
 pub fn now_ns() -> i64 {
-    chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .unwrap_or(i64::MAX)
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 impl Catalog {

@@ -1,0 +1,1347 @@
+//! End-to-end benchmark driver: TSBS `cpu-only` ingest and the "one host, one
+//! hour" query against a real `fleetlake serve` process, over HTTP.
+//!
+//! ```text
+//! cargo build --release --bin fleetlake
+//! cargo build --release -p fleetlake-benches --bin e2e
+//! target/release/e2e --fleetlake target/release/fleetlake \
+//!     --hosts 1000 --hours 24 --concurrency 4 --batch 5000 --seed 1 --queries 20
+//! ```
+//!
+//! Steps:
+//! 1. Dry run of the generator alone (bodies built, then dropped): its own rate.
+//! 2. Start the server on a fresh directory; a generator thread fills a bounded
+//!    channel with bodies of `--batch` lines; `--concurrency` writers POST them
+//!    to `/api/v3/write_lp`, retrying 503s after `Retry-After`.
+//! 3. Flush; check the row count; run the single-groupby-1-1-1 query
+//!    `--queries` times (random host and 1 h window, seeded) and compare every
+//!    answer with the per-minute max recomputed here from the generator.
+//! 4. `EXPLAIN ANALYZE` of one host's hour: bytes_scanned / persisted bytes.
+//!
+//! The data follow /work/shared/tsbs-devops.md: per-host tags drawn once, ten
+//! integer random walks (uniform start in [0,100), Normal(0,1) steps, clamped to
+//! [0,100]), 10 s interval from 2016-01-01T00:00:00Z, epoch-major order. Every
+//! host has its own PRNG stream (splitmix64 + Box-Muller), so one host can be
+//! regenerated on its own for checking answers.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use clap::Parser;
+use serde_json::Value;
+
+const START_NS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z
+const INTERVAL_NS: i64 = 10_000_000_000;
+const MINUTE_NS: i64 = 60_000_000_000;
+const HOUR_NS: i64 = 3_600_000_000_000;
+const EPOCHS_PER_HOUR: u64 = (HOUR_NS / INTERVAL_NS) as u64;
+const DB: &str = "fleet";
+
+/// `key=` prefixes of the ten cpu fields, with the separating commas.
+const FIELD_KEYS: [&str; 10] = [
+    "usage_user=",
+    ",usage_system=",
+    ",usage_idle=",
+    ",usage_nice=",
+    ",usage_iowait=",
+    ",usage_irq=",
+    ",usage_softirq=",
+    ",usage_steal=",
+    ",usage_guest=",
+    ",usage_guest_nice=",
+];
+
+const REGIONS: [(&str, &[&str]); 9] = [
+    (
+        "us-east-1",
+        &["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1e"],
+    ),
+    ("us-west-1", &["us-west-1a", "us-west-1b"]),
+    ("us-west-2", &["us-west-2a", "us-west-2b", "us-west-2c"]),
+    ("eu-west-1", &["eu-west-1a", "eu-west-1b", "eu-west-1c"]),
+    ("eu-central-1", &["eu-central-1a", "eu-central-1b"]),
+    ("ap-southeast-1", &["ap-southeast-1a", "ap-southeast-1b"]),
+    ("ap-southeast-2", &["ap-southeast-2a", "ap-southeast-2b"]),
+    ("ap-northeast-1", &["ap-northeast-1a", "ap-northeast-1c"]),
+    ("sa-east-1", &["sa-east-1a", "sa-east-1b", "sa-east-1c"]),
+];
+const OS: [&str; 3] = ["Ubuntu16.10", "Ubuntu16.04LTS", "Ubuntu15.10"];
+const ARCH: [&str; 2] = ["x64", "x86"];
+const TEAM: [&str; 4] = ["SF", "NYC", "LON", "CHI"];
+const SERVICE_ENV: [&str; 3] = ["production", "staging", "test"];
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "e2e",
+    about = "End-to-end TSBS cpu-only benchmark of a fleetlake server (ingest, one-host query, pruning)"
+)]
+struct Args {
+    /// Path of the fleetlake binary (default: `fleetlake` next to this executable).
+    #[arg(long)]
+    fleetlake: Option<PathBuf>,
+    /// Number of simulated hosts.
+    #[arg(long, default_value_t = 1000)]
+    hosts: u64,
+    /// Hours of data (8,640 rows per host per day at 10 s).
+    #[arg(long, default_value_t = 24)]
+    hours: u64,
+    /// Concurrent HTTP writers.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Lines per write request.
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+    /// Seed of the data and of the query choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Number of one-host-one-hour queries.
+    #[arg(long, default_value_t = 20)]
+    queries: usize,
+    /// Server data directory (must be empty or absent); default: a fresh temp dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Passed to `fleetlake serve --flush-bytes`.
+    #[arg(long)]
+    flush_bytes: Option<u64>,
+    /// Passed to `fleetlake serve --memory-budget`.
+    #[arg(long)]
+    memory_budget: Option<u64>,
+    /// Keep the temp data directory (it is always kept on failure).
+    #[arg(long)]
+    keep: bool,
+    /// Skip the generator-only dry run.
+    #[arg(long)]
+    no_dry_run: bool,
+}
+
+// ---------------------------------------------------------------- PRNG
+
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// splitmix64 with a cached second Box-Muller normal.
+#[derive(Clone)]
+struct Rng {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self {
+            state: seed,
+            spare: None,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix64(self.state)
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in 0..n.
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        let u1 = 1.0 - self.uniform(); // (0, 1]
+        let u2 = self.uniform();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = std::f64::consts::TAU * u2;
+        self.spare = Some(r * theta.sin());
+        r * theta.cos()
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+/// One simulated host: its line-protocol prefix (measurement and tags) and
+/// its ten random walks, driven by its own PRNG stream.
+struct Host {
+    prefix: Vec<u8>,
+    rng: Rng,
+    values: [f64; 10],
+}
+
+impl Host {
+    fn new(seed: u64, id: u64) -> Self {
+        let mut rng = Rng::new(mix64(
+            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ mix64(id.wrapping_add(0x6A09_E667)),
+        ));
+        let (region, zones) = REGIONS[rng.below(REGIONS.len() as u64) as usize];
+        let datacenter = rng.pick(zones);
+        let rack = rng.below(100);
+        let os = rng.pick(&OS);
+        let arch = rng.pick(&ARCH);
+        let team = rng.pick(&TEAM);
+        let service = rng.below(20);
+        let service_version = rng.below(2);
+        let env = rng.pick(&SERVICE_ENV);
+        let prefix = format!(
+            "cpu,hostname=host_{id},region={region},datacenter={datacenter},rack={rack},os={os},arch={arch},team={team},service={service},service_version={service_version},service_environment={env} "
+        )
+        .into_bytes();
+        let mut values = [0.0; 10];
+        for v in &mut values {
+            *v = rng.uniform() * 100.0;
+        }
+        Self {
+            prefix,
+            rng,
+            values,
+        }
+    }
+
+    /// Advances every walk one tick.
+    fn step(&mut self) {
+        for v in &mut self.values {
+            *v = (*v + self.rng.normal()).clamp(0.0, 100.0);
+        }
+    }
+
+    /// The emitted (integer part) value of field `i`.
+    fn int(&self, i: usize) -> u8 {
+        self.values[i] as u8
+    }
+}
+
+/// Streams the dataset in bodies of `batch` lines to `sink(body, lines)`;
+/// stops early when the sink returns false. Returns (lines, bytes) produced.
+fn generate(
+    seed: u64,
+    hosts: u64,
+    epochs: u64,
+    batch: usize,
+    mut sink: impl FnMut(Vec<u8>, usize) -> bool,
+) -> (u64, u64) {
+    let nums: Vec<Vec<u8>> = (0..=100).map(|i: u32| i.to_string().into_bytes()).collect();
+    let mut all: Vec<Host> = (0..hosts).map(|h| Host::new(seed, h)).collect();
+    let line_estimate = all.iter().map(|h| h.prefix.len()).max().unwrap_or(0) + 200;
+    let capacity = batch * line_estimate;
+    let mut buf = Vec::with_capacity(capacity);
+    let (mut in_buf, mut lines, mut bytes) = (0usize, 0u64, 0u64);
+    for e in 0..epochs {
+        let ts = (START_NS + e as i64 * INTERVAL_NS).to_string();
+        for h in &mut all {
+            if e > 0 {
+                h.step();
+            }
+            buf.extend_from_slice(&h.prefix);
+            for (i, key) in FIELD_KEYS.iter().enumerate() {
+                buf.extend_from_slice(key.as_bytes());
+                buf.extend_from_slice(&nums[h.int(i) as usize]);
+                buf.push(b'i');
+            }
+            buf.push(b' ');
+            buf.extend_from_slice(ts.as_bytes());
+            buf.push(b'\n');
+            in_buf += 1;
+            if in_buf == batch {
+                let body = std::mem::replace(&mut buf, Vec::with_capacity(capacity));
+                lines += in_buf as u64;
+                bytes += body.len() as u64;
+                in_buf = 0;
+                if !sink(body, batch) {
+                    return (lines, bytes);
+                }
+            }
+        }
+    }
+    if in_buf > 0 {
+        lines += in_buf as u64;
+        bytes += buf.len() as u64;
+        sink(buf, in_buf);
+    }
+    (lines, bytes)
+}
+
+/// Independent answer of the one-host query: regenerates host `id` alone and
+/// returns (minute start ns, max usage_user) for rows in [t0, t1).
+fn expected_minute_max(seed: u64, id: u64, total_epochs: u64, t0: i64, t1: i64) -> Vec<(i64, i64)> {
+    let mut host = Host::new(seed, id);
+    let mut bins: BTreeMap<i64, i64> = BTreeMap::new();
+    for e in 0..total_epochs {
+        let t = START_NS + e as i64 * INTERVAL_NS;
+        if t >= t1 {
+            break;
+        }
+        if e > 0 {
+            host.step();
+        }
+        if t >= t0 {
+            let minute = t.div_euclid(MINUTE_NS) * MINUTE_NS; // date_bin origin: the Unix epoch
+            let v = host.int(0) as i64;
+            let m = bins.entry(minute).or_insert(v);
+            *m = (*m).max(v);
+        }
+    }
+    bins.into_iter().collect()
+}
+
+// ---------------------------------------------------------------- time
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// RFC 3339 in UTC, with nanoseconds only when needed.
+fn rfc3339(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    let base = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    );
+    if frac == 0 {
+        format!("{base}Z")
+    } else {
+        format!("{base}.{frac:09}Z")
+    }
+}
+
+/// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff…][Z|±HH:MM]` (no offset = UTC) to ns.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    let mut frac_ns = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let mut scale = 100_000_000;
+        while i < b.len() && b[i].is_ascii_digit() {
+            frac_ns += (b[i] - b'0') as i64 * scale;
+            scale /= 10;
+            i += 1;
+        }
+    }
+    let offset_s = match &s[i..] {
+        "" | "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_s;
+    Some(secs * 1_000_000_000 + frac_ns)
+}
+
+// ---------------------------------------------------------------- stats
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    // Nearest rank.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// 1234567 → "1,234,567".
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Parses the value of a DataFusion metric as printed in plans: raw numbers
+/// (`1234`), counts (`1.23 K`, `4.56 M`, `1.20 B` = billion) and sizes
+/// (`1.2 MB`, `512.0 B`, `3 KiB`). Returns (value, was_formatted).
+fn parse_metric_value(s: &str) -> Option<(f64, bool)> {
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let num_text = &s[..end];
+    let num: f64 = num_text.parse().ok()?;
+    let decimals = num_text.split_once('.').map(|(_, f)| f.len()).unwrap_or(0);
+    let rest = &s[end..];
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let unit_len = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    let unit = &rest[..unit_len];
+    let scale = match unit {
+        "" => 1.0,
+        "K" | "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "KB" | "KiB" => 1024.0,
+        "MB" | "MiB" => 1024.0 * 1024.0,
+        "GB" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TB" | "TiB" => 1024.0f64.powi(4),
+        // human_readable_count writes billions as "1.23 B"; human_readable_size
+        // writes small sizes as "123.0 B" (whole bytes).
+        "B" if decimals == 2 || num.fract() != 0.0 => 1e9,
+        "B" => 1.0,
+        _ => 1.0, // a following word, not a unit
+    };
+    Some((num * scale, !unit.is_empty() || decimals > 0))
+}
+
+// ---------------------------------------------------------------- process
+
+fn read_proc_cpu_secs(pid: &str, ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks)
+}
+
+fn read_proc_status_kb(pid: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn shell_quote(a: &str) -> String {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// The server child process; SIGKILLed on drop unless stopped gracefully.
+struct Server {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(bin: &Path, data_dir: &Path, log: &Path, args: &Args) -> Result<Self> {
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--http-bind")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir);
+        if let Some(n) = args.flush_bytes {
+            cmd.arg("--flush-bytes").arg(n.to_string());
+        }
+        if let Some(n) = args.memory_budget {
+            cmd.arg("--memory-budget").arg(n.to_string());
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            // Keep draining so the server never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("fleetlake listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
+                    }
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            url: String::new(),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(url) => {
+                    server.url = url;
+                    return Ok(server);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = server.child.try_wait()? {
+                        bail!(
+                            "the server exited ({status}) before listening; log:\n{}",
+                            server.log_tail()
+                        );
+                    }
+                    if Instant::now() > deadline {
+                        bail!(
+                            "the server did not print its address within 120 s; log:\n{}",
+                            server.log_tail()
+                        );
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = server.child.wait()?;
+                    bail!(
+                        "the server closed stdout ({status}) before listening; log:\n{}",
+                        server.log_tail()
+                    );
+                }
+            }
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGTERM, then wait (the server flushes on shutdown); SIGKILL after 120 s.
+    fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            return Ok(status);
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid()).status();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Ok(self.child.wait()?);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+async fn sql(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    format: &str,
+) -> Result<(String, Duration)> {
+    let body = serde_json::json!({"sql": query, "db": DB, "format": format});
+    let t = Instant::now();
+    let resp = client
+        .post(format!("{base}/api/v1/sql"))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("sending SQL: {query}"))?;
+    let status = resp.status();
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of: {query}"))?;
+    let elapsed = t.elapsed();
+    if status != reqwest::StatusCode::OK {
+        bail!(
+            "SQL answered HTTP {status}: {}\n  query: {query}",
+            truncate(&text, 2000)
+        );
+    }
+    Ok((text, elapsed))
+}
+
+async fn sql_rows(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+) -> Result<(Vec<serde_json::Map<String, Value>>, Duration)> {
+    let (text, elapsed) = sql(client, base, query, "json").await?;
+    let rows: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "the answer is not a JSON array of objects: {}\n  query: {query}",
+                truncate(&text, 500)
+            )
+        })?;
+    Ok((rows, elapsed))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|u| u as i64))
+            .or_else(|| {
+                let f = n.as_f64()?;
+                (f.fract() == 0.0).then_some(f as i64)
+            }),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+#[derive(Default)]
+struct WriterStats {
+    rows: u64,
+    requests: u64,
+    retries_503: u64,
+    latencies_ms: Vec<f64>,
+    waited_for_body: Duration,
+}
+
+struct LoadResult {
+    wall: Duration,
+    stats: WriterStats,
+    generator_busy: Duration,
+    generator_blocked: Duration,
+    server_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+}
+
+async fn load(
+    args: &Args,
+    client: &reqwest::Client,
+    server: &Server,
+    epochs: u64,
+    ticks: f64,
+) -> Result<LoadResult> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<(Bytes, usize)>(args.concurrency * 2);
+    let (seed, hosts, batch) = (args.seed, args.hosts, args.batch);
+    let failed = Arc::new(AtomicBool::new(false));
+    let pid = server.pid();
+    let server_cpu0 = read_proc_cpu_secs(&pid, ticks);
+    let client_cpu0 = read_proc_cpu_secs("self", ticks);
+    let started = Instant::now();
+    let generator = std::thread::spawn(move || {
+        let t = Instant::now();
+        let mut blocked = Duration::ZERO;
+        generate(seed, hosts, epochs, batch, |body, lines| {
+            let t = Instant::now();
+            let ok = tx.blocking_send((Bytes::from(body), lines)).is_ok();
+            blocked += t.elapsed();
+            ok
+        });
+        (t.elapsed(), blocked)
+    });
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let url = format!(
+        "{}/api/v3/write_lp?db={DB}&precision=nanosecond",
+        server.url
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (rx, client, url, failed) = (rx.clone(), client.clone(), url.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut st = WriterStats::default();
+            loop {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(st);
+                }
+                let t = Instant::now();
+                let item = rx.lock().await.recv().await;
+                st.waited_for_body += t.elapsed();
+                let Some((body, lines)) = item else {
+                    return Ok(st);
+                };
+                let mut attempts = 0u32;
+                loop {
+                    attempts += 1;
+                    let t = Instant::now();
+                    let resp = client
+                        .post(&url)
+                        .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let resp = match resp {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(anyhow!("write request failed: {e}"));
+                        }
+                    };
+                    let status = resp.status();
+                    if status.is_success() {
+                        // Drain the (empty) body so the connection is reused.
+                        let _ = resp.bytes().await;
+                        st.latencies_ms.push(ms(t.elapsed()));
+                        st.rows += lines as u64;
+                        st.requests += 1;
+                        break;
+                    }
+                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < 1000 {
+                        let wait = resp
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<f64>().ok())
+                            .unwrap_or(1.0);
+                        let _ = resp.bytes().await;
+                        st.retries_503 += 1;
+                        tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.01, 60.0))).await;
+                        continue;
+                    }
+                    let text = resp.text().await.unwrap_or_default();
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(anyhow!(
+                        "write answered HTTP {status} (attempt {attempts}): {}",
+                        truncate(&text, 1000)
+                    ));
+                }
+            }
+        }));
+    }
+    let mut total = WriterStats::default();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await.context("writer task panicked")? {
+            Ok(st) => {
+                total.rows += st.rows;
+                total.requests += st.requests;
+                total.retries_503 += st.retries_503;
+                total.latencies_ms.extend(st.latencies_ms);
+                total.waited_for_body += st.waited_for_body;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let wall = started.elapsed();
+    drop(rx); // unblocks the generator if the writers stopped early
+    let (generator_busy, generator_blocked) = generator
+        .join()
+        .map_err(|_| anyhow!("generator thread panicked"))?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let server_cpu = read_proc_cpu_secs(&pid, ticks)
+        .zip(server_cpu0)
+        .map(|(b, a)| b - a);
+    let client_cpu = read_proc_cpu_secs("self", ticks)
+        .zip(client_cpu0)
+        .map(|(b, a)| b - a);
+    Ok(LoadResult {
+        wall,
+        stats: total,
+        generator_busy,
+        generator_blocked,
+        server_cpu,
+        client_cpu,
+    })
+}
+
+/// A random window start: uniform in [start, end − 1 h), whole seconds (TSBS style).
+fn random_window(rng: &mut Rng, hours: u64) -> i64 {
+    let span_s = hours.saturating_sub(1) * 3600;
+    if span_s == 0 {
+        return START_NS;
+    }
+    START_NS + rng.below(span_s) as i64 * 1_000_000_000
+}
+
+fn one_host_query(host: u64, t0: i64) -> String {
+    format!(
+        "SELECT date_bin(INTERVAL '1 minute', time) AS minute, max(usage_user) FROM cpu WHERE hostname = 'host_{host}' AND time >= '{}' AND time < '{}' GROUP BY minute ORDER BY minute",
+        rfc3339(t0),
+        rfc3339(t0 + HOUR_NS)
+    )
+}
+
+/// Compares the server's rows with the recomputed answer; None when equal.
+fn compare_answer(
+    rows: &[serde_json::Map<String, Value>],
+    expected: &[(i64, i64)],
+) -> Option<String> {
+    let mut got = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let minute = row
+            .get("minute")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339);
+        let value = row
+            .iter()
+            .find(|(k, _)| k.as_str() != "minute")
+            .and_then(|(_, v)| as_i64(v));
+        match (minute, value) {
+            (Some(m), Some(v)) => got.push((m, v)),
+            _ => {
+                return Some(format!(
+                    "row {i} is not (minute, integer max): {}",
+                    Value::Object(row.clone())
+                ));
+            }
+        }
+    }
+    if got.len() != expected.len() {
+        return Some(format!("{} rows, expected {}", got.len(), expected.len()));
+    }
+    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+        if g != e {
+            return Some(format!(
+                "row {i}: got ({}, {}), expected ({}, {})",
+                rfc3339(g.0),
+                g.1,
+                rfc3339(e.0),
+                e.1
+            ));
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("e2e: FAILED: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<i32> {
+    if args.hosts == 0 || args.hours == 0 || args.concurrency == 0 || args.batch == 0 {
+        bail!("--hosts, --hours, --concurrency and --batch must be positive");
+    }
+    let command_line = std::env::args()
+        .map(|a| shell_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let nproc = command_output("nproc", &[]).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into())
+    });
+    let arch =
+        command_output("uname", &["-m"]).unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let ticks: f64 = command_output("getconf", &["CLK_TCK"])
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100.0);
+    let bin = match &args.fleetlake {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("fleetlake"),
+    };
+    if !bin.is_file() {
+        bail!(
+            "fleetlake binary not found at {} (pass --fleetlake PATH)",
+            bin.display()
+        );
+    }
+
+    let epochs = args.hours * EPOCHS_PER_HOUR;
+    let total_rows = epochs * args.hosts;
+    println!("fleetlake e2e benchmark (TSBS cpu-only)");
+    println!("command:  {command_line}");
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg: Vec<&str> = loadavg.split_whitespace().take(3).collect();
+    println!(
+        "machine:  nproc={nproc} arch={arch} loadavg(1/5/15 min)={}",
+        loadavg.join(" ")
+    );
+    println!("server:   {}", bin.display());
+    println!(
+        "dataset:  {} hosts x {} h at 10 s = {} rows, {} samples; seed {}; {} lines/request, {} writers",
+        args.hosts,
+        args.hours,
+        thousands(total_rows),
+        thousands(total_rows * 10),
+        args.seed,
+        args.batch,
+        args.concurrency
+    );
+
+    // 1. The generator alone.
+    let mut gen_rate = None;
+    if !args.no_dry_run {
+        let t = Instant::now();
+        let (lines, bytes) = generate(args.seed, args.hosts, epochs, args.batch, |body, _| {
+            std::hint::black_box(&body);
+            true
+        });
+        let secs = t.elapsed().as_secs_f64();
+        gen_rate = Some(lines as f64 / secs);
+        println!();
+        println!("[generator dry run]");
+        println!(
+            "  {} lines, {:.1} MB in {secs:.2} s: {} lines/s, {:.0} MB/s, {:.0} bytes/line",
+            thousands(lines),
+            bytes as f64 / 1e6,
+            thousands((lines as f64 / secs) as u64),
+            bytes as f64 / 1e6 / secs,
+            bytes as f64 / lines.max(1) as f64
+        );
+    }
+
+    // 2. Server and load.
+    let (data_dir, temp) = match &args.data_dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+                bail!(
+                    "--data-dir {} is not empty; the benchmark needs a fresh directory",
+                    d.display()
+                );
+            }
+            (d.clone(), false)
+        }
+        None => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos();
+            (
+                std::env::temp_dir().join(format!("fleetlake-e2e-{}-{nanos}", std::process::id())),
+                true,
+            )
+        }
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let log = data_dir.join("server.log");
+    let result = bench(
+        &args, &bin, &data_dir, &log, epochs, total_rows, gen_rate, ticks,
+    )
+    .await;
+    match &result {
+        Ok(0) if temp && !args.keep => {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+        _ => println!(
+            "data dir kept: {} (server log: {})",
+            data_dir.display(),
+            log.display()
+        ),
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bench(
+    args: &Args,
+    bin: &Path,
+    data_dir: &Path,
+    log: &Path,
+    epochs: u64,
+    total_rows: u64,
+    gen_rate: Option<f64>,
+    ticks: f64,
+) -> Result<i32> {
+    let mut server = Server::start(bin, data_dir, log, args)?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(args.concurrency + 2)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    let base = server.url.clone();
+    let mut failures: Vec<String> = Vec::new();
+
+    println!();
+    println!("[ingest] {base}, data dir {}", data_dir.display());
+    let lr = load(args, &client, &server, epochs, ticks).await?;
+    let st = &lr.stats;
+    let secs = lr.wall.as_secs_f64();
+    let mut lat = st.latencies_ms.clone();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "  {} rows in {secs:.2} s: {} rows/s, {} samples/s",
+        thousands(st.rows),
+        thousands((st.rows as f64 / secs) as u64),
+        thousands((st.rows as f64 * 10.0 / secs) as u64)
+    );
+    println!(
+        "  {} requests; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; 503 retries: {}",
+        st.requests,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        lat.last().copied().unwrap_or(f64::NAN),
+        st.retries_503
+    );
+    let idle = st.waited_for_body.as_secs_f64() / (secs * args.concurrency as f64) * 100.0;
+    println!(
+        "  generator: busy {:.2} s ({:.0}% of wall), blocked on a full channel {:.2} s; writers idle waiting for a body: {idle:.1}%{}",
+        (lr.generator_busy - lr.generator_blocked).as_secs_f64(),
+        (lr.generator_busy - lr.generator_blocked).as_secs_f64() / secs * 100.0,
+        lr.generator_blocked.as_secs_f64(),
+        gen_rate
+            .map(|r| format!(
+                " (dry-run rate {:.1}x the achieved ingest rate)",
+                r / (st.rows as f64 / secs)
+            ))
+            .unwrap_or_default()
+    );
+    if let (Some(s), Some(c)) = (lr.server_cpu, lr.client_cpu) {
+        println!(
+            "  CPU during load: server {s:.1} s ({:.2} cores avg), e2e process {c:.1} s ({:.2} cores avg)",
+            s / secs,
+            c / secs
+        );
+    }
+    if st.rows != total_rows {
+        failures.push(format!(
+            "ingested {} rows, expected {}",
+            st.rows, total_rows
+        ));
+    }
+
+    // 3. Flush, counts, the one-host query.
+    let t = Instant::now();
+    let resp = client
+        .post(format!("{base}/api/v1/admin/flush"))
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status != reqwest::StatusCode::OK {
+        bail!("flush answered HTTP {status}: {}", truncate(&text, 1000));
+    }
+    println!(
+        "  flush: {:.2} s ({})",
+        t.elapsed().as_secs_f64(),
+        text.trim()
+    );
+    if let Some(kb) = read_proc_status_kb(&server.pid(), "VmHWM:") {
+        println!("  server peak RSS: {:.0} MB", kb as f64 / 1024.0);
+    }
+
+    let (rows, _) = sql_rows(
+        &client,
+        &base,
+        "SELECT sum(files) AS files, sum(persisted_rows) AS persisted_rows, sum(persisted_bytes) AS b, sum(buffered_rows) AS buffered_rows FROM system.tables WHERE \"table\" = 'cpu'",
+    )
+    .await?;
+    let get = |k: &str| rows.first().and_then(|r| r.get(k)).and_then(as_i64);
+    let persisted_bytes = get("b").unwrap_or(0);
+    let (count_rows, count_time) =
+        sql_rows(&client, &base, "SELECT count(*) AS n FROM cpu").await?;
+    let count = count_rows.first().and_then(|r| r.get("n")).and_then(as_i64);
+    println!();
+    println!("[storage]");
+    println!(
+        "  cpu: {} files, {} persisted rows, {} buffered rows, {} Parquet bytes = {:.3} bytes/sample",
+        get("files").map(|v| v.to_string()).unwrap_or("?".into()),
+        get("persisted_rows")
+            .map(|v| thousands(v as u64))
+            .unwrap_or("?".into()),
+        get("buffered_rows")
+            .map(|v| thousands(v as u64))
+            .unwrap_or("?".into()),
+        thousands(persisted_bytes as u64),
+        persisted_bytes as f64 / (total_rows as f64 * 10.0)
+    );
+    println!(
+        "  SELECT count(*) FROM cpu = {} ({:.1} ms){}",
+        count.map(|n| thousands(n as u64)).unwrap_or("?".into()),
+        ms(count_time),
+        if count == Some(total_rows as i64) {
+            ", as expected"
+        } else {
+            ""
+        }
+    );
+    if count != Some(total_rows as i64) {
+        failures.push(format!("count(*) = {count:?}, expected {total_rows}"));
+    }
+
+    println!();
+    println!("[query] single-groupby-1-1-1: one host, one hour, max(usage_user) per minute");
+    let mut qrng = Rng::new(mix64(args.seed ^ 0x7175_6572_7900_0001));
+    let mut times = Vec::new();
+    let mut checked = 0;
+    let mut wrong: Vec<String> = Vec::new();
+    let mut example = None;
+    for i in 0..args.queries {
+        let host = qrng.below(args.hosts);
+        let t0 = random_window(&mut qrng, args.hours);
+        let q = one_host_query(host, t0);
+        let (text, elapsed) = sql(&client, &base, &q, "json").await?;
+        times.push(ms(elapsed));
+        let rows: Vec<serde_json::Map<String, Value>> =
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "the answer is not a JSON array of objects: {}",
+                    truncate(&text, 500)
+                )
+            })?;
+        let expected = expected_minute_max(args.seed, host, epochs, t0, t0 + HOUR_NS);
+        checked += 1;
+        if let Some(diff) = compare_answer(&rows, &expected) {
+            wrong.push(format!("query {i} (host_{host}, {}): {diff}", rfc3339(t0)));
+        }
+        if example.is_none() {
+            example = Some((q, rows.len(), rows.first().cloned()));
+        }
+    }
+    let first = times.first().copied();
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    if let Some((q, n, row)) = &example {
+        println!("  e.g. {q}");
+        println!(
+            "       -> {n} rows, first {}",
+            row.clone().map(Value::Object).unwrap_or(Value::Null)
+        );
+    }
+    println!(
+        "  {} queries: median {:.2} ms, p95 {:.2} ms, min {:.2} ms, max {:.2} ms, first {:.2} ms (client-measured, JSON)",
+        times.len(),
+        median(&sorted),
+        percentile(&sorted, 95.0),
+        sorted.first().copied().unwrap_or(f64::NAN),
+        sorted.last().copied().unwrap_or(f64::NAN),
+        first.unwrap_or(f64::NAN)
+    );
+    if wrong.is_empty() {
+        println!("  answers checked against the regenerated host data: {checked}/{checked} exact");
+    } else {
+        println!("  WRONG ANSWERS: {} of {checked}", wrong.len());
+        for w in wrong.iter().take(5) {
+            println!("    {w}");
+        }
+        failures.push(format!("{} wrong query answers", wrong.len()));
+    }
+
+    // 4. Pruning.
+    let phost = 7.min(args.hosts - 1);
+    let pt0 = if args.hours >= 7 {
+        START_NS + 6 * HOUR_NS
+    } else {
+        START_NS
+    };
+    let pq = format!(
+        "SELECT * FROM cpu WHERE hostname = 'host_{phost}' AND time >= '{}' AND time < '{}'",
+        rfc3339(pt0),
+        rfc3339(pt0 + HOUR_NS)
+    );
+    let (plan_rows, explain_time) =
+        sql_rows(&client, &base, &format!("EXPLAIN ANALYZE {pq}")).await?;
+    let mut scanned = 0.0;
+    let mut occurrences = 0;
+    let mut approximate = false;
+    let mut scan_metrics = Vec::new();
+    for row in &plan_rows {
+        let plan = row.get("plan").and_then(Value::as_str).unwrap_or("");
+        for line in plan.lines() {
+            let mut rest = line;
+            while let Some(pos) = rest.find("bytes_scanned=") {
+                rest = &rest[pos + "bytes_scanned=".len()..];
+                if let Some((v, formatted)) = parse_metric_value(rest) {
+                    scanned += v;
+                    occurrences += 1;
+                    approximate |= formatted;
+                }
+            }
+            if line.contains("DataSourceExec") || line.contains("ParquetExec") {
+                let m = line
+                    .find("metrics=[")
+                    .map(|p| &line[p..])
+                    .unwrap_or(line.trim());
+                scan_metrics.push(truncate(m, 600));
+            }
+        }
+    }
+    let (count_rows, _) = sql_rows(
+        &client,
+        &base,
+        &pq.replacen("SELECT *", "SELECT count(*) AS n", 1),
+    )
+    .await?;
+    let pcount = count_rows.first().and_then(|r| r.get("n")).and_then(as_i64);
+    let expected_pcount = EPOCHS_PER_HOUR.min(epochs) as i64;
+    println!();
+    println!("[pruning] EXPLAIN ANALYZE {pq}");
+    println!(
+        "  rows matching: {} (expected {expected_pcount}); explain took {:.1} ms",
+        pcount.map(|n| n.to_string()).unwrap_or("?".into()),
+        ms(explain_time)
+    );
+    if pcount != Some(expected_pcount) {
+        failures.push(format!(
+            "pruning query matched {pcount:?} rows, expected {expected_pcount}"
+        ));
+    }
+    for m in &scan_metrics {
+        println!("  scan: {m}");
+    }
+    if occurrences == 0 {
+        println!(
+            "  no bytes_scanned metric in the plan (plan types: {:?})",
+            plan_rows
+                .iter()
+                .filter_map(|r| r.get("plan_type"))
+                .collect::<Vec<_>>()
+        );
+        failures.push("no bytes_scanned metric in EXPLAIN ANALYZE".into());
+    } else {
+        let pct = scanned / persisted_bytes.max(1) as f64 * 100.0;
+        println!(
+            "  bytes_scanned {}{} over {occurrences} metric(s) / {} persisted bytes = {pct:.3}% (target < 2%: {})",
+            if approximate { "≈" } else { "" },
+            thousands(scanned as u64),
+            thousands(persisted_bytes as u64),
+            if pct < 2.0 { "met" } else { "MISSED" }
+        );
+    }
+
+    // Shut down.
+    let t = Instant::now();
+    let status = server.stop()?;
+    println!();
+    println!(
+        "[shutdown] server exited {status} after {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        failures.push(format!("server exit status {status}"));
+    }
+
+    println!();
+    if failures.is_empty() {
+        println!("RESULT: ok");
+        Ok(0)
+    } else {
+        println!("RESULT: FAILED");
+        for f in &failures {
+            println!("  - {f}");
+        }
+        Ok(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        assert_eq!(rfc3339(START_NS), "2016-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2016-01-01T00:00:00Z"), Some(START_NS));
+        assert_eq!(parse_rfc3339("2016-01-01T01:00:00+01:00"), Some(START_NS));
+        assert_eq!(
+            parse_rfc3339("2016-01-01T00:00:00.5"),
+            Some(START_NS + 500_000_000)
+        );
+        let t = START_NS + 37 * HOUR_NS + 123 * 1_000_000_000;
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+    }
+
+    #[test]
+    fn metric_values() {
+        assert_eq!(parse_metric_value("1234, x"), Some((1234.0, false)));
+        assert_eq!(parse_metric_value("1.23 K, x"), Some((1230.0, true)));
+        assert_eq!(parse_metric_value("2.0 MB]"), Some((2.0 * 1048576.0, true)));
+        assert_eq!(parse_metric_value("1.20 B"), Some((1.2e9, true)));
+        assert_eq!(parse_metric_value("512.0 B"), Some((512.0, true)));
+    }
+}
