@@ -180,7 +180,7 @@ async fn bodies_parameters_and_queries() {
 async fn query_limits_and_buffer_budget() {
     let server = Server::start(&[
         "--query-timeout",
-        "300ms",
+        "3s",
         "--query-memory-limit",
         "64000000",
         "--memory-budget",

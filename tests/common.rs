@@ -26,6 +26,8 @@ impl Server {
     }
 
     /// Starts a server on `dir` (which may hold an earlier server's data).
+    // The child moves into `Server`, whose `Drop` kills and waits for it.
+    #[allow(clippy::zombie_processes)]
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
             .arg("serve")
@@ -45,7 +47,10 @@ impl Server {
         loop {
             line.clear();
             let n = reader.read_line(&mut line).expect("read stdout");
-            assert!(n > 0, "fleetlake exited before listening");
+            if n == 0 {
+                let status = child.wait();
+                panic!("fleetlake exited before listening: {status:?}");
+            }
             if let Some(url) = line.trim().strip_prefix("fleetlake listening on ") {
                 let url = url.to_string();
                 // Keep draining stdout so the child never blocks on a full pipe.

@@ -6,5 +6,6 @@ mod bad_input;
 mod crash;
 mod duckdb;
 mod identity;
+mod pruning;
 mod slt;
 mod tsbs;

@@ -108,9 +108,9 @@ async fn handle(
         Ok::<_, ApiError>(outcome)
     }
     .await;
-    let result = result.and_then(|outcome| {
+    let result = result.map(|outcome| {
         if outcome.rejected.is_empty() {
-            return Ok(StatusCode::NO_CONTENT.into_response());
+            return StatusCode::NO_CONTENT.into_response();
         }
         let stored = outcome.rows;
         let message = if stored == 0 && !accept_partial {
@@ -130,7 +130,7 @@ async fn handle(
             .map(|r| json!({"line_number": r.line, "original_line": r.text, "error_message": r.reason}))
             .collect();
         let first = &outcome.rejected[0];
-        Ok((
+        (
             StatusCode::BAD_REQUEST,
             Json(json!({
                 "error": message,
@@ -140,7 +140,7 @@ async fn handle(
                 "data": data,
             })),
         )
-            .into_response())
+            .into_response()
     });
     finish(&state, result)
 }

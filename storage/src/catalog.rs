@@ -341,7 +341,7 @@ impl Catalog {
                     let next = Arc::new(next);
                     *self.state.write() = Arc::clone(&next);
                     debug!(seq, "catalog commit");
-                    if seq % self.checkpoint_every == 0 {
+                    if seq.is_multiple_of(self.checkpoint_every) {
                         self.write_checkpoint(&next).await;
                     }
                     return Ok(next);

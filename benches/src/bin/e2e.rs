@@ -119,6 +119,9 @@ struct Args {
     /// Skip the generator-only dry run.
     #[arg(long)]
     no_dry_run: bool,
+    /// Print the first N generated lines and exit (no server).
+    #[arg(long, value_name = "N")]
+    print_lines: Option<usize>,
 }
 
 // ---------------------------------------------------------------- PRNG
@@ -408,7 +411,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -528,10 +531,10 @@ impl Server {
             // Keep draining so the server never blocks on a full pipe.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("fleetlake listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
-                    }
+                if let Some(rest) = line.strip_prefix("fleetlake listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
                 }
             }
         });
@@ -851,6 +854,28 @@ fn one_host_query(host: u64, t0: i64) -> String {
     )
 }
 
+/// The pruning-related metrics of a scan line of an `EXPLAIN ANALYZE` plan.
+fn scan_summary(line: &str) -> String {
+    let Some(start) = line.find("metrics=[") else {
+        return truncate(line.trim(), 300);
+    };
+    let inner = &line[start + "metrics=[".len()..];
+    let inner = inner.rfind(']').map(|e| &inner[..e]).unwrap_or(inner);
+    let keep = |name: &str| {
+        name == "output_rows"
+            || name == "bytes_scanned"
+            || name == "files_opened"
+            || name.starts_with("files_ranges_pruned")
+            || name.starts_with("row_groups_pruned_statistics")
+            || name.starts_with("page_index_rows_pruned")
+    };
+    inner
+        .split(", ")
+        .filter(|m| m.split_once('=').is_some_and(|(k, _)| keep(k.trim())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Compares the server's rows with the recomputed answer; None when equal.
 fn compare_answer(
     rows: &[serde_json::Map<String, Value>],
@@ -930,6 +955,18 @@ async fn run(args: Args) -> Result<i32> {
     let ticks: f64 = command_output("getconf", &["CLK_TCK"])
         .and_then(|s| s.parse().ok())
         .unwrap_or(100.0);
+    if let Some(n) = args.print_lines {
+        let epochs = args.hours * EPOCHS_PER_HOUR;
+        let mut left = n;
+        generate(args.seed, args.hosts, epochs, args.batch, |body, _| {
+            for line in body.split_inclusive(|&b| b == b'\n').take(left) {
+                print!("{}", String::from_utf8_lossy(line));
+                left -= 1;
+            }
+            left > 0
+        });
+        return Ok(0);
+    }
     let bin = match &args.fleetlake {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("fleetlake"),
@@ -1243,11 +1280,7 @@ async fn bench(
                 }
             }
             if line.contains("DataSourceExec") || line.contains("ParquetExec") {
-                let m = line
-                    .find("metrics=[")
-                    .map(|p| &line[p..])
-                    .unwrap_or(line.trim());
-                scan_metrics.push(truncate(m, 600));
+                scan_metrics.push(scan_summary(line));
             }
         }
     }
