@@ -74,6 +74,19 @@ async fn later_write_wins_field_by_field_across_buffer_and_parquet() {
 }
 
 #[tokio::test]
+async fn lines_without_timestamp_get_the_server_time() {
+    let server = Server::start(&[]);
+    server.write_ok("db2", "nots,host=a v=1\nnots,host=b v=2\n").await;
+    let n = server
+        .sql_i64(
+            "db2",
+            "SELECT count(*) FROM nots WHERE time > now() - INTERVAL '1 minute' AND time <= now()",
+        )
+        .await;
+    assert_eq!(n, 2);
+}
+
+#[tokio::test]
 async fn retried_batches_change_nothing() {
     let tsbs = Tsbs::new(5);
     let once = Server::start(&[]);

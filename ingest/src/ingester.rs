@@ -441,7 +441,12 @@ impl Ingester {
             ));
             let target = with_seq(live.arrow_schema());
             for (day, p) in &tb.partitions {
-                let batch = sorted_dedup(&live, &target, &p.batches)?;
+                // Sorting a partition is CPU-heavy: keep it off the async workers.
+                let (schema, target, batches) = (live.clone(), target.clone(), p.batches.clone());
+                let batch =
+                    tokio::task::spawn_blocking(move || sorted_dedup(&schema, &target, &batches))
+                        .await
+                        .expect("sort does not panic")?;
                 let (start, _) = day_bounds(*day);
                 let day_name = fleetlake_storage::layout::day_of(start);
                 let meta =
