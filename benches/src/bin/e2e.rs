@@ -18,6 +18,11 @@
 //!    answer with the per-minute max recomputed here from the generator.
 //! 4. `EXPLAIN ANALYZE` of one host's hour: bytes_scanned / persisted bytes.
 //!
+//! Exit status: 0 when every step succeeded and every check held; 1 on an
+//! HTTP error (other than 503s, which are retried) or a failed start; 2 when
+//! only a check failed (row counts, a wrong query answer). Missing the
+//! pruning target is reported, not a failure.
+//!
 //! The data follow /work/shared/tsbs-devops.md: per-host tags drawn once, ten
 //! integer random walks (uniform start in [0,100), Normal(0,1) steps, clamped to
 //! [0,100]), 10 s interval from 2016-01-01T00:00:00Z, epoch-major order. Every
@@ -1132,7 +1137,9 @@ async fn bench(
         ));
     }
 
-    // 3. Flush, counts, the one-host query.
+    // 3. Flush, counts, the one-host query. From here on an HTTP error is
+    // recorded and the remaining steps still run; the exit status is 1.
+    let mut http_errors: Vec<String> = Vec::new();
     let t = Instant::now();
     let resp = client
         .post(format!("{base}/api/v1/admin/flush"))
@@ -1143,76 +1150,97 @@ async fn bench(
     if status != reqwest::StatusCode::OK {
         bail!("flush answered HTTP {status}: {}", truncate(&text, 1000));
     }
+    let flush_secs = t.elapsed().as_secs_f64();
+    println!("  flush: {flush_secs:.2} s ({})", text.trim());
     println!(
-        "  flush: {:.2} s ({})",
-        t.elapsed().as_secs_f64(),
-        text.trim()
+        "  ingest + final flush: {:.2} s: {} rows/s, {} samples/s (acked and persisted)",
+        secs + flush_secs,
+        thousands((st.rows as f64 / (secs + flush_secs)) as u64),
+        thousands((st.rows as f64 * 10.0 / (secs + flush_secs)) as u64)
     );
     if let Some(kb) = read_proc_status_kb(&server.pid(), "VmHWM:") {
         println!("  server peak RSS: {:.0} MB", kb as f64 / 1024.0);
     }
 
-    let (rows, _) = sql_rows(
+    println!();
+    println!("[storage]");
+    let mut persisted_bytes = None;
+    match sql_rows(
         &client,
         &base,
         "SELECT sum(files) AS files, sum(persisted_rows) AS persisted_rows, sum(persisted_bytes) AS b, sum(buffered_rows) AS buffered_rows FROM system.tables WHERE \"table\" = 'cpu'",
     )
-    .await?;
-    let get = |k: &str| rows.first().and_then(|r| r.get(k)).and_then(as_i64);
-    let persisted_bytes = get("b").unwrap_or(0);
-    let (count_rows, count_time) =
-        sql_rows(&client, &base, "SELECT count(*) AS n FROM cpu").await?;
-    let count = count_rows.first().and_then(|r| r.get("n")).and_then(as_i64);
-    println!();
-    println!("[storage]");
-    println!(
-        "  cpu: {} files, {} persisted rows, {} buffered rows, {} Parquet bytes = {:.3} bytes/sample",
-        get("files").map(|v| v.to_string()).unwrap_or("?".into()),
-        get("persisted_rows")
-            .map(|v| thousands(v as u64))
-            .unwrap_or("?".into()),
-        get("buffered_rows")
-            .map(|v| thousands(v as u64))
-            .unwrap_or("?".into()),
-        thousands(persisted_bytes as u64),
-        persisted_bytes as f64 / (total_rows as f64 * 10.0)
-    );
-    println!(
-        "  SELECT count(*) FROM cpu = {} ({:.1} ms){}",
-        count.map(|n| thousands(n as u64)).unwrap_or("?".into()),
-        ms(count_time),
-        if count == Some(total_rows as i64) {
-            ", as expected"
-        } else {
-            ""
+    .await
+    {
+        Ok((rows, _)) => {
+            let get = |k: &str| rows.first().and_then(|r| r.get(k)).and_then(as_i64);
+            persisted_bytes = get("b");
+            let show = |v: Option<i64>| v.map(|v| thousands(v as u64)).unwrap_or("?".into());
+            println!(
+                "  cpu: {} files, {} persisted rows, {} buffered rows, {} Parquet bytes = {:.3} bytes/sample",
+                show(get("files")),
+                show(get("persisted_rows")),
+                show(get("buffered_rows")),
+                show(persisted_bytes),
+                persisted_bytes.unwrap_or(0) as f64 / (total_rows as f64 * 10.0)
+            );
         }
-    );
-    if count != Some(total_rows as i64) {
-        failures.push(format!("count(*) = {count:?}, expected {total_rows}"));
+        Err(e) => {
+            println!("  system.tables: ERROR {}", one_line(&e));
+            http_errors.push(format!("system.tables: {}", one_line(&e)));
+        }
+    }
+    match sql_rows(&client, &base, "SELECT count(*) AS n FROM cpu").await {
+        Ok((rows, elapsed)) => {
+            let count = rows.first().and_then(|r| r.get("n")).and_then(as_i64);
+            let ok = count == Some(total_rows as i64);
+            println!(
+                "  SELECT count(*) FROM cpu = {} ({:.1} ms){}",
+                count.map(|n| thousands(n as u64)).unwrap_or("?".into()),
+                ms(elapsed),
+                if ok { ", as expected" } else { ", WRONG" }
+            );
+            if !ok {
+                failures.push(format!("count(*) = {count:?}, expected {total_rows}"));
+            }
+        }
+        Err(e) => {
+            println!("  SELECT count(*) FROM cpu: ERROR {}", one_line(&e));
+            http_errors.push(format!("count(*): {}", one_line(&e)));
+        }
     }
 
     println!();
     println!("[query] single-groupby-1-1-1: one host, one hour, max(usage_user) per minute");
     let mut qrng = Rng::new(mix64(args.seed ^ 0x7175_6572_7900_0001));
     let mut times = Vec::new();
-    let mut checked = 0;
     let mut wrong: Vec<String> = Vec::new();
     let mut example = None;
     for i in 0..args.queries {
         let host = qrng.below(args.hosts);
         let t0 = random_window(&mut qrng, args.hours);
         let q = one_host_query(host, t0);
-        let (text, elapsed) = sql(&client, &base, &q, "json").await?;
-        times.push(ms(elapsed));
-        let rows: Vec<serde_json::Map<String, Value>> =
-            serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "the answer is not a JSON array of objects: {}",
-                    truncate(&text, 500)
+        let rows = match sql(&client, &base, &q, "json")
+            .await
+            .and_then(|(text, elapsed)| {
+                times.push(ms(elapsed));
+                serde_json::from_str::<Vec<serde_json::Map<String, Value>>>(&text).with_context(
+                    || {
+                        format!(
+                            "the answer is not a JSON array of objects: {}",
+                            truncate(&text, 500)
+                        )
+                    },
                 )
-            })?;
+            }) {
+            Ok(rows) => rows,
+            Err(e) => {
+                println!("  query {i}: ERROR {}", one_line(&e));
+                http_errors.push(format!("query {i}: {}", one_line(&e)));
+                break;
+            }
+        };
         let expected = expected_minute_max(args.seed, host, epochs, t0, t0 + HOUR_NS);
-        checked += 1;
         if let Some(diff) = compare_answer(&rows, &expected) {
             wrong.push(format!("query {i} (host_{host}, {}): {diff}", rfc3339(t0)));
         }
@@ -1220,6 +1248,7 @@ async fn bench(
             example = Some((q, rows.len(), rows.first().cloned()));
         }
     }
+    let checked = times.len();
     let first = times.first().copied();
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
@@ -1261,70 +1290,84 @@ async fn bench(
         rfc3339(pt0),
         rfc3339(pt0 + HOUR_NS)
     );
-    let (plan_rows, explain_time) =
-        sql_rows(&client, &base, &format!("EXPLAIN ANALYZE {pq}")).await?;
-    let mut scanned = 0.0;
-    let mut occurrences = 0;
-    let mut approximate = false;
-    let mut scan_metrics = Vec::new();
-    for row in &plan_rows {
-        let plan = row.get("plan").and_then(Value::as_str).unwrap_or("");
-        for line in plan.lines() {
-            let mut rest = line;
-            while let Some(pos) = rest.find("bytes_scanned=") {
-                rest = &rest[pos + "bytes_scanned=".len()..];
-                if let Some((v, formatted)) = parse_metric_value(rest) {
-                    scanned += v;
-                    occurrences += 1;
-                    approximate |= formatted;
+    println!();
+    println!("[pruning] EXPLAIN ANALYZE {pq}");
+    match sql_rows(&client, &base, &format!("EXPLAIN ANALYZE {pq}")).await {
+        Ok((plan_rows, explain_time)) => {
+            let mut scanned = 0.0;
+            let mut occurrences = 0;
+            let mut approximate = false;
+            let mut scan_metrics = Vec::new();
+            for row in &plan_rows {
+                let plan = row.get("plan").and_then(Value::as_str).unwrap_or("");
+                for line in plan.lines() {
+                    let mut rest = line;
+                    while let Some(pos) = rest.find("bytes_scanned=") {
+                        rest = &rest[pos + "bytes_scanned=".len()..];
+                        if let Some((v, formatted)) = parse_metric_value(rest) {
+                            scanned += v;
+                            occurrences += 1;
+                            approximate |= formatted;
+                        }
+                    }
+                    if line.contains("DataSourceExec") || line.contains("ParquetExec") {
+                        scan_metrics.push(scan_summary(line));
+                    }
                 }
             }
-            if line.contains("DataSourceExec") || line.contains("ParquetExec") {
-                scan_metrics.push(scan_summary(line));
+            println!("  explain analyze took {:.1} ms", ms(explain_time));
+            for m in &scan_metrics {
+                println!("  scan: {m}");
+            }
+            if occurrences == 0 {
+                println!(
+                    "  no bytes_scanned metric in the plan (plan types: {:?})",
+                    plan_rows
+                        .iter()
+                        .filter_map(|r| r.get("plan_type"))
+                        .collect::<Vec<_>>()
+                );
+                failures.push("no bytes_scanned metric in EXPLAIN ANALYZE".into());
+            } else if let Some(pb) = persisted_bytes {
+                let pct = scanned / pb.max(1) as f64 * 100.0;
+                println!(
+                    "  bytes_scanned {}{} over {occurrences} metric(s) / {} persisted bytes = {pct:.3}% (target < 2%: {})",
+                    if approximate { "≈" } else { "" },
+                    thousands(scanned as u64),
+                    thousands(pb as u64),
+                    if pct < 2.0 { "met" } else { "MISSED" }
+                );
             }
         }
+        Err(e) => {
+            println!("  ERROR {}", one_line(&e));
+            http_errors.push(format!("explain analyze: {}", one_line(&e)));
+        }
     }
-    let (count_rows, _) = sql_rows(
+    let expected_pcount = EPOCHS_PER_HOUR.min(epochs) as i64;
+    match sql_rows(
         &client,
         &base,
         &pq.replacen("SELECT *", "SELECT count(*) AS n", 1),
     )
-    .await?;
-    let pcount = count_rows.first().and_then(|r| r.get("n")).and_then(as_i64);
-    let expected_pcount = EPOCHS_PER_HOUR.min(epochs) as i64;
-    println!();
-    println!("[pruning] EXPLAIN ANALYZE {pq}");
-    println!(
-        "  rows matching: {} (expected {expected_pcount}); explain took {:.1} ms",
-        pcount.map(|n| n.to_string()).unwrap_or("?".into()),
-        ms(explain_time)
-    );
-    if pcount != Some(expected_pcount) {
-        failures.push(format!(
-            "pruning query matched {pcount:?} rows, expected {expected_pcount}"
-        ));
-    }
-    for m in &scan_metrics {
-        println!("  scan: {m}");
-    }
-    if occurrences == 0 {
-        println!(
-            "  no bytes_scanned metric in the plan (plan types: {:?})",
-            plan_rows
-                .iter()
-                .filter_map(|r| r.get("plan_type"))
-                .collect::<Vec<_>>()
-        );
-        failures.push("no bytes_scanned metric in EXPLAIN ANALYZE".into());
-    } else {
-        let pct = scanned / persisted_bytes.max(1) as f64 * 100.0;
-        println!(
-            "  bytes_scanned {}{} over {occurrences} metric(s) / {} persisted bytes = {pct:.3}% (target < 2%: {})",
-            if approximate { "≈" } else { "" },
-            thousands(scanned as u64),
-            thousands(persisted_bytes as u64),
-            if pct < 2.0 { "met" } else { "MISSED" }
-        );
+    .await
+    {
+        Ok((rows, _)) => {
+            let pcount = rows.first().and_then(|r| r.get("n")).and_then(as_i64);
+            println!(
+                "  rows matching: {} (expected {expected_pcount})",
+                pcount.map(|n| n.to_string()).unwrap_or("?".into()),
+            );
+            if pcount != Some(expected_pcount) {
+                failures.push(format!(
+                    "pruning query matched {pcount:?} rows, expected {expected_pcount}"
+                ));
+            }
+        }
+        Err(e) => {
+            println!("  rows matching: ERROR {}", one_line(&e));
+            http_errors.push(format!("count of the pruning query: {}", one_line(&e)));
+        }
     }
 
     // Shut down.
@@ -1340,16 +1383,20 @@ async fn bench(
     }
 
     println!();
-    if failures.is_empty() {
+    if failures.is_empty() && http_errors.is_empty() {
         println!("RESULT: ok");
-        Ok(0)
-    } else {
-        println!("RESULT: FAILED");
-        for f in &failures {
-            println!("  - {f}");
-        }
-        Ok(2)
+        return Ok(0);
     }
+    println!("RESULT: FAILED");
+    for f in http_errors.iter().chain(&failures) {
+        println!("  - {}", truncate(f, 400));
+    }
+    Ok(if http_errors.is_empty() { 2 } else { 1 })
+}
+
+/// An error chain on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    truncate(&format!("{e:#}").replace('\n', " "), 600)
 }
 
 #[cfg(test)]
