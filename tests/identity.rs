@@ -76,7 +76,9 @@ async fn later_write_wins_field_by_field_across_buffer_and_parquet() {
 #[tokio::test]
 async fn lines_without_timestamp_get_the_server_time() {
     let server = Server::start(&[]);
-    server.write_ok("db2", "nots,host=a v=1\nnots,host=b v=2\n").await;
+    server
+        .write_ok("db2", "nots,host=a v=1\nnots,host=b v=2\n")
+        .await;
     let n = server
         .sql_i64(
             "db2",
