@@ -129,3 +129,84 @@ async fn retried_batches_change_nothing() {
     let agg = "SELECT hostname, sum(usage_user) AS s, count(*) AS n FROM cpu GROUP BY hostname ORDER BY hostname";
     assert_eq!(twice.sql("fleet", agg).await, once.sql("fleet", agg).await);
 }
+
+/// Flushes cut mid-epoch: consecutive files share one timestamp. Only that
+/// instant is de-duplicated; rows on either side are read once, with field
+/// filters pushed down, and an overwrite at the shared instant still wins.
+#[tokio::test]
+async fn files_touching_at_one_instant() {
+    let server = Server::start(&[]);
+    let epoch = |t: i64, v: i64| {
+        (0..4)
+            .map(|h| format!("t,host=h{h},rack=r{} v={} {t}\n", h % 2, v + h))
+            .collect::<String>()
+    };
+    // File 1: t=10, 20 and half of t=30; file 2: the rest of t=30 (and a
+    // rewrite of h0@30), then t=40; the buffer: a rewrite of h1@30 and t=50.
+    let half: String = epoch(30, 200)
+        .lines()
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let first: String = epoch(10, 0) + &epoch(20, 100) + &half;
+    server.write_ok("db", &first).await;
+    server.flush().await;
+    server
+        .write_ok("db", &(epoch(30, 300) + &epoch(40, 400)))
+        .await;
+    server.flush().await;
+    server
+        .write_ok(
+            "db",
+            &format!("t,host=h1,rack=r1 v=999 30\n{}", epoch(50, 500)),
+        )
+        .await;
+
+    let files = server
+        .sql_i64(
+            "db",
+            "SELECT CAST(files AS BIGINT) FROM system.tables WHERE \"table\" = 't'",
+        )
+        .await;
+    assert_eq!(files, 2);
+    assert_eq!(server.sql_i64("db", "SELECT count(*) FROM t").await, 20);
+    let rows = server
+        .sql(
+            "db",
+            "SELECT host, v FROM t WHERE time = to_timestamp_nanos(30) ORDER BY host",
+        )
+        .await;
+    let got: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["v"].as_f64().unwrap() as i64,
+            )
+        })
+        .collect();
+    let want =
+        [("h0", 300), ("h1", 999), ("h2", 302), ("h3", 303)].map(|(h, v)| (h.to_string(), v));
+    assert_eq!(got, want);
+    // A field filter over both files and the buffer: the stale values at
+    // t=30 (200..203) must not come back.
+    let n = server
+        .sql_i64("db", "SELECT count(*) FROM t WHERE v >= 200 AND v < 300")
+        .await;
+    assert_eq!(n, 0);
+    let n = server
+        .sql_i64(
+            "db",
+            "SELECT count(*) FROM t WHERE v >= 100 AND rack = 'r1'",
+        )
+        .await;
+    // r1 = h1, h3 at t=20..50: 8 rows.
+    assert_eq!(n, 8);
+    let sum = server
+        .sql_i64(
+            "db",
+            "SELECT CAST(sum(v) AS BIGINT) FROM t WHERE host = 'h2'",
+        )
+        .await;
+    assert_eq!(sum, 2 + 102 + 302 + 402 + 502);
+}

@@ -10,10 +10,10 @@ use std::time::Duration;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use fleetlake_storage::catalog::{Action, Catalog, CatalogState, now_ns};
-use fleetlake_storage::dedup::{dedup_sorted, sort_batch};
 use fleetlake_storage::layout::day_bounds;
 use fleetlake_storage::parquet_file::write_data_file;
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
+use fleetlake_storage::series_sort::sort_dedup_by_series;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -538,18 +538,14 @@ fn sorted_dedup(
         .iter()
         .map(|b| align_to_schema(b, target))
         .collect::<Result<Vec<_>, _>>()?;
-    let all = arrow::compute::concat_batches(target, &aligned)?;
-    let mut key: Vec<usize> = schema
+    let tags: Vec<usize> = schema
         .tags_sorted()
         .iter()
         .map(|t| target.index_of(t))
         .collect::<Result<_, _>>()?;
-    key.push(target.index_of(TIME_COLUMN)?);
-    let mut sort = key.clone();
-    sort.push(target.index_of(SEQ_COLUMN)?);
-    let sorted = sort_batch(&all, &sort)?;
-    let deduped = dedup_sorted(&sorted, &key)?;
+    let time = target.index_of(TIME_COLUMN)?;
     let seq_idx = target.index_of(SEQ_COLUMN)?;
+    let deduped = sort_dedup_by_series(&aligned, &tags, time, Some(seq_idx))?.batch;
     let keep: Vec<usize> = (0..target.fields().len())
         .filter(|&i| i != seq_idx)
         .collect();

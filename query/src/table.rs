@@ -1,10 +1,12 @@
 //! `FleetTable`: one fleetlake table as a DataFusion table provider.
 //!
-//! A scan unions persisted Parquet files and the write buffer. Chunks whose
-//! time ranges overlap may hold the same row identity (series + time); those
-//! go through sort → [`DedupExec`] so the later write wins field by field.
-//! Chunks that overlap nothing are scanned directly with every filter pushed
-//! into Parquet (row groups, page index, row filters).
+//! A scan unions persisted Parquet files and the write buffer. Where the time
+//! ranges of chunks overlap, rows of one identity (series + time) may sit in
+//! several of them: rows at those times go through sort → [`DedupExec`] so the
+//! later write wins field by field. Every other row is unique and is scanned
+//! directly with every filter pushed into Parquet (row groups, page index, row
+//! filters). Flushes cut mid-epoch make files of a day touch at single
+//! instants; only those instants are de-duplicated, not the whole day.
 //!
 //! # Filter contract
 //! Every filter is answered `Inexact`: DataFusion re-applies them above the
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{Column, DFSchema, Result, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -27,8 +29,8 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema as DfTableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::utils::{conjunction, disjunction};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_expr::expressions::Column as PhysColumn;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
@@ -99,51 +101,97 @@ impl FleetTable {
     }
 }
 
-enum ChunkRef {
-    File(usize),
-    Buffer(usize),
+/// How a scan divides its chunks. `overlaps` are the half-open time
+/// intervals `[start, end)` where rows of one identity may sit in more than one
+/// chunk: where two or more files overlap, and the whole range of every
+/// buffered partition (requests within it may repeat identities). Outside
+/// them every row is unique, because each data file is de-duplicated within.
+#[derive(Debug, Default, PartialEq)]
+struct ChunkPlan {
+    overlaps: Vec<(i64, i64)>,
+    /// Files with rows outside `overlaps`: scanned directly, minus `overlaps`.
+    plain: Vec<usize>,
+    /// Files with rows inside `overlaps`: their rows there are de-duplicated.
+    dedup_files: Vec<usize>,
+    dedup_bufs: Vec<usize>,
 }
 
-/// Splits chunks into those that overlap no other chunk and those that need
-/// de-duplication. A buffered partition always needs it: requests within it
-/// may repeat identities.
-fn cluster(
-    files: &[&FileMeta],
-    buffered: &[&BufferedPartition],
-) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
-    let mut chunks: Vec<(i64, i64, ChunkRef)> = files
+fn plan_chunks(files: &[(i64, i64)], buffered: &[(i64, i64)]) -> ChunkPlan {
+    // Sweep over half-open ranges for the places two or more files cover.
+    let mut events: Vec<(i64, i32)> = files
         .iter()
-        .enumerate()
-        .map(|(i, f)| (f.min_time, f.max_time, ChunkRef::File(i)))
-        .chain(
-            buffered
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (b.min_time, b.max_time, ChunkRef::Buffer(i))),
-        )
+        .flat_map(|&(min, max)| [(min, 1), (max.saturating_add(1), -1)])
         .collect();
-    chunks.sort_by_key(|c| (c.0, c.1));
-    let (mut plain, mut dedup_files, mut dedup_bufs) = (vec![], vec![], vec![]);
+    events.sort_unstable();
+    let mut intervals: Vec<(i64, i64)> = Vec::new();
+    let mut depth = 0;
     let mut i = 0;
-    while i < chunks.len() {
-        let mut j = i + 1;
-        let mut max = chunks[i].1;
-        while j < chunks.len() && chunks[j].0 <= max {
-            max = max.max(chunks[j].1);
-            j += 1;
+    while i < events.len() {
+        let at = events[i].0;
+        let before = depth;
+        while i < events.len() && events[i].0 == at {
+            depth += events[i].1;
+            i += 1;
         }
-        let group = &chunks[i..j];
-        let needs_dedup = group.len() > 1 || matches!(group[0].2, ChunkRef::Buffer(_));
-        for (_, _, c) in group {
-            match (c, needs_dedup) {
-                (ChunkRef::File(f), false) => plain.push(*f),
-                (ChunkRef::File(f), true) => dedup_files.push(*f),
-                (ChunkRef::Buffer(b), _) => dedup_bufs.push(*b),
+        if before < 2 && depth >= 2 {
+            intervals.push((at, at));
+        } else if before >= 2 && depth < 2 {
+            intervals.last_mut().expect("opened above").1 = at;
+        }
+    }
+    intervals.extend(
+        buffered
+            .iter()
+            .map(|&(min, max)| (min, max.saturating_add(1))),
+    );
+    intervals.sort_unstable();
+    let mut overlaps: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in intervals {
+        match overlaps.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => overlaps.push((a, b)),
+        }
+    }
+    let mut plan = ChunkPlan {
+        dedup_bufs: (0..buffered.len()).collect(),
+        ..ChunkPlan::default()
+    };
+    for (f, &(min, max)) in files.iter().enumerate() {
+        let end = max.saturating_add(1);
+        let touching = overlaps.iter().filter(|&&(a, b)| a < end && min < b);
+        let mut covered_to = min;
+        let mut touches = false;
+        for &(a, b) in touching {
+            touches = true;
+            if a <= covered_to {
+                covered_to = covered_to.max(b);
             }
         }
-        i = j;
+        if touches {
+            plan.dedup_files.push(f);
+        }
+        if covered_to < end {
+            plan.plain.push(f);
+        }
     }
-    (plain, dedup_files, dedup_bufs)
+    plan.overlaps = overlaps;
+    plan
+}
+
+/// `time` within any of `intervals` (half-open).
+fn time_in(intervals: &[(i64, i64)]) -> Option<Expr> {
+    let time = || col(Column::from_name(TIME_COLUMN));
+    let ts = |v: i64| {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    };
+    disjunction(
+        intervals
+            .iter()
+            .map(|&(a, b)| time().gt_eq(ts(a)).and(time().lt(ts(b)))),
+    )
 }
 
 #[async_trait]
@@ -185,25 +233,37 @@ impl datafusion::catalog::TableProvider for FleetTable {
             .iter()
             .filter(|b| range.overlaps(b.min_time, b.max_time))
             .collect();
-        let (plain, dedup_files, dedup_bufs) = cluster(&files, &buffered);
+        let plan = plan_chunks(
+            &files
+                .iter()
+                .map(|f| (f.min_time, f.max_time))
+                .collect::<Vec<_>>(),
+            &buffered
+                .iter()
+                .map(|b| (b.min_time, b.max_time))
+                .collect::<Vec<_>>(),
+        );
+        let in_overlaps = time_in(&plan.overlaps);
 
         let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !plain.is_empty() {
-            let all = conjunction(filters.iter().cloned());
-            let chosen: Vec<&FileMeta> = plain.iter().map(|&i| files[i]).collect();
-            parts.push(self.parquet_scan(state, &chosen, false, projection.clone(), all)?);
+        if !plan.plain.is_empty() {
+            let chosen: Vec<&FileMeta> = plan.plain.iter().map(|&i| files[i]).collect();
+            let outside = in_overlaps.clone().map(|e| !e);
+            let all = conjunction(filters.iter().cloned().chain(outside.clone()));
+            parts.push(self.plain_scan(state, &chosen, &projection, all, outside)?);
         }
-        if !dedup_files.is_empty() || !dedup_bufs.is_empty() {
+        if !plan.dedup_files.is_empty() || !plan.dedup_bufs.is_empty() {
             let identity = conjunction(filters.iter().filter(|f| self.is_identity(f)).cloned());
-            let chosen_files: Vec<&FileMeta> = dedup_files.iter().map(|&i| files[i]).collect();
+            let chosen_files: Vec<&FileMeta> = plan.dedup_files.iter().map(|&i| files[i]).collect();
             let chosen_bufs: Vec<&BufferedPartition> =
-                dedup_bufs.iter().map(|&i| buffered[i]).collect();
+                plan.dedup_bufs.iter().map(|&i| buffered[i]).collect();
             parts.push(self.dedup_scan(
                 state,
                 &chosen_files,
                 &chosen_bufs,
                 &projection,
                 identity,
+                in_overlaps,
             )?);
         }
         Ok(match parts.len() {
@@ -279,6 +339,44 @@ impl FleetTable {
         Ok(DataSourceExec::from_data_source(config))
     }
 
+    /// Scans files that need no de-duplication. `exact` must hold for every
+    /// row returned (it keeps rows that a de-duplicating scan also returns
+    /// out): it is applied above the scan, reading `time` if the projection
+    /// does not.
+    fn plain_scan(
+        &self,
+        state: &dyn Session,
+        files: &[&FileMeta],
+        projection: &[usize],
+        predicate: Option<Expr>,
+        exact: Option<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(exact) = exact else {
+            return self.parquet_scan(state, files, false, projection.to_vec(), predicate);
+        };
+        let time = self.arrow_schema.index_of(TIME_COLUMN)?;
+        let mut read = projection.to_vec();
+        if !read.contains(&time) {
+            read.push(time);
+        }
+        let scan = self.parquet_scan(state, files, false, read.clone(), predicate)?;
+        let filtered = exact_filter(state, scan, Some(exact))?;
+        if read.len() == projection.len() {
+            return Ok(filtered);
+        }
+        let schema = filtered.schema();
+        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..projection.len())
+            .map(|i| {
+                let name = schema.field(i).name().clone();
+                (
+                    Arc::new(PhysColumn::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, filtered)?))
+    }
+
     fn dedup_scan(
         &self,
         state: &dyn Session,
@@ -286,6 +384,7 @@ impl FleetTable {
         buffered: &[&BufferedPartition],
         projection: &[usize],
         identity: Option<Expr>,
+        in_overlaps: Option<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let n = self.arrow_schema.fields().len();
         let key = self.key_indices();
@@ -304,7 +403,10 @@ impl FleetTable {
 
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
-            inputs.push(self.parquet_scan(state, files, true, inner.clone(), identity.clone())?);
+            let predicate = conjunction(identity.clone().into_iter().chain(in_overlaps.clone()));
+            let scan = self.parquet_scan(state, files, true, inner.clone(), predicate)?;
+            // Rows outside the overlaps are the plain scan's: never both.
+            inputs.push(exact_filter(state, scan, in_overlaps)?);
         }
         if !buffered.is_empty() {
             let batches = buffered
@@ -360,5 +462,70 @@ impl FleetTable {
             })
             .collect();
         Ok(Arc::new(ProjectionExec::try_new(exprs, dedup)?))
+    }
+}
+
+/// `plan` filtered by `predicate`, exactly (a `FilterExec`).
+fn exact_filter(
+    state: &dyn Session,
+    plan: Arc<dyn ExecutionPlan>,
+    predicate: Option<Expr>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let Some(predicate) = predicate else {
+        return Ok(plan);
+    };
+    let df_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
+    let physical = state.create_physical_expr(predicate, &df_schema)?;
+    Ok(Arc::new(FilterExec::try_new(physical, plan)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_touching_at_one_instant_overlap_only_there() {
+        // Three flushes cut mid-epoch: each shares one timestamp with the next.
+        let plan = plan_chunks(&[(0, 10), (10, 20), (20, 30)], &[]);
+        assert_eq!(plan.overlaps, vec![(10, 11), (20, 21)]);
+        assert_eq!(plan.plain, vec![0, 1, 2]);
+        assert_eq!(plan.dedup_files, vec![0, 1, 2]);
+        assert!(plan.dedup_bufs.is_empty());
+    }
+
+    #[test]
+    fn disjoint_files_need_no_dedup() {
+        let plan = plan_chunks(&[(0, 9), (10, 19)], &[]);
+        assert!(plan.overlaps.is_empty());
+        assert_eq!(plan.plain, vec![0, 1]);
+        assert!(plan.dedup_files.is_empty());
+    }
+
+    #[test]
+    fn a_file_inside_another_is_deduplicated_whole() {
+        let plan = plan_chunks(&[(0, 100), (40, 50)], &[]);
+        assert_eq!(plan.overlaps, vec![(40, 51)]);
+        assert_eq!(plan.plain, vec![0]);
+        assert_eq!(plan.dedup_files, vec![0, 1]);
+    }
+
+    #[test]
+    fn buffers_are_always_deduplicated_with_the_files_they_touch() {
+        let plan = plan_chunks(&[(0, 10), (30, 40)], &[(5, 20), (100, 100)]);
+        assert_eq!(plan.overlaps, vec![(5, 21), (100, 101)]);
+        assert_eq!(plan.plain, vec![0, 1]);
+        assert_eq!(plan.dedup_files, vec![0]);
+        assert_eq!(plan.dedup_bufs, vec![0, 1]);
+    }
+
+    #[test]
+    fn three_way_overlap_is_one_interval() {
+        let plan = plan_chunks(&[(0, 10), (5, 15), (8, 30)], &[]);
+        assert_eq!(plan.overlaps, vec![(5, 16)]);
+        // File 1 lies inside the overlap entirely.
+        assert_eq!(plan.plain, vec![0, 2]);
+        let plan = plan_chunks(&[(0, 10), (5, 15), (12, 30)], &[]);
+        assert_eq!(plan.overlaps, vec![(5, 11), (12, 16)]);
+        assert_eq!(plan.plain, vec![0, 1, 2]);
     }
 }

@@ -64,28 +64,7 @@ pub fn dedup_sorted(batch: &RecordBatch, key_cols: &[usize]) -> Result<RecordBat
     if ranges.len() == batch.num_rows() {
         return Ok(batch.clone());
     }
-    let first: UInt32Array = ranges.iter().map(|r| r.start as u32).collect();
-    let columns = batch
-        .columns()
-        .iter()
-        .enumerate()
-        .map(|(i, col)| {
-            if key_cols.contains(&i) {
-                return take(col.as_ref(), &first, None);
-            }
-            let last_valid: UInt32Array = ranges
-                .iter()
-                .map(|r| {
-                    r.clone()
-                        .rev()
-                        .find(|&row| col.is_valid(row))
-                        .unwrap_or(r.end - 1) as u32
-                })
-                .collect();
-            take(col.as_ref(), &last_valid, None)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    crate::series_sort::merge_runs(batch, key_cols, &ranges)
 }
 
 #[cfg(test)]

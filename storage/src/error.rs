@@ -48,6 +48,9 @@ pub enum Error {
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
 
+    #[error("invalid data: {0}")]
+    Invalid(String),
+
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 

@@ -20,6 +20,7 @@ pub mod error;
 pub mod layout;
 pub mod parquet_file;
 pub mod schema;
+pub mod series_sort;
 pub mod store;
 
 pub use error::{Error, Result};
