@@ -27,8 +27,13 @@ impl Server {
 
     /// Starts a server on `dir` (which may hold an earlier server's data).
     // The child moves into `Server`, whose `Drop` kills and waits for it.
-    #[allow(clippy::zombie_processes)]
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// Starts a server on `dir` with extra environment variables.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_with_env(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
             .arg("serve")
             .arg("--http-bind")
@@ -36,6 +41,7 @@ impl Server {
             .arg("--data-dir")
             .arg(dir)
             .args(extra)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

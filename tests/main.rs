@@ -7,5 +7,6 @@ mod crash;
 mod duckdb;
 mod identity;
 mod pruning;
+mod s3;
 mod slt;
 mod tsbs;

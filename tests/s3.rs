@@ -1,0 +1,140 @@
+//! `--object-store s3://bucket/prefix` against a real S3 API: moto's server
+//! (from PyPI, installed by `.ci/run`), configured through the standard AWS
+//! environment variables. Data files and the catalog land under the prefix;
+//! a restart reads them back.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Server, Tsbs};
+
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server must be installed: pip install 'moto[server]' (.ci/run does)");
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if reqwest::get(&self.url).await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Keys under `prefix`, via ListObjectsV2.
+    async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let body = reqwest::get(format!("{}/{bucket}?list-type=2&prefix={prefix}", self.url))
+            .await
+            .expect("list")
+            .text()
+            .await
+            .expect("list body");
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn s3_object_store_holds_files_and_catalog() {
+    let moto = Moto::start();
+    moto.wait_ready().await;
+    let created = reqwest::Client::new()
+        .put(format!("{}/fleet-bucket", moto.url))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(created.status().is_success(), "{created:?}");
+
+    let env = [
+        ("AWS_ENDPOINT", moto.url.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let args = ["--object-store", "s3://fleet-bucket/warehouse/one"];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tsbs = Tsbs::new(4);
+    // usage_user over the first 30 epochs (the flushed file).
+    let expected_sum: i64 = (0..4)
+        .flat_map(|h| (0..30).map(move |e| (h, e)))
+        .map(|(h, e)| tsbs.value(h, e, 0))
+        .sum();
+    {
+        let mut server = Server::start_with_env(tmp.path(), &args, &env);
+        server.write_ok("fleet", &tsbs.body(0, 30)).await;
+        server.flush().await;
+        // Some rows stay in the WAL only, replayed after the restart.
+        server.write_ok("fleet", &tsbs.body(30, 40)).await;
+        assert_eq!(
+            server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+            160
+        );
+        assert!(server.terminate(), "clean exit");
+    }
+    let keys = moto.keys("fleet-bucket", "warehouse/one/").await;
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("warehouse/one/fleet/cpu/day=") && k.ends_with(".parquet")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("warehouse/one/_catalog/commits/")),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| !k.starts_with("warehouse/one/")),
+        "everything under the prefix: {keys:?}"
+    );
+    // Nothing on the local disk but the WAL.
+    assert!(!tmp.path().join("store").exists());
+
+    let server = Server::start_with_env(tmp.path(), &args, &env);
+    assert_eq!(
+        server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        160
+    );
+    let sum = server
+        .sql_i64(
+            "fleet",
+            &format!(
+                "SELECT CAST(sum(usage_user) AS BIGINT) FROM cpu WHERE time < to_timestamp_nanos({})",
+                tsbs.time(30)
+            ),
+        )
+        .await;
+    assert_eq!(sum, expected_sum);
+}
