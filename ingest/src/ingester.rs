@@ -13,7 +13,7 @@ use fleetlake_storage::catalog::{Action, Catalog, CatalogState, now_ns};
 use fleetlake_storage::layout::day_bounds;
 use fleetlake_storage::parquet_file::write_data_file;
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
-use fleetlake_storage::series_sort::sort_dedup_by_series;
+use fleetlake_storage::series_sort::{TagOrder, sort_dedup_by_series};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -440,17 +440,38 @@ impl Ingester {
                 &mut dbs_created,
             ));
             let target = with_seq(live.arrow_schema());
+            // Every file of a table sorts by one order, so files merge without
+            // re-sorting; a table's first flush picks it.
+            let mut sort_key: Option<Vec<String>> = cat_state
+                .table(db, table)
+                .map(|t| t.schema.sort_key().to_vec())
+                .filter(|k| !k.is_empty());
             for (day, p) in &tb.partitions {
+                let mut schema = (*live).clone();
+                if let Some(k) = &sort_key {
+                    schema.set_sort_key(k);
+                }
+                let fixed = sort_key.is_some();
                 // Sorting a partition is CPU-heavy: keep it off the async workers.
-                let (schema, target, batches) = (live.clone(), target.clone(), p.batches.clone());
-                let batch =
-                    tokio::task::spawn_blocking(move || sorted_dedup(&schema, &target, &batches))
-                        .await
-                        .expect("sort does not panic")?;
+                let (target2, batches) = (target.clone(), p.batches.clone());
+                let (batch, order) = tokio::task::spawn_blocking(move || {
+                    sorted_dedup(&schema, fixed, &target2, &batches)
+                })
+                .await
+                .expect("sort does not panic")?;
+                if sort_key.is_none() {
+                    actions.push(Action::SetSortKey {
+                        db: db.clone(),
+                        table: table.clone(),
+                        tags: order.clone(),
+                    });
+                    sort_key = Some(order.clone());
+                }
                 let (start, _) = day_bounds(*day);
                 let day_name = fleetlake_storage::layout::day_of(start);
-                let meta =
+                let mut meta =
                     write_data_file(self.catalog.store(), db, table, &day_name, batch, seq).await?;
+                meta.sort_order = order;
                 self.metrics.flushed_rows.add(meta.rows);
                 self.metrics.flushed_bytes.add(meta.bytes);
                 files.push(meta);
@@ -528,26 +549,39 @@ fn schema_actions(
 }
 
 /// One partition's buffered batches as a file batch: aligned to the table's
-/// schema, sorted by series, time and write order, de-duplicated, without `__seq`.
+/// schema, sorted by series, time and write order, de-duplicated, without
+/// `__seq`. Returns it with the tag order it is sorted by: the schema's
+/// series order when `fixed`, else highest cardinality first.
 fn sorted_dedup(
     schema: &TableSchema,
+    fixed: bool,
     target: &SchemaRef,
     batches: &[RecordBatch],
-) -> Result<RecordBatch> {
+) -> Result<(RecordBatch, Vec<String>)> {
     let aligned = batches
         .iter()
         .map(|b| align_to_schema(b, target))
         .collect::<Result<Vec<_>, _>>()?;
     let tags: Vec<usize> = schema
-        .tags_sorted()
+        .series_order()
         .iter()
         .map(|t| target.index_of(t))
         .collect::<Result<_, _>>()?;
+    let order = if fixed {
+        TagOrder::Given
+    } else {
+        TagOrder::ByCardinality
+    };
     let time = target.index_of(TIME_COLUMN)?;
     let seq_idx = target.index_of(SEQ_COLUMN)?;
-    let deduped = sort_dedup_by_series(&aligned, &tags, time, Some(seq_idx))?.batch;
+    let sorted = sort_dedup_by_series(&aligned, &tags, order, time, Some(seq_idx))?;
+    let names = sorted
+        .tag_order
+        .iter()
+        .map(|&i| target.field(i).name().clone())
+        .collect();
     let keep: Vec<usize> = (0..target.fields().len())
         .filter(|&i| i != seq_idx)
         .collect();
-    Ok(deduped.project(&keep)?)
+    Ok((sorted.batch.project(&keep)?, names))
 }

@@ -116,9 +116,24 @@ struct ChunkPlan {
     dedup_bufs: Vec<usize>,
 }
 
-fn plan_chunks(files: &[(i64, i64)], buffered: &[(i64, i64)]) -> ChunkPlan {
-    // Sweep over half-open ranges for the places two or more files cover.
-    let mut events: Vec<(i64, i32)> = files
+/// `files` are `(min_time, max_time, run)`. Files of one compaction run hold
+/// disjoint series, so a run counts as one chunk spanning its files' range.
+fn plan_chunks(files: &[(i64, i64, Option<u64>)], buffered: &[(i64, i64)]) -> ChunkPlan {
+    let mut chunks: Vec<(i64, i64)> = files
+        .iter()
+        .filter(|f| f.2.is_none())
+        .map(|&(min, max, _)| (min, max))
+        .collect();
+    let mut runs: std::collections::BTreeMap<u64, (i64, i64)> = Default::default();
+    for &(min, max, run) in files {
+        if let Some(r) = run {
+            let e = runs.entry(r).or_insert((min, max));
+            *e = (e.0.min(min), e.1.max(max));
+        }
+    }
+    chunks.extend(runs.into_values());
+    // Sweep over half-open ranges for the places two or more chunks cover.
+    let mut events: Vec<(i64, i32)> = chunks
         .iter()
         .flat_map(|&(min, max)| [(min, 1), (max.saturating_add(1), -1)])
         .collect();
@@ -156,7 +171,7 @@ fn plan_chunks(files: &[(i64, i64)], buffered: &[(i64, i64)]) -> ChunkPlan {
         dedup_bufs: (0..buffered.len()).collect(),
         ..ChunkPlan::default()
     };
-    for (f, &(min, max)) in files.iter().enumerate() {
+    for (f, &(min, max, _)) in files.iter().enumerate() {
         let end = max.saturating_add(1);
         let touching = overlaps.iter().filter(|&&(a, b)| a < end && min < b);
         let mut covered_to = min;
@@ -236,7 +251,7 @@ impl datafusion::catalog::TableProvider for FleetTable {
         let plan = plan_chunks(
             &files
                 .iter()
-                .map(|f| (f.min_time, f.max_time))
+                .map(|f| (f.min_time, f.max_time, f.run))
                 .collect::<Vec<_>>(),
             &buffered
                 .iter()
@@ -486,7 +501,7 @@ mod tests {
     #[test]
     fn files_touching_at_one_instant_overlap_only_there() {
         // Three flushes cut mid-epoch: each shares one timestamp with the next.
-        let plan = plan_chunks(&[(0, 10), (10, 20), (20, 30)], &[]);
+        let plan = plan_chunks(&[(0, 10, None), (10, 20, None), (20, 30, None)], &[]);
         assert_eq!(plan.overlaps, vec![(10, 11), (20, 21)]);
         assert_eq!(plan.plain, vec![0, 1, 2]);
         assert_eq!(plan.dedup_files, vec![0, 1, 2]);
@@ -495,7 +510,7 @@ mod tests {
 
     #[test]
     fn disjoint_files_need_no_dedup() {
-        let plan = plan_chunks(&[(0, 9), (10, 19)], &[]);
+        let plan = plan_chunks(&[(0, 9, None), (10, 19, None)], &[]);
         assert!(plan.overlaps.is_empty());
         assert_eq!(plan.plain, vec![0, 1]);
         assert!(plan.dedup_files.is_empty());
@@ -503,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_file_inside_another_is_deduplicated_whole() {
-        let plan = plan_chunks(&[(0, 100), (40, 50)], &[]);
+        let plan = plan_chunks(&[(0, 100, None), (40, 50, None)], &[]);
         assert_eq!(plan.overlaps, vec![(40, 51)]);
         assert_eq!(plan.plain, vec![0]);
         assert_eq!(plan.dedup_files, vec![0, 1]);
@@ -511,7 +526,7 @@ mod tests {
 
     #[test]
     fn buffers_are_always_deduplicated_with_the_files_they_touch() {
-        let plan = plan_chunks(&[(0, 10), (30, 40)], &[(5, 20), (100, 100)]);
+        let plan = plan_chunks(&[(0, 10, None), (30, 40, None)], &[(5, 20), (100, 100)]);
         assert_eq!(plan.overlaps, vec![(5, 21), (100, 101)]);
         assert_eq!(plan.plain, vec![0, 1]);
         assert_eq!(plan.dedup_files, vec![0]);
@@ -520,12 +535,26 @@ mod tests {
 
     #[test]
     fn three_way_overlap_is_one_interval() {
-        let plan = plan_chunks(&[(0, 10), (5, 15), (8, 30)], &[]);
+        let plan = plan_chunks(&[(0, 10, None), (5, 15, None), (8, 30, None)], &[]);
         assert_eq!(plan.overlaps, vec![(5, 16)]);
         // File 1 lies inside the overlap entirely.
         assert_eq!(plan.plain, vec![0, 2]);
-        let plan = plan_chunks(&[(0, 10), (5, 15), (12, 30)], &[]);
+        let plan = plan_chunks(&[(0, 10, None), (5, 15, None), (12, 30, None)], &[]);
         assert_eq!(plan.overlaps, vec![(5, 11), (12, 16)]);
         assert_eq!(plan.plain, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn files_of_one_run_do_not_overlap_each_other() {
+        // A compacted day: three files of run 7 spanning the whole day.
+        let run = Some(7);
+        let plan = plan_chunks(&[(0, 100, run), (0, 100, run), (1, 99, run)], &[]);
+        assert!(plan.overlaps.is_empty());
+        assert_eq!(plan.plain, vec![0, 1, 2]);
+        // A late flush file over the run: only its range is de-duplicated.
+        let plan = plan_chunks(&[(0, 100, run), (0, 100, run), (40, 50, None)], &[]);
+        assert_eq!(plan.overlaps, vec![(40, 51)]);
+        assert_eq!(plan.plain, vec![0, 1]);
+        assert_eq!(plan.dedup_files, vec![0, 1, 2]);
     }
 }

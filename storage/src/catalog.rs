@@ -49,6 +49,17 @@ pub struct FileMeta {
     pub seq: u64,
     /// When the file was committed (ns since the epoch).
     pub created_ns: i64,
+    /// 0: a flush file. 1: written by compaction.
+    #[serde(default)]
+    pub level: u8,
+    /// Files of one compaction output share a run id; their series ranges
+    /// are disjoint, so no row identity is in two files of one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
+    /// The tag order the rows are sorted by (then `time`). Empty for files
+    /// written before the order was recorded: those merge only by re-sorting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sort_order: Vec<String>,
 }
 
 /// One change in a commit.
@@ -70,10 +81,32 @@ pub enum Action {
     AddFiles {
         files: Vec<FileMeta>,
     },
+    /// Removes files from view. They stay listed in `removed` until
+    /// [`Action::PurgeFiles`], so running queries can finish reading them and
+    /// the garbage collector knows to delete them after a grace period.
     RemoveFiles {
         db: String,
         table: String,
         paths: Vec<String>,
+        /// When the removal was decided (ns since the epoch).
+        #[serde(default)]
+        at_ns: i64,
+        /// Fail the commit if any path is not a live file (compaction: its
+        /// inputs must not have been removed by someone else meanwhile).
+        #[serde(default)]
+        strict: bool,
+    },
+    /// The files' objects are deleted: forget them.
+    PurgeFiles {
+        db: String,
+        table: String,
+        paths: Vec<String>,
+    },
+    /// Fixes the sort key of a table (no-op when it has one).
+    SetSortKey {
+        db: String,
+        table: String,
+        tags: Vec<String>,
     },
     /// Every WAL record up to and including this sequence is in Parquet.
     PersistedWal {
@@ -93,6 +126,9 @@ pub struct TableState {
     pub schema: TableSchema,
     /// Files by path.
     pub files: BTreeMap<String, FileMeta>,
+    /// Files removed from view, awaiting deletion: path → removal time (ns).
+    #[serde(default)]
+    pub removed: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -143,11 +179,31 @@ impl CatalogState {
                         t.files.insert(f.path.clone(), f.clone());
                     }
                 }
-                Action::RemoveFiles { db, table, paths } => {
+                Action::RemoveFiles {
+                    db,
+                    table,
+                    paths,
+                    at_ns,
+                    strict,
+                } => {
+                    let t = self.table_mut(db, table)?;
+                    if *strict && let Some(p) = paths.iter().find(|p| !t.files.contains_key(*p)) {
+                        return Err(Error::FileNotLive { path: p.clone() });
+                    }
+                    for p in paths {
+                        if t.files.remove(p).is_some() {
+                            t.removed.insert(p.clone(), *at_ns);
+                        }
+                    }
+                }
+                Action::PurgeFiles { db, table, paths } => {
                     let t = self.table_mut(db, table)?;
                     for p in paths {
-                        t.files.remove(p);
+                        t.removed.remove(p);
                     }
+                }
+                Action::SetSortKey { db, table, tags } => {
+                    self.table_mut(db, table)?.schema.set_sort_key(tags);
                 }
                 Action::PersistedWal { wal_seq } => {
                     self.persisted_wal_seq = self.persisted_wal_seq.max(*wal_seq);
@@ -391,6 +447,9 @@ mod tests {
             max_time: 10,
             seq,
             created_ns: 0,
+            level: 0,
+            run: None,
+            sort_order: Vec::new(),
         }
     }
 
@@ -428,13 +487,45 @@ mod tests {
             db: "fleet".into(),
             table: "cpu".into(),
             paths: vec!["f0".into()],
+            at_ns: 7,
+            strict: true,
         }])
         .await
         .unwrap();
-        let again = Catalog::load(store, 3).await.unwrap();
+        // Removing a file that is gone already fails a strict removal.
+        let err = cat
+            .commit(vec![Action::RemoveFiles {
+                db: "fleet".into(),
+                table: "cpu".into(),
+                paths: vec!["f0".into(), "f1".into()],
+                at_ns: 8,
+                strict: true,
+            }])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FileNotLive { .. }), "{err}");
+        let again = Catalog::load(Arc::clone(&store), 3).await.unwrap();
         let s = again.state();
         assert_eq!(s.seq, 12);
         assert_eq!(s.file_count(), 9);
+        let cpu = s.table("fleet", "cpu").unwrap();
+        assert_eq!(cpu.removed.get("f0"), Some(&7));
+        again
+            .commit(vec![Action::PurgeFiles {
+                db: "fleet".into(),
+                table: "cpu".into(),
+                paths: vec!["f0".into()],
+            }])
+            .await
+            .unwrap();
+        assert!(
+            again
+                .state()
+                .table("fleet", "cpu")
+                .unwrap()
+                .removed
+                .is_empty()
+        );
         assert_eq!(s.table("fleet", "cpu").unwrap().schema.columns().len(), 1);
     }
 

@@ -48,6 +48,9 @@ pub enum Error {
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
 
+    #[error("file {path} is no longer live in the catalog")]
+    FileNotLive { path: String },
+
     #[error("invalid data: {0}")]
     Invalid(String),
 

@@ -93,8 +93,43 @@ pub async fn write_data_file(
     let bytes = tokio::task::spawn_blocking(move || encode(schema, &[batch]))
         .await
         .map_err(|e| Error::Parquet(parquet::errors::ParquetError::External(Box::new(e))))??;
+    put_data_file(
+        store,
+        FileSpec {
+            db,
+            table,
+            day,
+            rows,
+            min_time,
+            max_time,
+            seq,
+        },
+        bytes,
+    )
+    .await
+}
+
+/// What a data file holds, for [`put_data_file`].
+#[derive(Debug, Clone, Copy)]
+pub struct FileSpec<'a> {
+    pub db: &'a str,
+    pub table: &'a str,
+    pub day: &'a str,
+    pub rows: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub seq: u64,
+}
+
+/// Stores encoded Parquet `bytes` under a new file id in the partition's
+/// directory. The file is not visible until a catalog commit adds the meta.
+pub async fn put_data_file(
+    store: &Arc<dyn ObjectStore>,
+    spec: FileSpec<'_>,
+    bytes: Vec<u8>,
+) -> Result<FileMeta> {
     let id = uuid::Uuid::new_v4().to_string();
-    let path = data_file_path(db, table, day, &id);
+    let path = data_file_path(spec.db, spec.table, spec.day, &id);
     let size = bytes.len() as u64;
     store
         .put(&path, PutPayload::from(bytes))
@@ -105,15 +140,18 @@ pub async fn write_data_file(
         })?;
     Ok(FileMeta {
         path: path.to_string(),
-        db: db.to_string(),
-        table: table.to_string(),
-        day: day.to_string(),
-        rows,
+        db: spec.db.to_string(),
+        table: spec.table.to_string(),
+        day: spec.day.to_string(),
+        rows: spec.rows,
         bytes: size,
-        min_time,
-        max_time,
-        seq,
+        min_time: spec.min_time,
+        max_time: spec.max_time,
+        seq: spec.seq,
         created_ns: now_ns(),
+        level: 0,
+        run: None,
+        sort_order: Vec::new(),
     })
 }
 

@@ -99,6 +99,10 @@ pub struct ColumnDef {
 pub struct TableSchema {
     /// Columns in creation order; `time` is implicit and not listed.
     columns: Vec<ColumnDef>,
+    /// Leading tags of the order data files sort rows by, fixed at the first
+    /// flush (highest cardinality first). See [`TableSchema::series_order`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sort_key: Vec<String>,
 }
 
 impl Default for TableSchema {
@@ -111,6 +115,7 @@ impl TableSchema {
     pub fn new() -> Self {
         Self {
             columns: Vec::new(),
+            sort_key: Vec::new(),
         }
     }
 
@@ -160,6 +165,37 @@ impl TableSchema {
             .collect();
         tags.sort_unstable();
         tags
+    }
+
+    pub fn sort_key(&self) -> &[String] {
+        &self.sort_key
+    }
+
+    /// Fixes the sort key unless one is set (the first flush wins).
+    pub fn set_sort_key(&mut self, tags: &[String]) {
+        if self.sort_key.is_empty() {
+            self.sort_key = tags.to_vec();
+        }
+    }
+
+    /// The tag order data files sort rows by: the sort key, then every tag
+    /// added since, by name. A tag added later is NULL in older files, so an
+    /// older file's order is this order restricted to its tags: files of one
+    /// table always merge without re-sorting.
+    pub fn series_order(&self) -> Vec<&str> {
+        let mut order: Vec<&str> = self
+            .sort_key
+            .iter()
+            .map(String::as_str)
+            .filter(|t| self.kind_of(t) == Some(ColumnKind::Tag))
+            .collect();
+        let mut rest: Vec<&str> = self
+            .tags_sorted()
+            .into_iter()
+            .filter(|t| !order.contains(t))
+            .collect();
+        order.append(&mut rest);
+        order
     }
 
     pub fn fields(&self) -> impl Iterator<Item = &ColumnDef> {

@@ -33,13 +33,23 @@ pub struct SeriesSorted {
     pub series: usize,
 }
 
-/// Sorts the rows of `batches` (one schema) by series (the `tags` columns),
-/// then `time`, then write order, and merges rows of equal identity so the
-/// later write wins field by field. Write order is the `seq` column when
-/// given, else the input order (batch by batch, row by row).
+/// Which tag leads the series order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOrder {
+    /// The `tags` columns in the order given (the table's sort key).
+    Given,
+    /// Highest cardinality first, ties by name (a table's first flush).
+    ByCardinality,
+}
+
+/// Sorts the rows of `batches` (one schema) by series (the `tags` columns,
+/// in `order`), then `time`, then write order, and merges rows of equal
+/// identity so the later write wins field by field. Write order is the `seq`
+/// column when given, else the input order (batch by batch, row by row).
 pub fn sort_dedup_by_series(
     batches: &[RecordBatch],
     tags: &[usize],
+    order: TagOrder,
     time: usize,
     seq: Option<usize>,
 ) -> Result<SeriesSorted> {
@@ -64,15 +74,18 @@ pub fn sort_dedup_by_series(
                 .collect(),
         );
     }
-    let mut order: Vec<usize> = (0..tags.len()).collect();
-    order.sort_by(|&a, &b| {
-        ranks[b].len().cmp(&ranks[a].len()).then_with(|| {
-            schema
-                .field(tags[a])
-                .name()
-                .cmp(schema.field(tags[b]).name())
-        })
-    });
+    let mut order_idx: Vec<usize> = (0..tags.len()).collect();
+    if order == TagOrder::ByCardinality {
+        order_idx.sort_by(|&a, &b| {
+            ranks[b].len().cmp(&ranks[a].len()).then_with(|| {
+                schema
+                    .field(tags[a])
+                    .name()
+                    .cmp(schema.field(tags[b]).name())
+            })
+        });
+    }
+    let order = order_idx;
 
     // A trie over rank tuples: node = (parent, rank); every row ends at the
     // leaf of its series. Node 0 is the root.
@@ -317,7 +330,8 @@ mod tests {
             vec![Some(5), Some(6)],
             vec![5, 10],
         );
-        let out = sort_dedup_by_series(&[b1, b2], &[0, 1], 3, None).unwrap();
+        let out =
+            sort_dedup_by_series(&[b1, b2], &[0, 1], TagOrder::ByCardinality, 3, None).unwrap();
         assert_eq!(out.tag_order, vec![1, 0], "host (3 values) leads arch (2)");
         assert_eq!(out.series, 4);
         let hosts: Vec<_> = strings(&out.batch, 1)
@@ -354,7 +368,7 @@ mod tests {
             vec![5, 6],
         );
         let b3 = batch(vec![Some("a")], vec!["h"], vec![Some(9)], vec![6]);
-        let out = sort_dedup_by_series(&[b1, b2, b3], &[0, 1], 3, None).unwrap();
+        let out = sort_dedup_by_series(&[b1, b2, b3], &[0, 1], TagOrder::Given, 3, None).unwrap();
         assert_eq!(out.batch.num_rows(), 2);
         let v = out
             .batch
@@ -391,7 +405,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let out = sort_dedup_by_series(&[b], &[0], 2, Some(3)).unwrap();
+        let out = sort_dedup_by_series(&[b], &[0], TagOrder::Given, 2, Some(3)).unwrap();
         let v = out
             .batch
             .column(1)
