@@ -53,12 +53,54 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_QUERY_MEMORY_LIMIT", default_value_t = 1 << 30)]
     pub query_memory_limit: usize,
 
+    /// How often the compactor looks for partitions to merge; 0 disables
+    /// background compaction and garbage collection.
+    #[arg(long, env = "FLEETLAKE_COMPACTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub compaction_interval: Duration,
+
+    /// Flush files in one table/day partition that trigger merging them.
+    #[arg(long, env = "FLEETLAKE_COMPACTION_L0_TRIGGER", default_value_t = 4)]
+    pub compaction_l0_trigger: usize,
+
+    /// Sorted runs in one partition that trigger merging all of them.
+    #[arg(long, env = "FLEETLAKE_COMPACTION_MAX_RUNS", default_value_t = 8)]
+    pub compaction_max_runs: usize,
+
+    /// A partition without a new file for this long is merged into one run.
+    #[arg(long, env = "FLEETLAKE_COMPACTION_COLD_AFTER", default_value = "10m", value_parser = parse_duration)]
+    pub compaction_cold_after: Duration,
+
+    /// Rows per compacted file (cut at the next series boundary past it).
+    #[arg(long, env = "FLEETLAKE_COMPACTION_TARGET_ROWS", default_value_t = 8 << 20)]
+    pub compaction_target_rows: u64,
+
+    /// Memory of one compaction in bytes; its sorts spill to disk beyond it.
+    #[arg(long, env = "FLEETLAKE_COMPACTION_MEMORY_LIMIT", default_value_t = 512 << 20)]
+    pub compaction_memory_limit: usize,
+
+    /// Files replaced by compaction (and orphans of a crash) are deleted once
+    /// this old, so running queries finish reading them.
+    #[arg(long, env = "FLEETLAKE_GC_GRACE", default_value = "1h", value_parser = parse_duration)]
+    pub gc_grace: Duration,
+
     /// Write a catalog checkpoint every N commits (bounds start-up time).
     #[arg(long, env = "FLEETLAKE_CHECKPOINT_EVERY", default_value_t = 100)]
     pub checkpoint_every: u64,
 }
 
 impl ServeArgs {
+    pub fn compaction_config(&self) -> fleetlake_compaction::CompactionConfig {
+        fleetlake_compaction::CompactionConfig {
+            interval: self.compaction_interval,
+            l0_trigger: self.compaction_l0_trigger,
+            max_runs: self.compaction_max_runs,
+            cold_after: self.compaction_cold_after,
+            target_rows: self.compaction_target_rows,
+            memory_limit: self.compaction_memory_limit,
+            gc_grace: self.gc_grace,
+        }
+    }
+
     pub fn object_store_url(&self) -> String {
         self.object_store
             .clone()

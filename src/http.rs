@@ -12,6 +12,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use fleetlake_compaction::Compactor;
 use fleetlake_ingest::Ingester;
 use fleetlake_query::QueryEngine;
 use serde_json::json;
@@ -22,16 +23,23 @@ pub use metrics::ServerMetrics;
 pub struct AppState {
     pub ingester: Arc<Ingester>,
     pub engine: Arc<QueryEngine>,
+    pub compactor: Arc<Compactor>,
     pub max_body_bytes: usize,
     pub metrics: Arc<ServerMetrics>,
     pub started: Instant,
 }
 
 impl AppState {
-    pub fn new(ingester: Arc<Ingester>, engine: Arc<QueryEngine>, max_body_bytes: usize) -> Self {
+    pub fn new(
+        ingester: Arc<Ingester>,
+        engine: Arc<QueryEngine>,
+        compactor: Arc<Compactor>,
+        max_body_bytes: usize,
+    ) -> Self {
         Self {
             ingester,
             engine,
+            compactor,
             max_body_bytes,
             metrics: Arc::new(ServerMetrics::default()),
             started: Instant::now(),
@@ -50,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             get(query::sql_get_v3).post(query::sql_post_v3),
         )
         .route("/api/v1/admin/flush", post(flush))
+        .route("/api/v1/admin/compact", post(compact))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics::render))
@@ -68,6 +77,45 @@ async fn flush(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let files = state.ingester.flush().await?;
     Ok(Json(json!({"files_written": files})))
+}
+
+/// Merges every partition of more than one sorted run now, then collects
+/// garbage past the grace period. Runs off the request workers.
+async fn compact(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let compactor = state.compactor.clone();
+    let (records, gc) = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok::<_, std::io::Error>(rt.block_on(async {
+            let records = compactor.run_once(true).await;
+            (records, compactor.collect_garbage().await)
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let gc = gc.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let failed: Vec<&str> = records.iter().filter_map(|r| r.error.as_deref()).collect();
+    let body = json!({
+        "compactions": records.iter().map(|r| json!({
+            "database": r.db, "table": r.table, "day": r.day,
+            "input_files": r.input_files, "output_files": r.output_files,
+            "input_rows": r.input_rows, "output_rows": r.output_rows,
+            "duration_ms": r.duration.as_millis() as u64, "error": r.error,
+        })).collect::<Vec<_>>(),
+        "removed_files_deleted": gc.removed_deleted,
+        "orphans_deleted": gc.orphans_deleted,
+    });
+    if !failed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("compaction failed: {}", failed.join("; ")),
+        ));
+    }
+    Ok(Json(body))
 }
 
 /// InfluxDB 1.x clients and Telegraf probe `/ping` and expect 204.

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use fleetlake_compaction::{CompactionsTable, Compactor};
 use fleetlake_ingest::{IngestConfig, Ingester};
+use fleetlake_query::system::SystemTable;
 use fleetlake_query::{QueryConfig, QueryEngine};
 use fleetlake_storage::catalog::Catalog;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("loading the catalog")?,
     );
+    let compactor = Compactor::new(catalog.clone(), args.compaction_config());
+    // Before anything writes: orphans of a crash are safe to delete now.
+    match compactor.collect_garbage_at_startup().await {
+        Ok(r) if r.orphans_deleted > 0 => {
+            info!(
+                orphans = r.orphans_deleted,
+                "deleted files of an interrupted flush or compaction"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => error!(error = %e, "start-up garbage collection failed"),
+    }
     let mut ingest_config = IngestConfig::new(args.wal_dir());
     ingest_config.memory_budget = args.memory_budget;
     ingest_config.flush_bytes = args.flush_bytes;
@@ -34,11 +48,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         memory_limit: args.query_memory_limit,
         ..QueryConfig::default()
     };
-    let engine = Arc::new(QueryEngine::new(ingester.clone(), store, query_config)?);
-    let state = AppState::new(ingester.clone(), engine, args.max_body_bytes);
+    let system: Vec<Arc<dyn SystemTable>> = vec![Arc::new(CompactionsTable(compactor.clone()))];
+    let engine = Arc::new(QueryEngine::with_system_tables(
+        ingester.clone(),
+        store,
+        query_config,
+        system,
+    )?);
+    let state = AppState::new(
+        ingester.clone(),
+        engine,
+        compactor.clone(),
+        args.max_body_bytes,
+    );
 
     let shutdown = CancellationToken::new();
     let flusher = tokio::spawn(ingester.clone().run_flusher(shutdown.clone()));
+    let compaction =
+        (!args.compaction_interval.is_zero()).then(|| compactor.clone().start(shutdown.clone()));
 
     let listener = tokio::net::TcpListener::bind(&args.http_bind)
         .await
@@ -59,6 +86,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     shutdown.cancel();
     let _ = flusher.await;
+    if let Some(c) = compaction {
+        // A merge in progress finishes or is abandoned: both are safe.
+        let _ = tokio::task::spawn_blocking(move || c.join()).await;
+    }
     info!("flushing the write buffer before exit");
     if let Err(e) = ingester.shutdown().await {
         error!(error = %e, "final flush failed; the WAL keeps the data for the next start");

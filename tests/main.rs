@@ -3,6 +3,7 @@
 mod common;
 
 mod bad_input;
+mod compaction;
 mod crash;
 mod duckdb;
 mod identity;

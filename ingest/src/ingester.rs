@@ -480,6 +480,7 @@ impl Ingester {
         let n = files.len();
         actions.push(Action::AddFiles { files });
         actions.push(Action::PersistedWal { wal_seq });
+        fleetlake_storage::fault::point("flush:before_commit");
         self.catalog.commit(actions).await?;
         self.buffer.state.lock().flushing = None;
         self.metrics.flushes.inc();

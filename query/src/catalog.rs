@@ -8,7 +8,7 @@ use datafusion::common::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use fleetlake_ingest::Ingester;
 
-use crate::system::{SYSTEM_SCHEMA, SystemSchema};
+use crate::system::{SYSTEM_SCHEMA, SystemSchema, SystemTable};
 use crate::table::FleetTable;
 
 /// Name of the DataFusion catalog that holds every database.
@@ -18,13 +18,21 @@ pub const CATALOG_NAME: &str = "fleetlake";
 pub struct FleetCatalog {
     ingester: Arc<Ingester>,
     store_url: ObjectStoreUrl,
+    extra_system: Vec<Arc<dyn SystemTable>>,
 }
 
 impl FleetCatalog {
-    pub fn new(ingester: Arc<Ingester>, store_url: ObjectStoreUrl) -> Self {
+    /// `extra_system` adds tables of other components (e.g. compaction) to
+    /// the `system` schema.
+    pub fn new(
+        ingester: Arc<Ingester>,
+        store_url: ObjectStoreUrl,
+        extra_system: Vec<Arc<dyn SystemTable>>,
+    ) -> Self {
         Self {
             ingester,
             store_url,
+            extra_system,
         }
     }
 }
@@ -38,7 +46,10 @@ impl CatalogProvider for FleetCatalog {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SYSTEM_SCHEMA {
-            return Some(Arc::new(SystemSchema::new(self.ingester.clone())));
+            return Some(Arc::new(SystemSchema::new(
+                self.ingester.clone(),
+                self.extra_system.clone(),
+            )));
         }
         Some(Arc::new(DatabaseSchema {
             ingester: self.ingester.clone(),

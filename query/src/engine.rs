@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::catalog::{CATALOG_NAME, FleetCatalog};
 use crate::error::{Error, Result};
+use crate::system::SystemTable;
 
 /// Limits every query runs under.
 #[derive(Debug, Clone)]
@@ -75,6 +76,16 @@ impl QueryEngine {
         store: Arc<dyn ObjectStore>,
         config: QueryConfig,
     ) -> Result<Self> {
+        Self::with_system_tables(ingester, store, config, Vec::new())
+    }
+
+    /// Like [`QueryEngine::new`], with more tables in the `system` schema.
+    pub fn with_system_tables(
+        ingester: Arc<Ingester>,
+        store: Arc<dyn ObjectStore>,
+        config: QueryConfig,
+        extra_system: Vec<Arc<dyn SystemTable>>,
+    ) -> Result<Self> {
         let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid URL");
         let runtime = Arc::new(
             RuntimeEnvBuilder::new()
@@ -91,7 +102,7 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             CATALOG_NAME,
-            Arc::new(FleetCatalog::new(ingester, store_url)),
+            Arc::new(FleetCatalog::new(ingester, store_url, extra_system)),
         );
         ctx.register_udf(time_bucket());
         Ok(Self {

@@ -15,14 +15,22 @@ use fleetlake_storage::schema::ColumnKind;
 pub const SYSTEM_SCHEMA: &str = "system";
 const TABLES: [&str; 3] = ["tables", "columns", "files"];
 
+/// A table of the `system` schema provided by another component: a
+/// snapshot built each time a query names it.
+pub trait SystemTable: std::fmt::Debug + Send + Sync {
+    fn name(&self) -> &str;
+    fn batch(&self) -> Result<RecordBatch>;
+}
+
 #[derive(Debug)]
 pub struct SystemSchema {
     ingester: Arc<Ingester>,
+    extra: Vec<Arc<dyn SystemTable>>,
 }
 
 impl SystemSchema {
-    pub fn new(ingester: Arc<Ingester>) -> Self {
-        Self { ingester }
+    pub fn new(ingester: Arc<Ingester>, extra: Vec<Arc<dyn SystemTable>>) -> Self {
+        Self { ingester, extra }
     }
 
     fn tables_batch(&self) -> Result<RecordBatch> {
@@ -164,7 +172,11 @@ fn ts_type() -> DataType {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|s| s.to_string()).collect()
+        TABLES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.extra.iter().map(|t| t.name().to_string()))
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
@@ -172,7 +184,10 @@ impl SchemaProvider for SystemSchema {
             "tables" => self.tables_batch()?,
             "columns" => self.columns_batch()?,
             "files" => self.files_batch()?,
-            _ => return Ok(None),
+            other => match self.extra.iter().find(|t| t.name() == other) {
+                Some(t) => t.batch()?,
+                None => return Ok(None),
+            },
         };
         let schema: SchemaRef = batch.schema();
         Ok(Some(Arc::new(MemTable::try_new(
@@ -182,6 +197,6 @@ impl SchemaProvider for SystemSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        TABLES.contains(&name)
+        TABLES.contains(&name) || self.extra.iter().any(|t| t.name() == name)
     }
 }

@@ -167,6 +167,52 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Data files in the catalog.",
         state.ingester.catalog().state().file_count() as u64,
     );
+    let c = state.compactor.metrics();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    for (name, help, value) in [
+        (
+            "fleetlake_compactions_total",
+            "Partition merges committed.",
+            load(&c.compactions),
+        ),
+        (
+            "fleetlake_compaction_errors_total",
+            "Partition merges that failed.",
+            load(&c.errors),
+        ),
+        (
+            "fleetlake_compaction_input_rows_total",
+            "Rows read by compaction.",
+            load(&c.input_rows),
+        ),
+        (
+            "fleetlake_compaction_output_rows_total",
+            "Rows written by compaction.",
+            load(&c.output_rows),
+        ),
+        (
+            "fleetlake_compaction_input_bytes_total",
+            "Parquet bytes replaced by compaction.",
+            load(&c.input_bytes),
+        ),
+        (
+            "fleetlake_compaction_output_bytes_total",
+            "Parquet bytes written by compaction.",
+            load(&c.output_bytes),
+        ),
+        (
+            "fleetlake_gc_files_deleted_total",
+            "Replaced files deleted after the grace period.",
+            load(&c.files_deleted),
+        ),
+        (
+            "fleetlake_gc_orphans_deleted_total",
+            "Unreferenced files deleted.",
+            load(&c.orphans_deleted),
+        ),
+    ] {
+        counter(&mut out, name, help, value);
+    }
     let _ = writeln!(
         out,
         "# HELP fleetlake_queries_total Queries by HTTP status.\n# TYPE fleetlake_queries_total counter"

@@ -17,6 +17,7 @@
 pub mod catalog;
 pub mod dedup;
 pub mod error;
+pub mod fault;
 pub mod layout;
 pub mod parquet_file;
 pub mod schema;

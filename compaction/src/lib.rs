@@ -1,0 +1,372 @@
+//! fleetlake compaction: merges a partition's overlapping files into one run
+//! of sorted files with disjoint series ranges, and deletes what no commit
+//! needs any more.
+//!
+//! # Policy, per table and day partition
+//! - Flush files (level 0) pile up: once there are `l0_trigger` of them they
+//!   are merged into one new run (older runs are left alone).
+//! - Once a partition holds `max_runs` runs — or it is cold (no new file for
+//!   `cold_after`) and holds more than one — all of its files are merged into
+//!   one run.
+//!
+//! # Invariants
+//! - New files are written first, then one catalog commit adds them and
+//!   removes the inputs (strictly: if any input is gone, nothing changes).
+//!   A crash before the commit leaves only unreferenced files (orphans); a
+//!   crash after it leaves removed files awaiting deletion. Either way every
+//!   row is visible exactly once.
+//! - The output's `seq` is the highest input `seq`: within a partition every
+//!   file not merged is older than all inputs (a run's inputs were all flush
+//!   files present when it ran) or newer than all (flushed since).
+//! - Removed and orphaned files are deleted only after `gc_grace`, so running
+//!   queries finish reading them.
+
+mod gc;
+mod merge;
+mod system;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fleetlake_storage::catalog::{Catalog, FileMeta, now_ns};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use gc::GcReport;
+pub use system::CompactionsTable;
+
+/// Settings of the background compactor.
+#[derive(Debug, Clone)]
+pub struct CompactionConfig {
+    /// How often partitions are examined.
+    pub interval: Duration,
+    /// Flush files in one partition that trigger merging them.
+    pub l0_trigger: usize,
+    /// Runs in one partition that trigger merging all of them.
+    pub max_runs: usize,
+    /// A partition without a new file for this long is merged into one run.
+    pub cold_after: Duration,
+    /// Rows per output file (cut at the next series boundary past it).
+    pub target_rows: u64,
+    /// Memory of one merge (DataFusion pool; sorts spill to disk beyond it).
+    pub memory_limit: usize,
+    /// Removed and orphaned files are deleted once this old.
+    pub gc_grace: Duration,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            l0_trigger: 4,
+            max_runs: 8,
+            cold_after: Duration::from_secs(600),
+            target_rows: 8 << 20,
+            memory_limit: 512 << 20,
+            gc_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// One compaction, as `system.compactions` shows it.
+#[derive(Debug, Clone)]
+pub struct CompactionRecord {
+    pub started_ns: i64,
+    pub db: String,
+    pub table: String,
+    pub day: String,
+    pub input_files: u64,
+    pub input_rows: u64,
+    pub input_bytes: u64,
+    pub output_files: u64,
+    pub output_rows: u64,
+    pub output_bytes: u64,
+    pub duration: Duration,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct CompactionMetrics {
+    pub compactions: AtomicU64,
+    pub errors: AtomicU64,
+    pub input_rows: AtomicU64,
+    pub output_rows: AtomicU64,
+    pub input_bytes: AtomicU64,
+    pub output_bytes: AtomicU64,
+    pub files_deleted: AtomicU64,
+    pub orphans_deleted: AtomicU64,
+}
+
+const HISTORY: usize = 1000;
+
+#[derive(Debug)]
+pub struct Compactor {
+    catalog: Arc<Catalog>,
+    config: CompactionConfig,
+    history: Mutex<VecDeque<CompactionRecord>>,
+    metrics: CompactionMetrics,
+    /// One compaction or GC pass at a time in this process.
+    running: tokio::sync::Mutex<()>,
+}
+
+/// Which files of a partition to merge now, if any.
+fn choose(files: &[&FileMeta], config: &CompactionConfig, now: i64, force: bool) -> Vec<usize> {
+    let mut runs: BTreeMap<Option<u64>, Vec<usize>> = BTreeMap::new();
+    let mut l0 = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        match f.run {
+            Some(r) => runs.entry(Some(r)).or_default().push(i),
+            None => l0.push(i),
+        }
+    }
+    let n_runs = runs.len() + l0.len();
+    let newest = files.iter().map(|f| f.created_ns).max().unwrap_or(0);
+    let cold = now.saturating_sub(newest) >= config.cold_after.as_nanos() as i64;
+    if n_runs > 1 && (force || cold || n_runs >= config.max_runs) {
+        return (0..files.len()).collect();
+    }
+    if l0.len() >= config.l0_trigger.max(2) {
+        return l0;
+    }
+    Vec::new()
+}
+
+impl Compactor {
+    pub fn new(catalog: Arc<Catalog>, config: CompactionConfig) -> Arc<Self> {
+        Arc::new(Self {
+            catalog,
+            config,
+            history: Mutex::new(VecDeque::new()),
+            metrics: CompactionMetrics::default(),
+            running: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn metrics(&self) -> &CompactionMetrics {
+        &self.metrics
+    }
+
+    pub fn history(&self) -> Vec<CompactionRecord> {
+        self.history.lock().iter().cloned().collect()
+    }
+
+    /// Merges every partition the policy picks (with `force`, every partition
+    /// of more than one run). Returns what ran, failures included.
+    pub async fn run_once(&self, force: bool) -> Vec<CompactionRecord> {
+        let _guard = self.running.lock().await;
+        let state = self.catalog.state();
+        let now = now_ns();
+        let mut records = Vec::new();
+        for (db, dbs) in &state.databases {
+            for (table, ts) in &dbs.tables {
+                let mut days: BTreeMap<&str, Vec<&FileMeta>> = BTreeMap::new();
+                for f in ts.files.values() {
+                    days.entry(f.day.as_str()).or_default().push(f);
+                }
+                for (day, files) in days {
+                    let chosen = choose(&files, &self.config, now, force);
+                    if chosen.is_empty() {
+                        continue;
+                    }
+                    let inputs: Vec<FileMeta> = chosen.iter().map(|&i| files[i].clone()).collect();
+                    let record = self.compact(db, table, day, inputs).await;
+                    records.push(record);
+                }
+            }
+        }
+        records
+    }
+
+    async fn compact(
+        &self,
+        db: &str,
+        table: &str,
+        day: &str,
+        inputs: Vec<FileMeta>,
+    ) -> CompactionRecord {
+        let started = Instant::now();
+        let mut record = CompactionRecord {
+            started_ns: now_ns(),
+            db: db.to_string(),
+            table: table.to_string(),
+            day: day.to_string(),
+            input_files: inputs.len() as u64,
+            input_rows: inputs.iter().map(|f| f.rows).sum(),
+            input_bytes: inputs.iter().map(|f| f.bytes).sum(),
+            output_files: 0,
+            output_rows: 0,
+            output_bytes: 0,
+            duration: Duration::ZERO,
+            error: None,
+        };
+        match merge::merge_partition(&self.catalog, &self.config, db, table, day, &inputs).await {
+            Ok(outputs) => {
+                record.output_files = outputs.len() as u64;
+                record.output_rows = outputs.iter().map(|f| f.rows).sum();
+                record.output_bytes = outputs.iter().map(|f| f.bytes).sum();
+                let m = &self.metrics;
+                m.compactions.fetch_add(1, Ordering::Relaxed);
+                m.input_rows.fetch_add(record.input_rows, Ordering::Relaxed);
+                m.output_rows
+                    .fetch_add(record.output_rows, Ordering::Relaxed);
+                m.input_bytes
+                    .fetch_add(record.input_bytes, Ordering::Relaxed);
+                m.output_bytes
+                    .fetch_add(record.output_bytes, Ordering::Relaxed);
+                info!(
+                    db,
+                    table,
+                    day,
+                    inputs = record.input_files,
+                    outputs = record.output_files,
+                    rows_in = record.input_rows,
+                    rows_out = record.output_rows,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "compacted"
+                );
+            }
+            Err(e) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(db, table, day, error = %e, "compaction failed");
+                record.error = Some(e.to_string());
+            }
+        }
+        record.duration = started.elapsed();
+        let mut h = self.history.lock();
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(record.clone());
+        record
+    }
+
+    /// Deletes removed files and orphans older than the grace period.
+    pub async fn collect_garbage(&self) -> fleetlake_storage::Result<GcReport> {
+        self.gc(self.config.gc_grace).await
+    }
+
+    /// Garbage collection at start-up, before anything writes: orphans (left
+    /// by a crash between writing a file and committing it) go at once;
+    /// removed files still wait out the grace period.
+    pub async fn collect_garbage_at_startup(&self) -> fleetlake_storage::Result<GcReport> {
+        self.gc(Duration::ZERO).await
+    }
+
+    async fn gc(&self, orphan_age: Duration) -> fleetlake_storage::Result<GcReport> {
+        let _guard = self.running.lock().await;
+        let report = gc::collect(&self.catalog, self.config.gc_grace, orphan_age).await?;
+        self.metrics
+            .files_deleted
+            .fetch_add(report.removed_deleted, Ordering::Relaxed);
+        self.metrics
+            .orphans_deleted
+            .fetch_add(report.orphans_deleted, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// Runs compaction and garbage collection every `interval` on a thread
+    /// of its own, at a lower CPU priority than ingest and queries, until
+    /// `shutdown`. A failed pass is logged and retried at the next interval.
+    pub fn start(self: Arc<Self>, shutdown: CancellationToken) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("compactor".into())
+            .spawn(move || {
+                lower_priority();
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        error!(error = %e, "cannot start the compactor's runtime");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(self.config.interval) => {}
+                        }
+                        self.run_once(false).await;
+                        if let Err(e) = self.collect_garbage().await {
+                            warn!(error = %e, "garbage collection failed");
+                        }
+                    }
+                });
+            })
+            .expect("spawn the compactor thread")
+    }
+}
+
+/// Ingest keeps priority: the compactor thread (and the threads it starts,
+/// which inherit it) runs at nice 10. On Linux a "process" priority set for
+/// a thread id applies to that thread only.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        warn!(error = %e, "cannot lower the compactor's priority");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(run: Option<u64>, created_ns: i64) -> FileMeta {
+        FileMeta {
+            path: String::new(),
+            db: "d".into(),
+            table: "t".into(),
+            day: "2016-01-01".into(),
+            rows: 1,
+            bytes: 1,
+            min_time: 0,
+            max_time: 1,
+            seq: 1,
+            created_ns,
+            level: u8::from(run.is_some()),
+            run,
+            sort_order: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn policy() {
+        let config = CompactionConfig {
+            l0_trigger: 3,
+            max_runs: 4,
+            cold_after: Duration::from_secs(10),
+            ..CompactionConfig::default()
+        };
+        let now = 100_000_000_000;
+        let hot = now - 1;
+        let files = [
+            file(Some(1), hot),
+            file(Some(1), hot),
+            file(None, hot),
+            file(None, hot),
+        ];
+        let refs: Vec<&FileMeta> = files.iter().collect();
+        // Two flush files and one run: nothing yet.
+        assert!(choose(&refs, &config, now, false).is_empty());
+        // Forced: everything.
+        assert_eq!(choose(&refs, &config, now, true), vec![0, 1, 2, 3]);
+        // A third flush file: the flush files merge, the run stays.
+        let mut more = files.to_vec();
+        more.push(file(None, hot));
+        let refs: Vec<&FileMeta> = more.iter().collect();
+        assert_eq!(choose(&refs, &config, now, false), vec![2, 3, 4]);
+        // Cold: everything, into one run.
+        let cold: Vec<FileMeta> = files.iter().map(|f| file(f.run, 0)).collect();
+        let refs: Vec<&FileMeta> = cold.iter().collect();
+        assert_eq!(choose(&refs, &config, now, false), vec![0, 1, 2, 3]);
+        // One run alone is never rewritten, cold or forced.
+        let one = [file(Some(1), 0), file(Some(1), 0)];
+        let refs: Vec<&FileMeta> = one.iter().collect();
+        assert!(choose(&refs, &config, now, true).is_empty());
+    }
+}

@@ -1,0 +1,291 @@
+//! Compaction: flush files merge into sorted runs with every answer unchanged;
+//! `kill -9` at each fault point leaves every row exactly once; the next
+//! start deletes what a crash left behind.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{Server, Tsbs};
+
+/// Background compaction off (tests trigger it), no grace period, small
+/// output files so a merge writes several.
+const ARGS: [&str; 6] = [
+    "--compaction-interval",
+    "0",
+    "--gc-grace",
+    "0s",
+    "--compaction-target-rows",
+    "500",
+];
+
+async fn compact(server: &Server) -> Value {
+    let r = server
+        .client()
+        .post(format!("{}/api/v1/admin/compact", server.url))
+        .send()
+        .await
+        .expect("compact");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "compact failed: {text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Parquet files under the store directory.
+fn parquet_files(dir: &Path) -> usize {
+    fn walk(p: &Path, n: &mut usize) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, n);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(&dir.join("store"), &mut n);
+    n
+}
+
+async fn catalog_files(server: &Server) -> i64 {
+    server
+        .sql_i64("fleet", "SELECT CAST(count(*) AS BIGINT) FROM system.files")
+        .await
+}
+
+const ANSWERS: [&str; 5] = [
+    "SELECT * FROM cpu ORDER BY hostname, time",
+    "SELECT count(*) AS n FROM cpu",
+    "SELECT hostname, max(usage_user) AS m, sum(usage_idle) AS s FROM cpu GROUP BY hostname ORDER BY hostname",
+    "SELECT date_bin(INTERVAL '1 minute', time) AS t, avg(usage_system) AS a FROM cpu WHERE hostname = 'host_3' GROUP BY t ORDER BY t",
+    "SELECT count(*) AS n FROM cpu WHERE usage_user > 50",
+];
+
+async fn answers(server: &Server) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for q in ANSWERS {
+        out.push(server.sql("fleet", q).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_answer_and_deletes_replaced_files() {
+    let server = Server::start(&ARGS);
+    let tsbs = Tsbs::new(20);
+    // Five flushes cut mid-epoch, a retried batch, and an overwrite of one
+    // field of rows already persisted.
+    let lines: Vec<String> = tsbs.body(0, 60).lines().map(|l| format!("{l}\n")).collect();
+    for chunk in lines.chunks(250) {
+        server.write_ok("fleet", &chunk.concat()).await;
+        server.flush().await;
+    }
+    server.write_ok("fleet", &tsbs.body(10, 20)).await;
+    server.flush().await;
+    server
+        .write_ok(
+            "fleet",
+            &format!("cpu,hostname=host_3,region=us-east-1,datacenter=us-east-1a,rack=3,os=Ubuntu16.04LTS,arch=x64,team=SF,service=3,service_version=1,service_environment=production usage_user=99i {}\n", tsbs.time(5)),
+        )
+        .await;
+    server.flush().await;
+    let before = answers(&server).await;
+    let files_before = catalog_files(&server).await;
+    assert!(files_before >= 6, "{files_before}");
+
+    let report = compact(&server).await;
+    let runs = report["compactions"].as_array().expect("compactions");
+    assert_eq!(runs.len(), 1, "{report}");
+    assert_eq!(runs[0]["input_files"].as_i64(), Some(files_before));
+    assert_eq!(runs[0]["output_rows"].as_i64(), Some(20 * 60));
+    // 1,200 rows in files of about 500, cut at series boundaries (60 rows).
+    assert_eq!(runs[0]["output_files"].as_i64(), Some(3), "{report}");
+    assert_eq!(answers(&server).await, before);
+    assert_eq!(catalog_files(&server).await, 3);
+    // Grace 0: the replaced files are gone from disk too.
+    assert_eq!(parquet_files(&server.data_dir), 3);
+
+    // The run's files hold disjoint series, so no scan de-duplicates them.
+    let plan = server
+        .sql("fleet", "EXPLAIN SELECT * FROM cpu")
+        .await
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+        .collect::<String>();
+    assert!(!plan.contains("DedupExec"), "{plan}");
+
+    // Late data for the compacted day: answered with the run, then merged.
+    server.write_ok("fleet", &tsbs.body(60, 61)).await;
+    server.flush().await;
+    assert_eq!(
+        server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        20 * 61
+    );
+    compact(&server).await;
+    assert_eq!(
+        server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        20 * 61
+    );
+
+    let history = server
+        .sql(
+            "fleet",
+            "SELECT input_files, output_rows, error FROM system.compactions ORDER BY started",
+        )
+        .await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[1]["output_rows"].as_i64(), Some(20 * 61));
+    assert!(history.iter().all(|h| h["error"].is_null()), "{history:?}");
+    let metrics = server
+        .client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fleetlake_compactions_total 2"),
+        "{metrics}"
+    );
+}
+
+/// Randomised mixes of writes, overwrites (some fields only) and flushes:
+/// the table equals a last-write-wins model before and after compaction.
+#[tokio::test]
+async fn compaction_matches_a_last_write_wins_model() {
+    for seed in 1..=4u64 {
+        let server = Server::start(&ARGS);
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        // (host, t) → (a, b), the model.
+        let mut model: BTreeMap<(u64, u64), (Option<i64>, Option<i64>)> = BTreeMap::new();
+        for _op in 0..12 {
+            let mut body = String::new();
+            for _ in 0..(1 + next(40)) {
+                let (h, t) = (next(6), next(30));
+                let (a, b) = (next(1000) as i64, next(1000) as i64);
+                let entry = model.entry((h, t)).or_default();
+                match next(3) {
+                    0 => {
+                        body.push_str(&format!("m,host=h{h} a={a}i {t}\n"));
+                        entry.0 = Some(a);
+                    }
+                    1 => {
+                        body.push_str(&format!("m,host=h{h} b={b}i {t}\n"));
+                        entry.1 = Some(b);
+                    }
+                    _ => {
+                        body.push_str(&format!("m,host=h{h} a={a}i,b={b}i {t}\n"));
+                        *entry = (Some(a), Some(b));
+                    }
+                }
+            }
+            server.write_ok("db", &body).await;
+            if next(2) == 0 {
+                server.flush().await;
+            }
+        }
+        server.flush().await;
+        let want: Vec<String> = model
+            .iter()
+            .map(|((h, t), (a, b))| format!("h{h} {t} {a:?} {b:?}"))
+            .collect();
+        let q = "SELECT host, CAST(time AS BIGINT) AS t, a, b FROM m ORDER BY host, time";
+        let got = |rows: Vec<Value>| -> Vec<String> {
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {:?} {:?}",
+                        r["host"].as_str().unwrap(),
+                        r["t"].as_i64().unwrap(),
+                        r["a"].as_i64(),
+                        r["b"].as_i64()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(got(server.sql("db", q).await), want, "seed {seed}, before");
+        let r = server
+            .client()
+            .post(format!("{}/api/v1/admin/compact", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(got(server.sql("db", q).await), want, "seed {seed}, after");
+    }
+}
+
+/// `kill -9` at each point of a flush, a compaction and a garbage
+/// collection: after a restart every row is there exactly once, and the
+/// start deletes the files the crash orphaned.
+#[tokio::test]
+async fn kill9_at_every_fault_point() {
+    let tsbs = Tsbs::new(10);
+    for point in [
+        "flush:before_commit",
+        "compaction:mid_write",
+        "compaction:before_commit",
+        "compaction:after_commit",
+        "gc:after_delete",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Server::start_with_env(tmp.path(), &ARGS, &[("FLEETLAKE_FAULT", point)]);
+        let is_flush = point.starts_with("flush");
+        for b in 0..4 {
+            server
+                .write_ok("fleet", &tsbs.body(b * 30, b * 30 + 30))
+                .await;
+            if !is_flush {
+                server.flush().await;
+            }
+        }
+        let action = if is_flush { "flush" } else { "compact" };
+        let r = server
+            .client()
+            .post(format!("{}/api/v1/admin/{action}", server.url))
+            .send()
+            .await;
+        assert!(r.is_err(), "{point}: the server should have died: {r:?}");
+        server.kill9();
+
+        let server = Server::start_in(tmp.path(), &ARGS);
+        let n = server.sql_i64("fleet", "SELECT count(*) FROM cpu").await;
+        assert_eq!(n, 10 * 120, "{point}: rows after restart");
+        let distinct = server
+            .sql_i64(
+                "fleet",
+                "SELECT count(*) FROM (SELECT DISTINCT hostname, time FROM cpu)",
+            )
+            .await;
+        assert_eq!(distinct, n, "{point}: an identity appears twice");
+        let sum = server
+            .sql_i64("fleet", "SELECT CAST(sum(usage_user) AS BIGINT) FROM cpu")
+            .await;
+        let want: i64 = (0..10)
+            .flat_map(|h| (0..120).map(move |e| (h, e)))
+            .map(|(h, e)| tsbs.value(h, e, 0))
+            .sum();
+        assert_eq!(sum, want, "{point}: values after restart");
+        // Nothing orphaned survives the start; a compaction now completes and
+        // its grace-0 GC deletes whatever the crash left removed.
+        server.flush().await;
+        compact(&server).await;
+        assert_eq!(
+            parquet_files(tmp.path()) as i64,
+            catalog_files(&server).await,
+            "{point}: files on disk vs catalog"
+        );
+        assert_eq!(server.sql_i64("fleet", "SELECT count(*) FROM cpu").await, n);
+    }
+}
