@@ -1,7 +1,9 @@
-//! The `fleetlake` binary: the server (`serve`) and the SQL client (`sql`).
+//! The `fleetlake` binary: the server (`serve`), the SQL client (`sql`) and
+//! the fleet simulator (`gen`).
 
 use clap::{Parser, Subcommand};
 
+mod cli_gen;
 mod cli_sql;
 mod config;
 mod http;
@@ -24,6 +26,9 @@ enum Command {
     Serve(config::ServeArgs),
     /// Run a SQL query against a running server and print the result.
     Sql(cli_sql::SqlArgs),
+    /// Generate a simulated fleet's telemetry as line protocol: TSBS
+    /// cpu-only or devops, or a big-data fleet with injected faults.
+    Gen(cli_gen::GenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +46,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(server::serve(args)),
         Command::Sql(args) => runtime.block_on(cli_sql::run(args)),
+        Command::Gen(args) => cli_gen::run(args, &runtime),
     }
 }
