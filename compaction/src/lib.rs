@@ -20,14 +20,19 @@
 //!   files present when it ran) or newer than all (flushed since).
 //! - Removed and orphaned files are deleted only after `gc_grace`, so running
 //!   queries finish reading them.
+//!
+//! Rollups (see [`rollup`]) run in the same background loop, before each
+//! compaction pass, so late source files feed them before being merged.
 
+pub mod error;
 mod gc;
 mod merge;
+pub mod rollup;
 mod system;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fleetlake_storage::catalog::{Catalog, FileMeta, now_ns};
@@ -35,7 +40,9 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use error::{Error, Result};
 pub use gc::GcReport;
+pub use rollup::{RollupRecord, Rollups, RollupsTable};
 pub use system::CompactionsTable;
 
 /// Settings of the background compactor.
@@ -110,6 +117,8 @@ pub struct Compactor {
     metrics: CompactionMetrics,
     /// One compaction or GC pass at a time in this process.
     running: tokio::sync::Mutex<()>,
+    /// Materialized in the background loop too, when set.
+    rollups: OnceLock<Arc<Rollups>>,
 }
 
 /// Which files of a partition to merge now, if any.
@@ -142,7 +151,14 @@ impl Compactor {
             history: Mutex::new(VecDeque::new()),
             metrics: CompactionMetrics::default(),
             running: tokio::sync::Mutex::new(()),
+            rollups: OnceLock::new(),
         })
+    }
+
+    /// Runs `rollups` at every interval of the background loop. They are
+    /// built after the compactor (they need the write path), hence not `new`.
+    pub fn set_rollups(&self, rollups: Arc<Rollups>) {
+        let _ = self.rollups.set(rollups);
     }
 
     pub fn metrics(&self) -> &CompactionMetrics {
@@ -290,6 +306,9 @@ impl Compactor {
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(self.config.interval) => {}
+                        }
+                        if let Some(rollups) = self.rollups.get() {
+                            rollups.run_once().await;
                         }
                         self.run_once(false).await;
                         if let Err(e) = self.collect_garbage().await {

@@ -343,6 +343,29 @@ impl Ingester {
         self.schemas.table_schema(db, table)
     }
 
+    /// Makes a table that another component committed to the catalog (a
+    /// rollup target) visible to queries, which list the write path's schemas.
+    ///
+    /// # Errors
+    /// [`Error::ConcurrentSchemaChange`] when a column exists with another type.
+    pub fn adopt_table_schema(&self, db: &str, table: &str, schema: &TableSchema) -> Result<()> {
+        self.schemas
+            .merge(db, &[(table.to_string(), schema.columns().to_vec())])
+    }
+
+    /// The highest WAL sequence applied to the buffer. Every acknowledged
+    /// write up to it is in a buffer snapshot taken afterwards or, if flushed
+    /// meanwhile, in a catalog snapshot taken after that.
+    pub fn applied_wal_seq(&self) -> u64 {
+        let buffered = {
+            let st = self.buffer.state.lock();
+            let flushing = st.flushing.as_ref().map_or(0, |f| f.last_wal_seq);
+            st.active.last_wal_seq.max(flushing)
+        };
+        // A flush commits before it releases its snapshot: read the catalog after.
+        buffered.max(self.catalog.state().persisted_wal_seq)
+    }
+
     /// A snapshot of the buffered data of one table.
     pub fn buffered(&self, db: &str, table: &str) -> Vec<BufferedPartition> {
         let st = self.buffer.state.lock();

@@ -1,7 +1,8 @@
 //! Fault injection for crash tests: `FLEETLAKE_FAULT=<point>` makes the
 //! process abort (as `kill -9` would stop it) when it reaches that point.
 //! Points: `flush:before_commit`, `compaction:mid_write`,
-//! `compaction:before_commit`, `compaction:after_commit`, `gc:after_delete`.
+//! `compaction:before_commit`, `compaction:after_commit`, `gc:after_delete`,
+//! `rollup:after_commit` (between a rollup's commit and its progress record).
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,368 @@
+//! Rollups: declarative downsampling of a table into buckets, materialized
+//! incrementally as ordinary tables.
+//!
+//! A rollup file (TOML, `fleetlake serve --rollups FILE`) declares them:
+//!
+//! ```toml
+//! [[rollup]]
+//! source = "cpu"          # db = "fleet" unless given
+//! target = "cpu_1m"
+//! every = "1m"            # bucket width: ms, s, m, h or d
+//! # delay = "2m"          # a bucket closes once now - delay passed its end; default = every
+//! # fields = ["usage_user"]  # default: every float, integer and unsigned field
+//! ```
+//!
+//! The target holds one row per series (the source's tags) per bucket, with
+//! `time` = the bucket start (`date_bin(every, time)`) and, for each field
+//! `F`: `F_min`, `F_max`, `F_sum` (the field's type, as `sum(F)`; integer sums
+//! wrap past ±2^63 exactly as `sum` does), `F_count` (non-NULL values, Int64)
+//! and `F_last` (the value at the latest time that has one). An exact
+//! average over any span is `sum(F_sum) / sum(F_count)` — never an average
+//! of averages. (Cast first for integers: `CAST(sum(F_sum) AS DOUBLE)`.)
+//!
+//! ```
+//! use fleetlake_compaction::rollup::parse_rollups;
+//! let specs = parse_rollups("[[rollup]]\nsource = \"cpu\"\ntarget = \"cpu_1m\"\nevery = \"1m\"\n").unwrap();
+//! assert_eq!(specs[0].every_ns, 60_000_000_000);
+//! ```
+//!
+//! # How a pass works
+//! 1. Snapshot: the highest WAL sequence applied, then the source's write
+//!    buffer, then the catalog (in that order no acknowledged row is missed).
+//! 2. Buckets to compute: those that closed since the watermark (the end of
+//!    the last materialized bucket) plus, below the watermark, those touched
+//!    by data written since the last pass — source files with a higher `seq`
+//!    and buffered rows with a higher `__seq`. A late row, an overwrite and a
+//!    new series all re-materialize their whole bucket from the source.
+//! 3. Each day's buckets are one SQL aggregation over the source (files and
+//!    buffer, de-duplicated as any query is), streamed into Parquet files of
+//!    the target, sorted by series then time.
+//! 4. One catalog commit adds the files (and creates the table or adds
+//!    columns); then the progress object is written (see [`progress`]).
+//!
+//! # Invariants
+//! - A re-materialized bucket's rows carry a higher `seq` than any earlier
+//!   rows of the target, so they win by last-write-wins: nothing is deleted.
+//! - A crash anywhere in a pass leaves either uncommitted files (orphans,
+//!   collected) or committed rows with stale progress (recomputed, identical).
+//! - Rows a pass saw are never recomputed for the same reason again: the
+//!   pass records the highest write sequence it covered.
+//!
+//! Not handled: deletes of source rows, and changes of `fields` for buckets
+//! already materialized (both need the buckets recomputed; deleting the
+//! progress object does that for the whole table).
+
+pub mod config;
+mod materialize;
+mod plan;
+pub mod progress;
+mod system;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetlake_ingest::Ingester;
+use fleetlake_ingest::buffer::file_seq;
+use fleetlake_query::QueryEngine;
+use fleetlake_storage::catalog::{Action, FileMeta, now_ns};
+use fleetlake_storage::fault;
+use fleetlake_storage::layout::day_index;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::Mutex;
+use tracing::{info, warn};
+
+pub use config::{RollupSpec, parse_rollups};
+pub use system::RollupsTable;
+
+use crate::error::{Error, Result};
+use materialize::{Sink, plan_target, write_chunk};
+use plan::{chunks, floor, late_ranges};
+use progress::Progress;
+
+/// Days of newly closed buckets computed per commit: a first pass over a
+/// long history commits (and records progress) this many days at a time.
+const DAYS_PER_COMMIT: usize = 31;
+const HISTORY: usize = 1000;
+
+/// What one rollup did in one run, as `system.rollups` and the admin API show it.
+#[derive(Debug, Clone, Default)]
+pub struct RollupRecord {
+    pub started_ns: i64,
+    pub db: String,
+    pub source: String,
+    pub target: String,
+    /// Newly closed buckets computed (on days with source data; the
+    /// watermark passes days without any at no cost).
+    pub new_buckets: u64,
+    /// Buckets below the watermark recomputed because data arrived for them.
+    pub late_buckets: u64,
+    pub rows: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Every bucket that starts before this is materialized.
+    pub watermark_ns: Option<i64>,
+    pub duration: Duration,
+    pub error: Option<String>,
+}
+
+/// The configured rollups of a server and the means to materialize them.
+pub struct Rollups {
+    specs: Vec<RollupSpec>,
+    ingester: Arc<Ingester>,
+    engine: Arc<QueryEngine>,
+    max_rows_per_file: u64,
+    history: Mutex<VecDeque<RollupRecord>>,
+    /// One pass at a time: the background loop and the admin API share it.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Rollups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollups")
+            .field("specs", &self.specs)
+            .finish()
+    }
+}
+
+impl Rollups {
+    /// `engine` runs the aggregations: give it limits meant for background
+    /// work (a long timeout, the compaction memory budget), not a user's.
+    pub fn new(
+        specs: Vec<RollupSpec>,
+        ingester: Arc<Ingester>,
+        engine: Arc<QueryEngine>,
+        max_rows_per_file: u64,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            specs,
+            ingester,
+            engine,
+            max_rows_per_file: max_rows_per_file.max(1),
+            history: Mutex::new(VecDeque::new()),
+            running: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn specs(&self) -> &[RollupSpec] {
+        &self.specs
+    }
+
+    /// Runs that did work or failed, oldest first.
+    pub fn history(&self) -> Vec<RollupRecord> {
+        self.history.lock().iter().cloned().collect()
+    }
+
+    /// Materializes every rollup up to now. Failures are in the records.
+    pub async fn run_once(&self) -> Vec<RollupRecord> {
+        self.run_at(now_ns()).await
+    }
+
+    /// Materializes every rollup as if the time were `now` (ns).
+    pub async fn run_at(&self, now: i64) -> Vec<RollupRecord> {
+        let _guard = self.running.lock().await;
+        let mut records = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            records.push(self.run_spec(spec, now).await);
+        }
+        records
+    }
+
+    async fn run_spec(&self, spec: &RollupSpec, now: i64) -> RollupRecord {
+        let started = Instant::now();
+        let mut record = RollupRecord {
+            started_ns: now_ns(),
+            db: spec.db.clone(),
+            source: spec.source.clone(),
+            target: spec.target.clone(),
+            ..RollupRecord::default()
+        };
+        loop {
+            match self.pass(spec, now, &mut record).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    warn!(db = spec.db, source = spec.source, target = spec.target, error = %e, "rollup failed");
+                    record.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        record.duration = started.elapsed();
+        let did_work = record.new_buckets + record.late_buckets > 0;
+        if did_work {
+            info!(
+                db = spec.db,
+                target = spec.target,
+                new_buckets = record.new_buckets,
+                late_buckets = record.late_buckets,
+                rows = record.rows,
+                elapsed_ms = record.duration.as_millis() as u64,
+                "rollup materialized"
+            );
+        }
+        if did_work || record.error.is_some() {
+            let mut h = self.history.lock();
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(record.clone());
+        }
+        record
+    }
+
+    /// One commit's worth of work. Returns whether more newly closed buckets
+    /// remain (a long history is committed in pieces).
+    async fn pass(&self, spec: &RollupSpec, now: i64, record: &mut RollupRecord) -> Result<bool> {
+        let catalog = self.ingester.catalog();
+        let store = catalog.store();
+        let Some(source) = self.ingester.table_schema(&spec.db, &spec.source) else {
+            return Ok(false); // nothing written yet
+        };
+        let progress = progress::load(store, &spec.db, &spec.target).await?;
+        if let Some(p) = &progress
+            && (p.every_ns != spec.every_ns || p.source != spec.source)
+        {
+            return Err(Error::Rollup(format!(
+                "rollup {}: {}.{} was built from {} with buckets of {} ns; a target cannot change its source or bucket width — choose a new target",
+                spec.describe(),
+                spec.db,
+                spec.target,
+                p.source,
+                p.every_ns
+            )));
+        }
+
+        // Snapshot, in this order: every write up to `applied` is in the
+        // buffer snapshot or in a file of the catalog snapshot.
+        let applied = self.ingester.applied_wal_seq();
+        let buffered = self.ingester.buffered(&spec.db, &spec.source);
+        let state = catalog.state();
+        let files: Vec<&FileMeta> = state
+            .table(&spec.db, &spec.source)
+            .map(|t| t.files.values().collect())
+            .unwrap_or_default();
+        let every = spec.every_ns;
+        let (watermark, seen) = match &progress {
+            Some(p) => (p.watermark_ns, p.seen_seq),
+            None => {
+                let oldest = files
+                    .iter()
+                    .map(|f| f.min_time)
+                    .chain(buffered.iter().map(|p| p.min_time))
+                    .min();
+                match oldest {
+                    Some(t) => (floor(t, every), 0),
+                    None => return Ok(false),
+                }
+            }
+        };
+        let covered = files
+            .iter()
+            .map(|f| f.seq)
+            .max()
+            .unwrap_or(0)
+            .max(file_seq(applied))
+            .max(seen);
+        let data_days: BTreeSet<i64> = files
+            .iter()
+            .map(|f| day_index(f.min_time))
+            .chain(buffered.iter().map(|p| p.day))
+            .collect();
+
+        let late = late_ranges(&files, &buffered, seen, watermark, every);
+        let late_chunks = chunks(&late, every, &data_days);
+        let closed = floor(now.saturating_sub(spec.delay_ns), every).max(watermark);
+        let mut new_chunks = chunks(&[(watermark, closed)], every, &data_days);
+        let mut next_watermark = closed;
+        let mut more = false;
+        // One chunk per day: the new span is one range.
+        if new_chunks.len() > DAYS_PER_COMMIT {
+            next_watermark = new_chunks[DAYS_PER_COMMIT].start;
+            new_chunks.truncate(DAYS_PER_COMMIT);
+            more = true;
+        }
+        let changed = progress
+            .as_ref()
+            .is_none_or(|p| (p.watermark_ns, p.seen_seq) != (next_watermark, covered));
+
+        let target = plan_target(spec, &source, &state)?;
+        if late_chunks.is_empty() && new_chunks.is_empty() && target.actions.is_empty() && !changed
+        {
+            record.watermark_ns = Some(watermark);
+            return Ok(false);
+        }
+        // Later than every row of the target: re-materialized buckets win.
+        let target_seq = state
+            .table(&spec.db, &spec.target)
+            .and_then(|t| t.files.values().map(|f| f.seq).max())
+            .unwrap_or(0)
+            .max(covered);
+        let sink = Sink {
+            store,
+            spec,
+            target: &target,
+            seq: target_seq,
+            max_rows: self.max_rows_per_file,
+        };
+        let source_tags = source.tags_sorted();
+        let mut written: Vec<FileMeta> = Vec::new();
+        for chunk in late_chunks.iter().chain(&new_chunks) {
+            match write_chunk(&self.engine, &sink, &source_tags, chunk).await {
+                Ok(files) => written.extend(files),
+                Err(e) => {
+                    delete_uncommitted(store, &written).await;
+                    return Err(e);
+                }
+            }
+        }
+        record.late_buckets += late_chunks.iter().map(|c| c.buckets(every)).sum::<u64>();
+        record.new_buckets += new_chunks.iter().map(|c| c.buckets(every)).sum::<u64>();
+
+        let mut actions = target.actions;
+        if !written.is_empty() {
+            actions.push(Action::AddFiles {
+                files: written.clone(),
+            });
+        }
+        if !actions.is_empty() {
+            if let Err(e) = catalog.commit(actions).await {
+                delete_uncommitted(store, &written).await;
+                return Err(e.into());
+            }
+            // The query engine lists tables from the write path's schemas.
+            self.ingester
+                .adopt_table_schema(&spec.db, &spec.target, &target.schema)?;
+            fault::point("rollup:after_commit");
+        }
+        record.rows += written.iter().map(|f| f.rows).sum::<u64>();
+        record.files += written.len() as u64;
+        record.bytes += written.iter().map(|f| f.bytes).sum::<u64>();
+        progress::save(
+            store,
+            &spec.db,
+            &spec.target,
+            &Progress {
+                source: spec.source.clone(),
+                every_ns: every,
+                watermark_ns: next_watermark,
+                seen_seq: covered,
+                updated_ns: now_ns(),
+            },
+        )
+        .await?;
+        record.watermark_ns = Some(next_watermark);
+        Ok(more)
+    }
+}
+
+/// Best effort: files of a failed pass are orphans the collector deletes
+/// anyway; deleting them now just saves the wait.
+async fn delete_uncommitted(store: &Arc<dyn ObjectStore>, files: &[FileMeta]) {
+    for f in files {
+        let path = object_store::path::Path::from(f.path.as_str());
+        if let Err(e) = store.delete(&path).await {
+            warn!(path = %f.path, error = %e, "could not delete an uncommitted rollup file; GC will");
+        }
+    }
+}
