@@ -86,6 +86,12 @@ pub struct ServeArgs {
     /// Write a catalog checkpoint every N commits (bounds start-up time).
     #[arg(long, env = "FLEETLAKE_CHECKPOINT_EVERY", default_value_t = 100)]
     pub checkpoint_every: u64,
+
+    /// Rollups to materialize: a TOML file of `[[rollup]]` entries (source,
+    /// target, every; optional db, delay, fields). See README, "Rollups".
+    /// They run in the compactor's loop and on POST /api/v1/admin/rollup.
+    #[arg(long, env = "FLEETLAKE_ROLLUPS")]
+    pub rollups: Option<PathBuf>,
 }
 
 impl ServeArgs {

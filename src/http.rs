@@ -12,7 +12,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fleetlake_compaction::Compactor;
+use fleetlake_compaction::{Compactor, RollupRecord, Rollups};
 use fleetlake_ingest::Ingester;
 use fleetlake_query::QueryEngine;
 use serde_json::json;
@@ -24,6 +24,7 @@ pub struct AppState {
     pub ingester: Arc<Ingester>,
     pub engine: Arc<QueryEngine>,
     pub compactor: Arc<Compactor>,
+    pub rollups: Arc<Rollups>,
     pub max_body_bytes: usize,
     pub metrics: Arc<ServerMetrics>,
     pub started: Instant,
@@ -34,12 +35,14 @@ impl AppState {
         ingester: Arc<Ingester>,
         engine: Arc<QueryEngine>,
         compactor: Arc<Compactor>,
+        rollups: Arc<Rollups>,
         max_body_bytes: usize,
     ) -> Self {
         Self {
             ingester,
             engine,
             compactor,
+            rollups,
             max_body_bytes,
             metrics: Arc::new(ServerMetrics::default()),
             started: Instant::now(),
@@ -59,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/admin/flush", post(flush))
         .route("/api/v1/admin/compact", post(compact))
+        .route("/api/v1/admin/rollup", post(rollup))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics::render))
@@ -116,6 +120,46 @@ async fn compact(
         ));
     }
     Ok(Json(body))
+}
+
+/// Materializes every rollup now — closed buckets and buckets with late
+/// data — and reports what each did. Runs off the request workers.
+async fn rollup(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rollups = state.rollups.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok::<_, std::io::Error>(rt.block_on(rollups.run_once()))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let failed: Vec<&str> = records.iter().filter_map(|r| r.error.as_deref()).collect();
+    if !failed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rollup failed: {}", failed.join("; ")),
+        ));
+    }
+    let rfc3339 = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    let json = |r: &RollupRecord| {
+        json!({
+            "database": r.db, "source": r.source, "target": r.target,
+            "new_buckets": r.new_buckets, "late_buckets": r.late_buckets,
+            "rows": r.rows, "files": r.files, "bytes": r.bytes,
+            "watermark": r.watermark_ns.map(rfc3339),
+            "duration_ms": r.duration.as_millis() as u64,
+        })
+    };
+    Ok(Json(
+        json!({"rollups": records.iter().map(json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// InfluxDB 1.x clients and Telegraf probe `/ping` and expect 204.

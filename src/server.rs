@@ -2,9 +2,11 @@
 //! to the HTTP API, and shuts down cleanly on SIGTERM / Ctrl-C.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use fleetlake_compaction::{CompactionsTable, Compactor};
+use fleetlake_compaction::rollup::{RollupSpec, parse_rollups};
+use fleetlake_compaction::{CompactionsTable, Compactor, Rollups, RollupsTable};
 use fleetlake_ingest::{IngestConfig, Ingester};
 use fleetlake_query::system::SystemTable;
 use fleetlake_query::{QueryConfig, QueryEngine};
@@ -16,6 +18,8 @@ use crate::config::ServeArgs;
 use crate::http::{self, AppState};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // A bad rollup file stops start-up before anything is opened or written.
+    let rollup_specs = read_rollups(&args)?;
     let store_url = args.object_store_url();
     let store = fleetlake_storage::store::open(&store_url)
         .with_context(|| format!("opening object store {store_url}"))?;
@@ -48,7 +52,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         memory_limit: args.query_memory_limit,
         ..QueryConfig::default()
     };
-    let system: Vec<Arc<dyn SystemTable>> = vec![Arc::new(CompactionsTable(compactor.clone()))];
+    // Rollups aggregate with an engine of their own: background limits (the
+    // compaction memory budget, one partition, a long timeout), not a user's.
+    let rollup_engine = Arc::new(QueryEngine::new(
+        ingester.clone(),
+        store.clone(),
+        QueryConfig {
+            timeout: Duration::from_secs(3600),
+            memory_limit: args.compaction_memory_limit,
+            target_partitions: 1,
+        },
+    )?);
+    let rollups = Rollups::new(
+        rollup_specs,
+        ingester.clone(),
+        rollup_engine,
+        args.compaction_target_rows,
+    );
+    compactor.set_rollups(rollups.clone());
+    let system: Vec<Arc<dyn SystemTable>> = vec![
+        Arc::new(CompactionsTable(compactor.clone())),
+        Arc::new(RollupsTable(rollups.clone())),
+    ];
     let engine = Arc::new(QueryEngine::with_system_tables(
         ingester.clone(),
         store,
@@ -59,6 +84,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingester.clone(),
         engine,
         compactor.clone(),
+        rollups,
         args.max_body_bytes,
     );
 
@@ -97,6 +123,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("bye");
     Ok(())
+}
+
+fn read_rollups(args: &ServeArgs) -> anyhow::Result<Vec<RollupSpec>> {
+    let Some(path) = &args.rollups else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the rollup file {}", path.display()))?;
+    let specs =
+        parse_rollups(&text).with_context(|| format!("in the rollup file {}", path.display()))?;
+    for s in &specs {
+        info!(rollup = %s.describe(), every_ns = s.every_ns, "rollup configured");
+    }
+    Ok(specs)
 }
 
 async fn wait_for_signal() {
