@@ -8,6 +8,7 @@ mod crash;
 mod duckdb;
 mod identity;
 mod pruning;
+mod rollup;
 mod s3;
 mod slt;
 mod tsbs;
