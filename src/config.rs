@@ -83,6 +83,14 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_GC_GRACE", default_value = "1h", value_parser = parse_duration)]
     pub gc_grace: Duration,
 
+    /// Retention: `DB=DURATION` for a database, `DB.TABLE=DURATION` for one
+    /// table (e.g. `fleet=30d`, `fleet.cpu=7d`); repeat the flag or separate
+    /// with commas. Rows older than that disappear from queries at once;
+    /// their files are deleted by the compactor. Also settable at runtime
+    /// with `PUT /api/v1/retention`.
+    #[arg(long, env = "FLEETLAKE_RETENTION", value_delimiter = ',', value_parser = parse_retention)]
+    pub retention: Vec<Retention>,
+
     /// Write a catalog checkpoint every N commits (bounds start-up time).
     #[arg(long, env = "FLEETLAKE_CHECKPOINT_EVERY", default_value_t = 100)]
     pub checkpoint_every: u64,
@@ -120,7 +128,37 @@ impl ServeArgs {
     }
 }
 
-/// Parses `90`, `90s`, `500ms`, `5m`, `1h`.
+/// One `--retention` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub db: String,
+    pub table: Option<String>,
+    pub ttl: Duration,
+}
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    let (target, ttl) = s.split_once('=').ok_or_else(|| {
+        format!(
+            "invalid retention {s:?}: expected DB=DURATION or DB.TABLE=DURATION, e.g. fleet.cpu=7d"
+        )
+    })?;
+    let (db, table) = match target.split_once('.') {
+        Some((db, table)) => (db, Some(table.to_string())),
+        None => (target, None),
+    };
+    if db.is_empty() || table.as_deref() == Some("") {
+        return Err(format!(
+            "invalid retention {s:?}: empty database or table name"
+        ));
+    }
+    Ok(Retention {
+        db: db.to_string(),
+        table,
+        ttl: parse_duration(ttl)?,
+    })
+}
+
+/// Parses `90`, `90s`, `500ms`, `5m`, `1h`, `7d`, `2w`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -133,7 +171,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+        "d" => Duration::from_secs(n * 86_400),
+        "w" => Duration::from_secs(n * 7 * 86_400),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?}: use ms, s, m, h, d or w"
+            ));
+        }
     })
 }
 
@@ -147,5 +191,17 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("5 weeks").is_err());
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+    }
+
+    #[test]
+    fn retention_entries() {
+        let r = parse_retention("fleet.cpu=7d").unwrap();
+        assert_eq!((r.db.as_str(), r.table.as_deref()), ("fleet", Some("cpu")));
+        assert_eq!(r.ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_retention("fleet=1h").unwrap().table, None);
+        assert!(parse_retention("fleet").is_err());
+        assert!(parse_retention("fleet.=1d").is_err());
+        assert!(parse_retention("fleet=1y").is_err());
     }
 }

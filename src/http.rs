@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/flush", post(flush))
         .route("/api/v1/admin/compact", post(compact))
         .route("/api/v1/admin/rollup", post(rollup))
+        .route("/api/v1/retention", get(retention_get).put(retention_put))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics::render))
@@ -120,6 +121,77 @@ async fn compact(
         ));
     }
     Ok(Json(body))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionBody {
+    db: String,
+    table: Option<String>,
+    /// A duration such as `7d`, or null to clear.
+    ttl: Option<String>,
+}
+
+/// Sets or clears the retention of a database or a table; effective at once.
+async fn retention_put(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b: RetentionBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body must be JSON like {{\"db\": \"fleet\", \"table\": \"cpu\", \"ttl\": \"7d\"}} (table optional, ttl null clears): {e}"
+        ))
+    })?;
+    fleetlake_storage::schema::validate_name(&b.db)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(t) = &b.table {
+        fleetlake_storage::schema::validate_name(t)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let ttl_ns = match &b.ttl {
+        Some(s) => {
+            let d = crate::config::parse_duration(s).map_err(ApiError::bad_request)?;
+            if d.is_zero() {
+                return Err(ApiError::bad_request(
+                    "ttl must be positive; use null to clear",
+                ));
+            }
+            Some(d.as_nanos().min(i64::MAX as u128) as i64)
+        }
+        None => None,
+    };
+    state
+        .ingester
+        .catalog()
+        .commit(vec![fleetlake_storage::catalog::Action::SetRetention {
+            db: b.db.clone(),
+            table: b.table.clone(),
+            ttl_ns,
+        }])
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({
+        "db": b.db,
+        "table": b.table,
+        "ttl_seconds": ttl_ns.map(|n| n / 1_000_000_000),
+    })))
+}
+
+/// Every retention set, per database and table.
+async fn retention_get(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
+    let catalog = state.ingester.catalog().state();
+    let mut out = Vec::new();
+    for (db, d) in &catalog.databases {
+        if let Some(ttl) = d.retention_ns {
+            out.push(json!({"db": db, "table": null, "ttl_seconds": ttl / 1_000_000_000}));
+        }
+        for (t, ttl) in &d.table_retention_ns {
+            out.push(json!({"db": db, "table": t, "ttl_seconds": ttl / 1_000_000_000}));
+        }
+    }
+    Json(json!({ "retention": out }))
 }
 
 /// Materializes every rollup now — closed buckets and buckets with late

@@ -28,6 +28,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("loading the catalog")?,
     );
+    apply_retention(&catalog, &args.retention)
+        .await
+        .context("applying --retention")?;
     let compactor = Compactor::new(catalog.clone(), args.compaction_config());
     // Before anything writes: orphans of a crash are safe to delete now.
     match compactor.collect_garbage_at_startup().await {
@@ -122,6 +125,34 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         return Err(e.into());
     }
     info!("bye");
+    Ok(())
+}
+
+/// Commits the configured retentions that differ from the catalog's.
+async fn apply_retention(
+    catalog: &Catalog,
+    entries: &[crate::config::Retention],
+) -> anyhow::Result<()> {
+    let state = catalog.state();
+    let mut actions = Vec::new();
+    for r in entries {
+        let ttl = r.ttl.as_nanos().min(i64::MAX as u128) as i64;
+        let d = state.databases.get(&r.db);
+        let current = match &r.table {
+            Some(t) => d.and_then(|d| d.table_retention_ns.get(t).copied()),
+            None => d.and_then(|d| d.retention_ns),
+        };
+        if current != Some(ttl) {
+            actions.push(fleetlake_storage::catalog::Action::SetRetention {
+                db: r.db.clone(),
+                table: r.table.clone(),
+                ttl_ns: Some(ttl),
+            });
+        }
+    }
+    if !actions.is_empty() {
+        catalog.commit(actions).await?;
+    }
     Ok(())
 }
 

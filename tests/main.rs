@@ -5,6 +5,7 @@ mod common;
 mod bad_input;
 mod compaction;
 mod crash;
+mod deletes;
 mod duckdb;
 mod identity;
 mod pruning;

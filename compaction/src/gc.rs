@@ -73,6 +73,31 @@ pub(crate) async fn collect(
             .await?;
     }
 
+    // Tombstones no live file is older than (where they match in time):
+    // compaction has applied them everywhere.
+    let state = catalog.state();
+    let mut done = Vec::new();
+    for (db, dbs) in &state.databases {
+        for (table, ts) in &dbs.tables {
+            let seqs: Vec<u64> = ts
+                .tombstones
+                .iter()
+                .filter(|t| !ts.files.values().any(|f| t.affects(f)))
+                .map(|t| t.seq)
+                .collect();
+            if !seqs.is_empty() {
+                done.push(Action::RemoveTombstones {
+                    db: db.clone(),
+                    table: table.clone(),
+                    seqs,
+                });
+            }
+        }
+    }
+    if !done.is_empty() {
+        catalog.commit(done).await?;
+    }
+
     // Orphans: listed first, judged against the catalog read after, so a
     // file committed meanwhile is never taken for one.
     let listed: Vec<object_store::ObjectMeta> =

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use fleetlake_storage::catalog::{Catalog, FileMeta, now_ns};
+use fleetlake_storage::catalog::{Action, Catalog, FileMeta, now_ns};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -121,8 +121,19 @@ pub struct Compactor {
     rollups: OnceLock<Arc<Rollups>>,
 }
 
-/// Which files of a partition to merge now, if any.
-fn choose(files: &[&FileMeta], config: &CompactionConfig, now: i64, force: bool) -> Vec<usize> {
+/// Which files of a partition to merge now, if any. A partition with rows
+/// a tombstone deletes (`dirty`) is rewritten whole, so deletes become
+/// physical.
+fn choose(
+    files: &[&FileMeta],
+    config: &CompactionConfig,
+    now: i64,
+    force: bool,
+    dirty: bool,
+) -> Vec<usize> {
+    if dirty && !files.is_empty() {
+        return (0..files.len()).collect();
+    }
     let mut runs: BTreeMap<Option<u64>, Vec<usize>> = BTreeMap::new();
     let mut l0 = Vec::new();
     for (i, f) in files.iter().enumerate() {
@@ -173,6 +184,9 @@ impl Compactor {
     /// of more than one run). Returns what ran, failures included.
     pub async fn run_once(&self, force: bool) -> Vec<CompactionRecord> {
         let _guard = self.running.lock().await;
+        if let Err(e) = self.expire_files().await {
+            warn!(error = %e, "dropping expired files failed");
+        }
         let state = self.catalog.state();
         let now = now_ns();
         let mut records = Vec::new();
@@ -183,7 +197,10 @@ impl Compactor {
                     days.entry(f.day.as_str()).or_default().push(f);
                 }
                 for (day, files) in days {
-                    let chosen = choose(&files, &self.config, now, force);
+                    let dirty = files
+                        .iter()
+                        .any(|f| ts.tombstones.iter().any(|t| t.affects(f)));
+                    let chosen = choose(&files, &self.config, now, force, dirty);
                     if chosen.is_empty() {
                         continue;
                     }
@@ -194,6 +211,47 @@ impl Compactor {
             }
         }
         records
+    }
+
+    /// Removes files whose rows have all expired (retention); the garbage
+    /// collector deletes them after the grace period.
+    async fn expire_files(&self) -> fleetlake_storage::Result<()> {
+        let state = self.catalog.state();
+        let now = now_ns();
+        let mut actions = Vec::new();
+        for (db, dbs) in &state.databases {
+            for (table, ts) in &dbs.tables {
+                let Some(ttl) = dbs.retention_of(table) else {
+                    continue;
+                };
+                let cutoff = now.saturating_sub(ttl);
+                let paths: Vec<String> = ts
+                    .files
+                    .values()
+                    .filter(|f| f.max_time < cutoff)
+                    .map(|f| f.path.clone())
+                    .collect();
+                if !paths.is_empty() {
+                    info!(
+                        db,
+                        table,
+                        files = paths.len(),
+                        "retention: dropping expired files"
+                    );
+                    actions.push(Action::RemoveFiles {
+                        db: db.clone(),
+                        table: table.clone(),
+                        paths,
+                        at_ns: now,
+                        strict: false,
+                    });
+                }
+            }
+        }
+        if !actions.is_empty() {
+            self.catalog.commit(actions).await?;
+        }
+        Ok(())
     }
 
     async fn compact(
@@ -350,6 +408,7 @@ mod tests {
             level: u8::from(run.is_some()),
             run,
             sort_order: Vec::new(),
+            deletes_applied: 0,
         }
     }
 
@@ -357,7 +416,7 @@ mod tests {
     fn policy() {
         let config = CompactionConfig {
             l0_trigger: 3,
-            max_runs: 4,
+            max_runs: 5,
             cold_after: Duration::from_secs(10),
             ..CompactionConfig::default()
         };
@@ -371,21 +430,23 @@ mod tests {
         ];
         let refs: Vec<&FileMeta> = files.iter().collect();
         // Two flush files and one run: nothing yet.
-        assert!(choose(&refs, &config, now, false).is_empty());
+        assert!(choose(&refs, &config, now, false, false).is_empty());
         // Forced: everything.
-        assert_eq!(choose(&refs, &config, now, true), vec![0, 1, 2, 3]);
+        assert_eq!(choose(&refs, &config, now, true, false), vec![0, 1, 2, 3]);
         // A third flush file: the flush files merge, the run stays.
         let mut more = files.to_vec();
         more.push(file(None, hot));
         let refs: Vec<&FileMeta> = more.iter().collect();
-        assert_eq!(choose(&refs, &config, now, false), vec![2, 3, 4]);
+        assert_eq!(choose(&refs, &config, now, false, false), vec![2, 3, 4]);
         // Cold: everything, into one run.
         let cold: Vec<FileMeta> = files.iter().map(|f| file(f.run, 0)).collect();
         let refs: Vec<&FileMeta> = cold.iter().collect();
-        assert_eq!(choose(&refs, &config, now, false), vec![0, 1, 2, 3]);
+        assert_eq!(choose(&refs, &config, now, false, false), vec![0, 1, 2, 3]);
         // One run alone is never rewritten, cold or forced.
         let one = [file(Some(1), 0), file(Some(1), 0)];
         let refs: Vec<&FileMeta> = one.iter().collect();
-        assert!(choose(&refs, &config, now, true).is_empty());
+        assert!(choose(&refs, &config, now, true, false).is_empty());
+        // Unless a delete applies to it.
+        assert_eq!(choose(&refs, &config, now, false, true), vec![0, 1]);
     }
 }

@@ -14,6 +14,7 @@ use arrow::compute::kernels::partition::partition;
 use arrow::compute::{concat, max, min};
 use arrow::datatypes::{DataType, Field, SchemaRef, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
@@ -23,14 +24,21 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_expr::expressions::Column as PhysColumn;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use fleetlake_query::dedup_exec::DedupExec;
+use fleetlake_query::table::visibility;
+use fleetlake_query::time_range::TimeRange;
 use fleetlake_storage::catalog::{Action, Catalog, FileMeta, now_ns};
 use fleetlake_storage::dedup::SERIES_SORT;
 use fleetlake_storage::parquet_file::{FileSpec, put_data_file, writer_properties};
@@ -81,7 +89,19 @@ pub(crate) async fn merge_partition(
     let url = ObjectStoreUrl::parse(STORE_URL).map_err(df)?;
     runtime.register_object_store(url.as_ref(), Arc::clone(&store));
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-    let plan = merge_plan(&schema, &order, inputs, url)?;
+    let expired_before = state
+        .databases
+        .get(db)
+        .and_then(|d| d.retention_of(table))
+        .map(|ttl| now_ns().saturating_sub(ttl));
+    let visible = visibility(
+        &ts.schema,
+        &ts.tombstones,
+        expired_before,
+        &TimeRange::default(),
+    );
+    let deletes_applied = ts.tombstones.iter().map(|t| t.seq).max().unwrap_or(0);
+    let plan = merge_plan(&schema, &order, inputs, url, visible)?;
     let mut stream = plan
         .execute(0, ctx.task_ctx() as Arc<TaskContext>)
         .map_err(df)?;
@@ -103,6 +123,7 @@ pub(crate) async fn merge_partition(
         run,
         seq,
         order: order.clone(),
+        deletes_applied,
         current: None,
         last_row: None,
         files: Vec::new(),
@@ -153,6 +174,7 @@ fn merge_plan(
     order: &[String],
     inputs: &[FileMeta],
     url: ObjectStoreUrl,
+    visible: Option<Expr>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let n = schema.fields().len();
     let table_schema = DfTableSchema::builder(Arc::clone(schema))
@@ -172,8 +194,21 @@ fn merge_plan(
         .with_projection_indices(Some((0..=n).collect()))
         .map_err(df)?
         .build();
-    let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+    let mut scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
     let scan_schema = scan.schema();
+    // Deletes and expiry become physical here; rows drop before the merge
+    // so a deleted row's fields cannot fill NULLs of a later write.
+    if let Some(v) = visible {
+        let df_schema = DFSchema::try_from(scan_schema.as_ref().clone()).map_err(df)?;
+        let predicate = create_physical_expr(
+            &v,
+            &df_schema,
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )
+        .map_err(df)?;
+        scan = Arc::new(FilterExec::try_new(predicate, scan).map_err(df)?);
+    }
     let column = |name: &str| -> Result<Arc<dyn PhysicalExpr>> {
         Ok(Arc::new(PhysColumn::new(name, scan_schema.index_of(name)?)))
     };
@@ -233,6 +268,7 @@ struct Output<'a> {
     run: u64,
     seq: u64,
     order: Vec<String>,
+    deletes_applied: u64,
     current: Option<Current>,
     /// The tag values of the last row written.
     last_row: Option<Vec<ArrayRef>>,
@@ -331,6 +367,7 @@ impl Output<'_> {
         meta.level = 1;
         meta.run = Some(self.run);
         meta.sort_order = self.order.clone();
+        meta.deletes_applied = self.deletes_applied;
         self.files.push(meta);
         if self.files.len() == 1 {
             fault::point("compaction:mid_write");
@@ -363,6 +400,7 @@ mod tests {
             level: 0,
             run: None,
             sort_order: order.iter().map(|s| s.to_string()).collect(),
+            deletes_applied: 0,
         };
         let order: Vec<String> = ["host", "arch", "zone"].map(String::from).to_vec();
         assert!(sorted_by(&f(&["host", "arch", "zone"]), &order));

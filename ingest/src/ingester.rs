@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use fleetlake_storage::catalog::{Action, Catalog, CatalogState, now_ns};
+use fleetlake_storage::catalog::{Action, Catalog, CatalogState, Tombstone, now_ns};
 use fleetlake_storage::layout::day_bounds;
 use fleetlake_storage::parquet_file::write_data_file;
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
@@ -520,6 +520,51 @@ impl Ingester {
             Err(e) => warn!(error = %e, "flushed, but removing WAL segments failed"),
         }
         Ok(n)
+    }
+
+    /// Deletes the rows of `db.table` written so far with `time` in
+    /// `[min_time, max_time]` whose tags equal `tags`: persists the buffer,
+    /// then commits a tombstone ordered after everything persisted. Rows
+    /// written after this returns are not affected.
+    pub async fn delete(
+        &self,
+        db: &str,
+        table: &str,
+        min_time: i64,
+        max_time: i64,
+        tags: Vec<(String, String)>,
+    ) -> Result<Tombstone> {
+        // Twice: the first may only finish a flush already under way.
+        self.flush().await?;
+        self.flush().await?;
+        let state = self.catalog.state();
+        if state.table(db, table).is_none() {
+            // Known to the write path but never persisted: nothing to delete.
+            return Ok(Tombstone {
+                seq: 0,
+                min_time,
+                max_time,
+                tags,
+                created_ns: now_ns(),
+            });
+        }
+        // Every file holding a row written so far has seq <= persisted << 32 | MAX;
+        // every row written later has __seq >= (persisted + 1) << 32.
+        let tombstone = Tombstone {
+            seq: (state.persisted_wal_seq + 1) << 32,
+            min_time,
+            max_time,
+            tags,
+            created_ns: now_ns(),
+        };
+        self.catalog
+            .commit(vec![Action::AddTombstone {
+                db: db.to_string(),
+                table: table.to_string(),
+                tombstone: tombstone.clone(),
+            }])
+            .await?;
+        Ok(tombstone)
     }
 
     /// Stops accepting writes, waits for queued ones, and flushes everything.

@@ -47,6 +47,7 @@ impl Default for QueryConfig {
 }
 
 pub struct QueryEngine {
+    ingester: Arc<Ingester>,
     base: SessionState,
     runtime: Arc<RuntimeEnv>,
     config: QueryConfig,
@@ -102,14 +103,19 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             CATALOG_NAME,
-            Arc::new(FleetCatalog::new(ingester, store_url, extra_system)),
+            Arc::new(FleetCatalog::new(ingester.clone(), store_url, extra_system)),
         );
         ctx.register_udf(time_bucket());
         Ok(Self {
+            ingester,
             base: ctx.state(),
             runtime,
             config,
         })
+    }
+
+    pub fn ingester(&self) -> &Arc<Ingester> {
+        &self.ingester
     }
 
     pub fn config(&self) -> &QueryConfig {
@@ -118,7 +124,7 @@ impl QueryEngine {
 
     /// A session for one query: database `db` as the default schema, and a
     /// memory pool of its own.
-    fn session(&self, db: &str) -> SessionContext {
+    pub(crate) fn session(&self, db: &str) -> SessionContext {
         let pool = TrackConsumersPool::new(
             FairSpillPool::new(self.config.memory_limit),
             NonZeroUsize::new(3).expect("non-zero"),

@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod dedup_exec;
+pub mod delete;
 pub mod engine;
 pub mod error;
 pub mod system;

@@ -37,6 +37,7 @@ impl SystemSchema {
         let state = self.ingester.catalog().state();
         let (mut dbs, mut names, mut cols, mut files, mut rows, mut bytes, mut buffered) =
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut retention, mut tombstones) = (vec![], vec![]);
         for db in self.ingester.databases() {
             for table in self.ingester.tables(&db) {
                 let schema = self.ingester.table_schema(&db, &table).unwrap_or_default();
@@ -62,6 +63,14 @@ impl SystemSchema {
                 rows.push(r);
                 bytes.push(b);
                 buffered.push(buf_rows as u64);
+                retention.push(
+                    state
+                        .databases
+                        .get(&db)
+                        .and_then(|d| d.retention_of(names.last().expect("pushed above")))
+                        .map(|ns| ns / 1_000_000_000),
+                );
+                tombstones.push(persisted.map_or(0, |t| t.tombstones.len() as u64));
             }
         }
         let schema = Arc::new(Schema::new(vec![
@@ -72,6 +81,8 @@ impl SystemSchema {
             Field::new("persisted_rows", DataType::UInt64, false),
             Field::new("persisted_bytes", DataType::UInt64, false),
             Field::new("buffered_rows", DataType::UInt64, false),
+            Field::new("retention_seconds", DataType::Int64, true),
+            Field::new("pending_deletes", DataType::UInt64, false),
         ]));
         let arrays: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(dbs)),
@@ -81,6 +92,8 @@ impl SystemSchema {
             Arc::new(UInt64Array::from(rows)),
             Arc::new(UInt64Array::from(bytes)),
             Arc::new(UInt64Array::from(buffered)),
+            Arc::new(Int64Array::from(retention)),
+            Arc::new(UInt64Array::from(tombstones)),
         ];
         Ok(RecordBatch::try_new(schema, arrays)?)
     }
@@ -144,6 +157,8 @@ impl SystemSchema {
             Field::new("max_time", ts_type(), false),
             Field::new("created", ts_type(), false),
             Field::new("seq", DataType::Int64, false),
+            Field::new("level", DataType::UInt64, false),
+            Field::new("run", DataType::UInt64, true),
         ]));
         let arrays: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.db))),
@@ -160,6 +175,10 @@ impl SystemSchema {
             Arc::new(Int64Array::from_iter_values(
                 files.iter().map(|f| (f.seq >> 32) as i64),
             )),
+            Arc::new(UInt64Array::from_iter_values(
+                files.iter().map(|f| u64::from(f.level)),
+            )),
+            Arc::new(UInt64Array::from_iter(files.iter().map(|f| f.run))),
         ];
         Ok(RecordBatch::try_new(schema, arrays)?)
     }

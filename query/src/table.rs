@@ -30,7 +30,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema as DfTableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::{conjunction, disjunction};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, lit};
 use datafusion::physical_expr::expressions::Column as PhysColumn;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
@@ -42,7 +42,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::union::UnionExec;
 use fleetlake_ingest::BufferedPartition;
 use fleetlake_ingest::buffer::{SEQ_COLUMN, align_to_schema};
-use fleetlake_storage::catalog::FileMeta;
+use fleetlake_storage::catalog::{FileMeta, Tombstone};
 use fleetlake_storage::dedup::SERIES_SORT;
 use fleetlake_storage::schema::{ColumnKind, TIME_COLUMN, TableSchema};
 
@@ -57,6 +57,9 @@ pub struct FleetTable {
     files: Vec<FileMeta>,
     buffered: Vec<BufferedPartition>,
     store_url: ObjectStoreUrl,
+    tombstones: Vec<Tombstone>,
+    /// Rows before this time (ns) have expired (retention).
+    expired_before: Option<i64>,
 }
 
 impl FleetTable {
@@ -72,7 +75,26 @@ impl FleetTable {
             files,
             buffered,
             store_url,
+            tombstones: Vec::new(),
+            expired_before: None,
         }
+    }
+
+    /// Deletes to apply: rows written before a tombstone that it matches
+    /// are not returned.
+    pub fn with_tombstones(mut self, tombstones: Vec<Tombstone>) -> Self {
+        self.tombstones = tombstones;
+        self
+    }
+
+    /// Rows older than `cutoff` (ns) are not returned.
+    pub fn with_expiry(mut self, cutoff: Option<i64>) -> Self {
+        self.expired_before = cutoff;
+        self
+    }
+
+    fn visible(&self, range: &TimeRange) -> Option<Expr> {
+        visibility(&self.schema, &self.tombstones, self.expired_before, range)
     }
 
     fn is_identity(&self, e: &Expr) -> bool {
@@ -193,19 +215,62 @@ fn plan_chunks(files: &[(i64, i64, Option<u64>)], buffered: &[(i64, i64)]) -> Ch
     plan
 }
 
+/// What every row of a table must satisfy to be visible: not expired (time
+/// at or after `expired_before`), and not deleted by a tombstone overlapping
+/// `range` (one that names a tag the table lacks matches nothing). Refers to
+/// `__seq`, `time` and tags.
+pub fn visibility(
+    schema: &TableSchema,
+    tombstones: &[Tombstone],
+    expired_before: Option<i64>,
+    range: &TimeRange,
+) -> Option<Expr> {
+    let mut parts: Vec<Expr> = Vec::new();
+    if let Some(cutoff) = expired_before {
+        parts.push(time_col().gt_eq(ts_lit(cutoff)));
+    }
+    for t in tombstones {
+        if !range.overlaps(t.min_time, t.max_time)
+            || t.tags
+                .iter()
+                .any(|(k, _)| schema.kind_of(k) != Some(ColumnKind::Tag))
+        {
+            continue;
+        }
+        let mut deleted = Expr::Column(Column::new_unqualified(SEQ_COLUMN))
+            .lt(lit(ScalarValue::UInt64(Some(t.seq))))
+            .and(time_col().gt_eq(ts_lit(t.min_time)))
+            .and(time_col().lt_eq(ts_lit(t.max_time)));
+        for (k, v) in &t.tags {
+            let value = ScalarValue::Dictionary(
+                Box::new(DataType::Int32),
+                Box::new(ScalarValue::Utf8(Some(v.clone()))),
+            );
+            deleted = deleted.and(Expr::Column(Column::new_unqualified(k)).eq(lit(value)));
+        }
+        // A row with a NULL tag is not matched: keep it, not drop it.
+        parts.push(Expr::IsNotTrue(Box::new(deleted)));
+    }
+    conjunction(parts)
+}
+
+fn time_col() -> Expr {
+    Expr::Column(Column::new_unqualified(TIME_COLUMN))
+}
+
+fn ts_lit(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
+}
+
 /// `time` within any of `intervals` (half-open).
 fn time_in(intervals: &[(i64, i64)]) -> Option<Expr> {
-    let time = || col(Column::from_name(TIME_COLUMN));
-    let ts = |v: i64| {
-        lit(ScalarValue::TimestampNanosecond(
-            Some(v),
-            Some("UTC".into()),
-        ))
-    };
     disjunction(
         intervals
             .iter()
-            .map(|&(a, b)| time().gt_eq(ts(a)).and(time().lt(ts(b)))),
+            .map(|&(a, b)| time_col().gt_eq(ts_lit(a)).and(time_col().lt(ts_lit(b)))),
     )
 }
 
@@ -237,7 +302,11 @@ impl datafusion::catalog::TableProvider for FleetTable {
             .cloned()
             .unwrap_or_else(|| (0..self.arrow_schema.fields().len()).collect());
         let out_schema = Arc::new(self.arrow_schema.project(&projection)?);
-        let range = TimeRange::from_filters(filters);
+        let mut range = TimeRange::from_filters(filters);
+        if let Some(cutoff) = self.expired_before {
+            range.min = range.min.max(cutoff);
+        }
+        let visible = self.visible(&range);
         let files: Vec<&FileMeta> = self
             .files
             .iter()
@@ -264,8 +333,10 @@ impl datafusion::catalog::TableProvider for FleetTable {
         if !plan.plain.is_empty() {
             let chosen: Vec<&FileMeta> = plan.plain.iter().map(|&i| files[i]).collect();
             let outside = in_overlaps.clone().map(|e| !e);
-            let all = conjunction(filters.iter().cloned().chain(outside.clone()));
-            parts.push(self.plain_scan(state, &chosen, &projection, all, outside)?);
+            let expiry = self.expired_before.map(|c| time_col().gt_eq(ts_lit(c)));
+            let all = conjunction(filters.iter().cloned().chain(outside.clone()).chain(expiry));
+            let exact = conjunction(outside.into_iter().chain(visible.clone()));
+            parts.push(self.plain_scan(state, &chosen, &projection, all, exact)?);
         }
         if !plan.dedup_files.is_empty() || !plan.dedup_bufs.is_empty() {
             let identity = conjunction(filters.iter().filter(|f| self.is_identity(f)).cloned());
@@ -279,6 +350,7 @@ impl datafusion::catalog::TableProvider for FleetTable {
                 &projection,
                 identity,
                 in_overlaps,
+                visible,
             )?);
         }
         Ok(match parts.len() {
@@ -369,12 +441,16 @@ impl FleetTable {
         let Some(exact) = exact else {
             return self.parquet_scan(state, files, false, projection.to_vec(), predicate);
         };
-        let time = self.arrow_schema.index_of(TIME_COLUMN)?;
+        let with_seq = self.schema_with_seq();
         let mut read = projection.to_vec();
-        if !read.contains(&time) {
-            read.push(time);
+        for c in exact.column_refs() {
+            let i = with_seq.index_of(&c.name)?;
+            if !read.contains(&i) {
+                read.push(i);
+            }
         }
-        let scan = self.parquet_scan(state, files, false, read.clone(), predicate)?;
+        let needs_seq = read.contains(&self.arrow_schema.fields().len());
+        let scan = self.parquet_scan(state, files, needs_seq, read.clone(), predicate)?;
         let filtered = exact_filter(state, scan, Some(exact))?;
         if read.len() == projection.len() {
             return Ok(filtered);
@@ -400,6 +476,7 @@ impl FleetTable {
         projection: &[usize],
         identity: Option<Expr>,
         in_overlaps: Option<Expr>,
+        visible: Option<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let n = self.arrow_schema.fields().len();
         let key = self.key_indices();
@@ -421,7 +498,10 @@ impl FleetTable {
             let predicate = conjunction(identity.clone().into_iter().chain(in_overlaps.clone()));
             let scan = self.parquet_scan(state, files, true, inner.clone(), predicate)?;
             // Rows outside the overlaps are the plain scan's: never both.
-            inputs.push(exact_filter(state, scan, in_overlaps)?);
+            // Deleted rows go before the merge, so their fields cannot fill
+            // NULLs of a later write.
+            let exact = conjunction(in_overlaps.clone().into_iter().chain(visible.clone()));
+            inputs.push(exact_filter(state, scan, exact)?);
         }
         if !buffered.is_empty() {
             let batches = buffered
@@ -434,13 +514,8 @@ impl FleetTable {
                 with_seq.clone(),
                 Some(inner.clone()),
             )?;
-            let mut plan: Arc<dyn ExecutionPlan> = mem;
-            if let Some(p) = &identity {
-                let df_schema = DFSchema::try_from(inner_schema.as_ref().clone())?;
-                let physical = state.create_physical_expr(p.clone(), &df_schema)?;
-                plan = Arc::new(FilterExec::try_new(physical, plan)?);
-            }
-            inputs.push(plan);
+            let keep = conjunction(identity.clone().into_iter().chain(visible));
+            inputs.push(exact_filter(state, mem, keep)?);
         }
         let union: Arc<dyn ExecutionPlan> = if inputs.len() == 1 {
             inputs.pop().expect("one input")

@@ -115,6 +115,9 @@ async fn run(
             ApiError::bad_request("missing SQL: pass it as 'q' (GET) or 'sql' (POST JSON)")
         })?;
         let db = db.unwrap_or_else(|| DEFAULT_DB.to_string());
+        if let Some(spec) = state.engine.plan_delete(&db, &sql).await? {
+            return delete(&state, &db, spec).await;
+        }
         let mut stream = state.engine.query(&db, &sql).await?;
         // The first batch surfaces most execution errors while a status can still say so.
         let first = match stream.next().await {
@@ -130,6 +133,38 @@ async fn run(
         .metrics
         .count_query(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
+}
+
+/// Commits a tombstone: the rows are invisible once this returns; compaction
+/// removes them from the files.
+async fn delete(
+    state: &AppState,
+    db: &str,
+    spec: fleetlake_query::delete::DeleteSpec,
+) -> Result<Response, ApiError> {
+    let t = state
+        .ingester
+        .delete(db, &spec.table, spec.min_time, spec.max_time, spec.tags)
+        .await?;
+    let rfc3339 = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    let tags: serde_json::Map<String, serde_json::Value> = t
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+        .collect();
+    let body = serde_json::json!({
+        "deleted": {
+            "database": db,
+            "table": spec.table,
+            "from": rfc3339(t.min_time),
+            "to": rfc3339(t.max_time),
+            "tags": tags,
+        }
+    });
+    Ok(axum::Json(body).into_response())
 }
 
 async fn respond(

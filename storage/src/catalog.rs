@@ -60,6 +60,14 @@ pub struct FileMeta {
     /// written before the order was recorded: those merge only by re-sorting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sort_order: Vec<String>,
+    /// Every tombstone with a `seq` up to this one was applied when the file
+    /// was written (compaction output): none of them deletes from it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deletes_applied: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One change in a commit.
@@ -102,6 +110,25 @@ pub enum Action {
         table: String,
         paths: Vec<String>,
     },
+    /// Rows written before this are deleted where they match (`DELETE`).
+    AddTombstone {
+        db: String,
+        table: String,
+        tombstone: Tombstone,
+    },
+    /// Tombstones every affected file has been rewritten without.
+    RemoveTombstones {
+        db: String,
+        table: String,
+        seqs: Vec<u64>,
+    },
+    /// Sets (or with `None` clears) the retention of a database, or of one
+    /// of its tables when `table` is given.
+    SetRetention {
+        db: String,
+        table: Option<String>,
+        ttl_ns: Option<i64>,
+    },
     /// Fixes the sort key of a table (no-op when it has one).
     SetSortKey {
         db: String,
@@ -121,6 +148,29 @@ pub struct Commit {
     pub actions: Vec<Action>,
 }
 
+/// A delete: rows with `time` in `[min_time, max_time]` whose tags equal
+/// `tags` are gone if they were written before it, i.e. if their write
+/// sequence (a file's `seq`, a buffered row's `__seq`) is below `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub seq: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// `(tag, value)` pairs that must all match; empty matches every series.
+    pub tags: Vec<(String, String)>,
+    pub created_ns: i64,
+}
+
+impl Tombstone {
+    /// Whether the tombstone may delete rows of `f`.
+    pub fn affects(&self, f: &FileMeta) -> bool {
+        f.seq < self.seq
+            && f.deletes_applied < self.seq
+            && f.min_time <= self.max_time
+            && f.max_time >= self.min_time
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableState {
     pub schema: TableSchema,
@@ -129,11 +179,29 @@ pub struct TableState {
     /// Files removed from view, awaiting deletion: path → removal time (ns).
     #[serde(default)]
     pub removed: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tombstones: Vec<Tombstone>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DatabaseState {
     pub tables: BTreeMap<String, Arc<TableState>>,
+    /// Rows older than this (ns) expire, unless their table has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ns: Option<i64>,
+    /// Per-table retention, by table name (a table may not exist yet).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub table_retention_ns: BTreeMap<String, i64>,
+}
+
+impl DatabaseState {
+    /// The retention that applies to `table`: its own, else the database's.
+    pub fn retention_of(&self, table: &str) -> Option<i64> {
+        self.table_retention_ns
+            .get(table)
+            .copied()
+            .or(self.retention_ns)
+    }
 }
 
 /// The catalog's state as of commit `seq`. Immutable; replaced on each commit.
@@ -200,6 +268,32 @@ impl CatalogState {
                     let t = self.table_mut(db, table)?;
                     for p in paths {
                         t.removed.remove(p);
+                    }
+                }
+                Action::AddTombstone {
+                    db,
+                    table,
+                    tombstone,
+                } => {
+                    self.table_mut(db, table)?
+                        .tombstones
+                        .push(tombstone.clone());
+                }
+                Action::RemoveTombstones { db, table, seqs } => {
+                    self.table_mut(db, table)?
+                        .tombstones
+                        .retain(|t| !seqs.contains(&t.seq));
+                }
+                Action::SetRetention { db, table, ttl_ns } => {
+                    let d = self.databases.entry(db.clone()).or_default();
+                    match (table, ttl_ns) {
+                        (None, ttl) => d.retention_ns = *ttl,
+                        (Some(t), Some(ttl)) => {
+                            d.table_retention_ns.insert(t.clone(), *ttl);
+                        }
+                        (Some(t), None) => {
+                            d.table_retention_ns.remove(t);
+                        }
                     }
                 }
                 Action::SetSortKey { db, table, tags } => {
@@ -450,6 +544,7 @@ mod tests {
             level: 0,
             run: None,
             sort_order: Vec::new(),
+            deletes_applied: 0,
         }
     }
 

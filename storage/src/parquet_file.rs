@@ -152,6 +152,7 @@ pub async fn put_data_file(
         level: 0,
         run: None,
         sort_order: Vec::new(),
+        deletes_applied: 0,
     })
 }
 
