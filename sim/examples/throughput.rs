@@ -2,8 +2,11 @@
 //! the benches crate, which links DataFusion):
 //!
 //! ```text
-//! cargo run --release -p fleetlake-sim --example throughput -- [hosts] [hours]
+//! cargo run --release -p fleetlake-sim --example throughput -- [hosts] [hours] [cpu-only|devops|fleet]
 //! ```
+//!
+//! Sources are built (hosts drawn) before the clock starts. Peak memory:
+//! run it under `/usr/bin/time -v`.
 
 use std::time::Instant;
 
@@ -13,25 +16,26 @@ use fleetlake_sim::{CpuOnly, Devops, Fleet, FleetOptions, LineSource, SimConfig}
 fn main() {
     let mut args = std::env::args().skip(1);
     let hosts: u64 = args.next().map_or(1000, |a| a.parse().expect("hosts"));
-    let hours: i64 = args.next().map_or(3, |a| a.parse().expect("hours"));
+    let hours: f64 = args.next().map_or(3.0, |a| a.parse().expect("hours"));
+    let only = args.next();
     let config = SimConfig::new(
         hosts,
         TSBS_START_NS,
-        TSBS_START_NS + hours * HOUR_NS,
+        TSBS_START_NS + (hours * HOUR_NS as f64) as i64,
         10 * SECOND_NS,
         1,
     )
     .expect("config");
-    let sources: [(&str, Box<dyn LineSource>); 3] = [
-        ("cpu-only", Box::new(CpuOnly::new(&config))),
-        ("devops", Box::new(Devops::new(&config))),
-        (
-            "fleet (5 faults)",
-            Box::new(Fleet::new(&config, &FleetOptions { faults: 5 }).expect("fleet")),
-        ),
-    ];
     println!("{hosts} hosts x {hours} h");
-    for (name, mut source) in sources {
+    for name in ["cpu-only", "devops", "fleet"] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut source: Box<dyn LineSource> = match name {
+            "cpu-only" => Box::new(CpuOnly::new(&config)),
+            "devops" => Box::new(Devops::new(&config)),
+            _ => Box::new(Fleet::new(&config, &FleetOptions { faults: 5 }).expect("fleet")),
+        };
         let mut buf = Vec::with_capacity(5000 * 400);
         let (mut lines, mut bytes) = (0u64, 0u64);
         let t = Instant::now();
