@@ -1,5 +1,6 @@
 //! The HTTP API: routes, shared state, and the one place errors become statuses.
 
+mod grafana;
 mod metrics;
 mod query;
 mod write;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics::render))
+        .merge(grafana::routes())
         // Bodies are size-checked by the handlers themselves (413 with a message).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
