@@ -7,6 +7,7 @@ mod compaction;
 mod crash;
 mod deletes;
 mod duckdb;
+mod grafana;
 mod identity;
 mod pruning;
 mod rollup;
