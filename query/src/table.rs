@@ -348,9 +348,11 @@ impl datafusion::catalog::TableProvider for FleetTable {
                 &chosen_files,
                 &chosen_bufs,
                 &projection,
-                identity,
-                in_overlaps,
-                visible,
+                DedupFilters {
+                    identity,
+                    in_overlaps,
+                    visible,
+                },
             )?);
         }
         Ok(match parts.len() {
@@ -474,10 +476,13 @@ impl FleetTable {
         files: &[&FileMeta],
         buffered: &[&BufferedPartition],
         projection: &[usize],
-        identity: Option<Expr>,
-        in_overlaps: Option<Expr>,
-        visible: Option<Expr>,
+        filters: DedupFilters,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let DedupFilters {
+            identity,
+            in_overlaps,
+            visible,
+        } = filters;
         let n = self.arrow_schema.fields().len();
         let key = self.key_indices();
         // Columns read below the dedup: the projection plus the key, in table order, plus __seq.
@@ -553,6 +558,16 @@ impl FleetTable {
             .collect();
         Ok(Arc::new(ProjectionExec::try_new(exprs, dedup)?))
     }
+}
+
+/// The predicates below a de-duplicating scan.
+struct DedupFilters {
+    /// The query's filters on tags and `time` (pruning; re-applied above).
+    identity: Option<Expr>,
+    /// Where chunks overlap: file rows elsewhere belong to the plain scan.
+    in_overlaps: Option<Expr>,
+    /// Not deleted, not expired.
+    visible: Option<Expr>,
 }
 
 /// `plan` filtered by `predicate`, exactly (a `FilterExec`).
