@@ -253,8 +253,8 @@ async fn metric_payload_options(
         c = ident(&b.name),
         t = ident(&m.table)
     );
-    let (schema, batches) = run(&state, &db, &sql).await?;
-    Ok(opts(strings_of(&schema, &batches, 0)?))
+    let (_, batches) = run(&state, &db, &sql).await?;
+    Ok(opts(strings_of(&batches, 0)?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -532,12 +532,7 @@ async fn run(
 }
 
 /// Column `idx` of a result as strings, nulls left out.
-fn strings_of(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    idx: usize,
-) -> Result<Vec<String>, ApiError> {
-    let _ = schema;
+fn strings_of(batches: &[RecordBatch], idx: usize) -> Result<Vec<String>, ApiError> {
     let mut out = Vec::new();
     for b in batches {
         for v in frames::column_values(b.column(idx)).map_err(ApiError::bad_request)? {
@@ -626,8 +621,8 @@ async fn variable_values(
             c = ident(&tag),
             t = ident(&table)
         );
-        let (schema, batches) = run(state, &db, &sql).await?;
-        return Ok(strings_of(&schema, &batches, 0)?
+        let (_, batches) = run(state, &db, &sql).await?;
+        return Ok(strings_of(&batches, 0)?
             .into_iter()
             .map(|v| (v.clone(), v))
             .collect());
@@ -648,8 +643,8 @@ async fn variable_values(
         (None, None, 1) => (0, 0),
         (None, None, _) => (0, 1),
     };
-    let texts = strings_of(&schema, &batches, ti)?;
-    let values = strings_of(&schema, &batches, vi)?;
+    let texts = strings_of(&batches, ti)?;
+    let values = strings_of(&batches, vi)?;
     Ok(texts.into_iter().zip(values).collect())
 }
 
@@ -729,9 +724,9 @@ async fn tag_values(
         return Ok(Json(json!([])));
     }
     let sql = format!("{} ORDER BY 1", selects.join(" UNION "));
-    let (schema, batches) = run(&state, &db, &sql).await?;
+    let (_, batches) = run(&state, &db, &sql).await?;
     Ok(Json(Value::Array(
-        strings_of(&schema, &batches, 0)?
+        strings_of(&batches, 0)?
             .into_iter()
             .map(|v| json!({"text": v}))
             .collect(),
