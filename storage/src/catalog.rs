@@ -29,6 +29,8 @@ use crate::schema::{ColumnDef, TableSchema};
 const COMMITS_DIR: &str = "_catalog/commits";
 const CHECKPOINTS_DIR: &str = "_catalog/checkpoints";
 const MAX_CONFLICT_RETRIES: usize = 32;
+/// Checkpoints kept: the newest and one spare.
+const CHECKPOINTS_KEPT: usize = 2;
 
 /// A Parquet data file known to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -519,6 +521,29 @@ impl Catalog {
         let body = serde_json::to_vec(state).expect("state serialises");
         if let Err(e) = self.store.put(&path, PutPayload::from(body)).await {
             warn!(seq = state.seq, error = %e, "catalog checkpoint failed");
+            return;
+        }
+        // Loading reads only the newest; one older stays as a spare. Each
+        // holds the whole state (tens of MB at 100,000 files), so the rest go.
+        let listed: Vec<_> = match self
+            .store
+            .list(Some(&Path::from(CHECKPOINTS_DIR)))
+            .try_collect()
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "listing catalog checkpoints failed");
+                return;
+            }
+        };
+        let mut seqs: Vec<u64> = listed.iter().filter_map(|m| seq_of(&m.location)).collect();
+        seqs.sort_unstable();
+        let keep_from = seqs.len().saturating_sub(CHECKPOINTS_KEPT);
+        for &old in &seqs[..keep_from] {
+            if let Err(e) = self.store.delete(&checkpoint_path(old)).await {
+                warn!(seq = old, error = %e, "deleting an old catalog checkpoint failed");
+            }
         }
     }
 }
@@ -599,6 +624,17 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::FileNotLive { .. }), "{err}");
+        let checkpoints: Vec<_> = store
+            .list(Some(&Path::from(CHECKPOINTS_DIR)))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut kept: Vec<u64> = checkpoints
+            .iter()
+            .filter_map(|m| seq_of(&m.location))
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![9, 12], "only the two newest checkpoints stay");
         let again = Catalog::load(Arc::clone(&store), 3).await.unwrap();
         let s = again.state();
         assert_eq!(s.seq, 12);
