@@ -2,8 +2,7 @@
 //! hour" query against a real `fleetlake serve` process, over HTTP.
 //!
 //! ```text
-//! cargo build --release --bin fleetlake
-//! cargo build --release -p fleetlake-benches --bin e2e
+//! cargo build --release --workspace --bins
 //! target/release/e2e --fleetlake target/release/fleetlake \
 //!     --hosts 1000 --hours 24 --concurrency 4 --batch 5000 --seed 1 --queries 20
 //! ```
@@ -17,6 +16,22 @@
 //!    `--queries` times (random host and 1 h window, seeded) and compare every
 //!    answer with the per-minute max recomputed here from the generator.
 //! 4. `EXPLAIN ANALYZE` of one host's hour: bytes_scanned / persisted bytes.
+//! 5. With `--compact` (issue 4; the server then runs with `--gc-grace 0s
+//!    --compaction-interval 0`, so nothing compacts in the background and
+//!    replaced files go at once): six TSBS queries (`tsbs.rs`), `--query-runs`
+//!    each; a restart, so that the compaction runs in a fresh process whose
+//!    memory is its own (`--no-restart` skips it); `POST
+//!    /api/v1/admin/compact`, timed, with the server's RSS sampled; bytes per
+//!    sample of what is left; steps 3 and 4 again; the six queries again,
+//!    every answer compared with its run before.
+//! 6. With `--victoria-metrics PATH`, after fleetlake has stopped: the same
+//!    lines into VictoriaMetrics (`victoria.rs`) through the same loader;
+//!    its data directory once flushed and settled, and after a forced merge.
+//!
+//! ```text
+//! target/release/e2e --fleetlake target/release/fleetlake --hosts 4000 --hours 3 \
+//!     --compact --victoria-metrics /usr/bin/victoria-metrics
+//! ```
 //!
 //! Exit status: 0 when every step succeeded and every check held; 1 on an
 //! HTTP error (other than 503s, which are retried) or a failed start; 2 when
@@ -41,6 +56,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use clap::Parser;
 use serde_json::Value;
+
+mod compaction;
+mod tsbs;
+mod victoria;
 
 const START_NS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z
 const INTERVAL_NS: i64 = 10_000_000_000;
@@ -127,6 +146,27 @@ struct Args {
     /// Print the first N generated lines and exit (no server).
     #[arg(long, value_name = "N")]
     print_lines: Option<usize>,
+    /// Measure compaction: TSBS queries, a forced compaction (time, rows/s,
+    /// peak RSS), bytes per sample, the queries again with answers compared.
+    #[arg(long)]
+    compact: bool,
+    /// Runs of each TSBS query of the `--compact` suite (median reported).
+    #[arg(long, default_value_t = 10)]
+    query_runs: usize,
+    /// Compact in the server that loaded and queried the data, instead of
+    /// restarting it first (its allocator then hides part of the peak).
+    #[arg(long)]
+    no_restart: bool,
+    /// Passed to `fleetlake serve --compaction-memory-limit`.
+    #[arg(long)]
+    compaction_memory_limit: Option<u64>,
+    /// Passed to `fleetlake serve --compaction-target-rows`.
+    #[arg(long)]
+    compaction_target_rows: Option<u64>,
+    /// VictoriaMetrics binary (e.g. /usr/bin/victoria-metrics): after
+    /// fleetlake, load the same lines into it and report its disk size.
+    #[arg(long, value_name = "PATH")]
+    victoria_metrics: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------- PRNG
@@ -523,6 +563,17 @@ impl Server {
         if let Some(n) = args.memory_budget {
             cmd.arg("--memory-budget").arg(n.to_string());
         }
+        if args.compact {
+            // Compaction only when asked, and replaced files deleted at once,
+            // so the files left are exactly the live ones.
+            cmd.args(["--compaction-interval", "0", "--gc-grace", "0s"]);
+        }
+        if let Some(n) = args.compaction_memory_limit {
+            cmd.arg("--compaction-memory-limit").arg(n.to_string());
+        }
+        if let Some(n) = args.compaction_target_rows {
+            cmd.arg("--compaction-target-rows").arg(n.to_string());
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -709,17 +760,19 @@ struct LoadResult {
     client_cpu: Option<f64>,
 }
 
+/// Sends the dataset to `url` (a line-protocol write endpoint) and measures
+/// the process `pid` that serves it.
 async fn load(
     args: &Args,
     client: &reqwest::Client,
-    server: &Server,
+    url: String,
+    pid: String,
     epochs: u64,
     ticks: f64,
 ) -> Result<LoadResult> {
     let (tx, rx) = tokio::sync::mpsc::channel::<(Bytes, usize)>(args.concurrency * 2);
     let (seed, hosts, batch) = (args.seed, args.hosts, args.batch);
     let failed = Arc::new(AtomicBool::new(false));
-    let pid = server.pid();
     let server_cpu0 = read_proc_cpu_secs(&pid, ticks);
     let client_cpu0 = read_proc_cpu_secs("self", ticks);
     let started = Instant::now();
@@ -735,10 +788,6 @@ async fn load(
         (t.elapsed(), blocked)
     });
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let url = format!(
-        "{}/api/v3/write_lp?db={DB}&precision=nanosecond",
-        server.url
-    );
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         let (rx, client, url, failed) = (rx.clone(), client.clone(), url.clone(), failed.clone());
@@ -1068,129 +1117,124 @@ async fn run(args: Args) -> Result<i32> {
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn bench(
-    args: &Args,
-    bin: &Path,
+/// Failed checks and HTTP errors; from the flush on, an HTTP error is
+/// recorded and the remaining steps still run.
+#[derive(Default)]
+struct Outcome {
+    failures: Vec<String>,
+    http_errors: Vec<String>,
+}
+
+/// Storage figures of table `cpu` at one point of the run.
+#[derive(Default, Clone)]
+struct Storage {
+    files: Option<i64>,
+    /// Bytes of the live files, as the catalog records them.
+    bytes: Option<i64>,
+    /// Bytes of every `.parquet` object under the store directory.
+    on_disk_parquet: u64,
+    on_disk_files: u64,
+    /// `du -sb` of the store directory (Parquet and catalog).
+    du_store: Option<u64>,
+}
+
+/// Everything the closing summary quotes.
+#[derive(Default)]
+struct Figures {
+    samples: u64,
+    ingest_rows_s: f64,
+    before: Storage,
+    after: Option<Storage>,
+    one_host_before: f64,
+    one_host_after: Option<f64>,
+    compaction: Option<compaction::Measured>,
+    suite_before: Vec<tsbs::Timed>,
+    suite_after: Vec<tsbs::Timed>,
+    answers_compared: usize,
+    answer_diffs: Vec<String>,
+    vm: Option<VmFigures>,
+}
+
+struct VmFigures {
+    ingest_rows_s: f64,
+    settled: (u64, u64, u64),
+    merged: Option<(u64, u64, u64)>,
+    peak_rss_mb: Option<f64>,
+}
+
+/// (files, bytes) of the `.parquet` files under `dir`, recursively.
+fn parquet_on_disk(dir: &Path) -> (u64, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        let path = e.path();
+        if meta.is_dir() {
+            let (a, b) = parquet_on_disk(&path);
+            n += a;
+            bytes += b;
+        } else if path.extension().is_some_and(|x| x == "parquet") {
+            n += 1;
+            bytes += meta.len();
+        }
+    }
+    (n, bytes)
+}
+
+async fn storage(
+    client: &reqwest::Client,
+    base: &str,
     data_dir: &Path,
-    log: &Path,
-    epochs: u64,
-    total_rows: u64,
-    gen_rate: Option<f64>,
-    ticks: f64,
-) -> Result<i32> {
-    let mut server = Server::start(bin, data_dir, log, args)?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(args.concurrency + 2)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(600))
-        .build()?;
-    let base = server.url.clone();
-    let mut failures: Vec<String> = Vec::new();
-
-    println!();
-    println!("[ingest] {base}, data dir {}", data_dir.display());
-    let lr = load(args, &client, &server, epochs, ticks).await?;
-    let st = &lr.stats;
-    let secs = lr.wall.as_secs_f64();
-    let mut lat = st.latencies_ms.clone();
-    lat.sort_by(f64::total_cmp);
-    println!(
-        "  {} rows in {secs:.2} s: {} rows/s, {} samples/s",
-        thousands(st.rows),
-        thousands((st.rows as f64 / secs) as u64),
-        thousands((st.rows as f64 * 10.0 / secs) as u64)
-    );
-    println!(
-        "  {} requests; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; 503 retries: {}",
-        st.requests,
-        percentile(&lat, 50.0),
-        percentile(&lat, 99.0),
-        lat.last().copied().unwrap_or(f64::NAN),
-        st.retries_503
-    );
-    let idle = st.waited_for_body.as_secs_f64() / (secs * args.concurrency as f64) * 100.0;
-    println!(
-        "  generator: busy {:.2} s ({:.0}% of wall), blocked on a full channel {:.2} s; writers idle waiting for a body: {idle:.1}%{}",
-        (lr.generator_busy - lr.generator_blocked).as_secs_f64(),
-        (lr.generator_busy - lr.generator_blocked).as_secs_f64() / secs * 100.0,
-        lr.generator_blocked.as_secs_f64(),
-        gen_rate
-            .map(|r| format!(
-                " (dry-run rate {:.1}x the achieved ingest rate)",
-                r / (st.rows as f64 / secs)
-            ))
-            .unwrap_or_default()
-    );
-    if let (Some(s), Some(c)) = (lr.server_cpu, lr.client_cpu) {
-        println!(
-            "  CPU during load: server {s:.1} s ({:.2} cores avg), e2e process {c:.1} s ({:.2} cores avg)",
-            s / secs,
-            c / secs
-        );
-    }
-    if st.rows != total_rows {
-        failures.push(format!(
-            "ingested {} rows, expected {}",
-            st.rows, total_rows
-        ));
-    }
-
-    // 3. Flush, counts, the one-host query. From here on an HTTP error is
-    // recorded and the remaining steps still run; the exit status is 1.
-    let mut http_errors: Vec<String> = Vec::new();
-    let t = Instant::now();
-    let resp = client
-        .post(format!("{base}/api/v1/admin/flush"))
-        .send()
-        .await?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if status != reqwest::StatusCode::OK {
-        bail!("flush answered HTTP {status}: {}", truncate(&text, 1000));
-    }
-    let flush_secs = t.elapsed().as_secs_f64();
-    println!("  flush: {flush_secs:.2} s ({})", text.trim());
-    println!(
-        "  ingest + final flush: {:.2} s: {} rows/s, {} samples/s (acked and persisted)",
-        secs + flush_secs,
-        thousands((st.rows as f64 / (secs + flush_secs)) as u64),
-        thousands((st.rows as f64 * 10.0 / (secs + flush_secs)) as u64)
-    );
-    if let Some(kb) = read_proc_status_kb(&server.pid(), "VmHWM:") {
-        println!("  server peak RSS: {:.0} MB", kb as f64 / 1024.0);
-    }
-
-    println!();
-    println!("[storage]");
-    let mut persisted_bytes = None;
+    samples: u64,
+    out: &mut Outcome,
+) -> Storage {
+    let mut s = Storage::default();
     match sql_rows(
-        &client,
-        &base,
+        client,
+        base,
         "SELECT sum(files) AS files, sum(persisted_rows) AS persisted_rows, sum(persisted_bytes) AS b, sum(buffered_rows) AS buffered_rows FROM system.tables WHERE \"table\" = 'cpu'",
     )
     .await
     {
         Ok((rows, _)) => {
             let get = |k: &str| rows.first().and_then(|r| r.get(k)).and_then(as_i64);
-            persisted_bytes = get("b");
+            s.files = get("files");
+            s.bytes = get("b");
             let show = |v: Option<i64>| v.map(|v| thousands(v as u64)).unwrap_or("?".into());
             println!(
                 "  cpu: {} files, {} persisted rows, {} buffered rows, {} Parquet bytes = {:.3} bytes/sample",
-                show(get("files")),
+                show(s.files),
                 show(get("persisted_rows")),
                 show(get("buffered_rows")),
-                show(persisted_bytes),
-                persisted_bytes.unwrap_or(0) as f64 / (total_rows as f64 * 10.0)
+                show(s.bytes),
+                s.bytes.unwrap_or(0) as f64 / samples as f64
             );
         }
         Err(e) => {
             println!("  system.tables: ERROR {}", one_line(&e));
-            http_errors.push(format!("system.tables: {}", one_line(&e)));
+            out.http_errors
+                .push(format!("system.tables: {}", one_line(&e)));
         }
     }
-    match sql_rows(&client, &base, "SELECT count(*) AS n FROM cpu").await {
+    let store = data_dir.join("store");
+    (s.on_disk_files, s.on_disk_parquet) = parquet_on_disk(&store);
+    s.du_store = victoria::du_sb(&store);
+    println!(
+        "  on disk: {} .parquet files, {} bytes = {:.3} bytes/sample; du -sb {} (Parquet + catalog) = {} bytes = {:.3} bytes/sample",
+        s.on_disk_files,
+        thousands(s.on_disk_parquet),
+        s.on_disk_parquet as f64 / samples as f64,
+        store.display(),
+        s.du_store.map(thousands).unwrap_or("?".into()),
+        s.du_store.unwrap_or(0) as f64 / samples as f64
+    );
+    s
+}
+
+async fn count_rows(client: &reqwest::Client, base: &str, total_rows: u64, out: &mut Outcome) {
+    match sql_rows(client, base, "SELECT count(*) AS n FROM cpu").await {
         Ok((rows, elapsed)) => {
             let count = rows.first().and_then(|r| r.get("n")).and_then(as_i64);
             let ok = count == Some(total_rows as i64);
@@ -1201,16 +1245,26 @@ async fn bench(
                 if ok { ", as expected" } else { ", WRONG" }
             );
             if !ok {
-                failures.push(format!("count(*) = {count:?}, expected {total_rows}"));
+                out.failures
+                    .push(format!("count(*) = {count:?}, expected {total_rows}"));
             }
         }
         Err(e) => {
             println!("  SELECT count(*) FROM cpu: ERROR {}", one_line(&e));
-            http_errors.push(format!("count(*): {}", one_line(&e)));
+            out.http_errors.push(format!("count(*): {}", one_line(&e)));
         }
     }
+}
 
-    println!();
+/// single-groupby-1-1-1 `--queries` times, every answer checked against the
+/// generator. Returns the median time.
+async fn one_host_queries(
+    args: &Args,
+    client: &reqwest::Client,
+    base: &str,
+    epochs: u64,
+    out: &mut Outcome,
+) -> f64 {
     println!("[query] single-groupby-1-1-1: one host, one hour, max(usage_user) per minute");
     let mut qrng = Rng::new(mix64(args.seed ^ 0x7175_6572_7900_0001));
     let mut times = Vec::new();
@@ -1220,7 +1274,7 @@ async fn bench(
         let host = qrng.below(args.hosts);
         let t0 = random_window(&mut qrng, args.hours);
         let q = one_host_query(host, t0);
-        let rows = match sql(&client, &base, &q, "json")
+        let rows = match sql(client, base, &q, "json")
             .await
             .and_then(|(text, elapsed)| {
                 times.push(ms(elapsed));
@@ -1236,7 +1290,7 @@ async fn bench(
             Ok(rows) => rows,
             Err(e) => {
                 println!("  query {i}: ERROR {}", one_line(&e));
-                http_errors.push(format!("query {i}: {}", one_line(&e)));
+                out.http_errors.push(format!("query {i}: {}", one_line(&e)));
                 break;
             }
         };
@@ -1275,10 +1329,21 @@ async fn bench(
         for w in wrong.iter().take(5) {
             println!("    {w}");
         }
-        failures.push(format!("{} wrong query answers", wrong.len()));
+        out.failures
+            .push(format!("{} wrong query answers", wrong.len()));
     }
+    median(&sorted)
+}
 
-    // 4. Pruning.
+/// `EXPLAIN ANALYZE` of one host's hour: bytes scanned of `persisted_bytes`.
+async fn pruning(
+    args: &Args,
+    client: &reqwest::Client,
+    base: &str,
+    epochs: u64,
+    persisted_bytes: Option<i64>,
+    out: &mut Outcome,
+) {
     let phost = 7.min(args.hosts - 1);
     let pt0 = if args.hours >= 7 {
         START_NS + 6 * HOUR_NS
@@ -1290,9 +1355,8 @@ async fn bench(
         rfc3339(pt0),
         rfc3339(pt0 + HOUR_NS)
     );
-    println!();
     println!("[pruning] EXPLAIN ANALYZE {pq}");
-    match sql_rows(&client, &base, &format!("EXPLAIN ANALYZE {pq}")).await {
+    match sql_rows(client, base, &format!("EXPLAIN ANALYZE {pq}")).await {
         Ok((plan_rows, explain_time)) => {
             let mut scanned = 0.0;
             let mut occurrences = 0;
@@ -1327,7 +1391,8 @@ async fn bench(
                         .filter_map(|r| r.get("plan_type"))
                         .collect::<Vec<_>>()
                 );
-                failures.push("no bytes_scanned metric in EXPLAIN ANALYZE".into());
+                out.failures
+                    .push("no bytes_scanned metric in EXPLAIN ANALYZE".into());
             } else if let Some(pb) = persisted_bytes {
                 let pct = scanned / pb.max(1) as f64 * 100.0;
                 println!(
@@ -1341,13 +1406,14 @@ async fn bench(
         }
         Err(e) => {
             println!("  ERROR {}", one_line(&e));
-            http_errors.push(format!("explain analyze: {}", one_line(&e)));
+            out.http_errors
+                .push(format!("explain analyze: {}", one_line(&e)));
         }
     }
     let expected_pcount = EPOCHS_PER_HOUR.min(epochs) as i64;
     match sql_rows(
-        &client,
-        &base,
+        client,
+        base,
         &pq.replacen("SELECT *", "SELECT count(*) AS n", 1),
     )
     .await
@@ -1359,15 +1425,150 @@ async fn bench(
                 pcount.map(|n| n.to_string()).unwrap_or("?".into()),
             );
             if pcount != Some(expected_pcount) {
-                failures.push(format!(
+                out.failures.push(format!(
                     "pruning query matched {pcount:?} rows, expected {expected_pcount}"
                 ));
             }
         }
         Err(e) => {
             println!("  rows matching: ERROR {}", one_line(&e));
-            http_errors.push(format!("count of the pruning query: {}", one_line(&e)));
+            out.http_errors
+                .push(format!("count of the pruning query: {}", one_line(&e)));
         }
+    }
+}
+
+/// Prints what the load achieved.
+fn report_load(args: &Args, lr: &LoadResult, gen_rate: Option<f64>, server: &str) {
+    let st = &lr.stats;
+    let secs = lr.wall.as_secs_f64();
+    let mut lat = st.latencies_ms.clone();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "  {} rows in {secs:.2} s: {} rows/s, {} samples/s",
+        thousands(st.rows),
+        thousands((st.rows as f64 / secs) as u64),
+        thousands((st.rows as f64 * 10.0 / secs) as u64)
+    );
+    println!(
+        "  {} requests; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; 503 retries: {}",
+        st.requests,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        lat.last().copied().unwrap_or(f64::NAN),
+        st.retries_503
+    );
+    let idle = st.waited_for_body.as_secs_f64() / (secs * args.concurrency as f64) * 100.0;
+    println!(
+        "  generator: busy {:.2} s ({:.0}% of wall), blocked on a full channel {:.2} s; writers idle waiting for a body: {idle:.1}%{}",
+        (lr.generator_busy - lr.generator_blocked).as_secs_f64(),
+        (lr.generator_busy - lr.generator_blocked).as_secs_f64() / secs * 100.0,
+        lr.generator_blocked.as_secs_f64(),
+        gen_rate
+            .map(|r| format!(
+                " (dry-run rate {:.1}x the achieved ingest rate)",
+                r / (st.rows as f64 / secs)
+            ))
+            .unwrap_or_default()
+    );
+    if let (Some(s), Some(c)) = (lr.server_cpu, lr.client_cpu) {
+        println!(
+            "  CPU during load: {server} {s:.1} s ({:.2} cores avg), e2e process {c:.1} s ({:.2} cores avg)",
+            s / secs,
+            c / secs
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bench(
+    args: &Args,
+    bin: &Path,
+    data_dir: &Path,
+    log: &Path,
+    epochs: u64,
+    total_rows: u64,
+    gen_rate: Option<f64>,
+    ticks: f64,
+) -> Result<i32> {
+    let mut server = Server::start(bin, data_dir, log, args)?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(args.concurrency + 2)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    let base = server.url.clone();
+    let samples = total_rows * 10;
+    let mut out = Outcome::default();
+    let mut fig = Figures {
+        samples,
+        ..Figures::default()
+    };
+
+    println!();
+    println!("[ingest] {base}, data dir {}", data_dir.display());
+    let lr = load(
+        args,
+        &client,
+        format!("{base}/api/v3/write_lp?db={DB}&precision=nanosecond"),
+        server.pid(),
+        epochs,
+        ticks,
+    )
+    .await?;
+    report_load(args, &lr, gen_rate, "server");
+    let (rows, secs) = (lr.stats.rows, lr.wall.as_secs_f64());
+    fig.ingest_rows_s = rows as f64 / secs;
+    if rows != total_rows {
+        out.failures
+            .push(format!("ingested {rows} rows, expected {total_rows}"));
+    }
+
+    // 3. Flush, counts, the one-host query.
+    let t = Instant::now();
+    let resp = client
+        .post(format!("{base}/api/v1/admin/flush"))
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status != reqwest::StatusCode::OK {
+        bail!("flush answered HTTP {status}: {}", truncate(&text, 1000));
+    }
+    let flush_secs = t.elapsed().as_secs_f64();
+    println!("  flush: {flush_secs:.2} s ({})", text.trim());
+    println!(
+        "  ingest + final flush: {:.2} s: {} rows/s, {} samples/s (acked and persisted)",
+        secs + flush_secs,
+        thousands((rows as f64 / (secs + flush_secs)) as u64),
+        thousands((rows as f64 * 10.0 / (secs + flush_secs)) as u64)
+    );
+    if let Some(kb) = read_proc_status_kb(&server.pid(), "VmHWM:") {
+        println!("  server peak RSS: {:.0} MB", kb as f64 / 1024.0);
+    }
+
+    println!();
+    println!("[storage]");
+    fig.before = storage(&client, &base, data_dir, samples, &mut out).await;
+    count_rows(&client, &base, total_rows, &mut out).await;
+    println!();
+    fig.one_host_before = one_host_queries(args, &client, &base, epochs, &mut out).await;
+    // 4. Pruning.
+    println!();
+    pruning(args, &client, &base, epochs, fig.before.bytes, &mut out).await;
+
+    // 5. Compaction.
+    if args.compact {
+        let run = Run {
+            args,
+            bin,
+            data_dir,
+            epochs,
+            total_rows,
+            ticks,
+        };
+        compaction_steps(&run, &client, &mut server, &mut fig, &mut out).await?;
     }
 
     // Shut down.
@@ -1379,19 +1580,456 @@ async fn bench(
         t.elapsed().as_secs_f64()
     );
     if !status.success() {
-        failures.push(format!("server exit status {status}"));
+        out.failures.push(format!("server exit status {status}"));
+    }
+
+    // 6. The peer.
+    if let Some(vm_bin) = &args.victoria_metrics {
+        match victoria_steps(
+            args, vm_bin, &client, data_dir, epochs, total_rows, ticks, gen_rate,
+        )
+        .await
+        {
+            Ok(vm) => fig.vm = Some(vm),
+            Err(e) => {
+                println!("  VictoriaMetrics: ERROR {}", one_line(&e));
+                out.http_errors
+                    .push(format!("VictoriaMetrics: {}", one_line(&e)));
+            }
+        }
+    }
+
+    if args.compact || args.victoria_metrics.is_some() {
+        summary(&fig);
     }
 
     println!();
-    if failures.is_empty() && http_errors.is_empty() {
+    if out.failures.is_empty() && out.http_errors.is_empty() {
         println!("RESULT: ok");
         return Ok(0);
     }
     println!("RESULT: FAILED");
-    for f in http_errors.iter().chain(&failures) {
+    for f in out.http_errors.iter().chain(&out.failures) {
         println!("  - {}", truncate(f, 400));
     }
-    Ok(if http_errors.is_empty() { 2 } else { 1 })
+    Ok(if out.http_errors.is_empty() { 2 } else { 1 })
+}
+
+/// What the steps after the load share.
+struct Run<'a> {
+    args: &'a Args,
+    bin: &'a Path,
+    data_dir: &'a Path,
+    epochs: u64,
+    total_rows: u64,
+    ticks: f64,
+}
+
+/// Step 5. Errors only when the server cannot be restarted; anything else
+/// is recorded in `out` and the remaining steps run.
+async fn compaction_steps(
+    run: &Run<'_>,
+    client: &reqwest::Client,
+    server: &mut Server,
+    fig: &mut Figures,
+    out: &mut Outcome,
+) -> Result<()> {
+    let Run {
+        args,
+        bin,
+        data_dir,
+        epochs,
+        total_rows,
+        ticks,
+    } = *run;
+    let suite = tsbs::suite(args.seed, args.hosts, args.hours, args.query_runs);
+    println!();
+    println!(
+        "[tsbs queries before compaction] {} runs each, CSV answers",
+        args.query_runs
+    );
+    for q in &suite {
+        println!("  {}: e.g. {}", q.name, q.sql[0]);
+    }
+    fig.suite_before = tsbs::run_suite(client, &server.url, &suite).await;
+    tsbs::print_suite("before", &fig.suite_before);
+
+    if !args.no_restart {
+        println!();
+        println!("[restart] so that the compaction's memory is its own");
+        let t = Instant::now();
+        let status = server.stop()?;
+        *server = Server::start(bin, data_dir, &data_dir.join("server-restarted.log"), args)?;
+        println!(
+            "  stopped ({status}) and listening again after {:.2} s; idle RSS {:.0} MB",
+            t.elapsed().as_secs_f64(),
+            read_proc_status_kb(&server.pid(), "VmRSS:").unwrap_or(0) as f64 / 1024.0
+        );
+    }
+    let base = server.url.as_str();
+
+    println!();
+    println!("[compaction] POST /api/v1/admin/compact");
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "  loadavg before: {}",
+        loadavg
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    match compaction::compact(client, base, &server.pid(), ticks).await {
+        Ok(m) => {
+            let input_rows = m.input_rows();
+            let wall = m.wall.as_secs_f64();
+            println!(
+                "  {:.2} s wall: {} input files ({} rows, {} bytes) -> {} output files ({} rows); {} rows/s, {} samples/s",
+                wall,
+                m.sum("input_files"),
+                thousands(input_rows),
+                thousands(fig.before.bytes.unwrap_or(0) as u64),
+                m.sum("output_files"),
+                thousands(m.sum("output_rows")),
+                thousands((input_rows as f64 / wall) as u64),
+                thousands((input_rows as f64 * 10.0 / wall) as u64)
+            );
+            if let Some(c) = m.cpu_secs {
+                println!(
+                    "  server CPU during the request: {c:.1} s ({:.2} cores avg)",
+                    c / wall
+                );
+            }
+            println!(
+                "  server RSS: {:.0} MB before, peak {:.0} MB during ({}; {} samples) = +{:.0} MB; compaction memory limit {} MB",
+                m.rss_before_mb,
+                m.rss_peak_mb,
+                if m.peak_from_hwm {
+                    "VmHWM after resetting it"
+                } else {
+                    "highest 20 ms sample"
+                },
+                m.samples,
+                m.rss_peak_mb - m.rss_before_mb,
+                args.compaction_memory_limit.unwrap_or(512 << 20) >> 20
+            );
+            println!("  answer: {}", truncate(&m.answer.to_string(), 2000));
+            // A partition of one file is left alone: then nothing is read.
+            if fig.before.files.unwrap_or(0) > 1 && input_rows != total_rows {
+                out.failures.push(format!(
+                    "compaction read {input_rows} rows, expected {total_rows}"
+                ));
+            }
+            fig.compaction = Some(m);
+        }
+        Err(e) => {
+            println!("  ERROR {}", one_line(&e));
+            out.http_errors.push(format!("compact: {}", one_line(&e)));
+        }
+    }
+    match sql(
+        client,
+        base,
+        "SELECT * FROM system.compactions ORDER BY started",
+        "csv",
+    )
+    .await
+    {
+        Ok((text, _)) => {
+            println!("  system.compactions:");
+            for line in text.lines() {
+                println!("    {line}");
+            }
+        }
+        Err(e) => out
+            .http_errors
+            .push(format!("system.compactions: {}", one_line(&e))),
+    }
+
+    println!();
+    println!("[storage after compaction]");
+    let after = storage(client, base, data_dir, total_rows * 10, out).await;
+    if after
+        .bytes
+        .is_some_and(|b| b as u64 != after.on_disk_parquet)
+    {
+        println!(
+            "  NOTE: live files hold {} bytes but {} are on disk (replaced files not deleted?)",
+            thousands(after.bytes.unwrap_or(0) as u64),
+            thousands(after.on_disk_parquet)
+        );
+    }
+    if let Ok((text, _)) = sql(
+        client,
+        base,
+        "SELECT day, path, rows, bytes, min_time, max_time FROM system.files WHERE \"table\" = 'cpu' ORDER BY path",
+        "csv",
+    )
+    .await
+    {
+        for line in text.lines() {
+            println!("    {line}");
+        }
+    }
+    count_rows(client, base, total_rows, out).await;
+    println!();
+    fig.one_host_after = Some(one_host_queries(args, client, base, epochs, out).await);
+    println!();
+    pruning(args, client, base, epochs, after.bytes, out).await;
+    fig.after = Some(after);
+
+    println!();
+    println!("[tsbs queries after compaction]");
+    fig.suite_after = tsbs::run_suite(client, base, &suite).await;
+    tsbs::print_suite("after", &fig.suite_after);
+    fig.answers_compared = fig
+        .suite_before
+        .iter()
+        .zip(&fig.suite_after)
+        .map(|(b, a)| {
+            b.answers
+                .iter()
+                .zip(&a.answers)
+                .filter(|(x, y)| x.is_some() && y.is_some())
+                .count()
+        })
+        .sum();
+    fig.answer_diffs = tsbs::compare(&suite, &fig.suite_before, &fig.suite_after);
+    if fig.answer_diffs.is_empty() {
+        println!(
+            "  answers before and after compaction: {} of {} compared, all identical",
+            fig.answers_compared,
+            suite.len() * args.query_runs
+        );
+    } else {
+        println!(
+            "  ANSWERS DIFFER before/after compaction: {} of {}",
+            fig.answer_diffs.len(),
+            fig.answers_compared
+        );
+        for d in fig.answer_diffs.iter().take(10) {
+            println!("    {}", truncate(d, 1500));
+        }
+        out.failures.push(format!(
+            "{} TSBS answers differ before/after compaction",
+            fig.answer_diffs.len()
+        ));
+    }
+    for t in fig.suite_before.iter().chain(&fig.suite_after) {
+        for e in &t.errors {
+            out.http_errors.push(format!("{}: {e}", t.name));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn victoria_steps(
+    args: &Args,
+    bin: &Path,
+    client: &reqwest::Client,
+    data_dir: &Path,
+    epochs: u64,
+    total_rows: u64,
+    ticks: f64,
+    gen_rate: Option<f64>,
+) -> Result<VmFigures> {
+    let samples = total_rows * 10;
+    let vm_data = data_dir.join("victoria-metrics");
+    let vm_log = data_dir.join("victoria-metrics.log");
+    let version = command_output(
+        "dpkg-query",
+        &["-W", "-f", "${Version}", "victoria-metrics"],
+    )
+    .unwrap_or_else(|| "?".into());
+    println!();
+    println!(
+        "[victoria-metrics] {} (Debian package {version}), data {}",
+        bin.display(),
+        vm_data.display()
+    );
+    let mut vm = victoria::Victoria::start(bin, &vm_data, &vm_log).await?;
+    let lr = load(
+        args,
+        client,
+        format!("{}/write", vm.url),
+        vm.pid(),
+        epochs,
+        ticks,
+    )
+    .await?;
+    report_load(args, &lr, gen_rate, "VictoriaMetrics");
+    let ingest_rows_s = lr.stats.rows as f64 / lr.wall.as_secs_f64();
+    if lr.stats.rows != total_rows {
+        bail!(
+            "VictoriaMetrics took {} rows, expected {total_rows}",
+            lr.stats.rows
+        );
+    }
+    vm.get(client, "/internal/force_flush").await?;
+    let (_, waited, quiet) =
+        victoria::settle(&vm_data, Duration::from_secs(20), Duration::from_secs(900)).await;
+    println!(
+        "  force_flush, then {:.0} s until du -sb was unchanged for 20 s{}",
+        waited.as_secs_f64(),
+        if quiet { "" } else { " (gave up waiting)" }
+    );
+    let settled = victoria::parts(&vm_data);
+    victoria::describe("settled", settled, samples);
+    match vm.count_samples(client, args.hours).await {
+        Ok(n) => {
+            println!(
+                "  samples counted by VictoriaMetrics: {}{}",
+                thousands(n),
+                if n == samples {
+                    ", as expected"
+                } else {
+                    ", WRONG"
+                }
+            );
+            if n != samples {
+                bail!("VictoriaMetrics holds {n} samples, expected {samples}");
+            }
+        }
+        Err(e) => println!("  sample count: ERROR {}", one_line(&e)),
+    }
+    // A forced merge is VictoriaMetrics's own "compaction": the fairest
+    // counterpart of fleetlake's forced compaction.
+    let merged = match vm
+        .get(client, "/internal/force_merge?partition_prefix=2016_01")
+        .await
+    {
+        Ok(_) => {
+            let (_, waited, quiet) =
+                victoria::settle(&vm_data, Duration::from_secs(20), Duration::from_secs(900)).await;
+            println!(
+                "  force_merge, then {:.0} s until du -sb was unchanged for 20 s{}",
+                waited.as_secs_f64(),
+                if quiet { "" } else { " (gave up waiting)" }
+            );
+            let p = victoria::parts(&vm_data);
+            victoria::describe("after force_merge", p, samples);
+            Some(p)
+        }
+        Err(e) => {
+            println!("  force_merge: ERROR {}", one_line(&e));
+            None
+        }
+    };
+    let peak_rss_mb = vm.peak_rss_mb();
+    if let Some(p) = peak_rss_mb {
+        println!("  VictoriaMetrics peak RSS: {p:.0} MB");
+    }
+    let status = vm.stop()?;
+    println!("  stopped: {status}");
+    Ok(VmFigures {
+        ingest_rows_s,
+        settled,
+        merged,
+        peak_rss_mb,
+    })
+}
+
+/// The figures of this run as a Markdown table (benches/README.md).
+fn summary(fig: &Figures) {
+    let per = |b: u64| b as f64 / fig.samples.max(1) as f64;
+    println!();
+    println!("[summary]");
+    println!("| what | figure |");
+    println!("|---|---|");
+    println!(
+        "| fleetlake durable HTTP ingest | {} rows/s ({} samples/s) |",
+        thousands(fig.ingest_rows_s as u64),
+        thousands(fig.ingest_rows_s as u64 * 10)
+    );
+    let b = &fig.before;
+    println!(
+        "| fleetlake before compaction: Parquet / du -sb store | {} files, {:.3} / {:.3} bytes/sample |",
+        b.files.unwrap_or(0),
+        per(b.bytes.unwrap_or(0) as u64),
+        per(b.du_store.unwrap_or(0))
+    );
+    if let Some(a) = &fig.after {
+        println!(
+            "| fleetlake after compaction: Parquet / du -sb store | {} files, {:.3} / {:.3} bytes/sample |",
+            a.files.unwrap_or(0),
+            per(a.bytes.unwrap_or(0) as u64),
+            per(a.du_store.unwrap_or(0))
+        );
+    }
+    if let Some(m) = &fig.compaction {
+        let wall = m.wall.as_secs_f64();
+        println!(
+            "| compaction (forced, all files of the day) | {:.1} s, {} rows/s; server RSS {:.0} → peak {:.0} MB (+{:.0} MB) |",
+            wall,
+            thousands((m.input_rows() as f64 / wall) as u64),
+            m.rss_before_mb,
+            m.rss_peak_mb,
+            m.rss_peak_mb - m.rss_before_mb
+        );
+    }
+    if let Some(vm) = &fig.vm {
+        println!(
+            "| VictoriaMetrics ingest (acked in memory) | {} rows/s ({} samples/s) |",
+            thousands(vm.ingest_rows_s as u64),
+            thousands(vm.ingest_rows_s as u64 * 10)
+        );
+        let (t, d, i) = vm.settled;
+        println!(
+            "| VictoriaMetrics settled: du -sb (data / indexdb) | {:.3} ({:.3} / {:.3}) bytes/sample |",
+            per(t),
+            per(d),
+            per(i)
+        );
+        if let Some((t, d, i)) = vm.merged {
+            println!(
+                "| VictoriaMetrics after force_merge | {:.3} ({:.3} / {:.3}) bytes/sample |",
+                per(t),
+                per(d),
+                per(i)
+            );
+        }
+        if let Some(a) = &fig.after {
+            let ours = a.du_store.unwrap_or(0) as f64;
+            let theirs = vm.merged.unwrap_or(vm.settled).0 as f64;
+            println!(
+                "| fleetlake after compaction / VictoriaMetrics (du -sb) | {:.2} |",
+                ours / theirs
+            );
+        }
+        if let Some(p) = vm.peak_rss_mb {
+            println!("| VictoriaMetrics peak RSS | {p:.0} MB |");
+        }
+    }
+    if !fig.suite_before.is_empty() {
+        println!();
+        println!("| query (median of runs) | before compaction | after | after / before |");
+        println!("|---|---|---|---|");
+        println!(
+            "| single-groupby-1-1-1, JSON, checked | {:.2} ms | {} | {} |",
+            fig.one_host_before,
+            fig.one_host_after
+                .map(|a| format!("{a:.2} ms"))
+                .unwrap_or("-".into()),
+            fig.one_host_after
+                .map(|a| format!("{:.2}", a / fig.one_host_before))
+                .unwrap_or("-".into())
+        );
+        for (b, a) in fig.suite_before.iter().zip(&fig.suite_after) {
+            println!(
+                "| {} | {:.2} ms | {:.2} ms | {:.2} |",
+                b.name,
+                b.median_ms(),
+                a.median_ms(),
+                a.median_ms() / b.median_ms()
+            );
+        }
+        println!(
+            "answers compared before/after: {}, differing: {}",
+            fig.answers_compared,
+            fig.answer_diffs.len()
+        );
+    }
 }
 
 /// An error chain on one line.
