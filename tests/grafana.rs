@@ -386,7 +386,8 @@ async fn metric_targets_bucketed_grouped_filtered() {
     }
 
     // Ad hoc filters apply to every metric target of the request.
-    let cases: Vec<(Value, Vec<usize>, fn(f64) -> bool)> = vec![
+    type Case = (Value, Vec<usize>, fn(f64) -> bool);
+    let cases: Vec<Case> = vec![
         (
             json!([{"key": "hostname", "operator": "=", "value": "host_1"}]),
             vec![1],
