@@ -131,6 +131,65 @@ fn choose(
     force: bool,
     dirty: bool,
 ) -> Vec<usize> {
+    let chosen = choose_all(files, config, now, force, dirty);
+    within_memory(files, chosen, config.memory_limit, dirty)
+}
+
+/// The memory one input of a merge holds outside the query memory pool: the
+/// reader buffers a whole row group's compressed column chunks, and decoding
+/// needs as much again.
+fn input_memory(f: &FileMeta) -> u64 {
+    let row_groups = f
+        .rows
+        .div_ceil(fleetlake_storage::parquet_file::ROW_GROUP_ROWS as u64)
+        .max(1);
+    2 * f.bytes / row_groups
+}
+
+/// Keeps the oldest inputs whose readers fit in half of `memory_limit` (the
+/// other half is the merge's pool): whole runs, in `seq` order, at least two
+/// (one when `dirty`, to apply deletes). Taking the oldest keeps the
+/// invariant that every file left out is newer than every input; the next
+/// pass merges the rest.
+fn within_memory(
+    files: &[&FileMeta],
+    chosen: Vec<usize>,
+    memory_limit: usize,
+    dirty: bool,
+) -> Vec<usize> {
+    let mut units: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
+    for i in chosen {
+        let f = files[i];
+        // A run's files share a seq; a flush file is a unit of its own.
+        let id = f.run.unwrap_or(u64::MAX - i as u64);
+        units.entry((f.seq, id)).or_default().push(i);
+    }
+    let budget = (memory_limit / 2) as u64;
+    let min_units = if dirty { 1 } else { 2 };
+    let (mut out, mut used, mut n) = (Vec::new(), 0u64, 0usize);
+    for unit in units.into_values() {
+        let need: u64 = unit.iter().map(|&i| input_memory(files[i])).sum();
+        if n >= min_units && used + need > budget {
+            break;
+        }
+        used += need;
+        n += 1;
+        out.extend(unit);
+    }
+    if n < min_units {
+        return Vec::new();
+    }
+    out.sort_unstable();
+    out
+}
+
+fn choose_all(
+    files: &[&FileMeta],
+    config: &CompactionConfig,
+    now: i64,
+    force: bool,
+    dirty: bool,
+) -> Vec<usize> {
     if dirty && !files.is_empty() {
         return (0..files.len()).collect();
     }
@@ -448,5 +507,34 @@ mod tests {
         assert!(choose(&refs, &config, now, true, false).is_empty());
         // Unless a delete applies to it.
         assert_eq!(choose(&refs, &config, now, false, true), vec![0, 1]);
+    }
+
+    #[test]
+    fn merges_fit_the_memory_limit_oldest_first() {
+        // Six flush files of 8 MB row groups (2 x 8 MB to read each) under a
+        // 64 MB limit: two fit in the 32 MB for readers, the oldest two.
+        let config = CompactionConfig {
+            l0_trigger: 2,
+            memory_limit: 64 << 20,
+            ..CompactionConfig::default()
+        };
+        let files: Vec<FileMeta> = (0..6u64)
+            .map(|i| FileMeta {
+                seq: 10 - i,
+                rows: 1 << 20,
+                bytes: 8 << 20,
+                ..file(None, 0)
+            })
+            .collect();
+        let refs: Vec<&FileMeta> = files.iter().collect();
+        assert_eq!(choose(&refs, &config, 100, true, false), vec![4, 5]);
+        // A run counts whole, and is older than the flush files after it.
+        let mut with_run = files.clone();
+        for f in with_run.iter_mut().take(2) {
+            f.run = Some(7);
+            f.seq = 1;
+        }
+        let refs: Vec<&FileMeta> = with_run.iter().collect();
+        assert_eq!(choose(&refs, &config, 100, true, false), vec![0, 1, 5]);
     }
 }
