@@ -159,8 +159,9 @@ async fn delete(
         "deleted": {
             "database": db,
             "table": spec.table,
-            "from": rfc3339(t.min_time),
-            "to": rfc3339(t.max_time),
+            // An open end of the range is null.
+            "from": (t.min_time != i64::MIN).then(|| rfc3339(t.min_time)),
+            "to": (t.max_time != i64::MAX).then(|| rfc3339(t.max_time)),
             "tags": tags,
         }
     });
