@@ -157,6 +157,21 @@ impl Server {
             .unwrap_or_else(|| panic!("{sql}: {rows:?}"))
     }
 
+    /// POSTs `/api/v1/admin/<action>` (flush, compact, rollup), asserts 200
+    /// and returns the JSON answer.
+    pub async fn admin(&self, action: &str) -> Value {
+        let r = self
+            .client()
+            .post(format!("{}/api/v1/admin/{action}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "{action} failed: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{action}: bad json {e}: {text}"))
+    }
+
     /// Flushes the write buffer to Parquet (admin endpoint) and asserts success.
     pub async fn flush(&self) {
         let r = self

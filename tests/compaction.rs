@@ -20,19 +20,6 @@ const ARGS: [&str; 6] = [
     "500",
 ];
 
-async fn compact(server: &Server) -> Value {
-    let r = server
-        .client()
-        .post(format!("{}/api/v1/admin/compact", server.url))
-        .send()
-        .await
-        .expect("compact");
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    assert_eq!(status, 200, "compact failed: {text}");
-    serde_json::from_str(&text).expect("json")
-}
-
 /// Parquet files under the store directory.
 fn parquet_files(dir: &Path) -> usize {
     fn walk(p: &Path, n: &mut usize) {
@@ -96,7 +83,7 @@ async fn compaction_keeps_every_answer_and_deletes_replaced_files() {
     let files_before = catalog_files(&server).await;
     assert!(files_before >= 6, "{files_before}");
 
-    let report = compact(&server).await;
+    let report = server.admin("compact").await;
     let runs = report["compactions"].as_array().expect("compactions");
     assert_eq!(runs.len(), 1, "{report}");
     assert_eq!(runs[0]["input_files"].as_i64(), Some(files_before));
@@ -124,7 +111,7 @@ async fn compaction_keeps_every_answer_and_deletes_replaced_files() {
         server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
         20 * 61
     );
-    compact(&server).await;
+    server.admin("compact").await;
     assert_eq!(
         server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
         20 * 61
@@ -215,13 +202,7 @@ async fn compaction_matches_a_last_write_wins_model() {
                 .collect()
         };
         assert_eq!(got(server.sql("db", q).await), want, "seed {seed}, before");
-        let r = server
-            .client()
-            .post(format!("{}/api/v1/admin/compact", server.url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        server.admin("compact").await;
         assert_eq!(got(server.sql("db", q).await), want, "seed {seed}, after");
     }
 }
@@ -280,7 +261,7 @@ async fn kill9_at_every_fault_point() {
         // Nothing orphaned survives the start; a compaction now completes and
         // its grace-0 GC deletes whatever the crash left removed.
         server.flush().await;
-        compact(&server).await;
+        server.admin("compact").await;
         assert_eq!(
             parquet_files(tmp.path()) as i64,
             catalog_files(&server).await,

@@ -8,15 +8,6 @@ use crate::common::{Server, Tsbs};
 
 const ARGS: [&str; 4] = ["--compaction-interval", "0", "--gc-grace", "0s"];
 
-async fn post(server: &Server, path: &str, body: Option<Value>) -> (u16, String) {
-    let mut r = server.client().post(format!("{}{path}", server.url));
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.expect("request");
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
-}
-
 fn ts(tsbs: &Tsbs, epoch: usize) -> String {
     chrono::DateTime::from_timestamp_nanos(tsbs.time(epoch))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -105,8 +96,7 @@ async fn deletes_are_immediate_durable_and_made_physical() {
 
     // Compaction rewrites the affected files without the rows, and the
     // tombstones are then dropped.
-    let (status, body) = post(&server, "/api/v1/admin/compact", None).await;
-    assert_eq!(status, 200, "{body}");
+    server.admin("compact").await;
     assert_eq!(server.sql("fleet", all).await, before);
     let persisted = "SELECT CAST(sum(rows) AS BIGINT) FROM system.files WHERE \"table\" = 'cpu'";
     assert_eq!(count(&server, "fleet", persisted).await, total);
@@ -212,8 +202,7 @@ async fn retention_hides_expired_rows_and_compaction_drops_their_files() {
         json!(7 * 86_400),
         "{listed}"
     );
-    let (status, body) = post(&server, "/api/v1/admin/compact", None).await;
-    assert_eq!(status, 200, "{body}");
+    server.admin("compact").await;
     let old_files = format!(
         "SELECT count(*) FROM system.files WHERE \"table\" = 'm' AND min_time < to_timestamp_nanos({})",
         now - 86_400_000_000_000

@@ -97,19 +97,6 @@ fn body(hosts: std::ops::Range<u64>, epochs: std::ops::Range<u64>) -> String {
     s
 }
 
-async fn run_rollups(server: &Server) -> Value {
-    let r = server
-        .client()
-        .post(format!("{}/api/v1/admin/rollup", server.url))
-        .send()
-        .await
-        .expect("rollup");
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    assert_eq!(status, 200, "rollup failed: {text}");
-    serde_json::from_str(&text).expect("json")
-}
-
 fn report<'a>(v: &'a Value, target: &str) -> &'a Value {
     v["rollups"]
         .as_array()
@@ -345,7 +332,7 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
     server.flush().await;
     server.write_ok("fleet", &body(0..4, 420..692)).await;
 
-    let first = run_rollups(&server).await;
+    let first = server.admin("rollup").await;
     assert!(n(&first, "cpu_1m", "rows") > 0, "{first}");
     assert_eq!(n(&first, "cpu_1m", "late_buckets"), 0, "{first}");
     // Status is a string field: not rolled up. Unsigned sums stay unsigned.
@@ -368,7 +355,7 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
     assert_all(&server).await;
 
     // Nothing new: a second run does nothing.
-    let again = run_rollups(&server).await;
+    let again = server.admin("rollup").await;
     assert_eq!(n(&again, "cpu_1m", "late_buckets"), 0, "{again}");
     assert_eq!(n(&again, "cpu_1m", "rows"), 0, "{again}");
 
@@ -387,7 +374,7 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
     );
     server.write_ok("fleet", &late).await;
     server.flush().await;
-    let after_late = run_rollups(&server).await;
+    let after_late = server.admin("rollup").await;
     assert!(
         n(&after_late, "cpu_1m", "late_buckets") >= 4,
         "{after_late}"
@@ -400,7 +387,7 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
 
     // Late data still in the write buffer counts as well.
     server.write_ok("fleet", &line_with(2, 300, -1e6)).await;
-    let buffered = run_rollups(&server).await;
+    let buffered = server.admin("rollup").await;
     assert_eq!(n(&buffered, "cpu_1m", "late_buckets"), 1, "{buffered}");
     assert_all(&server).await;
 
@@ -408,7 +395,7 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
     server
         .write_ok("fleet", "cpu,host=h0,region=r0 usage=1,n=1i\n")
         .await;
-    run_rollups(&server).await;
+    server.admin("rollup").await;
     let open = server
         .sql_i64(
             "fleet",
@@ -438,20 +425,14 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
     assert!(server.terminate());
     let dir = server.take_dir().expect("data dir");
     let server = Server::start_in(dir.path(), &strs(&args));
-    let restarted = run_rollups(&server).await;
+    let restarted = server.admin("rollup").await;
     for target in ["cpu_1m", "cpu_1h"] {
         assert_eq!(n(&restarted, target, "late_buckets"), 0, "{restarted}");
     }
     assert_all(&server).await;
 
     // Compaction merges the target's versions of each bucket: the newest wins.
-    let r = server
-        .client()
-        .post(format!("{}/api/v1/admin/compact", server.url))
-        .send()
-        .await
-        .expect("compact");
-    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    server.admin("compact").await;
     assert_all(&server).await;
     let stored = server
         .sql_i64(
@@ -490,7 +471,7 @@ async fn a_crash_between_commit_and_progress_recomputes_the_same_rows() {
     server.kill9();
 
     let server = Server::start_in(tmp.path(), &strs(&args));
-    let rerun = run_rollups(&server).await;
+    let rerun = server.admin("rollup").await;
     // The progress was lost: the buckets are computed again, identically.
     assert!(n(&rerun, "cpu_1m", "rows") > 0, "{rerun}");
     assert_all(&server).await;

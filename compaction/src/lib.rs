@@ -31,10 +31,11 @@ pub mod rollup;
 mod system;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use fleetlake_ingest::metrics::Counter;
 use fleetlake_storage::catalog::{Action, Catalog, FileMeta, now_ns};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -97,14 +98,14 @@ pub struct CompactionRecord {
 
 #[derive(Debug, Default)]
 pub struct CompactionMetrics {
-    pub compactions: AtomicU64,
-    pub errors: AtomicU64,
-    pub input_rows: AtomicU64,
-    pub output_rows: AtomicU64,
-    pub input_bytes: AtomicU64,
-    pub output_bytes: AtomicU64,
-    pub files_deleted: AtomicU64,
-    pub orphans_deleted: AtomicU64,
+    pub compactions: Counter,
+    pub errors: Counter,
+    pub input_rows: Counter,
+    pub output_rows: Counter,
+    pub input_bytes: Counter,
+    pub output_bytes: Counter,
+    pub files_deleted: Counter,
+    pub orphans_deleted: Counter,
 }
 
 const HISTORY: usize = 1000;
@@ -341,14 +342,11 @@ impl Compactor {
                 record.output_rows = outputs.iter().map(|f| f.rows).sum();
                 record.output_bytes = outputs.iter().map(|f| f.bytes).sum();
                 let m = &self.metrics;
-                m.compactions.fetch_add(1, Ordering::Relaxed);
-                m.input_rows.fetch_add(record.input_rows, Ordering::Relaxed);
-                m.output_rows
-                    .fetch_add(record.output_rows, Ordering::Relaxed);
-                m.input_bytes
-                    .fetch_add(record.input_bytes, Ordering::Relaxed);
-                m.output_bytes
-                    .fetch_add(record.output_bytes, Ordering::Relaxed);
+                m.compactions.add(1);
+                m.input_rows.add(record.input_rows);
+                m.output_rows.add(record.output_rows);
+                m.input_bytes.add(record.input_bytes);
+                m.output_bytes.add(record.output_bytes);
                 info!(
                     db,
                     table,
@@ -362,7 +360,7 @@ impl Compactor {
                 );
             }
             Err(e) => {
-                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.errors.add(1);
                 warn!(db, table, day, error = %e, "compaction failed");
                 record.error = Some(e.to_string());
             }
@@ -391,12 +389,8 @@ impl Compactor {
     async fn gc(&self, orphan_age: Duration) -> fleetlake_storage::Result<GcReport> {
         let _guard = self.running.lock().await;
         let report = gc::collect(&self.catalog, self.config.gc_grace, orphan_age).await?;
-        self.metrics
-            .files_deleted
-            .fetch_add(report.removed_deleted, Ordering::Relaxed);
-        self.metrics
-            .orphans_deleted
-            .fetch_add(report.orphans_deleted, Ordering::Relaxed);
+        self.metrics.files_deleted.add(report.removed_deleted);
+        self.metrics.orphans_deleted.add(report.orphans_deleted);
         Ok(report)
     }
 

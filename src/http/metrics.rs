@@ -168,47 +168,46 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         state.ingester.catalog().state().file_count() as u64,
     );
     let c = state.compactor.metrics();
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     for (name, help, value) in [
         (
             "fleetlake_compactions_total",
             "Partition merges committed.",
-            load(&c.compactions),
+            c.compactions.get(),
         ),
         (
             "fleetlake_compaction_errors_total",
             "Partition merges that failed.",
-            load(&c.errors),
+            c.errors.get(),
         ),
         (
             "fleetlake_compaction_input_rows_total",
             "Rows read by compaction.",
-            load(&c.input_rows),
+            c.input_rows.get(),
         ),
         (
             "fleetlake_compaction_output_rows_total",
             "Rows written by compaction.",
-            load(&c.output_rows),
+            c.output_rows.get(),
         ),
         (
             "fleetlake_compaction_input_bytes_total",
             "Parquet bytes replaced by compaction.",
-            load(&c.input_bytes),
+            c.input_bytes.get(),
         ),
         (
             "fleetlake_compaction_output_bytes_total",
             "Parquet bytes written by compaction.",
-            load(&c.output_bytes),
+            c.output_bytes.get(),
         ),
         (
             "fleetlake_gc_files_deleted_total",
             "Replaced files deleted after the grace period.",
-            load(&c.files_deleted),
+            c.files_deleted.get(),
         ),
         (
             "fleetlake_gc_orphans_deleted_total",
             "Unreferenced files deleted.",
-            load(&c.orphans_deleted),
+            c.orphans_deleted.get(),
         ),
     ] {
         counter(&mut out, name, help, value);
