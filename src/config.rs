@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// They run in the compactor's loop and on POST /api/v1/admin/rollup.
     #[arg(long, env = "FLEETLAKE_ROLLUPS")]
     pub rollups: Option<PathBuf>,
+
+    /// The database the Prometheus APIs (PromQL queries, label listing,
+    /// remote write) use when a request names none (`?db=`).
+    #[arg(long, env = "FLEETLAKE_PROMETHEUS_DB", default_value = "prometheus")]
+    pub prometheus_db: String,
 }
 
 impl ServeArgs {

@@ -27,6 +27,8 @@ pub struct AppState {
     pub compactor: Arc<Compactor>,
     pub rollups: Arc<Rollups>,
     pub max_body_bytes: usize,
+    /// Database of the Prometheus APIs when a request names none.
+    pub prometheus_db: String,
     pub metrics: Arc<ServerMetrics>,
     pub started: Instant,
 }
@@ -38,6 +40,7 @@ impl AppState {
         compactor: Arc<Compactor>,
         rollups: Arc<Rollups>,
         max_body_bytes: usize,
+        prometheus_db: String,
     ) -> Self {
         Self {
             ingester,
@@ -45,6 +48,7 @@ impl AppState {
             compactor,
             rollups,
             max_body_bytes,
+            prometheus_db,
             metrics: Arc::new(ServerMetrics::default()),
             started: Instant::now(),
         }

@@ -89,6 +89,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         compactor.clone(),
         rollups,
         args.max_body_bytes,
+        args.prometheus_db.clone(),
     );
 
     let shutdown = CancellationToken::new();
