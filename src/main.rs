@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod cli_bench;
 mod cli_gen;
 mod cli_sql;
 mod config;
@@ -29,6 +30,9 @@ enum Command {
     /// Generate a simulated fleet's telemetry as line protocol: TSBS
     /// cpu-only or devops, or a big-data fleet with injected faults.
     Gen(cli_gen::GenArgs),
+    /// Benchmark: load line protocol into any InfluxDB-compatible write API
+    /// (`bench ingest`), or time and check the TSBS queries (`bench query`).
+    Bench(cli_bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(server::serve(args)),
         Command::Sql(args) => runtime.block_on(cli_sql::run(args)),
         Command::Gen(args) => cli_gen::run(args, &runtime),
+        Command::Bench(args) => cli_bench::run(args, &runtime),
     }
 }

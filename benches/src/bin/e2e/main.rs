@@ -352,81 +352,14 @@ fn expected_minute_max(seed: u64, id: u64, total_epochs: u64, t0: i64, t1: i64) 
 
 // ---------------------------------------------------------------- time
 
-use fleetlake_sim::time::{days_from_civil, rfc3339};
-
-/// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff…][Z|±HH:MM]` (no offset = UTC) to ns.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut i = 19;
-    let mut frac_ns = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let mut scale = 100_000_000;
-        while i < b.len() && b[i].is_ascii_digit() {
-            frac_ns += (b[i] - b'0') as i64 * scale;
-            scale /= 10;
-            i += 1;
-        }
-    }
-    let offset_s = match &s[i..] {
-        "" | "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, u32::try_from(mo).ok()?, u32::try_from(d).ok()?) * 86_400
-        + h * 3600
-        + mi * 60
-        + se
-        - offset_s;
-    Some(secs * 1_000_000_000 + frac_ns)
-}
+use fleetlake_benches::stats::{median, percentile, thousands};
+use fleetlake_benches::time::parse_rfc3339;
+use fleetlake_sim::time::rfc3339;
 
 // ---------------------------------------------------------------- stats
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// 1234567 → "1,234,567".
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Parses the value of a DataFusion metric as printed in plans: raw numbers

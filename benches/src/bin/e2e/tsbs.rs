@@ -1,5 +1,5 @@
-//! The TSBS cpu queries (/work/shared/tsbs-devops.md) as fleetlake SQL, run
-//! `--query-runs` times each with seeded parameters, timed to the last byte
+//! Six TSBS cpu queries (/work/shared/tsbs-devops.md; SQL from
+//! `fleetlake_benches::tsbs`), run `--query-runs` times each with seeded parameters, timed to the last byte
 //! of a CSV answer. Answers are kept as a canonical text (header, then the
 //! rows sorted) so that two runs of the suite — before and after
 //! compaction — can be compared exactly.
@@ -7,20 +7,10 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use crate::{HOUR_NS, Rng, START_NS, median, mix64, ms, rfc3339, sql};
+use fleetlake_benches::tsbs::{Params, draw};
+use fleetlake_sim::SimConfig;
 
-const FIELDS: [&str; 10] = [
-    "usage_user",
-    "usage_system",
-    "usage_idle",
-    "usage_nice",
-    "usage_iowait",
-    "usage_irq",
-    "usage_softirq",
-    "usage_steal",
-    "usage_guest",
-    "usage_guest_nice",
-];
+use crate::{HOUR_NS, INTERVAL_NS, START_NS, median, ms, sql};
 
 /// One TSBS query type and the SQL of each of its runs.
 pub struct Query {
@@ -28,110 +18,37 @@ pub struct Query {
     pub sql: Vec<String>,
 }
 
-/// A window of `len` ns starting uniformly in [start, end − len), whole
-/// seconds; a window at least as long as the data covers all of it.
-fn window(rng: &mut Rng, hours: u64, len: i64) -> (i64, i64) {
-    let end = START_NS + hours as i64 * HOUR_NS;
-    let span_s = (end - START_NS - len) / 1_000_000_000;
-    if span_s <= 0 {
-        return (START_NS, end);
-    }
-    let t0 = START_NS + rng.below(span_s as u64) as i64 * 1_000_000_000;
-    (t0, t0 + len)
-}
+/// The six query types of the compaction comparison.
+const SIX: [&str; 6] = [
+    "single-groupby-1-1-1",
+    "single-groupby-5-8-1",
+    "cpu-max-all-8",
+    "double-groupby-1",
+    "high-cpu-all",
+    "lastpoint",
+];
 
-/// `n` distinct hosts, as a SQL list.
-fn host_list(rng: &mut Rng, hosts: u64, n: u64) -> String {
-    let mut picked: Vec<u64> = Vec::new();
-    while picked.len() < n.min(hosts) as usize {
-        let h = rng.below(hosts);
-        if !picked.contains(&h) {
-            picked.push(h);
-        }
-    }
-    picked
-        .iter()
-        .map(|h| format!("'host_{h}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn max_of(m: usize) -> String {
-    FIELDS[..m]
-        .iter()
-        .map(|f| format!("max({f}) AS max_{f}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn time_filter((t0, t1): (i64, i64)) -> String {
-    format!("time >= '{}' AND time < '{}'", rfc3339(t0), rfc3339(t1))
-}
-
-/// single-groupby-M-H-1 and cpu-max-all-H: the max of the first `metrics`
-/// fields over `hosts_n` hosts, per `bucket`, over a `hours_w`-hour window.
-fn groupby(
-    rng: &mut Rng,
-    hosts: u64,
-    data_hours: u64,
-    metrics: usize,
-    hosts_n: u64,
-    hours_w: i64,
-    bucket: &str,
-) -> String {
-    let list = host_list(rng, hosts, hosts_n);
-    let w = window(rng, data_hours, hours_w * HOUR_NS);
-    format!(
-        "SELECT date_bin(INTERVAL '1 {bucket}', time) AS {bucket}, {} FROM cpu WHERE hostname IN ({list}) AND {} GROUP BY {bucket} ORDER BY {bucket}",
-        max_of(metrics),
-        time_filter(w)
-    )
-}
-
-/// The suite: six of the fifteen TSBS query types, `runs` parameter draws each.
+/// The suite: six of the fifteen TSBS query types (their SQL and seeded
+/// parameters from `fleetlake_benches::tsbs`), `runs` draws each.
 pub fn suite(seed: u64, hosts: u64, hours: u64, runs: usize) -> Vec<Query> {
-    let mut rng = Rng::new(mix64(seed ^ 0x7473_6273_0000_0001));
-    let mut draw = |f: fn(&mut Rng, u64, u64) -> String| -> Vec<String> {
-        (0..runs).map(|_| f(&mut rng, hosts, hours)).collect()
-    };
-    vec![
-        Query {
-            name: "single-groupby-1-1-1",
-            sql: draw(|r, h, d| groupby(r, h, d, 1, 1, 1, "minute")),
-        },
-        Query {
-            name: "single-groupby-5-8-1",
-            sql: draw(|r, h, d| groupby(r, h, d, 5, 8, 1, "minute")),
-        },
-        Query {
-            name: "cpu-max-all-8",
-            sql: draw(|r, h, d| groupby(r, h, d, 10, 8, 8, "hour")),
-        },
-        Query {
-            name: "double-groupby-1",
-            sql: draw(|r, _, d| {
-                format!(
-                    "SELECT date_bin(INTERVAL '1 hour', time) AS hour, hostname, avg(usage_user) AS mean_usage_user FROM cpu WHERE {} GROUP BY hour, hostname ORDER BY hour, hostname",
-                    time_filter(window(r, d, 12 * HOUR_NS))
-                )
-            }),
-        },
-        Query {
-            name: "high-cpu-all",
-            sql: draw(|r, _, d| {
-                format!(
-                    "SELECT * FROM cpu WHERE usage_user > 90.0 AND {}",
-                    time_filter(window(r, d, 12 * HOUR_NS))
-                )
-            }),
-        },
-        Query {
-            name: "lastpoint",
-            sql: draw(|_, _, _| {
-                "SELECT DISTINCT ON (hostname) * FROM cpu ORDER BY hostname, time DESC".to_string()
-            }),
-        },
-    ]
+    let data = SimConfig::new(
+        hosts,
+        START_NS,
+        START_NS + hours as i64 * HOUR_NS,
+        INTERVAL_NS,
+        seed,
+    )
+    .expect("a valid data range");
+    SIX.iter()
+        .map(|name| Query {
+            name,
+            sql: draw(name, &data, seed, runs)
+                .expect("a known query type")
+                .iter()
+                .map(Params::sql)
+                .collect(),
+        })
+        .collect()
 }
 
 /// An answer reduced to what comparing needs.
