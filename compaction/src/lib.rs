@@ -124,31 +124,97 @@ pub struct Compactor {
 
 /// Which files of a partition to merge now, if any. A partition with rows
 /// a tombstone deletes (`dirty`) is rewritten whole, so deletes become
-/// physical.
+/// physical. `row_width` is the table's [`decoded_row_width`].
 fn choose(
     files: &[&FileMeta],
     config: &CompactionConfig,
     now: i64,
     force: bool,
     dirty: bool,
+    row_width: u64,
 ) -> Vec<usize> {
     let chosen = choose_all(files, config, now, force, dirty);
-    within_memory(files, chosen, config.memory_limit, dirty)
+    within_memory(files, chosen, config.memory_limit, dirty, row_width)
 }
 
-/// The memory one input of a merge holds outside the query memory pool: the
-/// reader buffers a whole row group's compressed column chunks, and decoding
-/// needs as much again.
-fn input_memory(f: &FileMeta) -> u64 {
+/// Rows of a batch in the merge (DataFusion's default batch size).
+const BATCH_ROWS: u64 = 8192;
+/// Decoded batches one input holds at once: the reader's, the visibility
+/// filter's output, the merge's sort-key rows, and the output being built.
+const BATCHES_PER_INPUT: u64 = 4;
+
+/// Bytes one row of `schema` takes decoded, plus the merge's `__seq`.
+pub(crate) fn decoded_row_width(schema: &arrow::datatypes::Schema) -> u64 {
+    use arrow::datatypes::DataType;
+    let column = |t: &DataType| match t {
+        DataType::Boolean => 1,
+        // Keys; the dictionary values are shared by a file's batches.
+        DataType::Dictionary(_, _) => 8,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 32,
+        t => t.primitive_width().unwrap_or(16) as u64,
+    };
+    8 + schema
+        .fields()
+        .iter()
+        .map(|f| column(f.data_type()))
+        .sum::<u64>()
+}
+
+/// Compressed bytes of one row group of `f`.
+fn row_group_bytes(f: &FileMeta) -> u64 {
     let row_groups = f
         .rows
         .div_ceil(fleetlake_storage::parquet_file::ROW_GROUP_ROWS as u64)
         .max(1);
-    2 * f.bytes / row_groups
+    f.bytes / row_groups
 }
 
-/// Keeps the oldest inputs whose readers fit in half of `memory_limit` (the
-/// other half is the merge's pool): whole runs, in `seq` order, at least two
+/// The memory one input of a merge holds: the reader fetches a whole row
+/// group's compressed column chunks and decompresses page by page (counted
+/// twice), plus [`BATCHES_PER_INPUT`] decoded batches.
+fn input_memory(f: &FileMeta, row_width: u64) -> u64 {
+    2 * row_group_bytes(f) + BATCHES_PER_INPUT * BATCH_ROWS * row_width
+}
+
+/// The memory of the merge's output: the row group being encoded and its
+/// serialized copy (sized like the inputs' row groups, at most a full one),
+/// and one upload part.
+fn output_memory<'a>(inputs: impl Iterator<Item = &'a FileMeta>) -> u64 {
+    let (bytes, rows) = inputs.fold((0u64, 0u64), |(b, r), f| (b + f.bytes, r + f.rows));
+    let row_group_rows = rows.min(fleetlake_storage::parquet_file::ROW_GROUP_ROWS as u64);
+    let row_group = bytes.checked_div(rows).unwrap_or(0) * row_group_rows;
+    2 * row_group + fleetlake_storage::parquet_file::UPLOAD_PART_BYTES as u64
+}
+
+/// How a merge's memory limit is shared: what its inputs and output hold
+/// (estimated), and the DataFusion pool for the rest (a sort of unordered
+/// inputs spills past it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MergeMemory {
+    pub readers: u64,
+    pub writer: u64,
+    pub pool: u64,
+}
+
+/// The smallest pool a merge runs with, as a share of the limit.
+const MIN_POOL_SHARE: u64 = 4;
+
+pub(crate) fn merge_memory(inputs: &[FileMeta], row_width: u64, limit: usize) -> MergeMemory {
+    let limit = limit as u64;
+    let readers = inputs.iter().map(|f| input_memory(f, row_width)).sum();
+    let writer = output_memory(inputs.iter());
+    let pool = limit
+        .saturating_sub(readers + writer)
+        .max(limit / MIN_POOL_SHARE);
+    MergeMemory {
+        readers,
+        writer,
+        pool,
+    }
+}
+
+/// Keeps the oldest inputs whose readers, with the output, fit in the limit
+/// less the pool's minimum share: whole runs, in `seq` order, at least two
 /// (one when `dirty`, to apply deletes). Taking the oldest keeps the
 /// invariant that every file left out is newer than every input; the next
 /// pass merges the rest.
@@ -157,19 +223,25 @@ fn within_memory(
     chosen: Vec<usize>,
     memory_limit: usize,
     dirty: bool,
+    row_width: u64,
 ) -> Vec<usize> {
     let mut units: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
-    for i in chosen {
+    for &i in &chosen {
         let f = files[i];
         // A run's files share a seq; a flush file is a unit of its own.
         let id = f.run.unwrap_or(u64::MAX - i as u64);
         units.entry((f.seq, id)).or_default().push(i);
     }
-    let budget = (memory_limit / 2) as u64;
+    let limit = memory_limit as u64;
+    let budget = (limit - limit / MIN_POOL_SHARE)
+        .saturating_sub(output_memory(chosen.iter().map(|&i| files[i])));
     let min_units = if dirty { 1 } else { 2 };
     let (mut out, mut used, mut n) = (Vec::new(), 0u64, 0usize);
     for unit in units.into_values() {
-        let need: u64 = unit.iter().map(|&i| input_memory(files[i])).sum();
+        let need: u64 = unit
+            .iter()
+            .map(|&i| input_memory(files[i], row_width))
+            .sum();
         if n >= min_units && used + need > budget {
             break;
         }
@@ -252,6 +324,7 @@ impl Compactor {
         let mut records = Vec::new();
         for (db, dbs) in &state.databases {
             for (table, ts) in &dbs.tables {
+                let row_width = decoded_row_width(&ts.schema.arrow_schema());
                 let mut days: BTreeMap<&str, Vec<&FileMeta>> = BTreeMap::new();
                 for f in ts.files.values() {
                     days.entry(f.day.as_str()).or_default().push(f);
@@ -260,7 +333,7 @@ impl Compactor {
                     let dirty = files
                         .iter()
                         .any(|f| ts.tombstones.iter().any(|t| t.affects(f)));
-                    let chosen = choose(&files, &self.config, now, force, dirty);
+                    let chosen = choose(&files, &self.config, now, force, dirty, row_width);
                     if chosen.is_empty() {
                         continue;
                     }
@@ -483,30 +556,38 @@ mod tests {
         ];
         let refs: Vec<&FileMeta> = files.iter().collect();
         // Two flush files and one run: nothing yet.
-        assert!(choose(&refs, &config, now, false, false).is_empty());
+        assert!(choose(&refs, &config, now, false, false, 0).is_empty());
         // Forced: everything.
-        assert_eq!(choose(&refs, &config, now, true, false), vec![0, 1, 2, 3]);
+        assert_eq!(
+            choose(&refs, &config, now, true, false, 0),
+            vec![0, 1, 2, 3]
+        );
         // A third flush file: the flush files merge, the run stays.
         let mut more = files.to_vec();
         more.push(file(None, hot));
         let refs: Vec<&FileMeta> = more.iter().collect();
-        assert_eq!(choose(&refs, &config, now, false, false), vec![2, 3, 4]);
+        assert_eq!(choose(&refs, &config, now, false, false, 0), vec![2, 3, 4]);
         // Cold: everything, into one run.
         let cold: Vec<FileMeta> = files.iter().map(|f| file(f.run, 0)).collect();
         let refs: Vec<&FileMeta> = cold.iter().collect();
-        assert_eq!(choose(&refs, &config, now, false, false), vec![0, 1, 2, 3]);
+        assert_eq!(
+            choose(&refs, &config, now, false, false, 0),
+            vec![0, 1, 2, 3]
+        );
         // One run alone is never rewritten, cold or forced.
         let one = [file(Some(1), 0), file(Some(1), 0)];
         let refs: Vec<&FileMeta> = one.iter().collect();
-        assert!(choose(&refs, &config, now, true, false).is_empty());
+        assert!(choose(&refs, &config, now, true, false, 0).is_empty());
         // Unless a delete applies to it.
-        assert_eq!(choose(&refs, &config, now, false, true), vec![0, 1]);
+        assert_eq!(choose(&refs, &config, now, false, true, 0), vec![0, 1]);
     }
 
     #[test]
     fn merges_fit_the_memory_limit_oldest_first() {
         // Six flush files of 8 MB row groups (2 x 8 MB to read each) under a
-        // 64 MB limit: two fit in the 32 MB for readers, the oldest two.
+        // 64 MB limit: 48 MB for readers and writer, of which the writer
+        // takes 24 (two 8 MB row groups and an 8 MB part); the oldest two
+        // (the minimum) go.
         let config = CompactionConfig {
             l0_trigger: 2,
             memory_limit: 64 << 20,
@@ -521,7 +602,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&FileMeta> = files.iter().collect();
-        assert_eq!(choose(&refs, &config, 100, true, false), vec![4, 5]);
+        assert_eq!(choose(&refs, &config, 100, true, false, 0), vec![4, 5]);
         // A run counts whole, and is older than the flush files after it.
         let mut with_run = files.clone();
         for f in with_run.iter_mut().take(2) {
@@ -529,6 +610,37 @@ mod tests {
             f.seq = 1;
         }
         let refs: Vec<&FileMeta> = with_run.iter().collect();
-        assert_eq!(choose(&refs, &config, 100, true, false), vec![0, 1, 5]);
+        assert_eq!(choose(&refs, &config, 100, true, false, 0), vec![0, 1, 5]);
+    }
+
+    #[test]
+    fn decoded_batches_count_against_the_limit() {
+        // Twenty 2 MB flush files of 100,000 rows; rows of 200 bytes decoded
+        // make each input 2 x 2 MB + 4 x 8192 x 200 B (about 10.6 MB).
+        let config = CompactionConfig {
+            l0_trigger: 2,
+            memory_limit: 128 << 20,
+            ..CompactionConfig::default()
+        };
+        let files: Vec<FileMeta> = (0..20u64)
+            .map(|i| FileMeta {
+                seq: 100 - i,
+                rows: 100_000,
+                bytes: 2 << 20,
+                ..file(None, 0)
+            })
+            .collect();
+        let refs: Vec<&FileMeta> = files.iter().collect();
+        let chosen = choose(&refs, &config, 100, true, false, 200);
+        assert!(chosen.len() >= 2 && chosen.len() < 20, "{chosen:?}");
+        // The oldest (highest index: lowest seq) go first.
+        assert_eq!(chosen.last(), Some(&19));
+        let inputs: Vec<FileMeta> = chosen.iter().map(|&i| files[i].clone()).collect();
+        let m = merge_memory(&inputs, 200, config.memory_limit);
+        assert!(
+            m.readers + m.writer + m.pool <= config.memory_limit as u64,
+            "{m:?}"
+        );
+        assert!(m.pool >= (config.memory_limit / 4) as u64);
     }
 }

@@ -41,15 +41,14 @@ use fleetlake_query::table::visibility;
 use fleetlake_query::time_range::TimeRange;
 use fleetlake_storage::catalog::{Action, Catalog, FileMeta, now_ns};
 use fleetlake_storage::dedup::SERIES_SORT;
-use fleetlake_storage::parquet_file::{FileSpec, put_data_file, writer_properties};
+use fleetlake_storage::parquet_file::{FileSpec, StreamingDataFile};
 use fleetlake_storage::schema::TIME_COLUMN;
 use fleetlake_storage::{Error, Result, fault};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::ArrowWriter;
-use tracing::warn;
+use tracing::{debug, warn};
 
-use crate::CompactionConfig;
+use crate::{CompactionConfig, decoded_row_width, merge_memory};
 
 const SEQ: &str = "__seq";
 const STORE_URL: &str = "fleetlake://compaction";
@@ -82,8 +81,19 @@ pub(crate) async fn merge_partition(
         .collect();
     let store = Arc::clone(catalog.store());
 
+    // Readers and the writer hold memory the pool does not see; the pool
+    // (sorts, the merge's own buffers) gets what the limit leaves.
+    let memory = merge_memory(inputs, decoded_row_width(&schema), config.memory_limit);
+    debug!(
+        db,
+        table,
+        day,
+        inputs = inputs.len(),
+        ?memory,
+        "merge memory"
+    );
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory.pool as usize)))
         .build_arc()
         .map_err(df)?;
     let url = ObjectStoreUrl::parse(STORE_URL).map_err(df)?;
@@ -155,6 +165,7 @@ pub(crate) async fn merge_partition(
     }
     .await;
     if let Err(e) = result {
+        out.abort().await;
         for f in &out.files {
             let path = object_store::path::Path::from(f.path.as_str());
             if let Err(del) = store.delete(&path).await {
@@ -248,7 +259,7 @@ fn sorted_by(f: &FileMeta, order: &[String]) -> bool {
 }
 
 struct Current {
-    writer: ArrowWriter<Vec<u8>>,
+    file: StreamingDataFile,
     rows: u64,
     min_time: i64,
     max_time: i64,
@@ -287,7 +298,7 @@ impl Output<'_> {
                 self.same_series_prefix(&batch)?
             };
             if take > 0 {
-                self.write(&batch.slice(0, take))?;
+                self.write(&batch.slice(0, take)).await?;
                 batch = batch.slice(take, batch.num_rows() - take);
             }
             if rows >= self.target_rows && batch.num_rows() > 0 {
@@ -315,18 +326,23 @@ impl Output<'_> {
         Ok(ranges[0].end - 1)
     }
 
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if self.current.is_none() {
-            let props = writer_properties(&self.schema);
             self.current = Some(Current {
-                writer: ArrowWriter::try_new(Vec::new(), Arc::clone(&self.schema), Some(props))?,
+                file: StreamingDataFile::create(
+                    &self.store,
+                    self.db,
+                    self.table,
+                    self.day,
+                    Arc::clone(&self.schema),
+                )?,
                 rows: 0,
                 min_time: i64::MAX,
                 max_time: i64::MIN,
             });
         }
         let cur = self.current.as_mut().expect("set above");
-        cur.writer.write(batch)?;
+        cur.file.write(batch).await?;
         cur.rows += batch.num_rows() as u64;
         let t = batch
             .column(self.time)
@@ -349,10 +365,9 @@ impl Output<'_> {
         let Some(cur) = self.current.take() else {
             return Ok(());
         };
-        let bytes = cur.writer.into_inner()?;
-        let mut meta = put_data_file(
-            &self.store,
-            FileSpec {
+        let mut meta = cur
+            .file
+            .finish(FileSpec {
                 db: self.db,
                 table: self.table,
                 day: self.day,
@@ -360,10 +375,8 @@ impl Output<'_> {
                 min_time: cur.min_time,
                 max_time: cur.max_time,
                 seq: self.seq,
-            },
-            bytes,
-        )
-        .await?;
+            })
+            .await?;
         meta.level = 1;
         meta.run = Some(self.run);
         meta.sort_order = self.order.clone();
@@ -377,6 +390,13 @@ impl Output<'_> {
 
     async fn finish(&mut self) -> Result<()> {
         self.close().await
+    }
+
+    /// Abandons the file being written, if any (the merge failed).
+    async fn abort(&mut self) {
+        if let Some(cur) = self.current.take() {
+            cur.file.abort().await;
+        }
     }
 }
 

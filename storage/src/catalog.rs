@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
+use crate::path_map::PathMap;
 use crate::schema::{ColumnDef, TableSchema};
 
 const COMMITS_DIR: &str = "_catalog/commits";
@@ -177,10 +178,10 @@ impl Tombstone {
 pub struct TableState {
     pub schema: TableSchema,
     /// Files by path.
-    pub files: BTreeMap<String, FileMeta>,
+    pub files: PathMap<FileMeta>,
     /// Files removed from view, awaiting deletion: path → removal time (ns).
     #[serde(default)]
-    pub removed: BTreeMap<String, i64>,
+    pub removed: PathMap<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tombstones: Vec<Tombstone>,
 }
@@ -339,6 +340,9 @@ pub struct Catalog {
     /// Serialises this process's commits; other processes race via put-if-not-exists.
     commit_lock: tokio::sync::Mutex<()>,
     checkpoint_every: u64,
+    /// The checkpoint being written, off the commit path; each waits for the
+    /// one before it, so they land in order.
+    checkpointing: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn commit_path(seq: u64) -> Path {
@@ -393,6 +397,7 @@ impl Catalog {
             state: RwLock::new(Arc::new(state)),
             commit_lock: tokio::sync::Mutex::new(()),
             checkpoint_every: checkpoint_every.max(1),
+            checkpointing: parking_lot::Mutex::new(None),
         };
         let applied = catalog.catch_up().await?;
         let s = catalog.state();
@@ -494,7 +499,7 @@ impl Catalog {
                     *self.state.write() = Arc::clone(&next);
                     debug!(seq, "catalog commit");
                     if seq.is_multiple_of(self.checkpoint_every) {
-                        self.write_checkpoint(&next).await;
+                        self.start_checkpoint(Arc::clone(&next));
                     }
                     return Ok(next);
                 }
@@ -515,35 +520,70 @@ impl Catalog {
         })
     }
 
-    /// A failed checkpoint only costs start-up time, so it is logged, not raised.
-    async fn write_checkpoint(&self, state: &CatalogState) {
-        let path = checkpoint_path(state.seq);
-        let body = serde_json::to_vec(state).expect("state serialises");
-        if let Err(e) = self.store.put(&path, PutPayload::from(body)).await {
-            warn!(seq = state.seq, error = %e, "catalog checkpoint failed");
+    /// Writes a checkpoint of `state` in a task of the current runtime, so
+    /// the commit does not wait for serialising the whole catalog (232 ms
+    /// at 100,000 files). A checkpoint lost to a crash or a runtime shut
+    /// down only costs start-up time: loading replays the commits after the
+    /// newest checkpoint there is.
+    fn start_checkpoint(&self, state: Arc<CatalogState>) {
+        let store = Arc::clone(&self.store);
+        let mut slot = self.checkpointing.lock();
+        let before = slot.take();
+        *slot = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            write_checkpoint(&store, state).await;
+        }));
+    }
+
+    /// Waits for the checkpoint being written, if any.
+    pub async fn checkpoint_written(&self) {
+        let task = self.checkpointing.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A failed checkpoint only costs start-up time, so it is logged, not raised.
+async fn write_checkpoint(store: &Arc<dyn ObjectStore>, state: Arc<CatalogState>) {
+    let seq = state.seq;
+    let path = checkpoint_path(seq);
+    let body = match tokio::task::spawn_blocking(move || serde_json::to_vec(&*state)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            warn!(seq, error = %e, "serialising a catalog checkpoint failed");
             return;
         }
-        // Loading reads only the newest; one older stays as a spare. Each
-        // holds the whole state (tens of MB at 100,000 files), so the rest go.
-        let listed: Vec<_> = match self
-            .store
-            .list(Some(&Path::from(CHECKPOINTS_DIR)))
-            .try_collect()
-            .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(error = %e, "listing catalog checkpoints failed");
-                return;
-            }
-        };
-        let mut seqs: Vec<u64> = listed.iter().filter_map(|m| seq_of(&m.location)).collect();
-        seqs.sort_unstable();
-        let keep_from = seqs.len().saturating_sub(CHECKPOINTS_KEPT);
-        for &old in &seqs[..keep_from] {
-            if let Err(e) = self.store.delete(&checkpoint_path(old)).await {
-                warn!(seq = old, error = %e, "deleting an old catalog checkpoint failed");
-            }
+        Err(e) => {
+            warn!(seq, error = %e, "the checkpoint's serialising task failed");
+            return;
+        }
+    };
+    if let Err(e) = store.put(&path, PutPayload::from(body)).await {
+        warn!(seq, error = %e, "catalog checkpoint failed");
+        return;
+    }
+    // Loading reads only the newest; one older stays as a spare. Each holds
+    // the whole state (tens of MB at 100,000 files), so the rest go.
+    let listed: Vec<_> = match store
+        .list(Some(&Path::from(CHECKPOINTS_DIR)))
+        .try_collect()
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "listing catalog checkpoints failed");
+            return;
+        }
+    };
+    let mut seqs: Vec<u64> = listed.iter().filter_map(|m| seq_of(&m.location)).collect();
+    seqs.sort_unstable();
+    let keep_from = seqs.len().saturating_sub(CHECKPOINTS_KEPT);
+    for &old in &seqs[..keep_from] {
+        if let Err(e) = store.delete(&checkpoint_path(old)).await {
+            warn!(seq = old, error = %e, "deleting an old catalog checkpoint failed");
         }
     }
 }
@@ -624,6 +664,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::FileNotLive { .. }), "{err}");
+        cat.checkpoint_written().await;
         let checkpoints: Vec<_> = store
             .list(Some(&Path::from(CHECKPOINTS_DIR)))
             .try_collect()

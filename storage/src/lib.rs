@@ -20,6 +20,7 @@ pub mod error;
 pub mod fault;
 pub mod layout;
 pub mod parquet_file;
+pub mod path_map;
 pub mod schema;
 pub mod series_sort;
 pub mod store;

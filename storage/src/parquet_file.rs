@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, TimestampNanosecondArray};
 use arrow::compute::{max, min};
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, AsyncArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -128,8 +130,7 @@ pub async fn put_data_file(
     spec: FileSpec<'_>,
     bytes: Vec<u8>,
 ) -> Result<FileMeta> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let path = data_file_path(spec.db, spec.table, spec.day, &id);
+    let path = new_data_file_path(&spec);
     let size = bytes.len() as u64;
     store
         .put(&path, PutPayload::from(bytes))
@@ -138,13 +139,23 @@ pub async fn put_data_file(
             path: path.to_string(),
             source,
         })?;
-    Ok(FileMeta {
+    Ok(data_file_meta(spec, &path, size))
+}
+
+/// A new file id in the partition's directory.
+fn new_data_file_path(spec: &FileSpec<'_>) -> Path {
+    let id = uuid::Uuid::new_v4().to_string();
+    data_file_path(spec.db, spec.table, spec.day, &id)
+}
+
+fn data_file_meta(spec: FileSpec<'_>, path: &Path, bytes: u64) -> FileMeta {
+    FileMeta {
         path: path.to_string(),
         db: spec.db.to_string(),
         table: spec.table.to_string(),
         day: spec.day.to_string(),
         rows: spec.rows,
-        bytes: size,
+        bytes,
         min_time: spec.min_time,
         max_time: spec.max_time,
         seq: spec.seq,
@@ -153,7 +164,57 @@ pub async fn put_data_file(
         run: None,
         sort_order: Vec::new(),
         deletes_applied: 0,
-    })
+    }
+}
+
+/// Upload buffer of a [`StreamingDataFile`]: one part of a multipart upload
+/// (S3 wants at least 5 MiB per part but the last).
+pub const UPLOAD_PART_BYTES: usize = 8 << 20;
+
+/// A data file written while its rows arrive: each finished row group goes to
+/// the store as part of a multipart upload, so the memory held is one row
+/// group being encoded plus one upload part, whatever the file's size.
+pub struct StreamingDataFile {
+    writer: AsyncArrowWriter<BufWriter>,
+    path: Path,
+}
+
+impl StreamingDataFile {
+    /// Starts a new file in the partition `(db, table, day)`.
+    pub fn create(
+        store: &Arc<dyn ObjectStore>,
+        db: &str,
+        table: &str,
+        day: &str,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let path = data_file_path(db, table, day, &uuid::Uuid::new_v4().to_string());
+        let upload = BufWriter::with_capacity(Arc::clone(store), path.clone(), UPLOAD_PART_BYTES);
+        let props = writer_properties(&schema);
+        let writer = AsyncArrowWriter::try_new(upload, schema, Some(props))?;
+        Ok(Self { writer, path })
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        Ok(self.writer.write(batch).await?)
+    }
+
+    /// Writes the footer and completes the upload. `spec` says what the rows
+    /// were; the file is not visible until a catalog commit adds the meta.
+    pub async fn finish(mut self, spec: FileSpec<'_>) -> Result<FileMeta> {
+        self.writer.finish().await?;
+        let size = self.writer.bytes_written() as u64;
+        Ok(data_file_meta(spec, &self.path, size))
+    }
+
+    /// Abandons the file: whatever was uploaded is deleted (the orphan sweep
+    /// at start-up catches what a crash leaves).
+    pub async fn abort(self) {
+        let mut upload = self.writer.into_inner();
+        if let Err(e) = upload.abort().await {
+            tracing::warn!(path = %self.path, error = %e, "aborting an upload failed");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -68,16 +68,18 @@ pub fn open_local(dir: &FsPath) -> Result<Arc<dyn ObjectStore>> {
             reason: e.to_string(),
         })?
         .with_automatic_cleanup(true);
-    Ok(Arc::new(SyncedLocal { inner: fs }))
+    Ok(Arc::new(SyncedLocal {
+        inner: Arc::new(fs),
+    }))
 }
 
 /// A local directory whose writes are durable when they return: the file and
 /// its directory are fsynced. `LocalFileSystem` alone only renames a temp
 /// file into place, and the flush removes WAL segments right after its
 /// commit — a power loss could otherwise lose both copies of acked rows.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct SyncedLocal {
-    inner: LocalFileSystem,
+    inner: Arc<LocalFileSystem>,
 }
 
 impl std::fmt::Display for SyncedLocal {
@@ -108,6 +110,31 @@ impl SyncedLocal {
     }
 }
 
+/// A multipart upload to a [`SyncedLocal`] that fsyncs on completion.
+#[derive(Debug)]
+struct SyncedUpload {
+    inner: Box<dyn MultipartUpload>,
+    store: SyncedLocal,
+    location: Path,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for SyncedUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let result = self.inner.complete().await?;
+        self.store.sync(&self.location).await?;
+        Ok(result)
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
 #[async_trait::async_trait]
 impl ObjectStore for SyncedLocal {
     async fn put_opts(
@@ -121,13 +148,19 @@ impl ObjectStore for SyncedLocal {
         Ok(result)
     }
 
-    /// Multipart uploads are not fsynced: fleetlake writes whole objects.
+    /// The upload's `complete` returns once the file and its directory are
+    /// fsynced, as `put_opts` does.
     async fn put_multipart_opts(
         &self,
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(SyncedUpload {
+            inner,
+            store: self.clone(),
+            location: location.clone(),
+        }))
     }
 
     async fn get_opts(

@@ -425,6 +425,7 @@ async fn run(args: Args) -> Result<()> {
             block_first = i + 2;
         }
     }
+    catalog.checkpoint_written().await;
     let build = started.elapsed();
     let state = catalog.state();
     drop(catalog);
