@@ -61,6 +61,18 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
+/// What [`QueryEngine::check`] found.
+#[derive(Debug, Clone)]
+pub enum SqlCheck {
+    /// The SQL plans: its output schema and the tables it reads.
+    Planned {
+        schema: SchemaRef,
+        tables: Vec<String>,
+    },
+    /// It names tables that do not exist (yet); nothing was planned.
+    MissingTables(Vec<String>),
+}
+
 /// The URL under which the data store is registered with DataFusion.
 pub const STORE_URL: &str = "fleetlake://data";
 
@@ -145,6 +157,18 @@ impl QueryEngine {
     /// Plans `sql` against database `db` and starts executing it. The stream
     /// ends with [`Error::Timeout`] once the query's time is up.
     pub async fn query(&self, db: &str, sql: &str) -> Result<QueryStream> {
+        self.query_at(db, sql, None).await
+    }
+
+    /// Like [`QueryEngine::query`], with `now()` (DataFusion's query start
+    /// time) fixed at `now` when given: rules evaluate at their scheduled
+    /// time, and backtests at past times.
+    pub async fn query_at(
+        &self,
+        db: &str,
+        sql: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<QueryStream> {
         let deadline = Instant::now() + self.config.timeout;
         let limit_ms = self.config.timeout.as_millis() as u64;
         let mem = self.config.memory_limit;
@@ -154,8 +178,17 @@ impl QueryEngine {
             .with_allow_dml(false)
             .with_allow_statements(false);
         let plan = async {
-            let df = ctx.sql_with_options(sql, options).await?;
-            df.execute_stream().await
+            // `SessionContext::sql` stamps the start time itself; planning on
+            // a state of our own keeps the one set here.
+            let mut state = ctx.state();
+            if let Some(now) = now {
+                state.execution_props_mut().query_execution_start_time = Some(now);
+            }
+            let plan = state.create_logical_plan(sql).await?;
+            options.verify_plan(&plan)?;
+            datafusion::dataframe::DataFrame::new(state, plan)
+                .execute_stream()
+                .await
         };
         let stream = match tokio::time::timeout_at(deadline, plan).await {
             Err(_) => return Err(Error::Timeout { limit_ms }),
@@ -172,13 +205,59 @@ impl QueryEngine {
         })
     }
 
+    /// Parses and plans `sql` against database `db` without running it (rule
+    /// validation). A statement naming tables that do not exist yet is not
+    /// planned: the answer lists them instead.
+    ///
+    /// # Errors
+    /// [`Error::User`] with DataFusion's message when the SQL is wrong.
+    pub async fn check(&self, db: &str, sql: &str) -> Result<SqlCheck> {
+        let mem = self.config.memory_limit;
+        let err = |e| Error::from_datafusion(e, mem);
+        let ctx = self.session(db);
+        let state = ctx.state();
+        let dialect = state.config_options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect).map_err(err)?;
+        let tables = state.resolve_table_references(&statement).map_err(err)?;
+        let mut missing = Vec::new();
+        for t in &tables {
+            if !ctx.table_exist(t.clone()).map_err(err)? {
+                missing.push(t.to_string());
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(SqlCheck::MissingTables(missing));
+        }
+        let plan = state.statement_to_plan(statement).await.map_err(err)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(err)?;
+        Ok(SqlCheck::Planned {
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+            tables: tables.iter().map(|t| t.table().to_string()).collect(),
+        })
+    }
+
     /// Runs `sql` and collects every batch (for small results and tests).
     pub async fn query_collect(
         &self,
         db: &str,
         sql: &str,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let mut s = self.query(db, sql).await?;
+        self.query_collect_at(db, sql, None).await
+    }
+
+    /// [`QueryEngine::query_collect`] with `now()` fixed (see [`QueryEngine::query_at`]).
+    pub async fn query_collect_at(
+        &self,
+        db: &str,
+        sql: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let mut s = self.query_at(db, sql, now).await?;
         let schema = s.schema();
         let mut out = Vec::new();
         while let Some(b) = s.next().await {

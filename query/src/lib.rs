@@ -20,5 +20,5 @@ pub mod system;
 pub mod table;
 pub mod time_range;
 
-pub use engine::{QueryConfig, QueryEngine, QueryStream};
+pub use engine::{QueryConfig, QueryEngine, QueryStream, SqlCheck};
 pub use error::{Error, Result};
