@@ -118,6 +118,7 @@ impl QueryEngine {
             Arc::new(FleetCatalog::new(ingester.clone(), store_url, extra_system)),
         );
         ctx.register_udf(time_bucket());
+        crate::functions::register(&ctx);
         Ok(Self {
             ingester,
             base: ctx.state(),

@@ -16,6 +16,7 @@ pub mod dedup_exec;
 pub mod delete;
 pub mod engine;
 pub mod error;
+pub mod functions;
 pub mod system;
 pub mod table;
 pub mod time_range;

@@ -1,0 +1,389 @@
+//! The series functions as DataFusion aggregate UDFs: one implementation
+//! ([`SeriesFunction`]) parameterised by [`Kind`], one accumulator
+//! ([`SeriesAccumulator`]) that keeps the points and scores them on demand.
+//!
+//! Keeping the raw points (not running sums) is what lets one accumulator
+//! serve both shapes: `GROUP BY` (update, then evaluate once; partial
+//! states merge as lists of points) and sliding window frames (DataFusion
+//! adds the rows entering the frame with `update_batch` and removes the
+//! ones leaving it, oldest first, with `retract_batch`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, TimeUnit};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::physical_expr::expressions::Literal;
+
+use super::score::{self, Point};
+
+/// Which score a [`SeriesFunction`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    ZScore,
+    RobustZScore,
+    /// Third argument: `alpha` in (0, 1].
+    EwmaDeviation,
+    /// Third argument: the period, an `INTERVAL` (days and smaller units).
+    SeasonalDelta,
+    Increase,
+    Rate,
+    /// `(time, at)`: seconds from the latest `time` to `at` (absence).
+    Staleness,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::ZScore,
+        Kind::RobustZScore,
+        Kind::EwmaDeviation,
+        Kind::SeasonalDelta,
+        Kind::Increase,
+        Kind::Rate,
+        Kind::Staleness,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::ZScore => "zscore",
+            Kind::RobustZScore => "robust_zscore",
+            Kind::EwmaDeviation => "ewma_deviation",
+            Kind::SeasonalDelta => "seasonal_delta",
+            Kind::Increase => "increase",
+            Kind::Rate => "rate",
+            Kind::Staleness => "staleness",
+        }
+    }
+
+    /// How the function is called, for error messages.
+    fn usage(self) -> &'static str {
+        match self {
+            Kind::ZScore => "zscore(value, time)",
+            Kind::RobustZScore => "robust_zscore(value, time)",
+            Kind::EwmaDeviation => "ewma_deviation(value, time, alpha), alpha in (0, 1]",
+            Kind::SeasonalDelta => "seasonal_delta(value, time, INTERVAL '1 day')",
+            Kind::Increase => "increase(counter, time)",
+            Kind::Rate => "rate(counter, time)",
+            Kind::Staleness => "staleness(time, now())",
+        }
+    }
+
+    fn has_param(self) -> bool {
+        matches!(self, Kind::EwmaDeviation | Kind::SeasonalDelta)
+    }
+}
+
+/// The third argument, checked.
+#[derive(Debug, Clone, Copy)]
+enum Param {
+    None,
+    Alpha(f64),
+    PeriodNs(i64),
+}
+
+/// An aggregate UDF over `(value, time[, parameter])`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SeriesFunction {
+    kind: Kind,
+    signature: Signature,
+}
+
+impl SeriesFunction {
+    pub fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for SeriesFunction {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let kind = self.kind;
+        let want = if kind.has_param() { 3 } else { 2 };
+        if arg_types.len() != want {
+            return plan_err!(
+                "{} takes {want} arguments, got {}: use {}",
+                kind.name(),
+                arg_types.len(),
+                kind.usage()
+            );
+        }
+        if kind == Kind::Staleness {
+            return match arg_types {
+                [DataType::Timestamp(_, tz), DataType::Timestamp(_, tz_at)] => Ok(vec![
+                    DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+                    DataType::Timestamp(TimeUnit::Nanosecond, tz_at.clone()),
+                ]),
+                _ => plan_err!(
+                    "staleness takes two timestamps, got {arg_types:?}: use {}",
+                    kind.usage()
+                ),
+            };
+        }
+        let value = &arg_types[0];
+        if !(value.is_numeric() || value == &DataType::Null) {
+            return plan_err!(
+                "{}: the first argument must be numeric, got {value}: use {}",
+                kind.name(),
+                kind.usage()
+            );
+        }
+        let time = match &arg_types[1] {
+            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+            other => {
+                return plan_err!(
+                    "{}: the second argument must be a timestamp (the time column), got {other}: use {}",
+                    kind.name(),
+                    kind.usage()
+                );
+            }
+        };
+        let mut out = vec![DataType::Float64, time];
+        match kind {
+            Kind::EwmaDeviation if arg_types[2].is_numeric() => out.push(DataType::Float64),
+            Kind::SeasonalDelta if matches!(arg_types[2], DataType::Interval(_)) => {
+                out.push(arg_types[2].clone())
+            }
+            Kind::EwmaDeviation | Kind::SeasonalDelta => {
+                return plan_err!(
+                    "{}: bad third argument of type {}: use {}",
+                    kind.name(),
+                    arg_types[2],
+                    kind.usage()
+                );
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn is_nullable(&self) -> bool {
+        true
+    }
+
+    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let param = match self.kind {
+            Kind::EwmaDeviation => {
+                let alpha = match literal(self.kind, &acc_args)? {
+                    ScalarValue::Float64(Some(a)) => a,
+                    other => {
+                        return plan_err!(
+                            "ewma_deviation: alpha must be a number, got {other}: use {}",
+                            self.kind.usage()
+                        );
+                    }
+                };
+                if !(alpha > 0.0 && alpha <= 1.0) {
+                    return plan_err!(
+                        "ewma_deviation: alpha must be in (0, 1], got {alpha}: use {}",
+                        self.kind.usage()
+                    );
+                }
+                Param::Alpha(alpha)
+            }
+            Kind::SeasonalDelta => Param::PeriodNs(period_ns(&literal(self.kind, &acc_args)?)?),
+            _ => Param::None,
+        };
+        Ok(Box::new(SeriesAccumulator {
+            kind: self.kind,
+            param,
+            points: VecDeque::new(),
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![
+            Arc::new(Field::new_list(
+                format!("{}[times]", args.name),
+                Field::new_list_field(DataType::Int64, true),
+                true,
+            )),
+            Arc::new(Field::new_list(
+                format!("{}[values]", args.name),
+                Field::new_list_field(DataType::Float64, true),
+                true,
+            )),
+        ])
+    }
+}
+
+/// The constant third argument.
+fn literal(kind: Kind, args: &AccumulatorArgs) -> Result<ScalarValue> {
+    match args.exprs.get(2).and_then(|e| e.downcast_ref::<Literal>()) {
+        Some(l) => Ok(l.value().clone()),
+        None => plan_err!(
+            "{}: the third argument must be a constant: use {}",
+            kind.name(),
+            kind.usage()
+        ),
+    }
+}
+
+fn period_ns(v: &ScalarValue) -> Result<i64> {
+    const DAY_NS: i64 = 86_400 * 1_000_000_000;
+    let ns = match v {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            i64::from(i.days) * DAY_NS + i.nanoseconds
+        }
+        ScalarValue::IntervalDayTime(Some(i)) => {
+            i64::from(i.days) * DAY_NS + i64::from(i.milliseconds) * 1_000_000
+        }
+        ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)) => {
+            return plan_err!(
+                "seasonal_delta: months have no fixed length; give the period in days or smaller units, e.g. INTERVAL '7 days'"
+            );
+        }
+        other => {
+            return plan_err!(
+                "seasonal_delta: the period must be an INTERVAL, got {other}: use seasonal_delta(value, time, INTERVAL '1 day')"
+            );
+        }
+    };
+    if ns <= 0 {
+        return plan_err!("seasonal_delta: the period must be positive, got {v}");
+    }
+    Ok(ns)
+}
+
+/// The points of one group or window frame, in arrival order. A row with a
+/// NULL, NaN or infinite value (or a NULL time) is kept as an invalid point
+/// so that `retract_batch` stays aligned with the rows DataFusion added.
+#[derive(Debug)]
+pub struct SeriesAccumulator {
+    kind: Kind,
+    param: Param,
+    points: VecDeque<Point>,
+}
+
+impl SeriesAccumulator {
+    fn push_arrays(&mut self, values: &ArrayRef, times: &ArrayRef) -> Result<()> {
+        let values = match values.data_type() {
+            // staleness: the `at` timestamps, as nanoseconds.
+            DataType::Timestamp(..) => cast(&cast(values, &DataType::Int64)?, &DataType::Float64)?,
+            _ => cast(values, &DataType::Float64)?,
+        };
+        let values = values.as_primitive::<Float64Type>();
+        let times = cast(times, &DataType::Int64)?;
+        let times = times.as_primitive::<Int64Type>();
+        if values.len() != times.len() {
+            return exec_err!("series function: value and time columns differ in length");
+        }
+        self.points.extend((0..values.len()).map(|i| {
+            if values.is_valid(i) && times.is_valid(i) {
+                (times.value(i), values.value(i))
+            } else {
+                (0, f64::NAN)
+            }
+        }));
+        Ok(())
+    }
+
+    /// The valid points, sorted by time (stable: ties keep arrival order).
+    fn sorted(&self) -> Vec<Point> {
+        let mut v: Vec<Point> = self
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.1.is_finite())
+            .collect();
+        v.sort_by_key(|p| p.0);
+        v
+    }
+}
+
+impl Accumulator for SeriesAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        match self.kind {
+            // staleness(time, at): the point is (time, at).
+            Kind::Staleness => self.push_arrays(&values[1], &values[0]),
+            _ => self.push_arrays(&values[0], &values[1]),
+        }
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let n = values[0].len();
+        if n > self.points.len() {
+            return exec_err!(
+                "{}: asked to retract {n} rows of {}",
+                self.kind.name(),
+                self.points.len()
+            );
+        }
+        self.points.drain(..n);
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let p = self.sorted();
+        let v = match (self.kind, self.param) {
+            (Kind::ZScore, _) => score::zscore(&p),
+            (Kind::RobustZScore, _) => score::robust_zscore(&p),
+            (Kind::EwmaDeviation, Param::Alpha(a)) => score::ewma_deviation(&p, a),
+            (Kind::SeasonalDelta, Param::PeriodNs(ns)) => score::seasonal_delta(&p, ns),
+            (Kind::Increase, _) => score::increase(&p),
+            (Kind::Rate, _) => score::rate(&p),
+            (Kind::Staleness, _) => score::staleness(&p),
+            (kind, param) => {
+                return exec_err!("{}: missing parameter ({param:?})", kind.name());
+            }
+        };
+        Ok(ScalarValue::Float64(v))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.points.capacity() * size_of::<Point>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let p = self.sorted();
+        let times = Int64Array::from_iter_values(p.iter().map(|p| p.0));
+        let values = Float64Array::from_iter_values(p.iter().map(|p| p.1));
+        Ok(vec![
+            ScalarValue::List(Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(DataType::Int64, true)),
+                arrow::buffer::OffsetBuffer::from_lengths([times.len()]),
+                Arc::new(times),
+                None,
+            ))),
+            ScalarValue::List(Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(DataType::Float64, true)),
+                arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
+                Arc::new(values),
+                None,
+            ))),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let times = states[0].as_list::<i32>();
+        let values = states[1].as_list::<i32>();
+        for i in 0..times.len() {
+            if times.is_null(i) || values.is_null(i) {
+                continue;
+            }
+            self.push_arrays(&values.value(i), &times.value(i))?;
+        }
+        Ok(())
+    }
+}
