@@ -143,12 +143,13 @@ wait_http "$furl/health"
 ingest fleetlake "$furl/api/v3/write_lp?db=fleet"
 echo "fleetlake rss_kb $(rss_kb $fpid)" >>"$facts"
 curl -sf -X POST "$furl/api/v1/admin/flush" >/dev/null
-echo "fleetlake bytes_flush $(du -sb "$work/fleetlake" | cut -f1)" >>"$facts"
+echo "fleetlake bytes_flush $(du -sb "$work/fleetlake/store" | cut -f1)" >>"$facts"
+wal_after_flush=$(du -sb "$work/fleetlake/wal" | cut -f1)
 t0=$(date +%s.%N)
 curl -sf -X POST "$furl/api/v1/admin/compact" >/dev/null
 t1=$(date +%s.%N)
-echo "fleetlake bytes_compacted $(du -sb "$work/fleetlake" | cut -f1)" >>"$facts"
-echo "fleetlake note data dir (Parquet + catalog + WAL) after a flush and after POST /api/v1/admin/compact ($(awk "BEGIN {printf \"%.1f\", $t1 - $t0}") s); acks after an fsynced WAL append; RSS = VmHWM after ingest" >>"$facts"
+echo "fleetlake bytes_compacted $(du -sb "$work/fleetlake/store" | cut -f1)" >>"$facts"
+echo "fleetlake note store (Parquet + catalog; the WAL's newest segment, kept after the flush, is $wal_after_flush more bytes) after a flush and after POST /api/v1/admin/compact ($(awk "BEGIN {printf \"%.1f\", $t1 - $t0}") s); acks after an fsynced WAL append; RSS = VmHWM after ingest" >>"$facts"
 parquet_glob="$work/fleetlake/store/fleet/cpu/**/*.parquet"
 echo "duckdb note reads fleetlake's $(find "$work/fleetlake/store/fleet/cpu" -name '*.parquet' | wc -l) compacted Parquet file(s) ($(find "$work/fleetlake/store/fleet/cpu" -name '*.parquet' -exec du -cb {} + | tail -n 1 | cut -f1) bytes); in-process times, no HTTP" >>"$facts"
 
