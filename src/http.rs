@@ -2,6 +2,7 @@
 
 mod grafana;
 mod metrics;
+mod prometheus;
 mod query;
 mod write;
 
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics::render))
         .merge(grafana::routes())
+        .merge(prometheus::routes())
         // Bodies are size-checked by the handlers themselves (413 with a message).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
