@@ -203,15 +203,11 @@ mod tests {
     use super::*;
     use crate::plan::{QueryTimes, plan};
 
-    /// Evaluates `q` over in-memory series (label pairs, samples every 10 s
-    /// from t=10 s with the given values) at steps `start..=end` (seconds).
-    fn eval(
-        q: &str,
-        data: &[(&[(&str, &str)], Vec<f64>)],
-        start: i64,
-        end: i64,
-        step: i64,
-    ) -> Value {
+    /// A test series: label pairs, and values sampled every 10 s from t=10 s.
+    type TestSeries<'a> = (&'a [(&'a str, &'a str)], Vec<f64>);
+
+    /// Evaluates `q` over in-memory series at steps `start..=end` (seconds).
+    fn eval(q: &str, data: &[TestSeries<'_>], start: i64, end: i64, step: i64) -> Value {
         let expr = Box::new(promql_parser::parser::parse(q).unwrap());
         let qt = QueryTimes {
             start: start * 1000,

@@ -104,7 +104,7 @@ pub fn scan_sql(m: &MetricColumn, matchers: &[Matcher], lo_ms: i64, hi_ms: i64) 
         format!("{} IS NOT NULL", ident(&m.field)),
     ];
     for x in matchers.iter().filter(|x| x.name != METRIC_NAME) {
-        if m.tags.iter().any(|t| *t == x.name) {
+        if m.tags.contains(&x.name) {
             wheres.push(tag_predicate(&x.name, x));
         } else if !x.is_match("") {
             return None;
@@ -148,7 +148,9 @@ fn group_rows(
     batches: &[arrow::record_batch::RecordBatch],
 ) -> Result<Vec<RawSeries>> {
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut series: Vec<(Vec<Option<String>>, Vec<(i64, f64)>)> = Vec::new();
+    // (tag values in the metric's tag order, (time ms, value) samples)
+    type Grouped = (Vec<Option<String>>, Vec<(i64, f64)>);
+    let mut series: Vec<Grouped> = Vec::new();
     let internal = |e: arrow::error::ArrowError| Error::Internal(e.to_string());
     for b in batches {
         let ntags = m.tags.len();

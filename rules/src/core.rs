@@ -236,6 +236,8 @@ fn action_type(def: &RuleDef) -> String {
         .to_string()
 }
 
+// The arguments are the parts of one notification; the callers hold them apart.
+#[allow(clippy::too_many_arguments)]
 pub fn request(
     def: &RuleDef,
     version: u64,

@@ -38,6 +38,10 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct SystemClock;
 
+/// One rule as `system.rules` shows it: definition, where it came from, its
+/// state, its last error and its last evaluation's duration (ms).
+pub(crate) type RuleSnapshot = (Arc<RuleDef>, Source, RuleState, Option<String>, f64);
+
 impl Clock for SystemClock {
     fn now_ns(&self) -> i64 {
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -370,14 +374,14 @@ impl RulesEngine {
                 return;
             }
         };
-        if def.kind == Kind::Record {
-            if let Err(e) = self.write_records(&def, &samples, at).await {
-                let mut inner = self.inner.lock();
-                if let Some(l) = inner.rules.get_mut(name) {
-                    l.last_error = Some(format!("writing into {:?}: {e}", def.into));
-                }
-                return;
+        if def.kind == Kind::Record
+            && let Err(e) = self.write_records(&def, &samples, at).await
+        {
+            let mut inner = self.inner.lock();
+            if let Some(l) = inner.rules.get_mut(name) {
+                l.last_error = Some(format!("writing into {:?}: {e}", def.into));
             }
+            return;
         }
         let outcome = {
             let mut inner = self.inner.lock();
@@ -789,7 +793,7 @@ impl RulesEngine {
 
     pub fn rule_json(&self, name: &str) -> Option<Value> {
         let inner = self.inner.lock();
-        inner.rules.get(name).map(|l| loaded_json(l))
+        inner.rules.get(name).map(loaded_json)
     }
 
     pub fn rules_json(&self) -> Value {
@@ -968,9 +972,7 @@ impl RulesEngine {
         self.inner.lock().actions.iter().cloned().collect()
     }
 
-    pub(crate) fn snapshot_rules(
-        &self,
-    ) -> Vec<(Arc<RuleDef>, Source, RuleState, Option<String>, f64)> {
+    pub(crate) fn snapshot_rules(&self) -> Vec<RuleSnapshot> {
         self.inner
             .lock()
             .rules

@@ -63,15 +63,9 @@ impl SystemTable for RulesTable {
             Field::new("breaker_open", DataType::Boolean, false),
             Field::new("instances", DataType::UInt64, false),
         ]));
-        let col = |f: &dyn Fn(
-            &(
-                Arc<crate::definition::RuleDef>,
-                Source,
-                crate::core::RuleState,
-                Option<String>,
-                f64,
-            ),
-        ) -> Option<String>| { strings(rules.iter().map(f).collect()) };
+        let col = |f: &dyn Fn(&crate::engine::RuleSnapshot) -> Option<String>| {
+            strings(rules.iter().map(f).collect())
+        };
         let arrays: Vec<ArrayRef> = vec![
             col(&|r| Some(r.0.name.clone())),
             col(&|r| Some(r.0.kind.as_str().into())),
@@ -146,9 +140,8 @@ impl SystemTable for AlertsTable {
             Field::new("last_seen", ts(), false),
             Field::new("attempts", DataType::UInt64, false),
         ]));
-        let s = |f: &dyn Fn(&(String, u64, String, String, crate::state::Instance)) -> String| {
-            strings(rows.iter().map(|r| Some(f(r))).collect())
-        };
+        let s =
+            |f: &dyn Fn(&AlertRow) -> String| strings(rows.iter().map(|r| Some(f(r))).collect());
         let arrays: Vec<ArrayRef> = vec![
             s(&|r| r.0.clone()),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
@@ -225,3 +218,7 @@ impl SystemTable for ActionsTable {
         Ok(RecordBatch::try_new(schema, arrays)?)
     }
 }
+
+/// One alert instance as `system.alerts` shows it: rule, version, key,
+/// labels (JSON), and its state.
+type AlertRow = (String, u64, String, String, crate::state::Instance);

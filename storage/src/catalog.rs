@@ -258,7 +258,7 @@ impl CatalogState {
                     strict,
                 } => {
                     let t = self.table_mut(db, table)?;
-                    if *strict && let Some(p) = paths.iter().find(|p| !t.files.contains_key(*p)) {
+                    if *strict && let Some(p) = paths.iter().find(|p| !t.files.contains_key(p)) {
                         return Err(Error::FileNotLive { path: p.clone() });
                     }
                     for p in paths {

@@ -276,7 +276,7 @@ fn parse_le(s: &str) -> std::result::Result<f64, ()> {
 }
 
 /// Prometheus `bucketQuantile` over `(upper bound, cumulative count)`.
-pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+pub(crate) fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
