@@ -331,15 +331,10 @@ async fn post(client: &reqwest::Client, url: &str, body: &Body, st: &mut RoundSt
             return Ok(());
         }
         if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < MAX_503 {
-            let wait = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(1.0);
+            let wait = retry_after(&resp);
             let _ = resp.bytes().await;
             st.retries_503 += 1;
-            tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.01, 60.0))).await;
+            tokio::time::sleep(wait).await;
             continue;
         }
         let text = resp.text().await.unwrap_or_default();
@@ -358,6 +353,18 @@ fn process_cpu_s() -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// How long a 503 asks the client to wait (`Retry-After`, seconds; 1 s when
+/// absent or unreadable), kept within 10 ms .. 60 s.
+pub fn retry_after(resp: &reqwest::Response) -> Duration {
+    let secs = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(1.0);
+    Duration::from_secs_f64(secs.clamp(0.01, 60.0))
 }
 
 #[cfg(test)]

@@ -230,18 +230,22 @@ impl Params {
         format!("({})", list.join(" OR "))
     }
 
+    /// `f(m) AS alias_m` for each of the query's metrics, comma-separated
+    /// (SQL and InfluxQL alike).
+    fn aggregates(&self, f: &str, alias: &str) -> String {
+        self.metrics()
+            .iter()
+            .map(|m| format!("{f}({m}) AS {alias}_{m}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// fleetlake SQL (DataFusion), the text TSBS sends TimescaleDB with
     /// `time_bucket`; DuckDB runs it unchanged over a `cpu` view.
     pub fn sql(&self) -> String {
         let b = self.shape.bucket_col();
         let bucket = format!("time_bucket(INTERVAL '1 {b}', time) AS {b}");
-        let aggs = |f: &str, alias: &str| -> String {
-            self.metrics()
-                .iter()
-                .map(|m| format!("{f}({m}) AS {alias}_{m}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let aggs = |f: &str, alias: &str| self.aggregates(f, alias);
         match self.shape {
             Shape::MaxPerBucket { .. } => format!(
                 "SELECT {bucket}, {} FROM cpu WHERE {} AND {} GROUP BY {b} ORDER BY {b}",
@@ -281,13 +285,7 @@ impl Params {
         } else {
             "1m"
         };
-        let aggs = |f: &str, alias: &str| -> String {
-            self.metrics()
-                .iter()
-                .map(|m| format!("{f}({m}) AS {alias}_{m}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let aggs = |f: &str, alias: &str| self.aggregates(f, alias);
         match self.shape {
             Shape::MaxPerBucket { .. } => format!(
                 "SELECT {} FROM cpu WHERE {} AND {} GROUP BY time({b}) fill(none)",
@@ -403,14 +401,14 @@ impl Params {
             Shape::HighCpu { .. } => {
                 each_row(data, hosts, self.t0, self.t1, |h, t, f| {
                     if f[0] > 90 {
-                        table.rows.push(full_row(h, t, &f));
+                        table.rows.push(full_row(h, t, f));
                     }
                 });
             }
             Shape::Lastpoint => {
                 let last_t = data.epoch_ns(data.epochs() - 1);
                 each_row(data, hosts, last_t, last_t + 1, |h, t, f| {
-                    table.rows.push(full_row(h, t, &f));
+                    table.rows.push(full_row(h, t, f));
                 });
             }
         }

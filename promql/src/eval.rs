@@ -18,7 +18,7 @@ use promql_parser::parser::{Expr, SubqueryExpr};
 
 use crate::error::{Error, Result};
 use crate::plan::{self, DEFAULT_SUBQUERY_STEP_MS, QueryTimes, at_ms, offset_ms};
-use crate::value::{Labels, RawSeries, StepSeries, Value, is_stale};
+use crate::value::{Labels, RawSeries, StepSeries, Value};
 
 /// Evaluates expressions at the times `steps`.
 pub struct Evaluator<'a> {
@@ -69,9 +69,7 @@ impl<'a> Evaluator<'a> {
                             .iter()
                             .map(|&t| {
                                 let te = at.unwrap_or(t) - off;
-                                let i = s.t.partition_point(|&x| x <= te);
-                                (i > 0 && s.t[i - 1] > te - lookback && !is_stale(s.v[i - 1]))
-                                    .then(|| s.v[i - 1])
+                                s.lookback_index(te, lookback).map(|i| s.v[i])
                             })
                             .collect();
                         v.iter().any(Option::is_some).then(|| StepSeries {

@@ -111,6 +111,15 @@ pub struct RawSeries {
     pub v: Vec<f64>,
 }
 
+impl RawSeries {
+    /// The sample an instant selector sees at `te` (ms): the latest at or
+    /// before it, if newer than `te - lookback` and not a staleness marker.
+    pub fn lookback_index(&self, te: i64, lookback: i64) -> Option<usize> {
+        let i = self.t.partition_point(|&x| x <= te);
+        (i > 0 && self.t[i - 1] > te - lookback && !is_stale(self.v[i - 1])).then(|| i - 1)
+    }
+}
+
 /// One series of an instant vector evaluated at every step: `v[i]` is the
 /// value at step `i`, `None` where the series has no point.
 #[derive(Debug, Clone, PartialEq)]

@@ -217,11 +217,8 @@ impl<'a> Evaluator<'a> {
                     .iter()
                     .map(|&t| {
                         let te = at.unwrap_or(t) - off;
-                        let i = s.t.partition_point(|&x| x <= te);
-                        (i > 0
-                            && s.t[i - 1] > te - self.q.lookback
-                            && !crate::value::is_stale(s.v[i - 1]))
-                        .then(|| s.t[i - 1] as f64 / 1000.0)
+                        s.lookback_index(te, self.q.lookback)
+                            .map(|i| s.t[i] as f64 / 1000.0)
                     })
                     .collect();
                 v.iter().any(Option::is_some).then(|| StepSeries {

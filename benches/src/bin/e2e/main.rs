@@ -728,15 +728,10 @@ async fn load(
                         break;
                     }
                     if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < 1000 {
-                        let wait = resp
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.trim().parse::<f64>().ok())
-                            .unwrap_or(1.0);
+                        let wait = fleetlake_benches::load::retry_after(&resp);
                         let _ = resp.bytes().await;
                         st.retries_503 += 1;
-                        tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.01, 60.0))).await;
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     let text = resp.text().await.unwrap_or_default();
