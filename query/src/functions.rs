@@ -57,6 +57,7 @@
 //! ```
 //!
 //! ```
+//! use datafusion::execution::FunctionRegistry;
 //! let ctx = datafusion::prelude::SessionContext::new();
 //! fleetlake_query::functions::register(&ctx);
 //! assert!(ctx.udaf("robust_zscore").is_ok());
