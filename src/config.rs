@@ -105,6 +105,25 @@ pub struct ServeArgs {
     /// remote write) use when a request names none (`?db=`).
     #[arg(long, env = "FLEETLAKE_PROMETHEUS_DB", default_value = "prometheus")]
     pub prometheus_db: String,
+
+    /// Directory of rule files (`*.toml`, `[[rule]]` entries; see README,
+    /// "Rules"). Re-read when a file changes; a file that does not parse or
+    /// validate stops start-up, and later keeps its previous rules.
+    #[arg(long, env = "FLEETLAKE_RULES_DIR")]
+    pub rules_dir: Option<PathBuf>,
+
+    /// Actions (self-heal rules, all rules together) allowed per hour; 0 = no global limit.
+    #[arg(long, env = "FLEETLAKE_RULES_MAX_ACTIONS_PER_HOUR", default_value_t = 100)]
+    pub rules_max_actions_per_hour: u32,
+
+    /// Actions running at once (all rules together); 0 = no global limit.
+    #[arg(long, env = "FLEETLAKE_RULES_MAX_IN_FLIGHT", default_value_t = 10)]
+    pub rules_max_in_flight: u32,
+
+    /// This server's URL as receivers should see it (Alertmanager's
+    /// generatorURL). Default: http://<the bound address>.
+    #[arg(long, env = "FLEETLAKE_RULES_EXTERNAL_URL")]
+    pub rules_external_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -117,6 +136,19 @@ impl ServeArgs {
             target_rows: self.compaction_target_rows,
             memory_limit: self.compaction_memory_limit,
             gc_grace: self.gc_grace,
+        }
+    }
+
+    pub fn rules_config(&self) -> fleetlake_rules::RulesConfig {
+        let limit = |n: u32| (n > 0).then_some(n);
+        fleetlake_rules::RulesConfig {
+            rules_dir: self.rules_dir.clone(),
+            global: fleetlake_rules::safety::GlobalLimits {
+                max_actions_per_hour: limit(self.rules_max_actions_per_hour),
+                max_in_flight: limit(self.rules_max_in_flight),
+            },
+            external_url: self.rules_external_url.clone(),
+            ..fleetlake_rules::RulesConfig::default()
         }
     }
 

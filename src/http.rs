@@ -3,7 +3,10 @@
 mod grafana;
 mod metrics;
 mod prometheus;
+mod prom_labels;
 mod query;
+mod remote_write;
+mod rules;
 mod write;
 
 use std::sync::Arc;
@@ -32,6 +35,8 @@ pub struct AppState {
     pub prometheus_db: String,
     pub metrics: Arc<ServerMetrics>,
     pub started: Instant,
+    /// Rule definitions, alert state, actions (the rules crate).
+    pub rules: Arc<fleetlake_rules::RulesEngine>,
 }
 
 impl AppState {
@@ -42,6 +47,7 @@ impl AppState {
         rollups: Arc<Rollups>,
         max_body_bytes: usize,
         prometheus_db: String,
+        rules: Arc<fleetlake_rules::RulesEngine>,
     ) -> Self {
         Self {
             ingester,
@@ -52,6 +58,7 @@ impl AppState {
             prometheus_db,
             metrics: Arc::new(ServerMetrics::default()),
             started: Instant::now(),
+            rules,
         }
     }
 }
@@ -75,6 +82,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(grafana::routes())
         .merge(prometheus::routes())
+        .merge(remote_write::routes())
+        .merge(prom_labels::routes())
+        .merge(rules::routes())
         // Bodies are size-checked by the handlers themselves (413 with a message).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)

@@ -73,10 +73,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.compaction_target_rows,
     );
     compactor.set_rollups(rollups.clone());
-    let system: Vec<Arc<dyn SystemTable>> = vec![
+    let rules = fleetlake_rules::RulesEngine::new(
+        args.rules_config(),
+        store.clone(),
+        ingester.clone(),
+    );
+    let mut system: Vec<Arc<dyn SystemTable>> = vec![
         Arc::new(CompactionsTable(compactor.clone())),
         Arc::new(RollupsTable(rollups.clone())),
     ];
+    system.extend(fleetlake_rules::system::tables(&rules));
     let engine = Arc::new(QueryEngine::with_system_tables(
         ingester.clone(),
         store,
@@ -90,7 +96,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rollups,
         args.max_body_bytes,
         args.prometheus_db.clone(),
+        rules.clone(),
     );
+    let rules_query = state.engine.clone();
 
     let shutdown = CancellationToken::new();
     let flusher = tokio::spawn(ingester.clone().run_flusher(shutdown.clone()));
@@ -103,6 +111,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     info!(%addr, store = %store_url, wal = %args.wal_dir().display(), "fleetlake listening");
     // Tests and scripts read this line to learn the port when binding to :0.
+    // Rules start once the address is known (their generatorURL); a bad
+    // rule file stops start-up here, before the server answers.
+    let rules_task = rules
+        .start(rules_query, format!("http://{addr}"), shutdown.clone())
+        .await
+        .context("loading rules")?;
     println!("fleetlake listening on http://{addr}");
 
     let app = http::router(state);
@@ -116,6 +130,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     shutdown.cancel();
     let _ = flusher.await;
+    let _ = rules_task.await;
     if let Some(c) = compaction {
         // A merge in progress finishes or is abandoned: both are safe.
         let _ = tokio::task::spawn_blocking(move || c.join()).await;

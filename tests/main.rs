@@ -2,6 +2,7 @@
 
 mod common;
 
+mod anomaly;
 mod bad_input;
 mod compaction;
 mod crash;
@@ -9,8 +10,11 @@ mod deletes;
 mod duckdb;
 mod grafana;
 mod identity;
+mod prometheus;
+mod promql;
 mod pruning;
 mod rollup;
+mod rules;
 mod s3;
 mod slt;
 mod tsbs;

@@ -23,6 +23,7 @@ use crate::buffer::{BufferContents, SEQ_COLUMN, align_to_schema, file_seq};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::precision::Precision;
+use crate::series_index::SeriesIndexes;
 use crate::validate::{RejectedLine, SchemaSource, validate};
 use crate::wal::{self, AppendPayload, Wal, WalApply};
 
@@ -136,6 +137,7 @@ pub struct Ingester {
     flush_wanted: Notify,
     metrics: Arc<IngestMetrics>,
     config: IngestConfig,
+    series: Arc<SeriesIndexes>,
 }
 
 impl std::fmt::Debug for Ingester {
@@ -160,6 +162,7 @@ impl Ingester {
         }
         let schemas = Arc::new(LiveSchemas(RwLock::new(schemas)));
         let buffer = Arc::new(SharedBuffer::default());
+        let series = SeriesIndexes::start(catalog.clone());
         std::fs::create_dir_all(&config.wal_dir).map_err(|source| Error::WalIo {
             path: config.wal_dir.clone(),
             source,
@@ -192,7 +195,9 @@ impl Ingester {
             }
             schemas.merge(&r.db, &v.new_columns)?;
             replayed += v.rows;
+            let pending = SeriesIndexes::pending(&v.tables);
             buffer.apply(r.seq, &r.db, v.tables);
+            series.add_writes(&r.db, pending);
         }
         info!(
             replayed_rows = replayed,
@@ -216,6 +221,7 @@ impl Ingester {
             flush_wanted: Notify::new(),
             metrics,
             config,
+            series,
         }))
     }
 
@@ -229,6 +235,11 @@ impl Ingester {
 
     pub fn config(&self) -> &IngestConfig {
         &self.config
+    }
+
+    /// The series index of every table (label listing without data scans).
+    pub fn series_index(&self) -> &Arc<SeriesIndexes> {
+        &self.series
     }
 
     /// Buffered bytes (active plus being flushed) and in-flight request bytes.
@@ -307,9 +318,12 @@ impl Ingester {
             });
         }
         self.schemas.merge(db, &v.new_columns)?;
+        let pending = SeriesIndexes::pending(&v.tables);
         self.wal
             .append(db, default_time, precision, v.accepted_lines, v.tables)
             .await?;
+        // After the append: the buffer has the rows (see SeriesIndexes::seal).
+        self.series.add_writes(db, pending);
         self.metrics.rows_written.add(v.rows as u64);
         self.metrics.fields_written.add(v.fields as u64);
         Ok(WriteOutcome {
@@ -435,6 +449,7 @@ impl Ingester {
                     return Ok(0);
                 }
                 let taken = std::mem::take(&mut st.active);
+                self.series.seal(taken.last_wal_seq);
                 st.flushing = Some(Arc::new(taken));
             }
             st.flushing.clone().expect("set above")
@@ -492,8 +507,17 @@ impl Ingester {
                 }
                 let (start, _) = day_bounds(*day);
                 let day_name = fleetlake_storage::layout::day_of(start);
+                let series_batch = batch.clone();
                 let mut meta =
                     write_data_file(self.catalog.store(), db, table, &day_name, batch, seq).await?;
+                let tags: Vec<String> = live.tags_sorted().into_iter().map(String::from).collect();
+                SeriesIndexes::write_series_file(
+                    self.catalog.store(),
+                    &meta.path,
+                    &series_batch,
+                    &tags,
+                )
+                .await?;
                 meta.sort_order = order;
                 self.metrics.flushed_rows.add(meta.rows);
                 self.metrics.flushed_bytes.add(meta.bytes);

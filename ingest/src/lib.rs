@@ -22,6 +22,8 @@ pub mod ingester;
 pub mod line_protocol;
 pub mod metrics;
 pub mod precision;
+pub mod remote_write;
+pub mod series_index;
 pub mod validate;
 pub mod wal;
 

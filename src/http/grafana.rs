@@ -616,16 +616,13 @@ async fn variable_values(
                 schema.tags_sorted().join(", ")
             )));
         }
-        let sql = format!(
-            "SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY 1",
-            c = ident(&tag),
-            t = ident(&table)
-        );
-        let (_, batches) = run(state, &db, &sql).await?;
-        return Ok(strings_of(&batches, 0)?
-            .into_iter()
-            .map(|v| (v.clone(), v))
-            .collect());
+        // From the series index: no data is read.
+        let values = state
+            .ingester
+            .series_index()
+            .label_values(&db, &table, &tag, &[], Default::default())
+            .await?;
+        return Ok(values.into_iter().map(|v| (v.clone(), v)).collect());
     }
     let ctx = MacroContext {
         range: b.range.as_ref().map(TimeRange::nanos).transpose()?,
@@ -673,11 +670,16 @@ async fn tag_keys(
 ) -> Result<Json<Value>, ApiError> {
     let b: MetricsBody = parse(&body, "{}")?;
     let db = db_of(&payload_map(b.payload.as_ref()), &url_db.0)?;
+    // Tags some live series has, from the series index.
     let mut keys = BTreeSet::new();
     for table in state.ingester.tables(&db) {
-        if let Some(s) = state.ingester.table_schema(&db, &table) {
-            keys.extend(s.tags_sorted().into_iter().map(String::from));
-        }
+        keys.extend(
+            state
+                .ingester
+                .series_index()
+                .label_names(&db, &table, &[], Default::default())
+                .await?,
+        );
     }
     Ok(Json(Value::Array(
         keys.into_iter()
@@ -702,34 +704,25 @@ async fn tag_values(
 ) -> Result<Json<Value>, ApiError> {
     let b: TagValuesBody = parse(&body, r#"{"key": "hostname"}"#)?;
     let db = db_of(&payload_map(b.payload.as_ref()), &url_db.0)?;
-    let selects: Vec<String> = state
-        .ingester
-        .tables(&db)
-        .into_iter()
-        .filter(|t| {
-            state
-                .ingester
-                .table_schema(&db, t)
-                .is_some_and(|s| s.kind_of(&b.key) == Some(ColumnKind::Tag))
-        })
-        .map(|t| {
-            format!(
-                "SELECT DISTINCT CAST({c} AS VARCHAR) AS v FROM {t} WHERE {c} IS NOT NULL",
-                c = ident(&b.key),
-                t = ident(&t)
-            )
-        })
-        .collect();
-    if selects.is_empty() {
-        return Ok(Json(json!([])));
+    // From the series index: no data is read.
+    let mut values = BTreeSet::new();
+    for t in state.ingester.tables(&db) {
+        let is_tag = state
+            .ingester
+            .table_schema(&db, &t)
+            .is_some_and(|s| s.kind_of(&b.key) == Some(ColumnKind::Tag));
+        if is_tag {
+            values.extend(
+                state
+                    .ingester
+                    .series_index()
+                    .label_values(&db, &t, &b.key, &[], Default::default())
+                    .await?,
+            );
+        }
     }
-    let sql = format!("{} ORDER BY 1", selects.join(" UNION "));
-    let (_, batches) = run(&state, &db, &sql).await?;
     Ok(Json(Value::Array(
-        strings_of(&batches, 0)?
-            .into_iter()
-            .map(|v| json!({"text": v}))
-            .collect(),
+        values.into_iter().map(|v| json!({"text": v})).collect(),
     )))
 }
 
