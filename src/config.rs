@@ -113,7 +113,11 @@ pub struct ServeArgs {
     pub rules_dir: Option<PathBuf>,
 
     /// Actions (self-heal rules, all rules together) allowed per hour; 0 = no global limit.
-    #[arg(long, env = "FLEETLAKE_RULES_MAX_ACTIONS_PER_HOUR", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "FLEETLAKE_RULES_MAX_ACTIONS_PER_HOUR",
+        default_value_t = 100
+    )]
     pub rules_max_actions_per_hour: u32,
 
     /// Actions running at once (all rules together); 0 = no global limit.

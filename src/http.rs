@@ -2,8 +2,8 @@
 
 mod grafana;
 mod metrics;
-mod prometheus;
 mod prom_labels;
+mod prometheus;
 mod query;
 mod remote_write;
 mod rules;

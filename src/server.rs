@@ -73,11 +73,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.compaction_target_rows,
     );
     compactor.set_rollups(rollups.clone());
-    let rules = fleetlake_rules::RulesEngine::new(
-        args.rules_config(),
-        store.clone(),
-        ingester.clone(),
-    );
+    let rules =
+        fleetlake_rules::RulesEngine::new(args.rules_config(), store.clone(), ingester.clone());
     let mut system: Vec<Arc<dyn SystemTable>> = vec![
         Arc::new(CompactionsTable(compactor.clone())),
         Arc::new(RollupsTable(rollups.clone())),

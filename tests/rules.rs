@@ -354,7 +354,8 @@ async fn restart_mid_for_keeps_the_timer() {
 async fn webhook_action_and_exec_action() {
     let hook = receiver(200).await;
     let server = Server::start(&[]);
-    write_probe(&server, &[(1, 1, 90.0), (2, 2, 95.0)]).await;
+    // h3 is healthy: the candidates are not the whole fleet (which executes nothing).
+    write_probe(&server, &[(1, 1, 90.0), (2, 2, 95.0), (3, 3, 10.0)]).await;
     let rule = self_heal(
         "heal_hook",
         json!({"type": "webhook", "url": hook.url, "timeout": "2s", "retries": 1}),
@@ -542,7 +543,10 @@ async fn alertmanager_receives_and_resolves() {
 async fn fault_storm_limits_and_breaker() {
     let hook = receiver(500).await;
     let server = Server::start(&["--rules-max-actions-per-hour", "1000"]);
-    let hosts: Vec<_> = (0..40).map(|h| (h, h % 8, 99.0)).collect();
+    // 40 hot, 4 healthy: the candidates are not the whole fleet.
+    let hosts: Vec<_> = (0..44)
+        .map(|h| (h, h % 8, if h < 40 { 99.0 } else { 10.0 }))
+        .collect();
     write_probe(&server, &hosts).await;
     let rule = self_heal(
         "storm",
@@ -570,8 +574,9 @@ async fn fault_storm_limits_and_breaker() {
         executed.len()
     );
     assert!(hook.bodies.lock().len() <= 6);
-    // First evaluation: one per rack (8 racks), so 8 - 6 hit the rate limit,
-    // the other 32 the scope cap.
+    // First evaluation: one per rack, six racks before the rate limit; the
+    // other 4 hosts of those six racks hit the scope cap (24), every host of
+    // the two racks left (2 × 5) the rate limit.
     let first_t = rows[0]["t"].clone();
     let first: Vec<_> = rows.iter().filter(|r| r["t"] == first_t).collect();
     assert_eq!(first.len(), 40);
@@ -580,8 +585,8 @@ async fn fault_storm_limits_and_breaker() {
         first.iter().filter(|r| r["decision"] == "executed").count(),
         6
     );
-    assert_eq!(count("rate_limit"), 2);
-    assert_eq!(count("scope_cap"), 32);
+    assert_eq!(count("rate_limit"), 10);
+    assert_eq!(count("scope_cap"), 24);
     assert!(
         first
             .iter()
@@ -684,7 +689,12 @@ async fn max_candidates_cooldown_attempts_escalation() {
 async fn approval_approve_deny_expire() {
     let hook = receiver(200).await;
     let server = Server::start(&[]);
-    write_probe(&server, &[(1, 1, 99.0), (2, 2, 99.0), (3, 3, 99.0)]).await;
+    // h4 is healthy: the candidates are not the whole fleet.
+    write_probe(
+        &server,
+        &[(1, 1, 99.0), (2, 2, 99.0), (3, 3, 99.0), (4, 4, 10.0)],
+    )
+    .await;
     let rule = self_heal(
         "ask",
         json!({"type": "webhook", "url": hook.url}),

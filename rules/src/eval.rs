@@ -123,6 +123,10 @@ pub fn row_text(row: &serde_json::Map<String, Value>) -> BTreeMap<String, String
             let s = match v {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
+                // As Prometheus' templates print a float: 90, not 90.0.
+                Value::Number(n) if n.is_f64() => {
+                    n.as_f64().map_or(n.to_string(), |f| f.to_string())
+                }
                 other => other.to_string(),
             };
             (k.clone(), s)
