@@ -35,7 +35,7 @@ fn increment(h: usize, d: usize, e: usize) -> f64 {
 /// engages and its rate is VictoriaMetrics' `increase_prometheus` scaled
 /// (see the corpus notes).
 fn resets_at(h: usize, e: usize) -> bool {
-    e > 0 && (e + h * 37) % 157 == 0
+    e > 0 && (e + h * 37).is_multiple_of(157)
 }
 
 const BUCKETS: [&str; 6] = ["0.05", "0.1", "0.25", "0.5", "1", "+Inf"];
@@ -47,9 +47,9 @@ fn dataset(start: i64) -> Vec<String> {
     let mut hosts: Vec<fleetlake_sim::tsbs::CpuHost> = (0..HOSTS as u64)
         .map(|h| fleetlake_sim::tsbs::CpuHost::new(7, h))
         .collect();
-    let mut bytes = vec![[1000.0f64; 2]; HOSTS];
-    let mut packets = vec![[500.0f64; 2]; HOSTS];
-    let mut buckets = vec![[0.0f64; 6]; HOSTS];
+    let mut bytes = [[1000.0f64; 2]; HOSTS];
+    let mut packets = [[500.0f64; 2]; HOSTS];
+    let mut buckets = [[0.0f64; 6]; HOSTS];
     let mut out = Vec::with_capacity(EPOCHS);
     for e in 0..EPOCHS {
         let ns = (start + e as i64 * INTERVAL_S) * 1_000_000_000;
@@ -234,8 +234,8 @@ async fn grafana_save_and_test_query_range_and_metadata() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(
-        r.text().await.unwrap(),
-        r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#
+        r.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status":"success","data":{"resultType":"scalar","result":[4,"2"]}})
     );
     // The same as a form POST (Grafana's default method).
     let (s, v) = post_form(
@@ -472,11 +472,11 @@ async fn errors_use_prometheus_envelopes_and_statuses() {
         &q,
         &[(
             "query",
-            "holt_winters(node_load_load1[5m], 0.5, 0.5)".into(),
+            "double_exponential_smoothing(node_load_load1[5m], 0.5, 0.5)".into(),
         )],
         422,
         "execution",
-        "holt_winters",
+        "double_exponential_smoothing",
     )
     .await;
     expect_error(
