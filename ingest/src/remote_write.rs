@@ -206,6 +206,12 @@ fn line_prefix<'a>(
                     "{what} {s:?} contains a tab or line break, which cannot be stored"
                 ));
             }
+            // Line protocol cannot end a tag with a backslash (see the parser).
+            if s.ends_with('\\') {
+                return Err(format!(
+                    "{what} {s:?} ends with a backslash, which cannot be stored"
+                ));
+            }
         }
         out.push(',');
         escape_into(out, &l.name, |c| matches!(c, ',' | '=' | ' ' | '\\'));
@@ -279,7 +285,10 @@ mod tests {
                     ],
                     &[(1.5, 1_000), (2.0, 2_000)],
                 ),
-                series(&[("job", "a b,c=d\\"), ("__name__", "up")], &[(1.0, 3_000)]),
+                series(
+                    &[("job", "a b,c=d\\e"), ("__name__", "up")],
+                    &[(1.0, 3_000)],
+                ),
             ],
         };
         let body = encode(&req);
@@ -290,13 +299,13 @@ mod tests {
             c.lines,
             "node_cpu_seconds_total,cpu=0,mode=idle value=1.5 1000\n\
              node_cpu_seconds_total,cpu=0,mode=idle value=2.0 2000\n\
-             up,job=a\\ b\\,c\\=d\\\\ value=1.0 3000\n"
+             up,job=a\\ b\\,c\\=d\\\\e value=1.0 3000\n"
         );
         assert_eq!(c.line_series, [0, 0, 1]);
         assert!(c.rejected.is_empty());
         // The escaped line parses back to the original label value.
         let line = crate::line_protocol::parse_line(c.lines.lines().nth(2).unwrap()).unwrap();
-        assert_eq!(line.tags[0].1, "a b,c=d\\");
+        assert_eq!(line.tags[0].1, "a b,c=d\\e");
     }
 
     #[test]
@@ -331,6 +340,7 @@ mod tests {
                 series(&[("__name__", "_reserved")], &[(1.0, 1)]),
                 series(&[("__name__", "m"), ("l", "a\nb")], &[(1.0, 1)]),
                 series(&[("__name__", "ok")], &[(1.0, 1)]),
+                series(&[("__name__", "m"), ("l", "a\\")], &[(1.0, 1)]),
             ],
         };
         let c = to_line_protocol(&req);
@@ -340,6 +350,7 @@ mod tests {
         assert!(reasons[0].contains("no __name__"), "{reasons:?}");
         assert!(reasons[1].contains("reserved"), "{reasons:?}");
         assert!(reasons[2].contains("line break"), "{reasons:?}");
+        assert!(reasons[3].contains("ends with a backslash"), "{reasons:?}");
         assert_eq!(c.rejected[1].series, "_reserved{}");
         assert_eq!(c.rejected[2].series, "m{l=\"a\\nb\"}");
     }
