@@ -58,6 +58,10 @@ pub struct RulesConfig {
     pub external_url: Option<String>,
     /// How often the rules directory is checked for changes.
     pub reload_interval: Duration,
+    /// Rule queries running at once. Rules due at the same instant queue for
+    /// a permit instead of all planning and scanning together (1,000 rules
+    /// on a 30 s grid would otherwise hold 1,000 queries' memory at once).
+    pub max_concurrent_evaluations: usize,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -68,6 +72,7 @@ impl Default for RulesConfig {
             global: GlobalLimits::default(),
             external_url: None,
             reload_interval: Duration::from_secs(2),
+            max_concurrent_evaluations: std::thread::available_parallelism().map_or(2, |n| n.get()),
             clock: Arc::new(SystemClock),
         }
     }
@@ -300,6 +305,9 @@ impl RulesEngine {
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_reload = std::time::Instant::now();
         let mut evals: JoinSet<()> = JoinSet::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.config.max_concurrent_evaluations.max(1),
+        ));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -332,7 +340,10 @@ impl RulesEngine {
             };
             for (name, at) in due {
                 let me = self.clone();
+                let permits = permits.clone();
                 evals.spawn(async move {
+                    // The semaphore is never closed.
+                    let _permit = permits.acquire_owned().await;
                     me.evaluate(&name, at).await;
                     if let Some(l) = me.inner.lock().rules.get_mut(&name) {
                         l.evaluating = false;
