@@ -13,6 +13,7 @@
 //!   ([`fleetlake_sim::CpuHost`]).
 //! - [`answer`]: answers as comparable tables (by column name, rows sorted,
 //!   floats within a tolerance), parsed from CSV or peers' JSON.
+//! - [`server`]: a `fleetlake serve` child process, and its CPU time.
 //! - [`stats`] and [`time`]: percentiles, RFC 3339 parsing.
 //!
 //! No DataFusion here: everything talks HTTP or regenerates data.
@@ -27,6 +28,7 @@ pub mod data;
 pub mod load;
 pub mod peers;
 pub mod query;
+pub mod server;
 pub mod sink;
 pub mod stats;
 pub mod time;

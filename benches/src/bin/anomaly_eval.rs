@@ -14,13 +14,13 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use fleetlake_benches::server::Server;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -115,44 +115,6 @@ fn onset(rule: &str, start: i64, end: i64) -> i64 {
     }
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--http-bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let url = loop {
-            match lines.next() {
-                Some(line) => {
-                    if let Some(u) = line?.strip_prefix("fleetlake listening on ") {
-                        break u.trim().trim_end_matches('/').to_string();
-                    }
-                }
-                None => bail!("the server exited before listening"),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, url })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -214,7 +176,7 @@ async fn run_one(args: &Args, rules: &[Rule], seed: u64, faults: u32) -> Result<
     ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let server = Server::start(&args.bin, &tmp.join("data"))?;
+    let server = Server::start(&args.bin, &tmp.join("data"), &[])?;
     let truth_path = tmp.join("truth.json");
     let t = Instant::now();
     let status = Command::new(&args.bin)

@@ -23,13 +23,13 @@
 //! the indexing thread's work on the validated batches, over `--hosts` hosts
 //! and two epochs in requests of 5,000 lines.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, ensure};
 use clap::Parser;
+use fleetlake_benches::server::Server;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -114,45 +114,6 @@ fn cpu_cost(args: &Args) -> Result<()> {
     Ok(())
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--http-bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let mut reader = BufReader::new(child.stdout.take().context("stdout")?);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                bail!("fleetlake exited before listening");
-            }
-            if let Some(url) = line.trim().strip_prefix("fleetlake listening on ") {
-                let url = url.to_string();
-                std::thread::spawn(move || for _ in reader.lines() {});
-                return Ok(Self { child, url });
-            }
-        }
-    }
-
-    fn stop(mut self) -> Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
 /// One request; returns (elapsed, number of values in the answer).
 async fn timed(c: &reqwest::Client, s: &Server, what: &str) -> Result<(Duration, usize)> {
     let started = Instant::now();
@@ -230,7 +191,7 @@ async fn main() -> Result<()> {
     let c = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()?;
-    let s = Server::start(&args.fleetlake, &tmp)?;
+    let s = Server::start(&args.fleetlake, &tmp, &[])?;
     let started = Instant::now();
     let st = Command::new(&args.fleetlake)
         .args(["gen", "cpu-only", "--hours", "0.005", "--url", &s.url])
@@ -252,7 +213,7 @@ async fn main() -> Result<()> {
     ensure!(r.status().is_success(), "flush: {}", r.status());
     measure(&c, &s, "flushed", &args).await?;
     s.stop()?;
-    let s = Server::start(&args.fleetlake, &tmp)?;
+    let s = Server::start(&args.fleetlake, &tmp, &[])?;
     measure(&c, &s, "restarted", &args).await?;
     s.stop()?;
     std::fs::remove_dir_all(&tmp)?;
