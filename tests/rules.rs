@@ -398,6 +398,32 @@ async fn webhook_action_and_exec_action() {
     .await;
     assert!(rows.iter().any(|r| r["reason"] == "cooldown"), "{rows:?}");
 
+    // Grafana annotations: the built-in `actions` and `alerts` queries.
+    let range = json!({
+        "from": chrono::DateTime::from_timestamp_nanos(now_ns() - 600 * S).to_rfc3339(),
+        "to": chrono::DateTime::from_timestamp_nanos(now_ns() + 60 * S).to_rfc3339(),
+    });
+    for (query, needle) in [
+        ("actions", "heal_hook: webhook executed"),
+        ("alerts", "heal_hook firing"),
+    ] {
+        let (s, v) = call(
+            &server,
+            "POST",
+            "/grafana/annotations",
+            Some(json!({"range": range, "annotation": {"name": query, "query": query}})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let items = v.as_array().expect("a list");
+        assert!(
+            items.iter().any(|a| a["title"] == needle
+                && a["text"].as_str().is_some_and(|t| t.contains("h1"))
+                && a["tags"].as_array().is_some_and(|t| t[0] == "heal_hook")),
+            "{query}: {v}"
+        );
+    }
+
     // exec: the row in the environment, templated arguments.
     let tmp = tempfile::tempdir().unwrap();
     let script = tmp.path().join("record.sh");

@@ -29,7 +29,7 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use fleetlake_storage::schema::ColumnKind;
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use self::frames::Kind;
@@ -579,25 +579,43 @@ async fn variable(
     State(state): State<AppState>,
     url_db: Db,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<VariableValue>>, ApiError> {
     let b: VariableBody = parse(
         &body,
         r#"{"payload": {"target": "tag_values(cpu, hostname)"}, "range": {"from": "…", "to": "…"}}"#,
     )?;
     let pairs = variable_values(&state, &url_db.0, &b).await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         pairs
             .into_iter()
-            .map(|(t, v)| json!({"__text": t, "__value": v}))
+            .map(|(text, value)| VariableValue { text, value })
             .collect(),
-    )))
+    ))
+}
+
+/// One `/variable` answer, `{"__text": …, "__value": …}`; serialized
+/// directly (100,000 of them as `Value` maps cost more than finding them in
+/// the index). No `value`: the same as the text.
+struct VariableValue {
+    text: String,
+    value: Option<String>,
+}
+
+impl Serialize for VariableValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("VariableValue", 2)?;
+        st.serialize_field("__text", &self.text)?;
+        st.serialize_field("__value", self.value.as_ref().unwrap_or(&self.text))?;
+        st.end()
+    }
 }
 
 async fn variable_values(
     state: &AppState,
     url_db: &str,
     b: &VariableBody,
-) -> Result<Vec<(String, String)>, ApiError> {
+) -> Result<Vec<(String, Option<String>)>, ApiError> {
     let text = b.query_text().ok_or_else(|| {
         ApiError::bad_request(
             "missing variable query: {\"payload\": {\"target\": \"tag_values(cpu, hostname)\"}} or SQL",
@@ -622,7 +640,7 @@ async fn variable_values(
             .series_index()
             .label_values(&db, &table, &tag, &[], Default::default())
             .await?;
-        return Ok(values.into_iter().map(|v| (v.clone(), v)).collect());
+        return Ok(values.into_iter().map(|v| (v, None)).collect());
     }
     let ctx = MacroContext {
         range: b.range.as_ref().map(TimeRange::nanos).transpose()?,
@@ -642,7 +660,10 @@ async fn variable_values(
     };
     let texts = strings_of(&batches, ti)?;
     let values = strings_of(&batches, vi)?;
-    Ok(texts.into_iter().zip(values).collect())
+    Ok(texts
+        .into_iter()
+        .zip(values.into_iter().map(Some))
+        .collect())
 }
 
 /// `tag_values(table, tag)`, names optionally double-quoted.
@@ -742,7 +763,10 @@ async fn search(
     if is_query {
         let pairs = variable_values(&state, &url_db.0, &b).await?;
         return Ok(Json(Value::Array(
-            pairs.into_iter().map(|(_, v)| Value::from(v)).collect(),
+            pairs
+                .into_iter()
+                .map(|(t, v)| Value::from(v.unwrap_or(t)))
+                .collect(),
         )));
     }
     let db = db_of(&payload_map(b.payload.as_ref()), &url_db.0)?;
@@ -788,6 +812,7 @@ async fn annotations(
         interval_ms: 60_000,
         adhoc_condition: "TRUE".to_string(),
     };
+    let text = builtin_annotation_sql(text).unwrap_or(text);
     let sql = macros::expand(text, &ctx).map_err(ApiError::bad_request)?;
     let (schema, batches) = run(&state, &db, sql.trim().trim_end_matches(';')).await?;
     let fields = schema.fields();
@@ -850,6 +875,29 @@ async fn annotations(
         }
     }
     Ok(Json(Value::Array(out)))
+}
+
+/// The annotation queries `alerts` and `actions`: fleetlake's own alerts
+/// (a region from activation to resolution) and self-heal decisions.
+fn builtin_annotation_sql(query: &str) -> Option<&'static str> {
+    match query.trim().to_ascii_lowercase().as_str() {
+        "alerts" => Some(
+            "SELECT active_at AS time, resolved_at AS \"timeEnd\", \
+             alertname || ' ' || state AS title, instance || ' ' || annotations AS text, \
+             rule || ',' || state AS tags FROM system.alerts \
+             WHERE active_at <= $__timeTo() \
+             AND (resolved_at IS NULL OR resolved_at >= $__timeFrom()) ORDER BY active_at",
+        ),
+        "actions" => Some(
+            "SELECT evaluation_time AS time, finished_at AS \"timeEnd\", \
+             rule || ': ' || action || ' ' || decision AS title, \
+             coalesce(entity, instance) || ' ' || coalesce(reason, '') || ' ' || detail \
+             || ' ' || coalesce(outcome, '') || ' ' || message AS text, \
+             rule || ',' || decision AS tags FROM system.actions \
+             WHERE $__timeFilter(evaluation_time) ORDER BY evaluation_time",
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -291,7 +291,8 @@ async fn handle(
     let tables = tables_with_metrics(state, &req.db);
     let index = state.ingester.series_index();
     let ierr = |e: fleetlake_ingest::Error| PromError::internal(e.to_string());
-    let mut strings = BTreeSet::new();
+    // Each table's answer is sorted: a stable sort merges the runs.
+    let mut strings: Vec<String> = Vec::new();
     let mut series: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
     for (table, metrics, matchers) in plan(&req, &tables) {
         match &what {
@@ -307,7 +308,7 @@ async fn handle(
                     .await
                     .map_err(ierr)?;
                 if any {
-                    strings.insert(NAME_LABEL.to_string());
+                    strings.push(NAME_LABEL.to_string());
                 }
                 strings.extend(names);
             }
@@ -360,7 +361,14 @@ async fn handle(
                 })
                 .collect(),
         ),
-        _ => success(json!(strings.into_iter().collect::<Vec<_>>())),
+        _ => {
+            strings.sort();
+            strings.dedup();
+            // Moved, not serialized-then-parsed as `json!` would.
+            success(serde_json::Value::Array(
+                strings.into_iter().map(serde_json::Value::String).collect(),
+            ))
+        }
     })
 }
 

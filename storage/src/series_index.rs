@@ -263,6 +263,10 @@ impl SeriesIndex {
         if with_key.is_empty() {
             return Vec::new();
         }
+        // Every series with the key is live (the common case): every value is.
+        if with_key.len() == kv.any.len() {
+            return kv.ids.keys().map(|name| String::from(&**name)).collect();
+        }
         // Few live series among many values: walk the series; else walk the values.
         if with_key.len() * 8 < kv.names.len() as u64 {
             let mut ids: Vec<u32> = with_key
@@ -276,7 +280,7 @@ impl SeriesIndex {
             ids.dedup();
             let mut out: Vec<String> = ids
                 .iter()
-                .map(|&v| kv.names[v as usize].to_string())
+                .map(|&v| String::from(&*kv.names[v as usize]))
                 .collect();
             out.sort();
             return out;
@@ -284,7 +288,7 @@ impl SeriesIndex {
         kv.ids
             .iter()
             .filter(|(_, v)| !kv.postings[**v as usize].is_disjoint(&with_key))
-            .map(|(name, _)| name.to_string())
+            .map(|(name, _)| String::from(&**name))
             .collect()
     }
 
