@@ -562,28 +562,28 @@ async fn alertmanager_receives_and_resolves() {
     );
 }
 
-/// 40 hosts in 8 racks fail at once under a webhook that fails: the limits
-/// hold, every other candidate is skipped with its reason, the breaker trips
-/// and stays open until reset.
+/// 500 hosts in 50 racks fail at once under a webhook that fails: the
+/// limits hold, every other candidate is skipped with its reason, the
+/// breaker trips and stays open until reset.
 #[tokio::test(flavor = "multi_thread")]
 async fn fault_storm_limits_and_breaker() {
     let hook = receiver(500).await;
     let server = Server::start(&["--rules-max-actions-per-hour", "1000"]);
-    // 40 hot, 4 healthy: the candidates are not the whole fleet.
-    let hosts: Vec<_> = (0..44)
-        .map(|h| (h, h % 8, if h < 40 { 99.0 } else { 10.0 }))
+    // 500 hot (10 per rack), 10 healthy: the candidates are not the whole fleet.
+    let hosts: Vec<_> = (0..510)
+        .map(|h| (h, h % 50, if h < 500 { 99.0 } else { 10.0 }))
         .collect();
     write_probe(&server, &hosts).await;
     let rule = self_heal(
         "storm",
         json!({"type": "webhook", "url": hook.url, "timeout": "1s", "retries": 0}),
         json!({"mode": "auto", "max_actions_per_hour": 6, "max_in_flight": 10, "cooldown": "1h",
-               "max_per_scope": [{"label": "rack", "max": 1}], "max_candidates": 100,
+               "max_per_scope": [{"label": "rack", "max": 1}], "max_candidates": 1000,
                "breaker": {"failure_rate": 0.5, "min_actions": 4, "window": "1h"}}),
     );
     let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
     assert_eq!(s, 201, "{v}");
-    let rows = wait_for(20, "breaker open", || async {
+    let rows = wait_for(60, "breaker open", || async {
         let rows = actions(&server, "storm").await;
         rows.iter()
             .any(|r| r["reason"] == "breaker_open")
@@ -601,18 +601,18 @@ async fn fault_storm_limits_and_breaker() {
     );
     assert!(hook.bodies.lock().len() <= 6);
     // First evaluation: one per rack, six racks before the rate limit; the
-    // other 4 hosts of those six racks hit the scope cap (24), every host of
-    // the two racks left (2 × 5) the rate limit.
+    // other 9 hosts of those six racks hit the scope cap (54), every host of
+    // the 44 racks left (440) the rate limit.
     let first_t = rows[0]["t"].clone();
     let first: Vec<_> = rows.iter().filter(|r| r["t"] == first_t).collect();
-    assert_eq!(first.len(), 40);
+    assert_eq!(first.len(), 500);
     let count = |reason: &str| first.iter().filter(|r| r["reason"] == reason).count();
     assert_eq!(
         first.iter().filter(|r| r["decision"] == "executed").count(),
         6
     );
-    assert_eq!(count("rate_limit"), 10);
-    assert_eq!(count("scope_cap"), 24);
+    assert_eq!(count("rate_limit"), 440);
+    assert_eq!(count("scope_cap"), 54);
     assert!(
         first
             .iter()
