@@ -77,9 +77,8 @@ fn rule(i: usize, every: u64) -> Value {
     let f = FIELDS[(i / 4) % FIELDS.len()];
     let th = 50 + (i * 7) % 50;
     // Bounded above too: the data runs ahead of now (see the module doc).
-    let recent = |minutes: u32| {
-        format!("time > now() - INTERVAL '{minutes} minutes' AND time <= now()")
-    };
+    let recent =
+        |minutes: u32| format!("time > now() - INTERVAL '{minutes} minutes' AND time <= now()");
     let sql = match i % 4 {
         0 => format!(
             "SELECT hostname, avg({f}) AS value FROM cpu WHERE {} \
