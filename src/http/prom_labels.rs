@@ -297,13 +297,10 @@ async fn handle(
     for (table, metrics, matchers) in plan(&req, &tables) {
         match &what {
             What::Labels => {
-                let names = index
-                    .label_names(&req.db, table, matchers, req.range)
-                    .await
-                    .map_err(ierr)?;
-                let any = index
+                let (names, any) = index
                     .with_live(&req.db, table, req.range, |idx, live| {
-                        !idx.select(matchers, live).is_empty()
+                        let selected = idx.select(matchers, live);
+                        (idx.label_names(&selected), !selected.is_empty())
                     })
                     .await
                     .map_err(ierr)?;

@@ -37,6 +37,7 @@ use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use fleetlake_benches::server::{Server, cpu_seconds};
 use fleetlake_benches::stats::{percentile, sorted};
+use fleetlake_sim::tsbs::CPU_FIELDS;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -59,22 +60,9 @@ struct Args {
     ahead_minutes: f64,
 }
 
-const FIELDS: [&str; 10] = [
-    "usage_user",
-    "usage_system",
-    "usage_idle",
-    "usage_nice",
-    "usage_iowait",
-    "usage_irq",
-    "usage_softirq",
-    "usage_steal",
-    "usage_guest",
-    "usage_guest_nice",
-];
-
 /// Rule `i`: shape `i % 4`, field `(i / 4) % 10`, a threshold that varies with `i`.
 fn rule(i: usize, every: u64) -> Value {
-    let f = FIELDS[(i / 4) % FIELDS.len()];
+    let f = CPU_FIELDS[(i / 4) % CPU_FIELDS.len()];
     let th = 50 + (i * 7) % 50;
     // Bounded above too: the data runs ahead of now (see the module doc).
     let recent =
