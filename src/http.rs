@@ -103,23 +103,40 @@ async fn flush(
 }
 
 /// Merges every partition of more than one sorted run now, then collects
-/// garbage past the grace period. Runs off the request workers.
+/// garbage past the grace period. Runs off the request workers, on a thread
+/// of its own at the background compactor's lower priority, so that ingest
+/// and queries keep theirs.
 async fn compact(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let compactor = state.compactor.clone();
-    let (records, gc) = tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        Ok::<_, std::io::Error>(rt.block_on(async {
-            let records = compactor.run_once(true).await;
-            (records, compactor.collect_garbage().await)
-        }))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("admin-compact".into())
+        .spawn(move || {
+            fleetlake_compaction::lower_priority();
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| {
+                    rt.block_on(async {
+                        let records = compactor.run_once(true).await;
+                        (records, compactor.collect_garbage().await)
+                    })
+                });
+            // The request may have gone away; the compaction's work stands.
+            let _ = tx.send(result);
+        })
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (records, gc) = rx
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the compaction thread panicked",
+            )
+        })?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let gc = gc.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let failed: Vec<&str> = records.iter().filter_map(|r| r.error.as_deref()).collect();
     let body = json!({

@@ -507,8 +507,9 @@ impl Compactor {
 
 /// Ingest keeps priority: the compactor thread (and the threads it starts,
 /// which inherit it) runs at nice 10. On Linux a "process" priority set for
-/// a thread id applies to that thread only.
-fn lower_priority() {
+/// a thread id applies to that thread only, so call it on a thread of its own
+/// (never on a pooled one, which would keep the priority for other work).
+pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
         warn!(error = %e, "cannot lower the compactor's priority");
@@ -518,6 +519,28 @@ fn lower_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calling thread only: a thread started afterwards by another
+    /// thread keeps nice 0.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn lower_priority_applies_to_the_calling_thread() {
+        fn nice() -> i64 {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let rest = stat.rsplit_once(')').unwrap().1;
+            // Field 19 of the line (nice) is the 17th after the command name.
+            rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+        }
+        let base = nice();
+        let lowered = std::thread::spawn(|| {
+            lower_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (base + 10).min(19));
+        assert_eq!(std::thread::spawn(nice).join().unwrap(), base);
+    }
 
     fn file(run: Option<u64>, created_ns: i64) -> FileMeta {
         FileMeta {
