@@ -1,6 +1,7 @@
 //! Starting the real server and talking to it.
 
 use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -268,4 +269,12 @@ impl Tsbs {
         }
         s
     }
+}
+
+/// A port nothing listens on now (for peers started by the tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }

@@ -3,7 +3,6 @@
 //! `prometheus-node-exporter` and remote-writing to fleetlake, and
 //! `labels` / `label/<name>/values` / `series` answered from the series index.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,15 +10,7 @@ use std::time::{Duration, Instant};
 use fleetlake_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode, snappy};
 use serde_json::Value;
 
-use crate::common::Server;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use crate::common::{Server, free_port};
 
 fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
     TimeSeries {

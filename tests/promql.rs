@@ -4,13 +4,12 @@
 //! (`tests/promql/corpus.txt`).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::Server;
+use crate::common::{Server, free_port};
 
 const HOSTS: usize = 4;
 const EPOCHS: usize = 360;
@@ -99,14 +98,6 @@ fn dataset(start: i64) -> Vec<String> {
         out.push(lp);
     }
     out
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A VictoriaMetrics single-node server on a free port (Debian package

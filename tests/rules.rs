@@ -464,16 +464,8 @@ async fn alertmanager_receives_and_resolves() {
         "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cluster = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
+    let cluster = crate::common::free_port();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {

@@ -3,11 +3,10 @@
 //! environment variables. Data files and the catalog land under the prefix;
 //! a restart reads them back.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, Tsbs};
+use crate::common::{Server, Tsbs, free_port};
 
 struct Moto {
     child: Child,
@@ -16,10 +15,7 @@ struct Moto {
 
 impl Moto {
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
