@@ -216,7 +216,8 @@ impl SeriesIndexes {
         self.barrier().await;
         let cat = self.catalog.state();
         let key = (db.to_string(), table.to_string());
-        let t = cat.table(db, table).cloned();
+        // Borrowed from the snapshot `cat`, which lives to the end of the call.
+        let t = cat.table(db, table);
         if let Some(t) = &t {
             // Works whatever map type the catalog keeps files in.
             let files: HashMap<&str, &FileMeta> =
