@@ -1,7 +1,8 @@
 //! Rollups: the materialized tables equal direct aggregation over the raw
 //! table — after the first pass, after late data (new rows, overwrites, new
-//! series; flushed or still buffered), across a restart, a crash between the
-//! commit and the progress record, and a compaction of the target.
+//! series; flushed or still buffered), deletes of source rows, across a
+//! restart, a crash between the commit and the progress record, and a
+//! compaction of the target.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -445,6 +446,62 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
         stored, visible,
         "compacted rollup files hold each bucket once"
     );
+}
+
+/// Source rows `DELETE`d after their buckets were materialized leave the
+/// rollups too: whole series-buckets vanish, partly deleted ones shrink —
+/// whether the rollup pass sees the tombstone, or compaction applied and
+/// dropped it before the pass ran.
+#[tokio::test]
+async fn rollups_follow_deletes_of_source_rows() {
+    let (_cfg, file) = rollup_file(ROLLUPS);
+    let args = args(&file);
+    let server = Server::start(&strs(&args));
+    // 91 minutes of 4 hosts, flushed.
+    server.write_ok("fleet", &body(0..4, 0..420)).await;
+    server.flush().await;
+    server.admin("rollup").await;
+    assert_all(&server).await;
+    let h1 = "SELECT count(*) FROM cpu_1m WHERE host = 'h1' AND time >= '2016-01-01T00:10:00Z' AND time < '2016-01-01T00:30:00Z'";
+    assert_eq!(server.sql_i64("fleet", h1).await, 20);
+
+    let delete = |sql: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = server.sql_raw("fleet", sql, "json").await;
+            assert_eq!(status, 200, "{sql}: {body}");
+        }
+    };
+    // h1 loses minutes 10–29 whole and half of minute 30.
+    delete("DELETE FROM cpu WHERE host = 'h1' AND time >= '2016-01-01T00:10:00Z' AND time < '2016-01-01T00:30:30Z'").await;
+    let pass = server.admin("rollup").await;
+    assert!(n(&pass, "cpu_1m", "late_buckets") >= 21, "{pass}");
+    assert!(n(&pass, "cpu_1h", "late_buckets") >= 1, "{pass}");
+    assert_eq!(server.sql_i64("fleet", h1).await, 0);
+    assert_all(&server).await;
+    // Nothing new since: nothing recomputed.
+    let again = server.admin("rollup").await;
+    assert_eq!(n(&again, "cpu_1m", "late_buckets"), 0, "{again}");
+
+    // Every host loses 40:00–49:59; compaction makes it physical and drops
+    // the tombstone before the next rollup pass.
+    delete(
+        "DELETE FROM cpu WHERE time >= '2016-01-01T00:40:00Z' AND time < '2016-01-01T00:50:00Z'",
+    )
+    .await;
+    server.admin("compact").await;
+    let pending =
+        "SELECT CAST(pending_deletes AS BIGINT) FROM system.tables WHERE \"table\" = 'cpu'";
+    assert_eq!(server.sql_i64("fleet", pending).await, 0);
+    let pass = server.admin("rollup").await;
+    assert!(n(&pass, "cpu_1m", "late_buckets") >= 10, "{pass}");
+    let gone = "SELECT count(*) FROM cpu_1m WHERE time >= '2016-01-01T00:40:00Z' AND time < '2016-01-01T00:50:00Z'";
+    assert_eq!(server.sql_i64("fleet", gone).await, 0);
+    assert_all(&server).await;
+
+    // Compacting the targets applies their own tombstones: still equal.
+    server.admin("compact").await;
+    assert_all(&server).await;
 }
 
 #[tokio::test]

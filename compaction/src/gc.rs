@@ -79,12 +79,22 @@ pub(crate) async fn collect(
     let mut done = Vec::new();
     for (db, dbs) in &state.databases {
         for (table, ts) in &dbs.tables {
-            let seqs: Vec<u64> = ts
+            // Removal is by seq, and deletes issued with no write between
+            // them share one: a seq goes only once all of its are applied.
+            let pending: HashSet<u64> = ts
                 .tombstones
                 .iter()
-                .filter(|t| !ts.files.values().any(|f| t.affects(f)))
+                .filter(|t| ts.files.values().any(|f| t.affects(f)))
                 .map(|t| t.seq)
                 .collect();
+            let mut seqs: Vec<u64> = ts
+                .tombstones
+                .iter()
+                .map(|t| t.seq)
+                .filter(|s| !pending.contains(s))
+                .collect();
+            seqs.sort_unstable();
+            seqs.dedup();
             if !seqs.is_empty() {
                 done.push(Action::RemoveTombstones {
                     db: db.clone(),
@@ -138,4 +148,82 @@ pub(crate) async fn collect(
 
 fn nanos(d: Duration) -> i64 {
     d.as_nanos().min(i64::MAX as u128) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetlake_storage::catalog::{FileMeta, Tombstone};
+    use object_store::ObjectStore;
+    use object_store::memory::InMemory;
+    use std::sync::Arc;
+
+    const DAY: i64 = 86_400_000_000_000;
+
+    fn file(path: &str, day: i64, deletes_applied: u64) -> FileMeta {
+        serde_json::from_value(serde_json::json!({
+            "path": path, "db": "fleet", "table": "cpu", "day": format!("day{day}"),
+            "rows": 1, "bytes": 1, "min_time": day * DAY, "max_time": day * DAY + 10,
+            "seq": 5, "created_ns": 0, "deletes_applied": deletes_applied,
+        }))
+        .expect("a file meta")
+    }
+
+    fn tombstone(day: i64) -> Tombstone {
+        Tombstone {
+            seq: 100, // two deletes with no write between share a seq
+            min_time: day * DAY,
+            max_time: day * DAY + 5,
+            tags: Vec::new(),
+            created_ns: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_tombstone_seq_stays_until_every_delete_is_applied() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let catalog = Catalog::load(store, 100).await.unwrap();
+        let tombstones = [0, 1].map(|day| Action::AddTombstone {
+            db: "fleet".into(),
+            table: "cpu".into(),
+            tombstone: tombstone(day),
+        });
+        let mut actions = vec![
+            Action::CreateDatabase { db: "fleet".into() },
+            Action::CreateTable {
+                db: "fleet".into(),
+                table: "cpu".into(),
+            },
+            // Day 0 is rewritten without its deleted rows; day 1 is not yet.
+            Action::AddFiles {
+                files: vec![file("a", 0, 100), file("b", 1, 0)],
+            },
+        ];
+        actions.extend(tombstones);
+        catalog.commit(actions).await.unwrap();
+        let hour = Duration::from_secs(3600);
+        collect(&catalog, hour, hour).await.unwrap();
+        let state = catalog.state();
+        let left = &state.table("fleet", "cpu").unwrap().tombstones;
+        assert_eq!(left.len(), 2, "day 1's delete is not applied yet");
+
+        catalog
+            .commit(vec![
+                Action::RemoveFiles {
+                    db: "fleet".into(),
+                    table: "cpu".into(),
+                    paths: vec!["b".into()],
+                    at_ns: 0,
+                    strict: true,
+                },
+                Action::AddFiles {
+                    files: vec![file("c", 1, 100)],
+                },
+            ])
+            .await
+            .unwrap();
+        collect(&catalog, hour, hour).await.unwrap();
+        let state = catalog.state();
+        assert!(state.table("fleet", "cpu").unwrap().tombstones.is_empty());
+    }
 }

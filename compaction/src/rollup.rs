@@ -32,13 +32,18 @@
 //! 2. Buckets to compute: those that closed since the watermark (the end of
 //!    the last materialized bucket) plus, below the watermark, those touched
 //!    by data written since the last pass — source files with a higher `seq`
-//!    and buffered rows with a higher `__seq`. A late row, an overwrite and a
-//!    new series all re-materialize their whole bucket from the source.
+//!    and buffered rows with a higher `__seq` — or by a `DELETE` since then
+//!    (a source tombstone with a higher `seq`, or a file compaction rewrote
+//!    without the rows of one). A late row, an overwrite, a new series and a
+//!    delete all re-materialize their whole bucket from the source.
 //! 3. Each day's buckets are one SQL aggregation over the source (files and
 //!    buffer, de-duplicated as any query is), streamed into Parquet files of
 //!    the target, sorted by series then time.
 //! 4. One catalog commit adds the files (and creates the table or adds
-//!    columns); then the progress object is written (see [`progress`]).
+//!    columns) and, for buckets a delete touched, a tombstone on the target
+//!    ordered after its existing rows and before the new ones — a series
+//!    whose rows are all gone from a bucket must lose its row there too;
+//!    then the progress object is written (see [`progress`]).
 //!
 //! # Invariants
 //! - A re-materialized bucket's rows carry a higher `seq` than any earlier
@@ -48,9 +53,9 @@
 //! - Rows a pass saw are never recomputed for the same reason again: the
 //!   pass records the highest write sequence it covered.
 //!
-//! Not handled: deletes of source rows, and changes of `fields` for buckets
-//! already materialized (both need the buckets recomputed; deleting the
-//! progress object does that for the whole table).
+//! Not handled: changes of `fields` for buckets already materialized (they
+//! need the buckets recomputed; deleting the progress object does that for
+//! the whole table).
 
 pub mod config;
 mod materialize;
@@ -65,7 +70,7 @@ use std::time::{Duration, Instant};
 use fleetlake_ingest::Ingester;
 use fleetlake_ingest::buffer::file_seq;
 use fleetlake_query::QueryEngine;
-use fleetlake_storage::catalog::{Action, FileMeta, now_ns};
+use fleetlake_storage::catalog::{Action, FileMeta, Tombstone, now_ns};
 use fleetlake_storage::fault;
 use fleetlake_storage::layout::day_index;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -77,7 +82,7 @@ pub use system::RollupsTable;
 
 use crate::error::{Error, Result};
 use materialize::{Sink, plan_target, write_chunk};
-use plan::{chunks, floor, late_ranges};
+use plan::{chunks, deleted_ranges, floor, late_ranges, normalize};
 use progress::Progress;
 
 /// Days of newly closed buckets computed per commit: a first pass over a
@@ -238,13 +243,20 @@ impl Rollups {
         let applied = self.ingester.applied_wal_seq();
         let buffered = self.ingester.buffered(&spec.db, &spec.source);
         let state = catalog.state();
-        let files: Vec<&FileMeta> = state
-            .table(&spec.db, &spec.source)
+        let source_state = state.table(&spec.db, &spec.source);
+        let files: Vec<&FileMeta> = source_state
             .map(|t| t.files.values().collect())
             .unwrap_or_default();
+        let tombstones: &[Tombstone] = source_state.map_or(&[], |t| &t.tombstones);
         let every = spec.every_ns;
-        let (watermark, seen) = match &progress {
-            Some(p) => (p.watermark_ns, p.seen_seq),
+        let deletes_now = tombstones
+            .iter()
+            .map(|t| t.seq)
+            .chain(files.iter().map(|f| f.deletes_applied))
+            .max()
+            .unwrap_or(0);
+        let (watermark, seen, seen_deletes) = match &progress {
+            Some(p) => (p.watermark_ns, p.seen_seq, p.seen_delete_seq),
             None => {
                 let oldest = files
                     .iter()
@@ -252,7 +264,8 @@ impl Rollups {
                     .chain(buffered.iter().map(|p| p.min_time))
                     .min();
                 match oldest {
-                    Some(t) => (floor(t, every), 0),
+                    // Nothing is materialized: deletes so far need no undoing.
+                    Some(t) => (floor(t, every), 0, deletes_now),
                     None => return Ok(false),
                 }
             }
@@ -270,8 +283,11 @@ impl Rollups {
             .chain(buffered.iter().map(|p| p.day))
             .collect();
 
-        let late = late_ranges(&files, &buffered, seen, watermark, every);
-        let late_chunks = chunks(&late, every, &data_days);
+        let deletes_covered = deletes_now.max(seen_deletes);
+        let deleted = deleted_ranges(&files, tombstones, seen_deletes, watermark, every);
+        let mut late = late_ranges(&files, &buffered, seen, watermark, every);
+        late.extend_from_slice(&deleted);
+        let late_chunks = chunks(&normalize(late), every, &data_days);
         let closed = floor(now.saturating_sub(spec.delay_ns), every).max(watermark);
         let mut new_chunks = chunks(&[(watermark, closed)], every, &data_days);
         let mut next_watermark = closed;
@@ -282,22 +298,28 @@ impl Rollups {
             new_chunks.truncate(DAYS_PER_COMMIT);
             more = true;
         }
-        let changed = progress
-            .as_ref()
-            .is_none_or(|p| (p.watermark_ns, p.seen_seq) != (next_watermark, covered));
+        let changed = progress.as_ref().is_none_or(|p| {
+            (p.watermark_ns, p.seen_seq, p.seen_delete_seq)
+                != (next_watermark, covered, deletes_covered)
+        });
 
         let target = plan_target(spec, &source, &state)?;
-        if late_chunks.is_empty() && new_chunks.is_empty() && target.actions.is_empty() && !changed
+        if late_chunks.is_empty()
+            && new_chunks.is_empty()
+            && deleted.is_empty()
+            && target.actions.is_empty()
+            && !changed
         {
             record.watermark_ns = Some(watermark);
             return Ok(false);
         }
-        // Later than every row of the target: re-materialized buckets win.
-        let target_seq = state
+        // Later than every row of the target: re-materialized buckets win,
+        // and the tombstone for deleted buckets hides only the rows before.
+        let tombstone_seq = state
             .table(&spec.db, &spec.target)
             .and_then(|t| t.files.values().map(|f| f.seq).max())
-            .unwrap_or(0)
-            .max(covered);
+            .map_or(0, |s| s + 1);
+        let target_seq = tombstone_seq.max(covered);
         let sink = Sink {
             store,
             spec,
@@ -320,6 +342,19 @@ impl Rollups {
         record.new_buckets += new_chunks.iter().map(|c| c.buckets(every)).sum::<u64>();
 
         let mut actions = target.actions;
+        if state.table(&spec.db, &spec.target).is_some() {
+            actions.extend(deleted.iter().map(|&(start, end)| Action::AddTombstone {
+                db: spec.db.clone(),
+                table: spec.target.clone(),
+                tombstone: Tombstone {
+                    seq: tombstone_seq,
+                    min_time: start,
+                    max_time: end - 1,
+                    tags: Vec::new(),
+                    created_ns: now_ns(),
+                },
+            }));
+        }
         if !written.is_empty() {
             actions.push(Action::AddFiles {
                 files: written.clone(),
@@ -347,6 +382,7 @@ impl Rollups {
                 every_ns: every,
                 watermark_ns: next_watermark,
                 seen_seq: covered,
+                seen_delete_seq: deletes_covered,
                 updated_ns: now_ns(),
             },
         )

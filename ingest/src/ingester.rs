@@ -445,7 +445,10 @@ impl Ingester {
         let snapshot = {
             let mut st = self.buffer.state.lock();
             if st.flushing.is_none() {
-                if st.active.is_empty() {
+                // Rows, or only empty records (a delete's barrier) whose
+                // sequence is still to be persisted.
+                let persisted = self.catalog.state().persisted_wal_seq;
+                if st.active.is_empty() && st.active.last_wal_seq <= persisted {
                     return Ok(0);
                 }
                 let taken = std::mem::take(&mut st.active);
@@ -561,7 +564,28 @@ impl Ingester {
         // Twice: the first may only finish a flush already under way.
         self.flush().await?;
         self.flush().await?;
-        let state = self.catalog.state();
+        let mut state = self.catalog.state();
+        let next = |state: &CatalogState| (state.persisted_wal_seq + 1) << 32;
+        if state
+            .table(db, table)
+            .is_some_and(|t| t.tombstones.iter().any(|x| x.seq >= next(&state)))
+        {
+            // No write since the table's last delete: this one would get its
+            // seq, and what follows deletes by seq (GC, rollups) could not
+            // tell the two apart. An empty WAL record, persisted, moves the
+            // sequence on.
+            self.wal
+                .append(
+                    db,
+                    now_ns(),
+                    Precision::Nanosecond,
+                    String::new(),
+                    Vec::new(),
+                )
+                .await?;
+            self.flush().await?;
+            state = self.catalog.state();
+        }
         if state.table(db, table).is_none() {
             // Known to the write path but never persisted: nothing to delete.
             return Ok(Tombstone {
@@ -575,7 +599,7 @@ impl Ingester {
         // Every file holding a row written so far has seq <= persisted << 32 | MAX;
         // every row written later has __seq >= (persisted + 1) << 32.
         let tombstone = Tombstone {
-            seq: (state.persisted_wal_seq + 1) << 32,
+            seq: next(&state),
             min_time,
             max_time,
             tags,

@@ -10,7 +10,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 use fleetlake_ingest::BufferedPartition;
 use fleetlake_ingest::buffer::SEQ_COLUMN;
-use fleetlake_storage::catalog::FileMeta;
+use fleetlake_storage::catalog::{FileMeta, Tombstone};
 use fleetlake_storage::layout::{day_bounds, day_index, day_of};
 use fleetlake_storage::schema::TIME_COLUMN;
 
@@ -85,6 +85,39 @@ pub fn late_ranges(
             .map(|b| (b, b.saturating_add(every).min(watermark))),
     );
     normalize(ranges)
+}
+
+/// Bucket ranges below `watermark` whose source rows a delete newer than
+/// `seen` (a tombstone `seq`) may have removed: the span of each such
+/// tombstone, and the span of each file rewritten without the rows of such
+/// a tombstone (`deletes_applied`) — compaction drops a tombstone once every
+/// file is rewritten, possibly before a pass saw it.
+pub fn deleted_ranges(
+    files: &[&FileMeta],
+    tombstones: &[Tombstone],
+    seen: u64,
+    watermark: i64,
+    every: i64,
+) -> Vec<(i64, i64)> {
+    let spans = tombstones
+        .iter()
+        .filter(|t| t.seq > seen)
+        .map(|t| (t.min_time, t.max_time))
+        .chain(
+            files
+                .iter()
+                .filter(|f| f.deletes_applied > seen)
+                .map(|f| (f.min_time, f.max_time)),
+        );
+    normalize(
+        spans
+            .filter(|(min, _)| *min < watermark)
+            .map(|(min, max)| {
+                let end = ceil(max.saturating_add(1), every).min(watermark);
+                (floor(min, every), end)
+            })
+            .collect(),
+    )
 }
 
 /// A piece of work: the buckets starting in `[start, end)`, all of whose
@@ -201,6 +234,38 @@ mod tests {
             late_ranges(&refs, &[], 4, wm, M),
             vec![(T0 + 2 * M, T0 + 4 * M), (T0 + 9 * M, wm)]
         );
+    }
+
+    #[test]
+    fn deletes_touch_their_buckets_below_the_watermark() {
+        let wm = T0 + 10 * M;
+        let tomb = |seq, min, max| Tombstone {
+            seq,
+            min_time: min,
+            max_time: max,
+            tags: vec![("host".into(), "h1".into())],
+            created_ns: 0,
+        };
+        let tombstones = [
+            tomb(3, T0, T0 + 9 * M),             // seen already
+            tomb(8, T0 + M + 1, T0 + 2 * M - 1), // bucket 1
+            tomb(9, T0 + 8 * M, T0 + 30 * M),    // bucket 8, 9; the rest is open
+            tomb(9, T0 + 10 * M, T0 + 11 * M),   // above the watermark
+        ];
+        let mut rewritten = file(2, T0 + 4 * M, T0 + 5 * M);
+        rewritten.deletes_applied = 7; // a tombstone this pass never saw
+        let mut old = file(2, T0 + 6 * M, T0 + 6 * M);
+        old.deletes_applied = 3;
+        let files = [&rewritten, &old];
+        assert_eq!(
+            deleted_ranges(&files, &tombstones, 3, wm, M),
+            vec![
+                (T0 + M, T0 + 2 * M),
+                (T0 + 4 * M, T0 + 6 * M),
+                (T0 + 8 * M, wm)
+            ]
+        );
+        assert!(deleted_ranges(&files, &tombstones, 9, wm, M).is_empty());
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct Progress {
     /// Source data written up to this sequence (file `seq`, buffered
     /// `__seq`) is reflected in the materialized buckets.
     pub seen_seq: u64,
+    /// Deletes of source rows up to this tombstone `seq` are reflected.
+    /// (Absent in objects written before deletes were followed: 0.)
+    #[serde(default)]
+    pub seen_delete_seq: u64,
     pub updated_ns: i64,
 }
 
@@ -88,6 +92,7 @@ mod tests {
             every_ns: 60_000_000_000,
             watermark_ns: 120_000_000_000,
             seen_seq: 7,
+            seen_delete_seq: 5,
             updated_ns: 1,
         };
         save(&store, "fleet", "cpu_1m", &p).await.unwrap();
