@@ -10,6 +10,7 @@ mod deletes;
 mod duckdb;
 mod grafana;
 mod identity;
+mod last_value;
 mod prometheus;
 mod promql;
 mod pruning;

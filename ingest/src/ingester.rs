@@ -568,7 +568,7 @@ impl Ingester {
         let next = |state: &CatalogState| (state.persisted_wal_seq + 1) << 32;
         if state
             .table(db, table)
-            .is_some_and(|t| t.tombstones.iter().any(|x| x.seq >= next(&state)))
+            .is_some_and(|t| t.delete_seq >= next(&state))
         {
             // No write since the table's last delete: this one would get its
             // seq, and what follows deletes by seq (GC, rollups) could not

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::catalog::{CATALOG_NAME, FleetCatalog};
 use crate::error::{Error, Result};
+use crate::last_value::{LastValueCaches, LastValueRule};
 use crate::system::SystemTable;
 
 /// Limits every query runs under.
@@ -119,6 +120,9 @@ impl QueryEngine {
         );
         ctx.register_udf(time_bucket());
         crate::functions::register(&ctx);
+        ctx.add_analyzer_rule(Arc::new(LastValueRule::new(Arc::new(
+            LastValueCaches::default(),
+        ))));
         Ok(Self {
             ingester,
             base: ctx.state(),

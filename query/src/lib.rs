@@ -17,6 +17,7 @@ pub mod delete;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod last_value;
 pub mod system;
 pub mod table;
 pub mod time_range;

@@ -60,6 +60,11 @@ pub struct FleetTable {
     tombstones: Vec<Tombstone>,
     /// Rows before this time (ns) have expired (retention).
     expired_before: Option<i64>,
+    /// `(database, table)` for a table of the catalog; `None` for a scan
+    /// over part of one (the last-value cache's catch-up).
+    name: Option<(String, String)>,
+    /// The table's highest tombstone `seq` so far (see `TableState`).
+    delete_seq: u64,
 }
 
 impl FleetTable {
@@ -77,7 +82,52 @@ impl FleetTable {
             store_url,
             tombstones: Vec::new(),
             expired_before: None,
+            name: None,
+            delete_seq: 0,
         }
+    }
+
+    /// Names the snapshot as table `table` of database `db`, whose highest
+    /// tombstone `seq` is `delete_seq`.
+    pub fn with_identity(mut self, db: &str, table: &str, delete_seq: u64) -> Self {
+        self.name = Some((db.to_string(), table.to_string()));
+        self.delete_seq = delete_seq;
+        self
+    }
+
+    pub fn identity(&self) -> Option<(&str, &str)> {
+        self.name.as_ref().map(|(d, t)| (d.as_str(), t.as_str()))
+    }
+
+    pub fn delete_seq(&self) -> u64 {
+        self.delete_seq
+    }
+
+    pub fn files(&self) -> &[FileMeta] {
+        &self.files
+    }
+
+    pub fn buffered(&self) -> &[BufferedPartition] {
+        &self.buffered
+    }
+
+    pub fn expired_before(&self) -> Option<i64> {
+        self.expired_before
+    }
+
+    pub fn table_schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+
+    pub fn is_tag(&self, column: &str) -> bool {
+        self.schema.kind_of(column) == Some(ColumnKind::Tag)
+    }
+
+    /// The same table (schema, deletes), reading only `files` and
+    /// `buffered`, with no name and no retention.
+    pub fn part(&self, files: Vec<FileMeta>, buffered: Vec<BufferedPartition>) -> Self {
+        Self::new(self.schema.clone(), files, buffered, self.store_url.clone())
+            .with_tombstones(self.tombstones.clone())
     }
 
     /// Deletes to apply: rows written before a tombstone that it matches

@@ -184,6 +184,11 @@ pub struct TableState {
     pub removed: PathMap<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tombstones: Vec<Tombstone>,
+    /// The highest tombstone `seq` ever added, kept after the tombstone is
+    /// applied and dropped: a later delete must get a higher one, and
+    /// whatever caches rows notices a delete by it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delete_seq: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -278,9 +283,9 @@ impl CatalogState {
                     table,
                     tombstone,
                 } => {
-                    self.table_mut(db, table)?
-                        .tombstones
-                        .push(tombstone.clone());
+                    let t = self.table_mut(db, table)?;
+                    t.delete_seq = t.delete_seq.max(tombstone.seq);
+                    t.tombstones.push(tombstone.clone());
                 }
                 Action::RemoveTombstones { db, table, seqs } => {
                     self.table_mut(db, table)?

@@ -1,0 +1,474 @@
+//! The last-value cache: the newest row of every series of a table, kept
+//! between queries so that "the latest point of each host" does not scan
+//! the whole table each time.
+//!
+//! A query of the form
+//!
+//! ```sql
+//! SELECT DISTINCT ON (<tags>) <anything> FROM <table>
+//!   [WHERE <predicates on tags only> AND <time > / >= a constant> ...]
+//!   ORDER BY <the same tags>, time DESC
+//! ```
+//!
+//! — TSBS's lastpoint — is answered from it: an analyzer rule
+//! ([`LastValueRule`]) puts [`LastValueTable`] in place of the table scan
+//! under the `DISTINCT ON`. It yields the newest row of each series, and the
+//! `DISTINCT ON` runs over those as it would over the table. The answer is
+//! the same: the newest row of a `DISTINCT ON` group is the newest row of
+//! one of its series; a tag predicate keeps or drops whole series; and a
+//! series has a row at or after a lower time bound exactly when its newest
+//! row is. (Ties in time between series of one group are broken arbitrarily
+//! either way.)
+//!
+//! A table's cache is built by the first such query, in one pass over the
+//! table, then brought up to date by each later query from what was written
+//! since: files with a higher `seq` than any it saw — except flush files
+//! whose rows it already saw in the write buffer — and buffered rows of
+//! newer WAL records. The newest row of a series is the row at its latest
+//! time with every write at that time merged field by field, as scans
+//! merge them. A delete (the table's `delete_seq` moved) or a new column
+//! rebuilds the cache; retention is applied to its rows at every query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch, interleave};
+use arrow::datatypes::{SchemaRef, TimestampNanosecondType, UInt64Type};
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    BinaryExpr, Distinct, DistinctOn, Expr, Filter, LogicalPlan, Operator, SortExpr, ident,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use fleetlake_ingest::BufferedPartition;
+use fleetlake_ingest::buffer::SEQ_COLUMN;
+use fleetlake_storage::catalog::FileMeta;
+use fleetlake_storage::schema::TIME_COLUMN;
+
+use crate::table::FleetTable;
+
+/// One table's cache; a query holds it while bringing it up to date.
+type SharedCache = Arc<tokio::sync::Mutex<Cache>>;
+
+/// The caches of every table that has been asked for its newest rows.
+#[derive(Debug, Default)]
+pub struct LastValueCaches {
+    tables: parking_lot::Mutex<HashMap<(String, String), SharedCache>>,
+}
+
+impl LastValueCaches {
+    fn get(&self, db: &str, table: &str) -> SharedCache {
+        self.tables
+            .lock()
+            .entry((db.to_string(), table.to_string()))
+            .or_default()
+            .clone()
+    }
+}
+
+/// The analyzer rule that answers newest-row-per-series queries from the
+/// cache (see the module documentation for the form it recognises).
+#[derive(Debug)]
+pub struct LastValueRule {
+    caches: Arc<LastValueCaches>,
+}
+
+impl LastValueRule {
+    pub fn new(caches: Arc<LastValueCaches>) -> Self {
+        Self { caches }
+    }
+
+    fn rewrite(&self, node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Distinct(Distinct::On(on)) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(input) = self.cached_input(on)? else {
+            return Ok(Transformed::no(node));
+        };
+        let on = DistinctOn {
+            input: Arc::new(input),
+            ..on.clone()
+        };
+        Ok(Transformed::yes(LogicalPlan::Distinct(Distinct::On(on))))
+    }
+
+    /// The `DISTINCT ON`'s input with the table scan swapped for the cache,
+    /// when the query is of the recognised form.
+    fn cached_input(&self, on: &DistinctOn) -> Result<Option<LogicalPlan>> {
+        let (filter, scan) = match on.input.as_ref() {
+            LogicalPlan::TableScan(s) => (None, s),
+            LogicalPlan::Filter(f) => match f.input.as_ref() {
+                LogicalPlan::TableScan(s) => (Some(f), s),
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        if scan.fetch.is_some() || !scan.filters.is_empty() {
+            return Ok(None);
+        }
+        let Ok(provider) = source_as_provider(&scan.source) else {
+            return Ok(None);
+        };
+        let Some(table) = provider.downcast_ref::<FleetTable>() else {
+            return Ok(None);
+        };
+        let Some((db, name)) = table.identity() else {
+            return Ok(None);
+        };
+        let is_tag = |e: &Expr| matches!(e, Expr::Column(c) if table.is_tag(&c.name));
+        let Some(sort) = &on.sort_expr else {
+            return Ok(None);
+        };
+        let newest_first = sort
+            .last()
+            .is_some_and(|s| !s.asc && matches!(&s.expr, Expr::Column(c) if c.name == TIME_COLUMN));
+        if on.on_expr.is_empty()
+            || !on.on_expr.iter().all(is_tag)
+            || sort.len() != on.on_expr.len() + 1
+            || !sort.iter().zip(&on.on_expr).all(|(s, e)| &s.expr == e)
+            || !newest_first
+        {
+            return Ok(None);
+        }
+        if let Some(f) = filter
+            && !split_conjunction(&f.predicate)
+                .into_iter()
+                .all(|c| whole_series(table, c))
+        {
+            return Ok(None);
+        }
+        let cached = Arc::new(LastValueTable {
+            table: provider.clone(),
+            cache: self.caches.get(db, name),
+        });
+        let mut swapped = scan.clone();
+        swapped.source = provider_as_source(cached);
+        let scan = LogicalPlan::TableScan(swapped);
+        Ok(Some(match filter {
+            None => scan,
+            Some(f) => LogicalPlan::Filter(Filter::try_new(f.predicate.clone(), Arc::new(scan))?),
+        }))
+    }
+}
+
+impl AnalyzerRule for LastValueRule {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up(|node| self.rewrite(node)).map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "fleetlake_last_value_cache"
+    }
+}
+
+/// Whether `e` keeps or drops a series' newest row exactly as it keeps or
+/// drops the series' having any row: it reads only tags, or it is a lower
+/// bound on time.
+fn whole_series(table: &FleetTable, e: &Expr) -> bool {
+    if e.column_refs().iter().all(|c| table.is_tag(&c.name)) {
+        return !e.is_volatile();
+    }
+    let is_time = |x: &Expr| matches!(x, Expr::Column(c) if c.name == TIME_COLUMN);
+    let constant = |x: &Expr| x.column_refs().is_empty() && !x.is_volatile();
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Gt | Operator::GtEq => is_time(left) && constant(right),
+            Operator::Lt | Operator::LtEq => constant(left) && is_time(right),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// One row per series: the table's newest, from the cache.
+#[derive(Debug)]
+pub struct LastValueTable {
+    /// A [`FleetTable`]: the snapshot the query planned against.
+    table: Arc<dyn TableProvider>,
+    cache: SharedCache,
+}
+
+#[async_trait]
+impl TableProvider for LastValueTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let table = self
+            .table
+            .downcast_ref::<FleetTable>()
+            .expect("the rule wraps FleetTables only");
+        let rows = {
+            let mut cache = self.cache.lock().await;
+            cache.refresh(table, state).await?;
+            cache.rows.clone().expect("refreshed")
+        };
+        let rows = match table.expired_before() {
+            None => rows,
+            Some(cutoff) => {
+                let time = time_of(&rows)?;
+                let keep: BooleanArray = time.values().iter().map(|t| Some(*t >= cutoff)).collect();
+                filter_record_batch(&rows, &keep)?
+            }
+        };
+        let exec =
+            MemorySourceConfig::try_new_exec(&[vec![rows]], self.schema(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// A flush file's `seq` (`file_seq`): its WAL record in the high half.
+fn is_flush_seq(seq: u64) -> bool {
+    seq & u64::from(u32::MAX) == u64::from(u32::MAX)
+}
+
+fn time_of(batch: &RecordBatch) -> Result<&arrow::array::PrimitiveArray<TimestampNanosecondType>> {
+    batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| DataFusionError::Internal("no nanosecond time column".into()))
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// One row per series, in the table's columns; `None` until built.
+    rows: Option<RecordBatch>,
+    /// Series key (tags, row-encoded) → row of `rows`.
+    index: HashMap<Box<[u8]>, usize>,
+    /// Files with a higher `seq` are new to the cache.
+    seen_file_seq: u64,
+    /// Every row of WAL records up to this one is reflected.
+    seen_wal: u64,
+    /// The table's `delete_seq` when the cache was built.
+    delete_seq: u64,
+}
+
+impl Cache {
+    async fn refresh(&mut self, table: &FleetTable, state: &dyn Session) -> Result<()> {
+        let schema = table.schema();
+        let stale = self
+            .rows
+            .as_ref()
+            .is_some_and(|r| r.schema() != schema || self.delete_seq != table.delete_seq());
+        if stale {
+            *self = Cache::default();
+        }
+        let built = self.rows.is_some();
+        let (seen_file, seen_wal) = (self.seen_file_seq, self.seen_wal);
+        let files: Vec<FileMeta> = table
+            .files()
+            .iter()
+            .filter(|f| {
+                !built || (f.seq > seen_file && !(is_flush_seq(f.seq) && f.seq >> 32 <= seen_wal))
+            })
+            .cloned()
+            .collect();
+        let mut newest_wal = table
+            .files()
+            .iter()
+            .filter(|f| is_flush_seq(f.seq))
+            .map(|f| f.seq >> 32)
+            .max()
+            .unwrap_or(0)
+            .max(seen_wal);
+        let mut buffered = Vec::new();
+        for p in table.buffered() {
+            let mut batches = Vec::new();
+            for b in &p.batches {
+                let seq = b
+                    .column_by_name(SEQ_COLUMN)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                    .ok_or_else(|| {
+                        DataFusionError::Internal("buffered batch without __seq".into())
+                    })?;
+                let records = seq.values().iter().map(|s| s >> 32);
+                newest_wal = newest_wal.max(records.clone().max().unwrap_or(0));
+                if !built {
+                    batches.push(b.clone());
+                    continue;
+                }
+                let keep: BooleanArray = records.map(|r| Some(r > seen_wal)).collect();
+                let part = filter_record_batch(b, &keep)?;
+                if part.num_rows() > 0 {
+                    batches.push(part);
+                }
+            }
+            if !batches.is_empty() {
+                buffered.push(BufferedPartition {
+                    day: p.day,
+                    min_time: p.min_time,
+                    max_time: p.max_time,
+                    batches,
+                });
+            }
+        }
+        let newest_file = table.files().iter().map(|f| f.seq).max().unwrap_or(0);
+
+        let tags: Vec<String> = table
+            .table_schema()
+            .tags_sorted()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let current = self
+            .rows
+            .take()
+            .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+        let merged = if files.is_empty() && buffered.is_empty() {
+            current
+        } else {
+            let merged = match newest_rows(table.part(files, buffered), &tags, state).await {
+                Ok(delta) => self.merge(current, &delta, &tags),
+                Err(e) => Err(e),
+            };
+            match merged {
+                Ok(m) => m,
+                Err(e) => {
+                    // Half-updated state is no state: rebuild next time.
+                    *self = Cache::default();
+                    return Err(e);
+                }
+            }
+        };
+        self.rows = Some(merged);
+        self.seen_file_seq = seen_file.max(newest_file);
+        self.seen_wal = newest_wal;
+        self.delete_seq = table.delete_seq();
+        Ok(())
+    }
+
+    /// `current` with `delta`'s rows (each newer than any in `current`)
+    /// merged in: a later time replaces a series' row; the same time merges
+    /// field by field, `delta`'s values winning where it has them.
+    fn merge(
+        &mut self,
+        current: RecordBatch,
+        delta: &RecordBatch,
+        tags: &[String],
+    ) -> Result<RecordBatch> {
+        enum Pick {
+            Old(usize),
+            New(usize),
+            Both(usize, usize),
+        }
+        let schema = current.schema();
+        let key_columns = |b: &RecordBatch| -> Result<Vec<ArrayRef>> {
+            tags.iter()
+                .map(|t| {
+                    b.column_by_name(t)
+                        .cloned()
+                        .ok_or_else(|| DataFusionError::Internal(format!("no tag column {t}")))
+                })
+                .collect()
+        };
+        let keys = key_columns(delta)?;
+        let converter = RowConverter::new(
+            keys.iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect(),
+        )?;
+        let rows = converter.convert_columns(&keys)?;
+        let (old_time, new_time) = (time_of(&current)?, time_of(delta)?);
+        let mut picks: Vec<Pick> = (0..current.num_rows()).map(Pick::Old).collect();
+        for j in 0..delta.num_rows() {
+            let key = rows.row(j);
+            match self.index.get(key.as_ref()) {
+                Some(&i) => {
+                    let (old, new) = (old_time.value(i), new_time.value(j));
+                    if new > old {
+                        picks[i] = Pick::New(j);
+                    } else if new == old {
+                        picks[i] = Pick::Both(i, j);
+                    }
+                }
+                None => {
+                    self.index.insert(key.as_ref().into(), picks.len());
+                    picks.push(Pick::New(j));
+                }
+            }
+        }
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(c, field)| {
+                let old = current.column(c);
+                let new = delta.column_by_name(field.name()).ok_or_else(|| {
+                    DataFusionError::Internal(format!("no column {}", field.name()))
+                })?;
+                let indices: Vec<(usize, usize)> = picks
+                    .iter()
+                    .map(|p| match *p {
+                        Pick::Old(i) => (0, i),
+                        Pick::New(j) => (1, j),
+                        Pick::Both(i, j) => {
+                            if new.is_valid(j) {
+                                (1, j)
+                            } else {
+                                (0, i)
+                            }
+                        }
+                    })
+                    .collect();
+                Ok(interleave(&[old.as_ref(), new.as_ref()], &indices)?)
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+/// The newest row of each series of `part` (one pass, de-duplicated as any
+/// scan is), in `part`'s columns.
+async fn newest_rows(
+    part: FleetTable,
+    tags: &[String],
+    state: &dyn Session,
+) -> Result<RecordBatch> {
+    let schema = part.schema();
+    let state = state
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| DataFusionError::Internal("not a SessionState".into()))?
+        .clone();
+    let ctx = SessionContext::new_with_state(state);
+    let on: Vec<Expr> = tags.iter().map(ident).collect();
+    let select: Vec<Expr> = schema.fields().iter().map(|f| ident(f.name())).collect();
+    let sort: Vec<SortExpr> = on
+        .iter()
+        .map(|e| e.clone().sort(true, true))
+        .chain([ident(TIME_COLUMN).sort(false, true)])
+        .collect();
+    // `part` has no name, so the rule leaves this scan alone.
+    let batches = ctx
+        .read_table(Arc::new(part))?
+        .distinct_on(on, select, Some(sort))?
+        .collect()
+        .await?;
+    let batches: Vec<RecordBatch> = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<_, _>>()?;
+    Ok(concat_batches(&schema, &batches)?)
+}
