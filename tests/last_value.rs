@@ -78,6 +78,15 @@ fn questions(fleet: &Fleet) -> Vec<(String, String)> {
                 window("rack", "WHERE host <> 'h0'", "rack")
             ),
         ),
+        // A filter above the DISTINCT ON applies to the chosen rows.
+        (
+            "SELECT * FROM (SELECT DISTINCT ON (rack) rack, host, v, time FROM m ORDER BY rack, time DESC) WHERE host <> 'h0' ORDER BY rack"
+                .into(),
+            format!(
+                "SELECT rack, host, v, time FROM ({}) WHERE host <> 'h0' ORDER BY rack",
+                window("rack", "", "rack")
+            ),
+        ),
         (
             format!(
                 "SELECT DISTINCT ON (host, rack) * FROM m {since} ORDER BY host, rack, time DESC"

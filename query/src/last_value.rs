@@ -11,14 +11,14 @@
 //! ```
 //!
 //! — TSBS's lastpoint — is answered from it: an analyzer rule
-//! ([`LastValueRule`]) puts [`LastValueTable`] in place of the table scan
-//! under the `DISTINCT ON`. It yields the newest row of each series, and the
-//! `DISTINCT ON` runs over those as it would over the table. The answer is
-//! the same: the newest row of a `DISTINCT ON` group is the newest row of
-//! one of its series; a tag predicate keeps or drops whole series; and a
-//! series has a row at or after a lower time bound exactly when its newest
-//! row is. (Ties in time between series of one group are broken arbitrarily
-//! either way.)
+//! ([`LastValueRule`]) replaces the `DISTINCT ON` and its table scan with
+//! [`LastValueTable`], sorted and projected as `DISTINCT ON` would. From the
+//! newest row of each series it keeps those the `WHERE` keeps, then the
+//! newest of each `DISTINCT ON` group. The answer is the same as the scan's:
+//! the newest row of a group is the newest row of one of its series; a tag
+//! predicate keeps or drops whole series; and a series has a row at or after
+//! a lower time bound exactly when its newest row is. (Ties in time between
+//! series of one group are broken arbitrarily either way.)
 //!
 //! A table's cache is built by the first such query, in one pass over the
 //! table, then brought up to date by each later query from what was written
@@ -32,21 +32,24 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::{concat_batches, filter_record_batch, interleave};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::kernels::boolean::and;
+use arrow::compute::{
+    concat_batches, filter_record_batch, interleave, prep_null_mask_filter, take_record_batch,
+};
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType, UInt64Type};
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{Column, DFSchema, DataFusionError, Result};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    BinaryExpr, Distinct, DistinctOn, Expr, Filter, LogicalPlan, Operator, SortExpr, ident,
+    BinaryExpr, Distinct, DistinctOn, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
@@ -55,6 +58,7 @@ use fleetlake_ingest::BufferedPartition;
 use fleetlake_ingest::buffer::SEQ_COLUMN;
 use fleetlake_storage::catalog::FileMeta;
 use fleetlake_storage::schema::TIME_COLUMN;
+use futures::StreamExt;
 
 use crate::table::FleetTable;
 
@@ -93,19 +97,17 @@ impl LastValueRule {
         let LogicalPlan::Distinct(Distinct::On(on)) = &node else {
             return Ok(Transformed::no(node));
         };
-        let Some(input) = self.cached_input(on)? else {
-            return Ok(Transformed::no(node));
-        };
-        let on = DistinctOn {
-            input: Arc::new(input),
-            ..on.clone()
-        };
-        Ok(Transformed::yes(LogicalPlan::Distinct(Distinct::On(on))))
+        match self.answer_from_cache(on)? {
+            Some(plan) => Ok(Transformed::yes(plan)),
+            None => Ok(Transformed::no(node)),
+        }
     }
 
-    /// The `DISTINCT ON`'s input with the table scan swapped for the cache,
-    /// when the query is of the recognised form.
-    fn cached_input(&self, on: &DistinctOn) -> Result<Option<LogicalPlan>> {
+    /// The `DISTINCT ON` answered from the cache, when the query is of the
+    /// recognised form: the cache's newest row of each group (filtered
+    /// first, as the `WHERE` was), sorted as `DISTINCT ON` sorts, then the
+    /// select list. Its output is the `DISTINCT ON`'s, column for column.
+    fn answer_from_cache(&self, on: &DistinctOn) -> Result<Option<LogicalPlan>> {
         let (filter, scan) = match on.input.as_ref() {
             LogicalPlan::TableScan(s) => (None, s),
             LogicalPlan::Filter(f) => match f.input.as_ref() {
@@ -126,16 +128,21 @@ impl LastValueRule {
         let Some((db, name)) = table.identity() else {
             return Ok(None);
         };
-        let is_tag = |e: &Expr| matches!(e, Expr::Column(c) if table.is_tag(&c.name));
         let Some(sort) = &on.sort_expr else {
             return Ok(None);
         };
         let newest_first = sort
             .last()
             .is_some_and(|s| !s.asc && matches!(&s.expr, Expr::Column(c) if c.name == TIME_COLUMN));
-        if on.on_expr.is_empty()
-            || !on.on_expr.iter().all(is_tag)
-            || sort.len() != on.on_expr.len() + 1
+        let mut group = Vec::with_capacity(on.on_expr.len());
+        for e in &on.on_expr {
+            match e {
+                Expr::Column(c) if table.is_tag(&c.name) => group.push(c.name.clone()),
+                _ => return Ok(None),
+            }
+        }
+        if group.is_empty()
+            || sort.len() != group.len() + 1
             || !sort.iter().zip(&on.on_expr).all(|(s, e)| &s.expr == e)
             || !newest_first
         {
@@ -151,15 +158,34 @@ impl LastValueRule {
         let cached = Arc::new(LastValueTable {
             table: provider.clone(),
             cache: self.caches.get(db, name),
+            group,
+            filter: filter
+                .map(|f| unqualified(f.predicate.clone()))
+                .transpose()?,
         });
         let mut swapped = scan.clone();
         swapped.source = provider_as_source(cached);
-        let scan = LogicalPlan::TableScan(swapped);
-        Ok(Some(match filter {
-            None => scan,
-            Some(f) => LogicalPlan::Filter(Filter::try_new(f.predicate.clone(), Arc::new(scan))?),
-        }))
+        let plan = LogicalPlanBuilder::from(LogicalPlan::TableScan(swapped))
+            .sort(sort[..sort.len() - 1].to_vec())?
+            .project(on.select_expr.clone())?
+            .build()?;
+        if plan.schema() != &on.schema {
+            return Ok(None); // not expected; the plain plan is always right
+        }
+        Ok(Some(plan))
     }
+}
+
+/// `e` with its columns' table qualifiers removed: the cache evaluates it
+/// against the table's own schema.
+fn unqualified(e: Expr) -> Result<Expr> {
+    e.transform(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+            Column::new_unqualified(c.name),
+        ))),
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
 }
 
 impl AnalyzerRule for LastValueRule {
@@ -191,12 +217,19 @@ fn whole_series(table: &FleetTable, e: &Expr) -> bool {
     }
 }
 
-/// One row per series: the table's newest, from the cache.
+/// The newest row of each group of series, from the cache.
 #[derive(Debug)]
 pub struct LastValueTable {
     /// A [`FleetTable`]: the snapshot the query planned against.
     table: Arc<dyn TableProvider>,
     cache: SharedCache,
+    /// The `DISTINCT ON` columns (tags): one row per distinct combination.
+    group: Vec<String>,
+    /// The query's `WHERE` (tags and lower time bounds), applied before
+    /// the newest row of each group is chosen. Filters the optimizer pushes
+    /// from above stay above this scan (pushdown is unsupported): they apply
+    /// to the chosen rows, as they did above the `DISTINCT ON`.
+    filter: Option<Expr>,
 }
 
 #[async_trait]
@@ -225,18 +258,63 @@ impl TableProvider for LastValueTable {
             cache.refresh(table, state).await?;
             cache.rows.clone().expect("refreshed")
         };
-        let rows = match table.expired_before() {
-            None => rows,
-            Some(cutoff) => {
-                let time = time_of(&rows)?;
-                let keep: BooleanArray = time.values().iter().map(|t| Some(*t >= cutoff)).collect();
-                filter_record_batch(&rows, &keep)?
-            }
-        };
+        let mut keep = BooleanArray::from(vec![true; rows.num_rows()]);
+        if let Some(cutoff) = table.expired_before() {
+            let time = time_of(&rows)?;
+            keep = time.values().iter().map(|t| Some(*t >= cutoff)).collect();
+        }
+        if let Some(filter) = &self.filter {
+            let df_schema = DFSchema::try_from(rows.schema().as_ref().clone())?;
+            let predicate = state.create_physical_expr(filter.clone(), &df_schema)?;
+            let matched = predicate.evaluate(&rows)?.into_array(rows.num_rows())?;
+            let matched = matched.as_boolean();
+            let matched = match matched.nulls() {
+                Some(_) => prep_null_mask_filter(matched), // NULL: not kept
+                None => matched.clone(),
+            };
+            keep = and(&keep, &matched)?;
+        }
+        let rows = filter_record_batch(&rows, &keep)?;
+        let rows = newest_per_group(&rows, &self.group)?;
         let exec =
             MemorySourceConfig::try_new_exec(&[vec![rows]], self.schema(), projection.cloned())?;
         Ok(exec)
     }
+}
+
+/// The row with the latest time of each distinct combination of `group`'s
+/// values (NULLs equal, as in `DISTINCT ON`).
+fn newest_per_group(rows: &RecordBatch, group: &[String]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = group
+        .iter()
+        .map(|g| {
+            rows.column_by_name(g)
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal(format!("no column {g}")))
+        })
+        .collect::<Result<_>>()?;
+    let converter = RowConverter::new(
+        columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    let keys = converter.convert_columns(&columns)?;
+    let time = time_of(rows)?;
+    let mut newest: HashMap<&[u8], u32> = HashMap::with_capacity(rows.num_rows());
+    for i in 0..rows.num_rows() {
+        newest
+            .entry(keys.row(i).data())
+            .and_modify(|best| {
+                if time.value(i) > time.value(*best as usize) {
+                    *best = i as u32;
+                }
+            })
+            .or_insert(i as u32);
+    }
+    let mut picked: Vec<u32> = newest.into_values().collect();
+    picked.sort_unstable();
+    Ok(take_record_batch(rows, &UInt32Array::from(picked))?)
 }
 
 /// A flush file's `seq` (`file_seq`): its WAL record in the high half.
@@ -439,8 +517,11 @@ impl Cache {
     }
 }
 
-/// The newest row of each series of `part` (one pass, de-duplicated as any
-/// scan is), in `part`'s columns.
+/// Rows held before [`newest_rows`] folds them again to one per series.
+const FOLD_AT: usize = 1 << 16;
+
+/// The newest row of each series of `part` (one streaming pass, rows
+/// de-duplicated as any scan's are), in `part`'s columns.
 async fn newest_rows(
     part: FleetTable,
     tags: &[String],
@@ -453,22 +534,21 @@ async fn newest_rows(
         .ok_or_else(|| DataFusionError::Internal("not a SessionState".into()))?
         .clone();
     let ctx = SessionContext::new_with_state(state);
-    let on: Vec<Expr> = tags.iter().map(ident).collect();
-    let select: Vec<Expr> = schema.fields().iter().map(|f| ident(f.name())).collect();
-    let sort: Vec<SortExpr> = on
-        .iter()
-        .map(|e| e.clone().sort(true, true))
-        .chain([ident(TIME_COLUMN).sort(false, true)])
-        .collect();
-    // `part` has no name, so the rule leaves this scan alone.
-    let batches = ctx
-        .read_table(Arc::new(part))?
-        .distinct_on(on, select, Some(sort))?
-        .collect()
-        .await?;
-    let batches: Vec<RecordBatch> = batches
-        .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-        .collect::<Result<_, _>>()?;
-    Ok(concat_batches(&schema, &batches)?)
+    let mut stream = ctx.read_table(Arc::new(part))?.execute_stream().await?;
+    // A scan yields each (series, time) once, so the newest of a series
+    // over several batches is the newest of their newest rows.
+    let mut held: Vec<RecordBatch> = Vec::new();
+    let mut held_rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = RecordBatch::try_new(schema.clone(), batch?.columns().to_vec())?;
+        let newest = newest_per_group(&batch, tags)?;
+        held_rows += newest.num_rows();
+        held.push(newest);
+        if held_rows > FOLD_AT {
+            let folded = newest_per_group(&concat_batches(&schema, &held)?, tags)?;
+            held_rows = folded.num_rows();
+            held = vec![folded];
+        }
+    }
+    newest_per_group(&concat_batches(&schema, &held)?, tags)
 }
