@@ -53,6 +53,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_QUERY_MEMORY_LIMIT", default_value_t = 1 << 30)]
     pub query_memory_limit: usize,
 
+    /// Bytes of Parquet footers and page indexes kept in memory for
+    /// queries (least recently used files' go first).
+    #[arg(long, env = "FLEETLAKE_QUERY_METADATA_CACHE", default_value_t = 256 << 20)]
+    pub query_metadata_cache: usize,
+
     /// How often the compactor looks for partitions to merge; 0 disables
     /// background compaction and garbage collection.
     #[arg(long, env = "FLEETLAKE_COMPACTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]

@@ -53,6 +53,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let query_config = QueryConfig {
         timeout: args.query_timeout,
         memory_limit: args.query_memory_limit,
+        metadata_cache_bytes: args.query_metadata_cache,
         ..QueryConfig::default()
     };
     // Rollups aggregate with an engine of their own: background limits (the
@@ -64,6 +65,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(3600),
             memory_limit: args.compaction_memory_limit,
             target_partitions: 1,
+            ..QueryConfig::default()
         },
     )?);
     let rollups = Rollups::new(

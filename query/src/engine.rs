@@ -33,6 +33,9 @@ pub struct QueryConfig {
     pub memory_limit: usize,
     /// DataFusion's target partitions (threads per query).
     pub target_partitions: usize,
+    /// Parquet footers and page indexes kept in memory, in bytes (shared
+    /// by every query of the engine; least recently used go first).
+    pub metadata_cache_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -43,6 +46,7 @@ impl Default for QueryConfig {
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            metadata_cache_bytes: 256 << 20,
         }
     }
 }
@@ -103,6 +107,7 @@ impl QueryEngine {
         let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid URL");
         let runtime = Arc::new(
             RuntimeEnvBuilder::new()
+                .with_metadata_cache_limit(config.metadata_cache_bytes)
                 .build()
                 .map_err(|e| Error::Internal(e.to_string()))?,
         );

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod functions;
 pub mod last_value;
+pub mod parquet_reader;
 pub mod system;
 pub mod table;
 pub mod time_range;

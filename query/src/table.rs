@@ -24,7 +24,6 @@ use datafusion::common::{Column, DFSchema, Result, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema as DfTableSchema;
@@ -444,10 +443,9 @@ impl FleetTable {
             .with_enable_page_index(true)
             .with_pushdown_filters(true)
             .with_reorder_filters(true)
-            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
-                store,
-                metadata_cache,
-            )));
+            .with_parquet_file_reader_factory(Arc::new(
+                crate::parquet_reader::PageIndexCachingFactory::new(store, metadata_cache),
+            ));
         if let Some(p) = predicate {
             let df_schema = DFSchema::try_from(self.arrow_schema.as_ref().clone())?;
             let physical = state.create_physical_expr(p, &df_schema)?;
