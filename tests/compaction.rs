@@ -141,6 +141,63 @@ async fn compaction_keeps_every_answer_and_deletes_replaced_files() {
     );
 }
 
+/// Two dozen flush files of a day merge under a small memory limit: each
+/// pass takes the oldest inputs that fit, none fails for memory, and the
+/// passes end in one run with every answer unchanged.
+#[tokio::test]
+async fn many_flush_files_merge_within_a_small_memory_limit() {
+    let server = Server::start(&[
+        "--compaction-interval",
+        "0",
+        "--gc-grace",
+        "0s",
+        "--compaction-memory-limit",
+        "67108864",
+    ]);
+    let tsbs = Tsbs::new(1000);
+    for flush in 0..24 {
+        server
+            .write_ok("fleet", &tsbs.body(flush * 10, flush * 10 + 10))
+            .await;
+        server.flush().await;
+    }
+    let before = answers(&server).await;
+    assert_eq!(catalog_files(&server).await, 24);
+    let mut passes = 0;
+    loop {
+        let report = server.admin("compact").await;
+        let runs = report["compactions"].as_array().expect("compactions");
+        if runs.is_empty() {
+            break;
+        }
+        for r in runs {
+            assert!(r["error"].is_null(), "{report}");
+            assert!(
+                r["input_files"].as_i64() < Some(24),
+                "fan-in not bounded: {report}"
+            );
+        }
+        passes += 1;
+        assert!(passes < 30, "compaction does not converge: {report}");
+    }
+    assert!(
+        passes >= 2,
+        "one pass merged everything: the limit did not bind"
+    );
+    let runs = server
+        .sql_i64(
+            "fleet",
+            "SELECT count(DISTINCT run) FROM system.files WHERE \"table\" = 'cpu'",
+        )
+        .await;
+    assert_eq!(runs, 1);
+    assert_eq!(answers(&server).await, before);
+    assert_eq!(
+        server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        1000 * 240
+    );
+}
+
 /// Randomised mixes of writes, overwrites (some fields only) and flushes:
 /// the table equals a last-write-wins model before and after compaction.
 #[tokio::test]

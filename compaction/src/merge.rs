@@ -92,8 +92,21 @@ pub(crate) async fn merge_partition(
         ?memory,
         "merge memory"
     );
+    // A streaming merge of sorted inputs holds one batch per input, which
+    // the fan-in already budgets (as `readers`) and SortPreservingMergeExec
+    // reserves from the pool again, unable to spill: its pool is the whole
+    // limit, a backstop against a wrong estimate rather than a second
+    // budget. (Pooled at what the rest left, a merge of 8 of 24 flush files
+    // failed at 128 MB and would have failed on every retry.) A sort of
+    // unordered inputs spills at what the readers and writer leave.
+    let sorted_inputs = inputs.iter().all(|f| sorted_by(f, &order));
+    let pool = if sorted_inputs {
+        config.memory_limit
+    } else {
+        memory.pool as usize
+    };
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(memory.pool as usize)))
+        .with_memory_pool(Arc::new(FairSpillPool::new(pool)))
         .build_arc()
         .map_err(df)?;
     let url = ObjectStoreUrl::parse(STORE_URL).map_err(df)?;

@@ -443,6 +443,8 @@ impl FleetTable {
             .with_enable_page_index(true)
             .with_pushdown_filters(true)
             .with_reorder_filters(true)
+            // fleetlake writes no bloom filters: do not look for them.
+            .with_bloom_filter_on_read(false)
             .with_parquet_file_reader_factory(Arc::new(
                 crate::parquet_reader::PageIndexCachingFactory::new(store, metadata_cache),
             ));
