@@ -178,12 +178,13 @@ fn input_memory(f: &FileMeta, row_width: u64) -> u64 {
 
 /// The memory of the merge's output: the row group being encoded and its
 /// serialized copy (sized like the inputs' row groups, at most a full one),
-/// and one upload part.
+/// the upload part being filled and those in flight.
 fn output_memory<'a>(inputs: impl Iterator<Item = &'a FileMeta>) -> u64 {
     let (bytes, rows) = inputs.fold((0u64, 0u64), |(b, r), f| (b + f.bytes, r + f.rows));
     let row_group_rows = rows.min(fleetlake_storage::parquet_file::ROW_GROUP_ROWS as u64);
     let row_group = bytes.checked_div(rows).unwrap_or(0) * row_group_rows;
-    2 * row_group + fleetlake_storage::parquet_file::UPLOAD_PART_BYTES as u64
+    use fleetlake_storage::parquet_file::{UPLOAD_PART_BYTES, UPLOAD_PARTS_IN_FLIGHT};
+    2 * row_group + ((1 + UPLOAD_PARTS_IN_FLIGHT) * UPLOAD_PART_BYTES) as u64
 }
 
 /// How a merge's memory limit is shared: what its inputs and output hold

@@ -170,10 +170,14 @@ fn data_file_meta(spec: FileSpec<'_>, path: &Path, bytes: u64) -> FileMeta {
 /// Upload buffer of a [`StreamingDataFile`]: one part of a multipart upload
 /// (S3 wants at least 5 MiB per part but the last).
 pub const UPLOAD_PART_BYTES: usize = 8 << 20;
+/// Parts of one upload in flight at once (object_store's default is 8, so up
+/// to 64 MiB of a compaction's output could wait in memory on a slow store).
+pub const UPLOAD_PARTS_IN_FLIGHT: usize = 1;
 
 /// A data file written while its rows arrive: each finished row group goes to
 /// the store as part of a multipart upload, so the memory held is one row
-/// group being encoded plus one upload part, whatever the file's size.
+/// group being encoded plus the upload part being filled and the one in
+/// flight, whatever the file's size.
 pub struct StreamingDataFile {
     writer: AsyncArrowWriter<BufWriter>,
     path: Path,
@@ -189,7 +193,8 @@ impl StreamingDataFile {
         schema: SchemaRef,
     ) -> Result<Self> {
         let path = data_file_path(db, table, day, &uuid::Uuid::new_v4().to_string());
-        let upload = BufWriter::with_capacity(Arc::clone(store), path.clone(), UPLOAD_PART_BYTES);
+        let upload = BufWriter::with_capacity(Arc::clone(store), path.clone(), UPLOAD_PART_BYTES)
+            .with_max_concurrency(UPLOAD_PARTS_IN_FLIGHT);
         let props = writer_properties(&schema);
         let writer = AsyncArrowWriter::try_new(upload, schema, Some(props))?;
         Ok(Self { writer, path })
