@@ -139,9 +139,13 @@ fn choose(
 
 /// Rows of a batch in the merge (DataFusion's default batch size).
 const BATCH_ROWS: u64 = 8192;
-/// Decoded batches one input holds at once: the reader's, the visibility
-/// filter's output, the merge's sort-key rows, and the output being built.
-const BATCHES_PER_INPUT: u64 = 4;
+/// Decoded batches' worth of memory one input holds at once: the reader's,
+/// the visibility filter's output, the merge's sort-key rows, the output
+/// being built — and two more for the reader's page buffers and decoders:
+/// measured, 24 flush files of TSBS cpu merged 7 at a time under 128 MiB
+/// cost ~12 MB per input where 4 batches estimated 8.8 MB, and the merge
+/// peaked 22 % over the limit (benches/README.md, "Many inputs").
+const BATCHES_PER_INPUT: u64 = 6;
 
 /// Bytes one row of `schema` takes decoded, plus the merge's `__seq`.
 pub(crate) fn decoded_row_width(schema: &arrow::datatypes::Schema) -> u64 {
