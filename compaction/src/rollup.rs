@@ -249,12 +249,7 @@ impl Rollups {
             .unwrap_or_default();
         let tombstones: &[Tombstone] = source_state.map_or(&[], |t| &t.tombstones);
         let every = spec.every_ns;
-        let deletes_now = tombstones
-            .iter()
-            .map(|t| t.seq)
-            .chain(files.iter().map(|f| f.deletes_applied))
-            .max()
-            .unwrap_or(0);
+        let deletes_now = source_state.map_or(0, |t| t.delete_seq);
         let (watermark, seen, seen_deletes) = match &progress {
             Some(p) => (p.watermark_ns, p.seen_seq, p.seen_delete_seq),
             None => {

@@ -37,6 +37,17 @@ pub fn file_seq(wal_seq: u64) -> u64 {
     (wal_seq << 32) | u32::MAX as u64
 }
 
+/// The WAL record of a [`row_seq`], or the last record a [`file_seq`] covers.
+pub fn wal_seq_of(seq: u64) -> u64 {
+    seq >> 32
+}
+
+/// Whether `seq` has the form of a [`file_seq`] (a flush, or a compaction
+/// of flushes), rather than a buffered row's.
+pub fn is_file_seq(seq: u64) -> bool {
+    seq & u32::MAX as u64 == u32::MAX as u64
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PartitionBuffer {
     pub batches: Vec<RecordBatch>,

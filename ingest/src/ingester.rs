@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::buffer::{BufferContents, SEQ_COLUMN, align_to_schema, file_seq};
+use crate::buffer::{BufferContents, SEQ_COLUMN, align_to_schema, file_seq, row_seq};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::precision::Precision;
@@ -565,7 +565,7 @@ impl Ingester {
         self.flush().await?;
         self.flush().await?;
         let mut state = self.catalog.state();
-        let next = |state: &CatalogState| (state.persisted_wal_seq + 1) << 32;
+        let next = |state: &CatalogState| row_seq(state.persisted_wal_seq + 1, 0);
         if state
             .table(db, table)
             .is_some_and(|t| t.delete_seq >= next(&state))

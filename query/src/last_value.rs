@@ -38,7 +38,7 @@ use arrow::compute::{
     concat_batches, filter_record_batch, interleave, prep_null_mask_filter, take_record_batch,
 };
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType, UInt64Type};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::ConfigOptions;
@@ -55,7 +55,7 @@ use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use fleetlake_ingest::BufferedPartition;
-use fleetlake_ingest::buffer::SEQ_COLUMN;
+use fleetlake_ingest::buffer::{SEQ_COLUMN, is_file_seq, wal_seq_of};
 use fleetlake_storage::catalog::FileMeta;
 use fleetlake_storage::schema::TIME_COLUMN;
 use futures::StreamExt;
@@ -285,21 +285,7 @@ impl TableProvider for LastValueTable {
 /// The row with the latest time of each distinct combination of `group`'s
 /// values (NULLs equal, as in `DISTINCT ON`).
 fn newest_per_group(rows: &RecordBatch, group: &[String]) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = group
-        .iter()
-        .map(|g| {
-            rows.column_by_name(g)
-                .cloned()
-                .ok_or_else(|| DataFusionError::Internal(format!("no column {g}")))
-        })
-        .collect::<Result<_>>()?;
-    let converter = RowConverter::new(
-        columns
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )?;
-    let keys = converter.convert_columns(&columns)?;
+    let keys = row_keys(rows, group)?;
     let time = time_of(rows)?;
     let mut newest: HashMap<&[u8], u32> = HashMap::with_capacity(rows.num_rows());
     for i in 0..rows.num_rows() {
@@ -317,9 +303,25 @@ fn newest_per_group(rows: &RecordBatch, group: &[String]) -> Result<RecordBatch>
     Ok(take_record_batch(rows, &UInt32Array::from(picked))?)
 }
 
-/// A flush file's `seq` (`file_seq`): its WAL record in the high half.
-fn is_flush_seq(seq: u64) -> bool {
-    seq & u64::from(u32::MAX) == u64::from(u32::MAX)
+/// Each row's values of the `columns`, encoded as comparable bytes (equal
+/// values, NULLs included, give equal keys).
+fn row_keys(batch: &RecordBatch, columns: &[String]) -> Result<Rows> {
+    let columns: Vec<ArrayRef> = columns
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(c)
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal(format!("no column {c}")))
+        })
+        .collect::<Result<_>>()?;
+    let converter = RowConverter::new(
+        columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    Ok(converter.convert_columns(&columns)?)
 }
 
 fn time_of(batch: &RecordBatch) -> Result<&arrow::array::PrimitiveArray<TimestampNanosecondType>> {
@@ -355,22 +357,20 @@ impl Cache {
         }
         let built = self.rows.is_some();
         let (seen_file, seen_wal) = (self.seen_file_seq, self.seen_wal);
-        let files: Vec<FileMeta> = table
-            .files()
-            .iter()
-            .filter(|f| {
-                !built || (f.seq > seen_file && !(is_flush_seq(f.seq) && f.seq >> 32 <= seen_wal))
-            })
-            .cloned()
-            .collect();
-        let mut newest_wal = table
-            .files()
-            .iter()
-            .filter(|f| is_flush_seq(f.seq))
-            .map(|f| f.seq >> 32)
-            .max()
-            .unwrap_or(0)
-            .max(seen_wal);
+        // New files: a higher seq than any seen, except flush files (and
+        // compactions of them) whose rows were all seen in the buffer.
+        let mut files: Vec<FileMeta> = Vec::new();
+        let (mut newest_file, mut newest_wal) = (seen_file, seen_wal);
+        for f in table.files() {
+            let flushed = is_file_seq(f.seq);
+            if !built || (f.seq > seen_file && !(flushed && wal_seq_of(f.seq) <= seen_wal)) {
+                files.push(f.clone());
+            }
+            newest_file = newest_file.max(f.seq);
+            if flushed {
+                newest_wal = newest_wal.max(wal_seq_of(f.seq));
+            }
+        }
         let mut buffered = Vec::new();
         for p in table.buffered() {
             let mut batches = Vec::new();
@@ -381,7 +381,7 @@ impl Cache {
                     .ok_or_else(|| {
                         DataFusionError::Internal("buffered batch without __seq".into())
                     })?;
-                let records = seq.values().iter().map(|s| s >> 32);
+                let records = seq.values().iter().map(|s| wal_seq_of(*s));
                 newest_wal = newest_wal.max(records.clone().max().unwrap_or(0));
                 if !built {
                     batches.push(b.clone());
@@ -402,7 +402,6 @@ impl Cache {
                 });
             }
         }
-        let newest_file = table.files().iter().map(|f| f.seq).max().unwrap_or(0);
 
         let tags: Vec<String> = table
             .table_schema()
@@ -417,21 +416,14 @@ impl Cache {
         let merged = if files.is_empty() && buffered.is_empty() {
             current
         } else {
-            let merged = match newest_rows(table.part(files, buffered), &tags, state).await {
-                Ok(delta) => self.merge(current, &delta, &tags),
-                Err(e) => Err(e),
-            };
-            match merged {
-                Ok(m) => m,
-                Err(e) => {
-                    // Half-updated state is no state: rebuild next time.
-                    *self = Cache::default();
-                    return Err(e);
-                }
-            }
+            let merged = newest_rows(table.part(files, buffered), &tags, state)
+                .await
+                .and_then(|delta| self.merge(current, &delta, &tags));
+            // Half-updated state is no state: rebuild next time.
+            merged.inspect_err(|_| *self = Cache::default())?
         };
         self.rows = Some(merged);
-        self.seen_file_seq = seen_file.max(newest_file);
+        self.seen_file_seq = newest_file;
         self.seen_wal = newest_wal;
         self.delete_seq = table.delete_seq();
         Ok(())
@@ -452,22 +444,7 @@ impl Cache {
             Both(usize, usize),
         }
         let schema = current.schema();
-        let key_columns = |b: &RecordBatch| -> Result<Vec<ArrayRef>> {
-            tags.iter()
-                .map(|t| {
-                    b.column_by_name(t)
-                        .cloned()
-                        .ok_or_else(|| DataFusionError::Internal(format!("no tag column {t}")))
-                })
-                .collect()
-        };
-        let keys = key_columns(delta)?;
-        let converter = RowConverter::new(
-            keys.iter()
-                .map(|c| SortField::new(c.data_type().clone()))
-                .collect(),
-        )?;
-        let rows = converter.convert_columns(&keys)?;
+        let rows = row_keys(delta, tags)?;
         let (old_time, new_time) = (time_of(&current)?, time_of(delta)?);
         let mut picks: Vec<Pick> = (0..current.num_rows()).map(Pick::Old).collect();
         for j in 0..delta.num_rows() {

@@ -221,6 +221,26 @@ pub struct CatalogState {
 }
 
 impl CatalogState {
+    /// Checkpoints written before tables recorded `delete_seq` hold 0 there:
+    /// the tombstones left, and the deletes files were rewritten without,
+    /// give it back (as high as any later reader can tell apart).
+    fn restore_delete_seqs(&mut self) {
+        for db in self.databases.values_mut() {
+            for t in db.tables.values_mut() {
+                let seen = t
+                    .tombstones
+                    .iter()
+                    .map(|x| x.seq)
+                    .chain(t.files.values().map(|f| f.deletes_applied))
+                    .max()
+                    .unwrap_or(0);
+                if seen > t.delete_seq {
+                    Arc::make_mut(t).delete_seq = seen;
+                }
+            }
+        }
+    }
+
     pub fn table(&self, db: &str, table: &str) -> Option<&Arc<TableState>> {
         self.databases.get(db)?.tables.get(table)
     }
@@ -396,6 +416,7 @@ impl Catalog {
                 seq: latest,
                 source,
             })?;
+            state.restore_delete_seqs();
         }
         let catalog = Self {
             store,

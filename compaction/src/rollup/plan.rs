@@ -43,6 +43,15 @@ pub fn normalize(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     out
 }
 
+/// The buckets below `watermark` that rows with times in `[min, max]` fall
+/// in, as a range of bucket starts `[start, end)`; `None` if none does.
+fn bucket_span(min: i64, max: i64, watermark: i64, every: i64) -> Option<(i64, i64)> {
+    (min < watermark).then(|| {
+        let end = ceil(max.saturating_add(1), every).min(watermark);
+        (floor(min, every), end)
+    })
+}
+
 /// Bucket ranges below `watermark` that data written after `seen` touches:
 /// files with a higher `seq` (by their time bounds), and buffered rows with
 /// a higher `__seq` (exactly, row by row).
@@ -53,13 +62,11 @@ pub fn late_ranges(
     watermark: i64,
     every: i64,
 ) -> Vec<(i64, i64)> {
-    let mut ranges = Vec::new();
-    for f in files {
-        if f.seq > seen && f.min_time < watermark {
-            let end = ceil(f.max_time.saturating_add(1), every).min(watermark);
-            ranges.push((floor(f.min_time, every), end));
-        }
-    }
+    let mut ranges: Vec<(i64, i64)> = files
+        .iter()
+        .filter(|f| f.seq > seen)
+        .filter_map(|f| bucket_span(f.min_time, f.max_time, watermark, every))
+        .collect();
     let mut buckets = BTreeSet::new();
     for p in buffered.iter().filter(|p| p.min_time < watermark) {
         for b in &p.batches {
@@ -111,11 +118,7 @@ pub fn deleted_ranges(
         );
     normalize(
         spans
-            .filter(|(min, _)| *min < watermark)
-            .map(|(min, max)| {
-                let end = ceil(max.saturating_add(1), every).min(watermark);
-                (floor(min, every), end)
-            })
+            .filter_map(|(min, max)| bucket_span(min, max, watermark, every))
             .collect(),
     )
 }
