@@ -48,7 +48,7 @@ pub struct GenArgs {
     pub hours: f64,
 
     /// Time between epochs (e.g. 10s, 1m).
-    #[arg(long, env = "FLEETLAKE_GEN_INTERVAL", default_value = "10s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "FLEETLAKE_GEN_INTERVAL", default_value = "10s", value_parser = fleetlake_time::parse_duration)]
     pub interval: Duration,
 
     /// Seed: the same seed and flags give the same bytes.
@@ -86,10 +86,8 @@ pub struct GenArgs {
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map_err(|e| format!("invalid RFC 3339 time {s:?}: {e}"))?
-        .timestamp_nanos_opt()
-        .ok_or_else(|| format!("time {s:?} is out of range"))
+    fleetlake_time::parse_rfc3339(s)
+        .ok_or_else(|| format!("invalid time {s:?}: expected RFC 3339 like 2026-01-01T00:00:00Z"))
 }
 
 /// The chosen generator; only the fleet has a ground truth.

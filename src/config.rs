@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use fleetlake_time::parse_duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -106,10 +107,16 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_ROLLUPS")]
     pub rollups: Option<PathBuf>,
 
-    /// The database the Prometheus APIs (PromQL queries, label listing,
-    /// remote write) use when a request names none (`?db=`).
-    #[arg(long, env = "FLEETLAKE_PROMETHEUS_DB", default_value = "prometheus")]
-    pub prometheus_db: String,
+    /// The database of every API when a request names none: line protocol,
+    /// SQL, Grafana, PromQL, label listing and remote write. It always
+    /// exists; a read that names another database never written is a 404.
+    #[arg(
+        long,
+        env = "FLEETLAKE_DEFAULT_DB",
+        default_value = "fleet",
+        alias = "prometheus-db"
+    )]
+    pub default_db: String,
 
     /// Directory of rule files (`*.toml`, `[[rule]]` entries; see README,
     /// "Rules"). Re-read when a file changes; a file that does not parse or
@@ -204,41 +211,9 @@ fn parse_retention(s: &str) -> Result<Retention, String> {
     })
 }
 
-/// Parses `90`, `90s`, `500ms`, `5m`, `1h`, `7d`, `2w`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 30s, 5m, 1h"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
-        "w" => Duration::from_secs(n * 7 * 86_400),
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?}: use ms, s, m, h, d or w"
-            ));
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("5 weeks").is_err());
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-    }
 
     #[test]
     fn retention_entries() {
@@ -248,6 +223,6 @@ mod tests {
         assert_eq!(parse_retention("fleet=1h").unwrap().table, None);
         assert!(parse_retention("fleet").is_err());
         assert!(parse_retention("fleet.=1d").is_err());
-        assert!(parse_retention("fleet=1y").is_err());
+        assert!(parse_retention("fleet=1x").is_err());
     }
 }

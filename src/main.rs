@@ -7,8 +7,7 @@ mod cli_bench;
 mod cli_gen;
 mod cli_sql;
 mod config;
-mod http;
-mod server;
+mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(server::serve(args)),
+        Command::Serve(args) => runtime.block_on(serve::serve(args)),
         Command::Sql(args) => runtime.block_on(cli_sql::run(args)),
         Command::Gen(args) => cli_gen::run(args, &runtime),
         Command::Bench(args) => cli_bench::run(args, &runtime),

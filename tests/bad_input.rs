@@ -99,7 +99,12 @@ async fn accept_partial_false_stores_nothing() {
     let (status, body) = server
         .sql_raw("strict", "SELECT count(*) FROM m", "json")
         .await;
-    assert_eq!(status, 400, "the table must not exist: {body}");
+    // Nothing was stored, so not even the database exists.
+    assert_eq!(status, 404, "the database must not exist: {body}");
+    assert!(
+        body.contains("strict") && body.contains("does not exist"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

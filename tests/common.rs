@@ -1,6 +1,5 @@
 //! Starting the real server and talking to it.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,42 +32,20 @@ impl Server {
     }
 
     /// Starts a server on `dir` with extra environment variables.
-    #[allow(clippy::zombie_processes)]
     pub fn start_with_env(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
-            .arg("serve")
-            .arg("--http-bind")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(extra)
-            .envs(envs.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start fleetlake");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line).expect("read stdout");
-            if n == 0 {
-                let status = child.wait();
-                panic!("fleetlake exited before listening: {status:?}");
-            }
-            if let Some(url) = line.trim().strip_prefix("fleetlake listening on ") {
-                let url = url.to_string();
-                // Keep draining stdout so the child never blocks on a full pipe.
-                std::thread::spawn(move || for _ in reader.lines() {});
-                return Self {
-                    child: Some(child),
-                    url,
-                    data_dir: dir.to_path_buf(),
-                    _tmp: None,
-                };
-            }
+        let (child, url) = fleetlake_benches::server::spawn(
+            Path::new(env!("CARGO_BIN_EXE_fleetlake")),
+            dir,
+            extra,
+            envs,
+            Stdio::inherit(),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        Self {
+            child: Some(child),
+            url,
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
         }
     }
 

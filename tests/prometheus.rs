@@ -72,7 +72,7 @@ pub async fn prom_strings(s: &Server, path_and_query: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn remote_write_stores_samples_and_rejects_bad_bodies() {
-    let s = Server::start(&["--max-body-bytes", "100000", "--prometheus-db", "fleet"]);
+    let s = Server::start(&["--max-body-bytes", "100000"]);
     let t0 = 1_700_000_000_000i64; // ms
     let req = WriteRequest {
         timeseries: vec![
@@ -197,7 +197,7 @@ fn start_peer(bin: &str, args: &[String]) -> Peer {
 /// the label endpoints.
 #[tokio::test]
 async fn prometheus_remote_writes_node_exporter_metrics() {
-    let s = Server::start(&["--prometheus-db", "fleet"]);
+    let s = Server::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let ne_port = free_port();
     let _ne = start_peer(
@@ -398,7 +398,7 @@ async fn check_labels(s: &Server, when: &str, hosts: &[&str]) {
 
 #[tokio::test]
 async fn label_endpoints_answer_from_the_index_across_flush_restart_delete_and_compaction() {
-    let mut s = Server::start(&["--prometheus-db", "fleet"]);
+    let mut s = Server::start(&[]);
     let t1 = 1_451_606_400_000_000_000i64; // 2016-01-01T00:00:00Z
     let t2 = t1 + 2 * 86_400_000_000_000; // two days later
     s.write_ok(
@@ -427,7 +427,14 @@ async fn label_endpoints_answer_from_the_index_across_flush_restart_delete_and_c
     }
     // Unknown label, unknown database: empty, not an error.
     assert!(prom_strings(&s, "label/nope/values").await.is_empty());
-    assert!(prom_strings(&s, "labels?db=nodb").await.is_empty());
+    // A database never written is named in a 404, not an empty success.
+    let (status, v) = prom_get(&s, "labels?db=nodb").await;
+    assert_eq!(
+        (status, &v["errorType"]),
+        (404, &serde_json::json!("not_found")),
+        "{v}"
+    );
+    assert!(v["error"].as_str().unwrap().contains("\"nodb\""), "{v}");
 
     s.flush().await;
     check_labels(&s, "flushed", &["a", "b", "c"]).await;
@@ -451,7 +458,7 @@ async fn label_endpoints_answer_from_the_index_across_flush_restart_delete_and_c
     // Restart: the index comes back from the series files.
     assert!(s.terminate());
     let dir = s.take_dir().unwrap();
-    let s = Server::start_in(dir.path(), &["--prometheus-db", "fleet"]);
+    let s = Server::start_in(dir.path(), &[]);
     check_labels(&s, "restarted", &["a", "b", "c"]).await;
 
     // Delete a whole series; compaction then rewrites the files (their
@@ -483,7 +490,7 @@ async fn label_endpoints_answer_from_the_index_across_flush_restart_delete_and_c
         index_dir.display()
     );
     std::fs::remove_dir_all(&index_dir).unwrap();
-    let s = Server::start_in(dir.path(), &["--prometheus-db", "fleet"]);
+    let s = Server::start_in(dir.path(), &[]);
     assert_eq!(prom_strings(&s, "label/host/values").await, ["b", "c"]);
     assert_eq!(
         prom_strings(&s, "labels").await,

@@ -14,7 +14,7 @@ use crate::common::{Server, free_port};
 const HOSTS: usize = 4;
 const EPOCHS: usize = 360;
 const INTERVAL_S: i64 = 10;
-const DB: &str = "prometheus";
+const DB: &str = "fleet";
 
 /// Start of the data (unix seconds): two hours ago on a 10-minute boundary,
 /// inside VictoriaMetrics' default retention and clear of its "recent
@@ -324,7 +324,7 @@ async fn grafana_save_and_test_query_range_and_metadata() {
     assert_eq!(got.len(), HOSTS);
     assert!(got.windows(2).all(|w| w[0] >= w[1]), "{got:?}");
 
-    // An unknown database is empty, not an error.
+    // An unknown database is a 404 that names it, not an empty success.
     let (s, v) = get_json(
         &c,
         &format!("{api}/query"),
@@ -335,7 +335,8 @@ async fn grafana_save_and_test_query_range_and_metadata() {
         ],
     )
     .await;
-    assert_eq!((s, v["data"]["result"].clone()), (200, json!([])));
+    assert_eq!((s, &v["errorType"]), (404, &json!("not_found")), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("\"nope\""), "{v}");
 
     // Metadata lists the metrics.
     let (s, v) = get_json(&c, &format!("{api}/metadata"), &[]).await;

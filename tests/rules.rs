@@ -147,7 +147,7 @@ async fn invalid_rules_get_precise_messages() {
         ),
         (json!({"evry": "1m"}), "unknown field `evry`"),
         (json!({"every": "5 minutes"}), "invalid duration"),
-        (json!({"for": "1y"}), "invalid duration unit"),
+        (json!({"for": "1x"}), "invalid duration unit"),
         (json!({"name": "bad-name"}), "invalid"),
         (json!({"kind": "self_heal"}), "needs [rule.action]"),
         (json!({"kind": "record"}), "needs `into`"),

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 
 use anyhow::{Context, Result, bail};
 
-use crate::time::parse_rfc3339;
+use fleetlake_time::parse_rfc3339;
 
 /// Relative tolerance of float comparisons (averages differ in the last bits
 /// between engines that sum in a different order).
@@ -106,7 +106,7 @@ impl Cell {
 impl std::fmt::Display for Cell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Cell::Time(t) => f.write_str(&fleetlake_sim::time::rfc3339(*t)),
+            Cell::Time(t) => f.write_str(&fleetlake_time::rfc3339(*t)),
             Cell::Num(x) => write!(f, "{x}"),
             Cell::Str(s) => f.write_str(s),
             Cell::Null => f.write_str("null"),

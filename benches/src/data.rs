@@ -7,7 +7,7 @@ use clap::Args;
 use fleetlake_sim::SimConfig;
 use fleetlake_sim::time::{HOUR_NS, SECOND_NS};
 
-use crate::time::parse_rfc3339;
+use fleetlake_time::parse_rfc3339;
 
 /// The same flags and defaults as `fleetlake gen`.
 #[derive(Debug, Clone, Args)]

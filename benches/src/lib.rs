@@ -31,5 +31,4 @@ pub mod query;
 pub mod server;
 pub mod sink;
 pub mod stats;
-pub mod time;
 pub mod tsbs;

@@ -4,8 +4,75 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+/// Starts `bin serve --http-bind 127.0.0.1:0 --data-dir dir` with `extra`
+/// arguments and `envs`, and waits (at most two minutes) until it prints the
+/// address it listens on. The one launcher of the server for tests and
+/// benchmarks: they own the child as they need (kill -9, SIGTERM, logs).
+///
+/// # Errors
+/// The binary does not start, exits or closes stdout before listening, or
+/// does not listen within the deadline.
+pub fn spawn(
+    bin: &Path,
+    dir: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+    stderr: Stdio,
+) -> Result<(Child, String)> {
+    let mut child = Command::new(bin)
+        .args(["serve", "--http-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        // Keep draining so the server never blocks on a full pipe.
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("fleetlake listening on ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(url) => return Ok((child, url)),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(status) = child.try_wait()? {
+                    bail!("{} exited ({status}) before listening", bin.display());
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("{} did not print its address within 120 s", bin.display());
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = child.wait()?;
+                bail!(
+                    "{} closed stdout ({status}) before listening",
+                    bin.display()
+                );
+            }
+        }
+    }
+}
 
 pub struct Server {
     child: Child,
@@ -14,33 +81,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `bin serve` on `dir` with `extra` arguments and waits until it listens.
+    /// Starts `bin serve` on `dir` with `extra` arguments ([`spawn`]).
     ///
     /// # Errors
-    /// The binary does not start, or exits before listening.
+    /// As [`spawn`].
     pub fn start(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--http-bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let url = loop {
-            match lines.next() {
-                Some(line) => {
-                    if let Some(u) = line?.strip_prefix("fleetlake listening on ") {
-                        break u.trim().trim_end_matches('/').to_string();
-                    }
-                }
-                None => bail!("{} exited before listening", bin.display()),
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, url) = spawn(bin, dir, extra, &[], Stdio::inherit())?;
         Ok(Self { child, url })
     }
 

@@ -13,8 +13,9 @@
 //! minute has a partial first and last bucket, as in TSBS.
 
 use fleetlake_sim::rng::{SplitMix64, stream};
-use fleetlake_sim::time::{HOUR_NS, MINUTE_NS, rfc3339};
+use fleetlake_sim::time::{HOUR_NS, MINUTE_NS};
 use fleetlake_sim::{CpuHost, SimConfig, tsbs::CPU_FIELDS};
+use fleetlake_time::rfc3339;
 
 use crate::answer::{Cell, Columns, Kind, Table};
 

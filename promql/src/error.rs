@@ -42,19 +42,10 @@ impl Error {
             Error::Unsupported(_) | Error::Execution(_) => "execution",
             Error::Timeout { .. } => "timeout",
             Error::Query(fleetlake_query::Error::Timeout { .. }) => "timeout",
+            Error::Query(fleetlake_query::Error::NotFound(_)) => "not_found",
             Error::Query(fleetlake_query::Error::User(_))
             | Error::Query(fleetlake_query::Error::MemoryLimit { .. }) => "execution",
             Error::Query(fleetlake_query::Error::Internal(_)) | Error::Internal(_) => "internal",
-        }
-    }
-
-    /// The HTTP status Prometheus answers with for this error.
-    pub fn http_status(&self) -> u16 {
-        match self.error_type() {
-            "bad_data" => 400,
-            "execution" => 422,
-            "timeout" => 503,
-            _ => 500,
         }
     }
 }

@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use crate::plan::{self, DEFAULT_SUBQUERY_STEP_MS, QueryTimes, at_ms, offset_ms};
 use crate::value::{Labels, RawSeries, StepSeries, Value};
 
+/// The most steps one subquery evaluates (ten times a query's point limit).
+const MAX_SUBQUERY_STEPS: i128 = 11_000 * 10;
+
 /// Evaluates expressions at the times `steps`.
 pub struct Evaluator<'a> {
     pub(crate) data: &'a HashMap<usize, Vec<RawSeries>>,
@@ -126,8 +129,9 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn subquery_series(&self, sq: &SubqueryExpr) -> Result<Vec<RawSeries>> {
         let step = sq
             .step
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(DEFAULT_SUBQUERY_STEP_MS)
+            .max(1);
         let off = offset_ms(&sq.offset);
         let at = at_ms(&sq.at, &self.q);
         let (first, last) = match at {
@@ -137,17 +141,16 @@ impl<'a> Evaluator<'a> {
                 self.steps.last().copied().unwrap_or(0) - off,
             ),
         };
-        let start = plan::subquery_start(first - sq.range.as_millis() as i64, step);
-        let steps: Vec<i64> = (0..)
-            .map(|i| start + i * step)
-            .take_while(|&t| t <= last)
-            .collect();
-        if steps.len() > 11_000 * 10 {
+        let range_ms = i64::try_from(sq.range.as_millis()).unwrap_or(i64::MAX);
+        let start = plan::subquery_start(first.saturating_sub(range_ms), step);
+        // Counted before any step is built: `[1y:1ms]` is 3e10 steps.
+        let count = (i128::from(last) - i128::from(start)) / i128::from(step.max(1)) + 1;
+        if count > MAX_SUBQUERY_STEPS {
             return Err(Error::BadData(format!(
-                "subquery {sq} would evaluate {} steps; use a larger subquery step",
-                steps.len()
+                "subquery {sq} would evaluate {count} steps, more than {MAX_SUBQUERY_STEPS}; use a larger subquery step"
             )));
         }
+        let steps: Vec<i64> = (0..count.max(0) as i64).map(|i| start + i * step).collect();
         let sub = Evaluator::new(self.data, steps, self.q);
         let v = sub.vector_arg(&sq.expr, "the expression of a subquery")?;
         Ok(v.into_iter()

@@ -4,20 +4,30 @@
 
 use crate::error::{Error, Result};
 
-/// A time in milliseconds since the epoch.
+/// The earliest and latest times accepted, in ms: what nanosecond
+/// timestamps (the store's) can hold, with room for windows around them.
+pub const MAX_TIME_MS: i64 = 9_000_000_000_000;
+
+/// A time in milliseconds since the epoch, within ±[`MAX_TIME_MS`].
 pub fn parse_time(name: &str, s: &str) -> Result<i64> {
     let s = s.trim();
-    if let Ok(f) = s.parse::<f64>()
+    let ms = if let Ok(f) = s.parse::<f64>()
         && f.is_finite()
     {
-        return Ok((f * 1000.0).round() as i64);
+        (f * 1000.0).round()
+    } else if let Some(ns) = fleetlake_time::parse_rfc3339(s) {
+        (ns / 1_000_000) as f64
+    } else {
+        return Err(Error::BadData(format!(
+            "invalid parameter \"{name}\": cannot parse \"{s}\" to a valid timestamp (use unix seconds like 1700000000.5 or RFC 3339)"
+        )));
+    };
+    if ms.abs() > MAX_TIME_MS as f64 {
+        return Err(Error::BadData(format!(
+            "invalid parameter \"{name}\": {s} is outside the times fleetlake stores (years 1685 to 2255)"
+        )));
     }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    Err(Error::BadData(format!(
-        "invalid parameter \"{name}\": cannot parse \"{s}\" to a valid timestamp (use unix seconds like 1700000000.5 or RFC 3339)"
-    )))
+    Ok(ms as i64)
 }
 
 /// A duration in milliseconds.
@@ -31,51 +41,13 @@ pub fn parse_duration(name: &str, s: &str) -> Result<i64> {
         }
         return Ok((f * 1000.0).round() as i64);
     }
-    prom_duration(s).ok_or_else(|| {
+    let d = fleetlake_time::parse_duration(s)
+        .map_err(|e| Error::BadData(format!("invalid parameter \"{name}\": {e}")))?;
+    i64::try_from(d.as_millis()).map_err(|_| {
         Error::BadData(format!(
-            "invalid parameter \"{name}\": cannot parse \"{s}\" to a valid duration (use seconds like 15 or a duration like 15s, 1m, 1h30m)"
+            "invalid parameter \"{name}\": cannot parse \"{s}\" to a valid duration. It overflows int64"
         ))
     })
-}
-
-/// `1y2w3d4h5m6s7ms`, units in descending order, each at most once.
-fn prom_duration(s: &str) -> Option<i64> {
-    const UNITS: [(&str, i64); 8] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-        ("", 0),
-    ];
-    if s.is_empty() {
-        return None;
-    }
-    let mut rest = s;
-    let mut total: i64 = 0;
-    let mut last_unit = 0usize;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        let idx = UNITS[..7].iter().position(|(u, _)| *u == unit)? + 1;
-        if idx <= last_unit {
-            return None;
-        }
-        last_unit = idx;
-        total = total.checked_add(n.checked_mul(UNITS[idx - 1].1)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 #[cfg(test)]
@@ -99,5 +71,14 @@ mod tests {
         assert!(parse_duration("step", "1s1m").is_err());
         assert!(parse_duration("step", "abc").is_err());
         assert!(parse_duration("step", "5x").is_err());
+    }
+
+    #[test]
+    fn times_outside_nanosecond_range_are_refused() {
+        for t in ["-1e300", "1e300", "9999999999999", "-9000000001"] {
+            let e = parse_time("start", t).unwrap_err().to_string();
+            assert!(e.contains("outside the times"), "{t}: {e}");
+        }
+        assert!(parse_time("start", "-9000000000").is_ok());
     }
 }

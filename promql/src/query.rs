@@ -50,11 +50,82 @@ impl QueryOutput {
     }
 }
 
+/// The longest expression accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// The deepest nesting of parentheses, brackets and braces accepted.
+pub const MAX_NESTING: usize = 128;
+/// The most binary operators accepted in one expression: each nests the
+/// expression tree one level deeper (`1+1+…+1`).
+pub const MAX_OPERATORS: usize = 512;
+
 /// Parses PromQL; a syntax error is [`Error::BadData`] with the parser's
 /// message.
+///
+/// # Errors
+/// Besides syntax errors, an expression too long or too deeply nested
+/// ([`MAX_QUERY_BYTES`], [`MAX_NESTING`], [`MAX_OPERATORS`]) is refused
+/// before it is parsed: parsing, evaluating and even dropping a tree
+/// thousands of levels deep recurses past any thread's stack.
 pub fn parse(expr: &str) -> Result<Expr> {
+    check_size(expr)?;
     promql_parser::parser::parse(expr)
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+/// Counts nesting and operators outside string literals, without parsing.
+fn check_size(expr: &str) -> Result<()> {
+    if expr.len() > MAX_QUERY_BYTES {
+        return Err(Error::BadData(format!(
+            "invalid parameter \"query\": the expression is {} bytes long; the limit is {MAX_QUERY_BYTES}",
+            expr.len()
+        )));
+    }
+    let (mut depth, mut max_depth, mut operators) = (0usize, 0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) => {
+                if c == b'\\' && q != b'`' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                b'"' | b'\'' | b'`' => quote = Some(c),
+                b'#' => {
+                    // A comment runs to the end of the line.
+                    while i < b.len() && b[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    max_depth = max_depth.max(depth);
+                }
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'!' | b'=' => {
+                    operators += 1
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    if max_depth > MAX_NESTING {
+        return Err(Error::BadData(format!(
+            "invalid parameter \"query\": nesting {max_depth} levels deep; the limit is {MAX_NESTING}"
+        )));
+    }
+    if operators > MAX_OPERATORS {
+        return Err(Error::BadData(format!(
+            "invalid parameter \"query\": {operators} operators; the limit is {MAX_OPERATORS}"
+        )));
+    }
+    Ok(())
 }
 
 fn strip_parens(mut e: &Expr) -> &Expr {
@@ -77,7 +148,10 @@ pub async fn run(engine: &QueryEngine, db: &str, req: &QueryRequest) -> Result<Q
                 "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
-        if (req.end - req.start) / req.step + 1 > MAX_POINTS {
+        // i128: the times come from user text and may sit at i64's ends.
+        if (i128::from(req.end) - i128::from(req.start)) / i128::from(req.step) + 1
+            > i128::from(MAX_POINTS)
+        {
             return Err(Error::BadData(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
             ));
@@ -224,4 +298,25 @@ fn evaluate(
                 .collect(),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_or_long_expressions_are_refused_before_parsing() {
+        let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse(&deep).unwrap_err().to_string().contains("nesting"));
+        let calls = format!("{}1{}", "abs(".repeat(5_000), ")".repeat(5_000));
+        assert!(parse(&calls).unwrap_err().to_string().contains("nesting"));
+        let chain = vec!["1"; 2_000].join("+");
+        assert!(parse(&chain).unwrap_err().to_string().contains("operators"));
+        let long = format!("up{{a=\"{}\"}}", "x".repeat(MAX_QUERY_BYTES));
+        assert!(parse(&long).unwrap_err().to_string().contains("bytes long"));
+        // Operators and brackets inside strings do not count.
+        let quoted = format!("up{{a=\"{}\"}}", "(+".repeat(1_000));
+        assert!(parse(&quoted).is_ok());
+        assert!(parse("sum by (a) (rate(x[5m])) / on(a) group_left y > 3").is_ok());
+    }
 }

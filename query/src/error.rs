@@ -8,6 +8,10 @@ pub enum Error {
     #[error("{0}")]
     User(String),
 
+    /// The query names a database that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
     #[error("query exceeded its time limit of {limit_ms} ms and was cancelled")]
     Timeout { limit_ms: u64 },
 

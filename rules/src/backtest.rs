@@ -48,12 +48,11 @@ fn time_arg(v: &Value, what: &str) -> Result<i64> {
         Value::Number(n) => n
             .as_i64()
             .ok_or_else(|| Error::invalid(format!("{what}: expected nanoseconds since the epoch"))),
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map_err(|e| Error::invalid(format!("{what} {s:?}: not RFC 3339 ({e})")))
-            .and_then(|t| {
-                t.timestamp_nanos_opt()
-                    .ok_or_else(|| Error::invalid(format!("{what} {s:?}: out of range")))
-            }),
+        Value::String(s) => fleetlake_time::parse_rfc3339(s).ok_or_else(|| {
+            Error::invalid(format!(
+                "{what} {s:?}: not an RFC 3339 time like \"2026-01-01T00:00:00Z\""
+            ))
+        }),
         _ => Err(Error::invalid(format!(
             "{what}: expected an RFC 3339 time like \"2026-01-01T00:00:00Z\" or integer nanoseconds"
         ))),

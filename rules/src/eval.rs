@@ -24,9 +24,7 @@ pub fn ns_to_utc(ns: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(ns)
 }
 
-pub fn rfc3339(ns: i64) -> String {
-    ns_to_utc(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
+pub use fleetlake_time::rfc3339;
 
 /// Runs `sql` with `now()` = `now_ns` and returns its batches.
 pub async fn run_sql(

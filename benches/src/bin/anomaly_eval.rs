@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use fleetlake_benches::server::Server;
+use fleetlake_time::rfc3339;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -113,12 +114,6 @@ fn onset(rule: &str, start: i64, end: i64) -> i64 {
         "host_down" => end,
         _ => start,
     }
-}
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns)
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 fn ts_literal(ns: i64) -> String {

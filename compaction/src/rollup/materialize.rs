@@ -17,6 +17,7 @@ use fleetlake_query::QueryEngine;
 use fleetlake_storage::catalog::{Action, CatalogState, FileMeta};
 use fleetlake_storage::parquet_file::{FileSpec, put_data_file, writer_properties};
 use fleetlake_storage::schema::{ColumnDef, ColumnKind, FieldType, TIME_COLUMN, TableSchema};
+use fleetlake_time::rfc3339;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
@@ -203,10 +204,6 @@ pub fn plan_target(
 /// `name` as a SQL identifier.
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// The aggregation of the source rows in `[start, end)` by series and bucket,
@@ -489,8 +486,8 @@ mod tests {
              last_value(\"usage\" ORDER BY \"time\") FILTER (WHERE \"usage\" IS NOT NULL) AS \"usage_last\" \
              FROM (SELECT \"host\", \"region\", \"usage\", \"time\", \
              date_bin(INTERVAL '60000000000 nanoseconds', \"time\") AS \"__fleetlake_bucket\" \
-             FROM \"cpu\" WHERE \"time\" >= '1970-01-01T00:00:00.000000000Z' \
-             AND \"time\" < '1970-01-01T00:02:00.000000000Z') \
+             FROM \"cpu\" WHERE \"time\" >= '1970-01-01T00:00:00Z' \
+             AND \"time\" < '1970-01-01T00:02:00Z') \
              GROUP BY \"host\", \"region\", \"__fleetlake_bucket\" \
              ORDER BY \"host\" ASC NULLS FIRST, \"region\" ASC NULLS FIRST, \"__fleetlake_bucket\" ASC"
         );

@@ -45,7 +45,6 @@
 //! regenerated on its own for checking answers.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -353,8 +352,7 @@ fn expected_minute_max(seed: u64, id: u64, total_epochs: u64, t0: i64, t1: i64) 
 // ---------------------------------------------------------------- time
 
 use fleetlake_benches::stats::{median, percentile, thousands};
-use fleetlake_benches::time::parse_rfc3339;
-use fleetlake_sim::time::rfc3339;
+use fleetlake_time::{parse_rfc3339, rfc3339};
 
 // ---------------------------------------------------------------- stats
 
@@ -438,105 +436,50 @@ fn shell_quote(a: &str) -> String {
     }
 }
 
+/// The last 20 lines of a server log.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// The server child process; SIGKILLed on drop unless stopped gracefully.
 struct Server {
     child: Child,
     url: String,
-    log: PathBuf,
 }
 
 impl Server {
     fn start(bin: &Path, data_dir: &Path, log: &Path, args: &Args) -> Result<Self> {
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--http-bind")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir);
+        let mut extra: Vec<String> = Vec::new();
         if let Some(n) = args.flush_bytes {
-            cmd.arg("--flush-bytes").arg(n.to_string());
+            extra.extend(["--flush-bytes".into(), n.to_string()]);
         }
         if let Some(n) = args.memory_budget {
-            cmd.arg("--memory-budget").arg(n.to_string());
+            extra.extend(["--memory-budget".into(), n.to_string()]);
         }
         if args.compact {
             // Compaction only when asked, and replaced files deleted at once,
             // so the files left are exactly the live ones.
-            cmd.args(["--compaction-interval", "0", "--gc-grace", "0s"]);
+            extra.extend(["--compaction-interval", "0", "--gc-grace", "0s"].map(String::from));
         }
         if let Some(n) = args.compaction_memory_limit {
-            cmd.arg("--compaction-memory-limit").arg(n.to_string());
+            extra.extend(["--compaction-memory-limit".into(), n.to_string()]);
         }
         if let Some(n) = args.compaction_target_rows {
-            cmd.arg("--compaction-target-rows").arg(n.to_string());
+            extra.extend(["--compaction-target-rows".into(), n.to_string()]);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            // Keep draining so the server never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("fleetlake listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
-                }
-            }
-        });
-        let mut server = Self {
-            child,
-            url: String::new(),
-            log: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(url) => {
-                    server.url = url;
-                    return Ok(server);
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(status) = server.child.try_wait()? {
-                        bail!(
-                            "the server exited ({status}) before listening; log:\n{}",
-                            server.log_tail()
-                        );
-                    }
-                    if Instant::now() > deadline {
-                        bail!(
-                            "the server did not print its address within 120 s; log:\n{}",
-                            server.log_tail()
-                        );
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = server.child.wait()?;
-                    bail!(
-                        "the server closed stdout ({status}) before listening; log:\n{}",
-                        server.log_tail()
-                    );
-                }
-            }
-        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (child, url) =
+            fleetlake_benches::server::spawn(bin, data_dir, &extra, &[], Stdio::from(log_file))
+                .map_err(|e| anyhow!("{e:#}; log:\n{}", log_tail(log)))?;
+        Ok(Self { child, url })
     }
 
     fn pid(&self) -> String {
         self.child.id().to_string()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// SIGTERM, then wait (the server flushes on shutdown); SIGKILL after 120 s.
@@ -1933,19 +1876,6 @@ fn one_line(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_round_trip() {
-        assert_eq!(rfc3339(START_NS), "2016-01-01T00:00:00Z");
-        assert_eq!(parse_rfc3339("2016-01-01T00:00:00Z"), Some(START_NS));
-        assert_eq!(parse_rfc3339("2016-01-01T01:00:00+01:00"), Some(START_NS));
-        assert_eq!(
-            parse_rfc3339("2016-01-01T00:00:00.5"),
-            Some(START_NS + 500_000_000)
-        );
-        let t = START_NS + 37 * HOUR_NS + 123 * 1_000_000_000;
-        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-    }
 
     #[test]
     fn metric_values() {

@@ -21,7 +21,7 @@ use fleetlake_ingest::remote_write::{self, Converted};
 use serde_json::json;
 use tracing::debug;
 
-use super::{ApiError, AppState};
+use crate::{ApiError, AppState, ErrorKind};
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -49,10 +49,7 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let db = q
-        .get("db")
-        .cloned()
-        .unwrap_or_else(|| state.prometheus_db.clone());
+    let db = state.db_or_default(q.get("db").map(String::as_str));
     if let Some(enc) = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -64,12 +61,9 @@ async fn handle(
     }
     let limit = state.max_body_bytes;
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body exceeds the limit of {limit} bytes; lower queue_config.max_samples_per_send"
-            ),
-        )
+        ApiError::too_large(format!(
+            "request body exceeds the limit of {limit} bytes; lower queue_config.max_samples_per_send"
+        ))
     };
     let raw = to_bytes(body, limit.saturating_add(1))
         .await
@@ -82,11 +76,9 @@ async fn handle(
         remote_write::decode(&raw, limit).map(|req| remote_write::to_line_protocol(&req))
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(ApiError::internal)?
     .map_err(|e| match e {
-        remote_write::DecodeError::TooLarge { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
-        }
+        remote_write::DecodeError::TooLarge { .. } => ApiError::too_large(e.to_string()),
         _ => ApiError::bad_request(e.to_string()),
     })?;
     let Converted {
@@ -137,7 +129,7 @@ async fn handle(
         .map(|r| json!({"series": r.series, "error_message": r.reason}))
         .collect();
     Ok((
-        StatusCode::BAD_REQUEST,
+        ErrorKind::BadRequest.status(),
         Json(json!({"error": message, "message": message, "stored_samples": stored, "data": data})),
     )
         .into_response())

@@ -10,15 +10,13 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use fleetlake_query::QueryStream;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
-
-const DEFAULT_DB: &str = "fleet";
+use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
 pub struct SqlParams {
@@ -114,7 +112,9 @@ async fn run(
         let sql = sql.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
             ApiError::bad_request("missing SQL: pass it as 'q' (GET) or 'sql' (POST JSON)")
         })?;
-        let db = db.unwrap_or_else(|| DEFAULT_DB.to_string());
+        let db = state
+            .existing_db(db.as_deref())
+            .map_err(ApiError::not_found)?;
         if let Some(spec) = state.engine.plan_delete(&db, &sql).await? {
             return delete(&state, &db, spec).await;
         }
@@ -146,10 +146,7 @@ async fn delete(
         .ingester
         .delete(db, &spec.table, spec.min_time, spec.max_time, spec.tags)
         .await?;
-    let rfc3339 = |ns: i64| {
-        chrono::DateTime::from_timestamp_nanos(ns)
-            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-    };
+    use fleetlake_time::rfc3339;
     let tags: serde_json::Map<String, serde_json::Value> = t
         .tags
         .iter()
@@ -182,7 +179,7 @@ async fn respond(
             }
             let bytes = if format == Format::Pretty {
                 let table = arrow::util::pretty::pretty_format_batches(&batches)
-                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                    .map_err(ApiError::internal)?;
                 format!("{table}\n").into_bytes()
             } else {
                 encode_parquet(schema, &batches)?
@@ -195,7 +192,7 @@ async fn respond(
                 Some(b) => encoder.batch(b),
                 None => Ok(Vec::new()),
             }
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            .map_err(ApiError::internal)?;
             let rest = futures::stream::unfold(
                 (stream, encoder, false),
                 |(mut stream, mut encoder, done)| async move {
@@ -226,8 +223,7 @@ async fn respond(
 }
 
 fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ApiError> {
-    fleetlake_storage::parquet_file::encode(schema, batches)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    fleetlake_storage::parquet_file::encode(schema, batches).map_err(ApiError::internal)
 }
 
 /// Encodes batches one at a time for the streaming formats.

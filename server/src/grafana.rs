@@ -24,7 +24,6 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query, RawPathParams, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use fleetlake_storage::schema::ColumnKind;
@@ -36,9 +35,7 @@ use self::frames::Kind;
 use self::macros::MacroContext;
 use self::metric::{AdhocFilter, MetricRequest};
 use self::sql::ident;
-use super::{ApiError, AppState};
-
-const DEFAULT_DB: &str = "fleet";
+use crate::{ApiError, AppState, ErrorKind};
 
 /// Rows one SQL target may return; past it the answer would swamp the
 /// browser, so the user is told to aggregate instead.
@@ -66,13 +63,16 @@ fn endpoints(prefix: &str) -> Router<AppState> {
         .route(&format!("{prefix}/annotations"), post(annotations))
 }
 
-/// The database the URL chose: `/grafana/db/{db}/…`, else `?db=`, else `fleet`.
+/// The database the URL chose: `/grafana/db/{db}/…`, else `?db=`, else the default.
 struct Db(String);
 
-impl<S: Send + Sync> FromRequestParts<S> for Db {
+impl FromRequestParts<AppState> for Db {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
             && let Some((_, db)) = params.iter().find(|(k, _)| *k == "db")
         {
@@ -82,7 +82,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Db {
             Query::try_from_uri(&parts.uri).map_err(|e| ApiError::bad_request(e.body_text()))?;
         match q.get("db") {
             Some(db) => checked_db(db).map(Db),
-            None => Ok(Db(DEFAULT_DB.to_string())),
+            None => Ok(Db(state.default_db.clone())),
         }
     }
 }
@@ -139,14 +139,11 @@ struct TimeRange {
 impl TimeRange {
     fn nanos(&self) -> Result<(i64, i64), ApiError> {
         let p = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .ok()
-                .and_then(|t| t.timestamp_nanos_opt())
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "range: {s:?} is not an RFC 3339 time like 2016-10-31T06:33:44.866Z"
-                    ))
-                })
+            fleetlake_time::parse_rfc3339(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "range: {s:?} is not an RFC 3339 time like 2016-10-31T06:33:44.866Z"
+                ))
+            })
         };
         let (from, to) = (p(&self.from)?, p(&self.to)?);
         if from > to {
@@ -519,7 +516,7 @@ async fn run(
         rows += b.num_rows();
         if rows > MAX_ROWS {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorKind::Unprocessable,
                 format!(
                     "the query returns more than {MAX_ROWS} rows; aggregate it \
                      (e.g. GROUP BY $__timeGroup(time, $__interval))"

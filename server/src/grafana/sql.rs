@@ -14,9 +14,7 @@ pub fn literal(value: &str) -> String {
 
 /// A timestamp literal for nanoseconds since the epoch, as RFC 3339 UTC.
 pub fn timestamp(ns: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_nanos(ns)
-        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-    format!("TIMESTAMP '{t}'")
+    format!("TIMESTAMP '{}'", fleetlake_time::rfc3339(ns))
 }
 
 #[cfg(test)]

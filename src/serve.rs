@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::ServeArgs;
-use crate::http::{self, AppState};
+use fleetlake_server::AppState;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A bad rollup file stops start-up before anything is opened or written.
@@ -94,7 +94,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         compactor.clone(),
         rollups,
         args.max_body_bytes,
-        args.prometheus_db.clone(),
+        args.default_db.clone(),
         rules.clone(),
     );
     let rules_query = state.engine.clone();
@@ -118,7 +118,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("loading rules")?;
     println!("fleetlake listening on http://{addr}");
 
-    let app = http::router(state);
+    let app = fleetlake_server::router(state);
     let stop = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -179,7 +179,7 @@ pub fn format_duration_ms(ms: i64) -> String {
     format!("{ms}ms")
 }
 
-/// A Grafana duration: `500ms`, `30s`, `5m`, `1h`, `1d`, `1w`, optionally
+/// A duration (`500ms`, `30s`, `5m`, `1h30m`, `1d`, `1w`), optionally
 /// quoted; `$__interval` (uninterpolated) means the request's interval.
 fn parse_duration_arg(arg: &str, interval_ms: i64) -> Result<i64, String> {
     let a = arg.trim().trim_matches(|c| c == '\'' || c == '"').trim();
@@ -189,31 +189,12 @@ fn parse_duration_arg(arg: &str, interval_ms: i64) -> Result<i64, String> {
     parse_duration_ms(a)
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h`, `1d`, `1w` into milliseconds (> 0).
+/// A positive duration in the service's grammar
+/// ([`fleetlake_time::parse_duration`]), in milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration {s:?} has no unit (use ms, s, m, h, d or w)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
-    let per = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => {
-            return Err(format!(
-                "duration {s:?}: unknown unit (use ms, s, m, h, d or w)"
-            ));
-        }
-    };
-    match n.checked_mul(per) {
-        Some(ms) if ms > 0 => Ok(ms),
+    let d = fleetlake_time::parse_duration(s)?;
+    match i64::try_from(d.as_millis()) {
+        Ok(ms) if ms > 0 => Ok(ms),
         _ => Err(format!("duration {s:?} must be positive and not huge")),
     }
 }
@@ -316,7 +297,7 @@ mod tests {
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert_eq!(parse_duration_ms("2h"), Ok(7_200_000));
         assert!(parse_duration_ms("0s").is_err());
-        assert!(parse_duration_ms("5").is_err());
+        assert_eq!(parse_duration_ms("5"), Ok(5_000));
         assert_eq!(format_duration_ms(60_000), "1m");
         assert_eq!(format_duration_ms(1_500), "1500ms");
         assert_eq!(interval_text(90_000), "90 seconds");

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -27,23 +27,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/actions", get(approvals))
         .route("/api/v1/actions/{id}/approve", post(approve))
         .route("/api/v1/actions/{id}/deny", post(deny))
-}
-
-impl From<fleetlake_rules::Error> for ApiError {
-    fn from(e: fleetlake_rules::Error) -> Self {
-        use fleetlake_rules::Error as E;
-        match e {
-            E::Query(q) => q.into(),
-            E::Invalid(_) => ApiError::bad_request(e.to_string()),
-            E::NotFound(_) | E::ActionNotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
-            }
-            E::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            E::Store(_) | E::Internal(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-        }
-    }
 }
 
 async fn list(State(state): State<AppState>) -> Json<Value> {

@@ -12,9 +12,7 @@ use axum::response::{IntoResponse, Response};
 use fleetlake_ingest::Precision;
 use serde_json::json;
 
-use super::{ApiError, AppState};
-
-const DEFAULT_DB: &str = "fleet";
+use crate::{ApiError, AppState, ErrorKind};
 
 pub async fn write_v1(
     State(state): State<AppState>,
@@ -22,11 +20,7 @@ pub async fn write_v1(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let db = q
-        .get("db")
-        .map(String::as_str)
-        .unwrap_or(DEFAULT_DB)
-        .to_string();
+    let db = state.db_or_default(q.get("db").map(String::as_str));
     let precision = q
         .get("precision")
         .map(String::as_str)
@@ -131,7 +125,7 @@ async fn handle(
             .collect();
         let first = &outcome.rejected[0];
         (
-            StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest.status(),
             Json(json!({
                 "error": message,
                 // InfluxDB 1.x/2.x clients print `message`/`error` only: name the first bad line there too.
@@ -158,12 +152,9 @@ fn finish(state: &AppState, result: Result<Response, ApiError>) -> Response {
 /// `limit` bytes after decoding, as UTF-8.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<String, ApiError> {
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body exceeds the limit of {limit} bytes; split it into smaller batches"
-            ),
-        )
+        ApiError::too_large(format!(
+            "request body exceeds the limit of {limit} bytes; split it into smaller batches"
+        ))
     };
     let raw = to_bytes(body, limit.saturating_add(1))
         .await

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use fleetlake_ingest::metrics::Counter;
 use parking_lot::Mutex;
 
-use super::AppState;
+use crate::AppState;
 
 /// Upper bounds (seconds) of the query latency histogram.
 const LATENCY_BUCKETS: [f64; 12] = [

@@ -4,10 +4,9 @@
 //!
 //! Parameters: repeated `match[]` selectors (parsed with `promql-parser`;
 //! `{a="1" or b="2"}` alternatives too), `start` / `end` (float seconds or
-//! RFC 3339), `db` (else the server's `--prometheus-db`). Metric names
-//! follow the rule the PromQL endpoints share: numeric or boolean field `f`
-//! of table `t` is `t_f`, a table whose only field is `value` (what remote
-//! write creates) is the metric `t`. A table's series are
+//! RFC 3339), `db` (else the server's `--default-db`). Metric names
+//! follow the rule the PromQL endpoints share
+//! ([`fleetlake_promql::names`]). A table's series are
 //! taken to carry every one of its metrics (a field missing from some series
 //! still lists it).
 
@@ -16,17 +15,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use fleetlake_ingest::series_index::TimeRange;
-use fleetlake_storage::schema::{ColumnKind, FieldType, TableSchema};
+use fleetlake_promql::names::{MetricColumn, metrics_of_table};
 use fleetlake_storage::series_index::{MatchOp, Matcher};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Expr, parse};
 use serde_json::json;
 
-use super::AppState;
+use crate::{AppState, PromError};
 
 const NAME_LABEL: &str = "__name__";
 
@@ -43,41 +42,6 @@ fn endpoints(prefix: &str) -> axum::Router<AppState> {
             get(label_values).post(label_values),
         )
         .route(&format!("{prefix}/series"), get(series).post(series))
-}
-
-/// A Prometheus API error: `{"status":"error","errorType":…,"error":…}`.
-struct PromError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-}
-
-impl PromError {
-    fn bad_data(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            kind: "bad_data",
-            message: message.into(),
-        }
-    }
-
-    fn internal(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "internal",
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for PromError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"status": "error", "errorType": self.kind, "error": self.message})),
-        )
-            .into_response()
-    }
 }
 
 fn success(data: serde_json::Value) -> Response {
@@ -123,20 +87,9 @@ struct Request {
     selectors: Vec<Conjunction>,
 }
 
+/// A Prometheus API time (ms precision, as Prometheus keeps) in nanoseconds.
 fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
-    if let Ok(secs) = v.parse::<f64>()
-        && secs.is_finite()
-    {
-        return Ok((secs * 1e9).clamp(i64::MIN as f64, i64::MAX as f64) as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(v)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| {
-            PromError::bad_data(format!(
-                "invalid parameter \"{name}\": cannot parse \"{v}\" to a valid timestamp (use Unix seconds or RFC 3339)"
-            ))
-        })
+    Ok(fleetlake_promql::params::parse_time(name, v)?.saturating_mul(1_000_000))
 }
 
 fn convert(m: &promql_parser::label::Matcher) -> Result<Matcher, PromError> {
@@ -209,32 +162,12 @@ fn request(state: &AppState, params: &[(String, String)]) -> Result<Request, Pro
         ));
     }
     Ok(Request {
-        db: db.unwrap_or_else(|| state.prometheus_db.clone()),
+        db: state
+            .existing_db(db.as_deref())
+            .map_err(PromError::not_found)?,
         range,
         selectors,
     })
-}
-
-/// One metric: a numeric or boolean field of a table.
-struct MetricColumn {
-    metric: String,
-}
-
-/// The metrics of a table (see the module docs for the naming rule).
-fn metrics_of_table(table: &str, schema: &TableSchema) -> Vec<MetricColumn> {
-    let fields: Vec<_> = schema.fields().collect();
-    let only_value = fields.len() == 1 && fields[0].name == "value";
-    fields
-        .into_iter()
-        .filter(|c| !matches!(c.kind, ColumnKind::Field(FieldType::String)))
-        .map(|c| MetricColumn {
-            metric: if only_value {
-                table.to_string()
-            } else {
-                format!("{table}_{}", c.name)
-            },
-        })
-        .collect()
 }
 
 /// Per table, its metrics.
@@ -290,7 +223,7 @@ async fn handle(
     }
     let tables = tables_with_metrics(state, &req.db);
     let index = state.ingester.series_index();
-    let ierr = |e: fleetlake_ingest::Error| PromError::internal(e.to_string());
+    let ierr = PromError::from;
     // Each table's answer is sorted: a stable sort merges the runs.
     let mut strings: Vec<String> = Vec::new();
     let mut series: BTreeSet<Vec<(String, String)>> = BTreeSet::new();

@@ -5,7 +5,7 @@
 //! `series`) lives in `prom_labels`.
 //!
 //! Parameters come from the URL and, for POST, from a form-encoded body.
-//! `db` picks the database (default `--prometheus-db`).
+//! `db` picks the database (default `--default-db`).
 //!
 //! # Errors
 //! Prometheus' envelope `{"status":"error","errorType":…,"error":…}`:
@@ -17,15 +17,15 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequest, Query, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use fleetlake_promql::params;
 use fleetlake_promql::query::{DEFAULT_LOOKBACK_MS, QueryOutput, QueryRequest};
 use fleetlake_promql::value::{Labels, format_value};
-use fleetlake_promql::{Error, params};
 use serde_json::{Map, Value, json};
 
-use super::AppState;
+use crate::{AppState, PromError};
 
 pub fn routes() -> Router<AppState> {
     endpoints("/prometheus/api/v1").merge(endpoints("/api/v1"))
@@ -53,37 +53,13 @@ fn endpoints(prefix: &str) -> Router<AppState> {
 /// The version reported to clients: Grafana enables features by it.
 const PROMETHEUS_VERSION: &str = "2.45.0";
 
-struct PromError(Error);
-
-impl IntoResponse for PromError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
-            status,
-            Json(json!({
-                "status": "error",
-                "errorType": self.0.error_type(),
-                "error": self.0.to_string(),
-            })),
-        )
-            .into_response()
-    }
-}
-
-impl From<Error> for PromError {
-    fn from(e: Error) -> Self {
-        Self(e)
-    }
-}
-
 fn success(data: Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
 /// URL parameters, then (for POST) the form body's; a later one wins.
 async fn params(req: Request) -> Result<HashMap<String, String>, PromError> {
-    let bad = |e: String| PromError(Error::BadData(e));
+    let bad = |e: String| PromError::bad_data(e);
     let Query(mut pairs) = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
         .map_err(|e| bad(format!("invalid query string: {e}")))?;
     if req.method() == Method::POST {
@@ -100,18 +76,15 @@ async fn params(req: Request) -> Result<HashMap<String, String>, PromError> {
 }
 
 fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, PromError> {
-    p.get(name).map(String::as_str).ok_or_else(|| {
-        PromError(Error::BadData(format!(
-            "invalid parameter \"{name}\": missing"
-        )))
-    })
+    p.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| PromError::bad_data(format!("invalid parameter \"{name}\": missing")))
 }
 
-fn db_of(state: &AppState, p: &HashMap<String, String>) -> String {
-    p.get("db")
-        .filter(|d| !d.is_empty())
-        .cloned()
-        .unwrap_or_else(|| state.prometheus_db.clone())
+fn db_of(state: &AppState, p: &HashMap<String, String>) -> Result<String, PromError> {
+    state
+        .existing_db(p.get("db").map(String::as_str))
+        .map_err(PromError::not_found)
 }
 
 fn lookback(p: &HashMap<String, String>) -> Result<i64, PromError> {
@@ -141,7 +114,7 @@ async fn query(State(state): State<AppState>, req: Request) -> Response {
             lookback: lookback(&p)?,
             instant: true,
         };
-        let db = db_of(&state, &p);
+        let db = db_of(&state, &p)?;
         let out = fleetlake_promql::run(&state.engine, &db, &r).await?;
         Ok::<_, PromError>(success(render(&out)))
     };
@@ -163,7 +136,7 @@ async fn query_range(State(state): State<AppState>, req: Request) -> Response {
             lookback: lookback(&p)?,
             instant: false,
         };
-        let db = db_of(&state, &p);
+        let db = db_of(&state, &p)?;
         let out = fleetlake_promql::run(&state.engine, &db, &r).await?;
         Ok::<_, PromError>(success(render(&out)))
     };
@@ -190,16 +163,17 @@ async fn metadata(
     State(state): State<AppState>,
     Query(p): Query<HashMap<String, String>>,
 ) -> Response {
-    let db = db_of(&state, &p);
+    let db = match db_of(&state, &p) {
+        Ok(db) => db,
+        Err(e) => return e.into_response(),
+    };
     let limit: usize = match p.get("limit").map(|l| l.parse::<i64>()) {
         None => usize::MAX,
         Some(Ok(n)) if n > 0 => n as usize,
         Some(Ok(_)) => usize::MAX,
         Some(Err(_)) => {
-            return PromError(Error::BadData(
-                "invalid parameter \"limit\": must be an integer".into(),
-            ))
-            .into_response();
+            return PromError::bad_data("invalid parameter \"limit\": must be an integer")
+                .into_response();
         }
     };
     let mut data = Map::new();

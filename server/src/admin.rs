@@ -1,0 +1,167 @@
+//! Operator requests: flush the write buffer, compact, materialize rollups,
+//! read and set retention.
+
+use axum::Json;
+use axum::extract::State;
+use fleetlake_compaction::RollupRecord;
+use serde_json::json;
+
+use crate::{ApiError, AppState};
+
+/// Persists the write buffer now (operators before maintenance; tests).
+pub async fn flush(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let files = state.ingester.flush().await?;
+    Ok(Json(json!({"files_written": files})))
+}
+
+/// Merges every partition of more than one sorted run now, then collects
+/// garbage past the grace period. Runs off the request workers, on a thread
+/// of its own at the background compactor's lower priority, so that ingest
+/// and queries keep theirs.
+pub async fn compact(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let compactor = state.compactor.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("admin-compact".into())
+        .spawn(move || {
+            fleetlake_compaction::lower_priority();
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| {
+                    rt.block_on(async {
+                        let records = compactor.run_once(true).await;
+                        (records, compactor.collect_garbage().await)
+                    })
+                });
+            // The request may have gone away; the compaction's work stands.
+            let _ = tx.send(result);
+        })
+        .map_err(ApiError::internal)?;
+    let (records, gc) = rx
+        .await
+        .map_err(|_| ApiError::internal("the compaction thread panicked"))?
+        .map_err(ApiError::internal)?;
+    let gc = gc.map_err(ApiError::internal)?;
+    let failed: Vec<&str> = records.iter().filter_map(|r| r.error.as_deref()).collect();
+    let body = json!({
+        "compactions": records.iter().map(|r| json!({
+            "database": r.db, "table": r.table, "day": r.day,
+            "input_files": r.input_files, "output_files": r.output_files,
+            "input_rows": r.input_rows, "output_rows": r.output_rows,
+            "duration_ms": r.duration.as_millis() as u64, "error": r.error,
+        })).collect::<Vec<_>>(),
+        "removed_files_deleted": gc.removed_deleted,
+        "orphans_deleted": gc.orphans_deleted,
+    });
+    if !failed.is_empty() {
+        return Err(ApiError::internal(format!(
+            "compaction failed: {}",
+            failed.join("; ")
+        )));
+    }
+    Ok(Json(body))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionBody {
+    db: String,
+    table: Option<String>,
+    /// A duration such as `7d`, or null to clear.
+    ttl: Option<String>,
+}
+
+/// Sets or clears the retention of a database or a table; effective at once.
+pub async fn retention_put(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b: RetentionBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body must be JSON like {{\"db\": \"fleet\", \"table\": \"cpu\", \"ttl\": \"7d\"}} (table optional, ttl null clears): {e}"
+        ))
+    })?;
+    fleetlake_storage::schema::validate_name(&b.db)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(t) = &b.table {
+        fleetlake_storage::schema::validate_name(t)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let ttl_ns = match &b.ttl {
+        Some(s) => {
+            let d = fleetlake_time::parse_duration(s).map_err(ApiError::bad_request)?;
+            if d.is_zero() {
+                return Err(ApiError::bad_request(
+                    "ttl must be positive; use null to clear",
+                ));
+            }
+            Some(d.as_nanos().min(i64::MAX as u128) as i64)
+        }
+        None => None,
+    };
+    state
+        .ingester
+        .catalog()
+        .commit(vec![fleetlake_storage::catalog::Action::SetRetention {
+            db: b.db.clone(),
+            table: b.table.clone(),
+            ttl_ns,
+        }])
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "db": b.db,
+        "table": b.table,
+        "ttl_seconds": ttl_ns.map(|n| n / 1_000_000_000),
+    })))
+}
+
+/// Every retention set, per database and table.
+pub async fn retention_get(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let catalog = state.ingester.catalog().state();
+    let mut out = Vec::new();
+    for (db, d) in &catalog.databases {
+        if let Some(ttl) = d.retention_ns {
+            out.push(json!({"db": db, "table": null, "ttl_seconds": ttl / 1_000_000_000}));
+        }
+        for (t, ttl) in &d.table_retention_ns {
+            out.push(json!({"db": db, "table": t, "ttl_seconds": ttl / 1_000_000_000}));
+        }
+    }
+    Json(json!({ "retention": out }))
+}
+
+/// Materializes every rollup now — closed buckets and buckets with late
+/// data — and reports what each did. Runs off the request workers.
+pub async fn rollup(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let rollups = state.rollups.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok::<_, std::io::Error>(rt.block_on(rollups.run_once()))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let failed: Vec<&str> = records.iter().filter_map(|r| r.error.as_deref()).collect();
+    if !failed.is_empty() {
+        return Err(ApiError::internal(format!(
+            "rollup failed: {}",
+            failed.join("; ")
+        )));
+    }
+    let json = |r: &RollupRecord| {
+        json!({
+            "database": r.db, "source": r.source, "target": r.target,
+            "new_buckets": r.new_buckets, "late_buckets": r.late_buckets,
+            "rows": r.rows, "files": r.files, "bytes": r.bytes,
+            "watermark": r.watermark_ns.map(fleetlake_time::rfc3339),
+            "duration_ms": r.duration.as_millis() as u64,
+        })
+    };
+    Ok(Json(
+        json!({"rollups": records.iter().map(json).collect::<Vec<_>>()}),
+    ))
+}
