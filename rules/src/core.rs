@@ -556,3 +556,6 @@ pub fn finish(def: &RuleDef, st: &mut RuleState, id: &str, ok: bool, now: i64) -
     st.breaker.reason = format!("circuit breaker open: {reason}");
     Some(reason)
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,7 @@
 //!   the object store under `_rules/`, actions, `system.alerts`,
 //!   `system.actions`, `system.rules`.
 //! - [`backtest`]: the same evaluation over past times, without side effects.
+//! - [`clock`]: the engine's time source, and a manual clock for tests.
 //!
 //! # Invariants
 //! - An evaluation at time `t` runs the SQL with `now()` = `t`; live
@@ -35,6 +36,7 @@
 
 pub mod actions;
 pub mod backtest;
+pub mod clock;
 pub mod core;
 pub mod definition;
 pub mod duration;

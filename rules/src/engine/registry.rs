@@ -1,0 +1,380 @@
+//! The registry: which rules exist and where they came from — `*.toml`
+//! files of the rules directory (re-read when they change) and rules
+//! created through the API (stored under `_rules/defs/`).
+//!
+//! # Invariants
+//! - A file rule wins over an API rule of the same name; the API rule is
+//!   kept aside ("shadowed") and comes back when the file rule goes.
+//! - A rule's version goes up exactly when its definition changes.
+//! - A rules file that fails to parse or validate keeps its previous rules
+//!   (at start-up it stops the start instead).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use super::scheduler::grid;
+use super::{Loaded, RulesEngine};
+use crate::actions;
+use crate::core::RuleState;
+use crate::definition::{self, RuleDef};
+use crate::error::{Error, Result};
+use crate::validate::{Validation, validate};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "path")]
+pub enum Source {
+    File(PathBuf),
+    Api,
+}
+
+fn def_hash(def: &RuleDef) -> String {
+    let text = serde_json::to_string(def).unwrap_or_default();
+    actions::idempotency_key("def", &text, 0)
+}
+
+impl RulesEngine {
+    /// Installs the stored API rules at start-up with their saved state
+    /// (taken out of `states`). One that no longer validates still runs,
+    /// and reports its errors.
+    pub(super) async fn load_api_rules(
+        &self,
+        states: &mut BTreeMap<String, RuleState>,
+    ) -> Result<()> {
+        let api: Vec<(String, RuleDef)> = self.store.list("defs").await?;
+        for (_, def) in api {
+            let v = match validate(self.query()?, &def).await {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(rule = %def.name, error = %e, "stored API rule no longer validates; it runs and reports its errors");
+                    Validation::default()
+                }
+            };
+            let st = states.remove(&def.name).unwrap_or_default();
+            self.install(def, Source::Api, v, Some(st));
+        }
+        Ok(())
+    }
+
+    /// Installs the rules directory's rules at start-up with their saved
+    /// state (taken out of `states`).
+    ///
+    /// # Errors
+    /// The first file that does not read, parse or validate, naming it.
+    pub(super) async fn load_rule_files(
+        &self,
+        states: &mut BTreeMap<String, RuleState>,
+    ) -> Result<()> {
+        let Some(dir) = self.config.rules_dir.clone() else {
+            return Ok(());
+        };
+        let sig = dir_signature(&dir)?;
+        let files = read_dir_rules(&dir)?;
+        for (path, defs) in files {
+            let defs = defs.map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+            for def in defs {
+                let v = validate(self.query()?, &def)
+                    .await
+                    .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+                let st = states.remove(&def.name);
+                self.install(def, Source::File(path.clone()), v, st);
+            }
+        }
+        self.inner.lock().file_sig = sig;
+        Ok(())
+    }
+
+    /// Registers (or replaces) a rule; bumps its version when the definition changed.
+    pub(super) fn install(
+        &self,
+        def: RuleDef,
+        source: Source,
+        v: Validation,
+        state: Option<RuleState>,
+    ) {
+        let mut inner = self.inner.lock();
+        let now = self.now();
+        if let (Source::Api, Some(existing)) = (&source, inner.rules.get(&def.name))
+            && matches!(existing.source, Source::File(_))
+        {
+            warn!(rule = %def.name, "an API rule has the name of a file rule; the file rule wins");
+            inner.shadowed.insert(def.name.clone(), Arc::new(def));
+            return;
+        }
+        let previous = inner.rules.remove(&def.name);
+        if let (Source::File(_), Some(p)) = (&source, &previous)
+            && p.source == Source::Api
+        {
+            warn!(rule = %def.name, "a rule file defines the name of an API rule; the file rule wins");
+            inner.shadowed.insert(def.name.clone(), p.def.clone());
+        }
+        let mut st = state
+            .or_else(|| previous.as_ref().map(|p| p.state.clone()))
+            .unwrap_or_default();
+        let hash = def_hash(&def);
+        if st.def_hash != hash {
+            st.version += 1;
+            st.def_hash = hash;
+        }
+        let every = def.every.ns();
+        let next_eval = previous
+            .as_ref()
+            .filter(|p| p.def.every == def.every)
+            .map_or(grid(now, every), |p| p.next_eval);
+        inner.rules.insert(
+            def.name.clone(),
+            Loaded {
+                def: Arc::new(def),
+                source,
+                state: st,
+                tables: v.tables,
+                warnings: v.warnings,
+                last_error: None,
+                last_duration_ms: 0.0,
+                next_eval,
+                evaluating: false,
+            },
+        );
+    }
+
+    /// Re-reads the rules directory when a file changed. A file that fails
+    /// keeps its previous rules and reports its error.
+    pub(super) async fn reload_files(self: &Arc<Self>) -> Result<()> {
+        let Some(dir) = self.config.rules_dir.clone() else {
+            return Ok(());
+        };
+        let sig = dir_signature(&dir)?;
+        if self.inner.lock().file_sig == sig {
+            return Ok(());
+        }
+        let files = read_dir_rules(&dir)?;
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        let mut errors = BTreeMap::new();
+        let mut installs = Vec::new();
+        for (path, defs) in files {
+            let defs = match defs {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.insert(path.clone(), e.to_string());
+                    keep.extend(self.rules_of_file(&path));
+                    continue;
+                }
+            };
+            let mut validated = Vec::new();
+            let mut failed = None;
+            for def in defs {
+                match validate(self.query()?, &def).await {
+                    Ok(v) => validated.push((def, v)),
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => {
+                    errors.insert(path.clone(), e);
+                    keep.extend(self.rules_of_file(&path));
+                }
+                None => {
+                    for (def, v) in validated {
+                        keep.insert(def.name.clone());
+                        installs.push((def, path.clone(), v));
+                    }
+                }
+            }
+        }
+        for (def, path, v) in installs {
+            let same = {
+                let inner = self.inner.lock();
+                inner
+                    .rules
+                    .get(&def.name)
+                    .is_some_and(|l| *l.def == def && l.source == Source::File(path.clone()))
+            };
+            if !same {
+                info!(rule = %def.name, file = %path.display(), "rule loaded from file");
+                let name = def.name.clone();
+                self.install(def, Source::File(path), v, None);
+                self.persist_state(&name).await;
+            }
+        }
+        let removed: Vec<String> = {
+            let inner = self.inner.lock();
+            inner
+                .rules
+                .iter()
+                .filter(|(n, l)| matches!(l.source, Source::File(_)) && !keep.contains(*n))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for n in removed {
+            info!(rule = %n, "rule removed from its file");
+            let restored = {
+                let mut inner = self.inner.lock();
+                inner.rules.remove(&n);
+                inner.shadowed.remove(&n)
+            };
+            match restored {
+                Some(def) => {
+                    let v = validate(self.query()?, &def).await.unwrap_or_default();
+                    self.install((*def).clone(), Source::Api, v, None);
+                    self.persist_state(&n).await;
+                }
+                None => self.store.delete("state", &n).await?,
+            }
+        }
+        for (p, e) in &errors {
+            error!(file = %p.display(), error = %e, "rule file refused; its previous rules stay");
+        }
+        let mut inner = self.inner.lock();
+        inner.file_errors = errors;
+        inner.file_sig = sig;
+        Ok(())
+    }
+
+    fn rules_of_file(&self, path: &Path) -> Vec<String> {
+        let inner = self.inner.lock();
+        inner
+            .rules
+            .iter()
+            .filter(|(_, l)| l.source == Source::File(path.to_path_buf()))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Parses and validates a rule body without installing it.
+    pub async fn check_body(&self, body: &[u8]) -> Result<(RuleDef, Validation)> {
+        let def = definition::parse_body(body)?;
+        let v = validate(self.query()?, &def).await?;
+        Ok((def, v))
+    }
+
+    /// Creates (`replace = false`) or replaces an API rule; effective at
+    /// the next scheduler tick and persisted on the object store.
+    pub async fn put_rule(
+        &self,
+        path_name: Option<&str>,
+        body: &[u8],
+        replace: bool,
+    ) -> Result<Value> {
+        let (def, v) = self.check_body(body).await?;
+        if let Some(n) = path_name
+            && n != def.name
+        {
+            return Err(Error::invalid(format!(
+                "the URL names rule {n:?} but the body names {:?}",
+                def.name
+            )));
+        }
+        {
+            let inner = self.inner.lock();
+            match inner.rules.get(&def.name) {
+                Some(l) => {
+                    if let Source::File(p) = &l.source {
+                        return Err(Error::Conflict(format!(
+                            "rule {:?} is defined in {}; edit the file instead",
+                            def.name,
+                            p.display()
+                        )));
+                    }
+                    if !replace {
+                        return Err(Error::Conflict(format!(
+                            "rule {:?} exists; PUT /api/v1/rules/{} replaces it",
+                            def.name, def.name
+                        )));
+                    }
+                }
+                None if replace => return Err(Error::NotFound(def.name.clone())),
+                None => {}
+            }
+        }
+        self.store.put("defs", &def.name, &def).await?;
+        let name = def.name.clone();
+        self.install(def, Source::Api, v, None);
+        self.persist_state(&name).await;
+        self.rule_json(&name).ok_or_else(|| Error::NotFound(name))
+    }
+
+    pub async fn delete_rule(&self, name: &str) -> Result<()> {
+        {
+            let inner = self.inner.lock();
+            match inner.rules.get(name) {
+                None => return Err(Error::NotFound(name.to_string())),
+                Some(l) => {
+                    if let Source::File(p) = &l.source {
+                        return Err(Error::Conflict(format!(
+                            "rule {name:?} is defined in {}; remove it from the file instead",
+                            p.display()
+                        )));
+                    }
+                }
+            }
+        }
+        self.store.delete("defs", name).await?;
+        self.store.delete("state", name).await?;
+        self.inner.lock().rules.remove(name);
+        Ok(())
+    }
+
+    pub fn rule_def(&self, name: &str) -> Option<Arc<RuleDef>> {
+        self.inner.lock().rules.get(name).map(|l| l.def.clone())
+    }
+}
+
+/// `*.toml` files of the rules directory with their modification times.
+pub(super) fn dir_signature(dir: &Path) -> Result<Vec<(PathBuf, SystemTime, u64)>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::invalid(format!(
+            "reading the rules directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml")
+            && let Ok(m) = e.metadata()
+        {
+            out.push((p, m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+type FileRules = Vec<(PathBuf, Result<Vec<RuleDef>>)>;
+
+/// Each `*.toml` file with its rules, or why it is refused (it does not
+/// read or parse, or names a rule an earlier file already defines).
+pub(super) fn read_dir_rules(dir: &Path) -> Result<FileRules> {
+    let mut out: FileRules = Vec::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (p, _, _) in dir_signature(dir)? {
+        let parsed = std::fs::read_to_string(&p)
+            .map_err(|e| Error::invalid(format!("reading {}: {e}", p.display())))
+            .and_then(|t| definition::parse_toml(&t));
+        let parsed = parsed.and_then(|defs| {
+            for d in &defs {
+                if let Some(other) = names.get(&d.name) {
+                    return Err(Error::invalid(format!(
+                        "rule {:?} is also defined in {}",
+                        d.name,
+                        other.display()
+                    )));
+                }
+            }
+            for d in &defs {
+                names.insert(d.name.clone(), p.clone());
+            }
+            Ok(defs)
+        });
+        out.push((p, parsed));
+    }
+    Ok(out)
+}

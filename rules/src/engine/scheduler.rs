@@ -1,0 +1,230 @@
+//! Scheduling: the tick loop, the evaluation grid, and one evaluation of a
+//! rule — its SQL, the pure step of [`crate::core`], then what follows
+//! (records, the decision log, actions).
+//!
+//! # Invariants
+//! - A rule is evaluated at multiples of its `every` ([`grid`]); a tick that
+//!   comes late evaluates once, at the latest grid point, not once per
+//!   missed point.
+//! - One evaluation of a rule at a time; at most
+//!   `max_concurrent_evaluations` rules query at once.
+//! - An evaluation whose rule changed while its SQL ran is dropped: the
+//!   next one uses the new definition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetlake_query::QueryEngine;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::RulesEngine;
+use super::dispatch::live_of;
+use crate::actions;
+use crate::core::{self, ActionRow, Env};
+use crate::definition::{Kind, RuleDef};
+use crate::error::Result;
+use crate::eval;
+use crate::safety::Inventory;
+use crate::state::Sample;
+use crate::validate::validate;
+
+/// The grid point of `every` at or before `now`.
+pub(super) fn grid(now: i64, every: i64) -> i64 {
+    now - now.rem_euclid(every.max(1))
+}
+
+impl RulesEngine {
+    pub(super) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut last_reload = std::time::Instant::now();
+        let mut evals: JoinSet<()> = JoinSet::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.config.max_concurrent_evaluations.max(1),
+        ));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            while evals.try_join_next().is_some() {}
+            while self.tasks.lock().try_join_next().is_some() {}
+            if last_reload.elapsed() >= self.config.reload_interval {
+                last_reload = std::time::Instant::now();
+                if let Err(e) = self.reload_files().await {
+                    error!(error = %e, "reloading rule files");
+                }
+            }
+            self.expire_approvals().await;
+            let now = self.now();
+            let due: Vec<(String, i64)> = {
+                let mut inner = self.inner.lock();
+                inner
+                    .rules
+                    .iter_mut()
+                    .filter(|(_, l)| !l.evaluating && l.next_eval <= now)
+                    .map(|(n, l)| {
+                        l.evaluating = true;
+                        let every = l.def.every.ns();
+                        let at = grid(now, every);
+                        l.next_eval = at + every;
+                        (n.clone(), at)
+                    })
+                    .collect()
+            };
+            for (name, at) in due {
+                let me = self.clone();
+                let permits = permits.clone();
+                evals.spawn(async move {
+                    // The semaphore is never closed.
+                    let _permit = permits.acquire_owned().await;
+                    me.evaluate(&name, at).await;
+                    if let Some(l) = me.inner.lock().rules.get_mut(&name) {
+                        l.evaluating = false;
+                    }
+                });
+            }
+        }
+        evals.shutdown().await;
+        let mut tasks = std::mem::take(&mut *self.tasks.lock());
+        // Running actions get a moment to finish and record their outcome.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    /// Evaluates rule `name` at `at` and carries out what follows.
+    pub async fn evaluate(self: &Arc<Self>, name: &str, at: i64) {
+        let started = std::time::Instant::now();
+        let Some((def, mut tables)) = ({
+            let inner = self.inner.lock();
+            inner
+                .rules
+                .get(name)
+                .map(|l| (l.def.clone(), l.tables.clone()))
+        }) else {
+            return;
+        };
+        let result = self.gather(&def, &mut tables, at).await;
+        let (samples, inventory) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                let mut inner = self.inner.lock();
+                if let Some(l) = inner.rules.get_mut(name) {
+                    warn!(rule = name, error = %e, "rule evaluation failed");
+                    l.last_error = Some(e.to_string());
+                    l.last_duration_ms = started.elapsed().as_secs_f64() * 1e3;
+                }
+                return;
+            }
+        };
+        if def.kind == Kind::Record
+            && let Err(e) = self.write_records(&def, &samples, at).await
+        {
+            let mut inner = self.inner.lock();
+            if let Some(l) = inner.rules.get_mut(name) {
+                l.last_error = Some(format!("writing into {:?}: {e}", def.into));
+            }
+            return;
+        }
+        let outcome = {
+            let mut inner = self.inner.lock();
+            let live = live_of(&inner, name, at);
+            let Some(l) = inner.rules.get_mut(name) else {
+                return;
+            };
+            if !Arc::ptr_eq(&l.def, &def) {
+                return; // changed meanwhile; the next evaluation uses the new one
+            }
+            l.tables = tables;
+            let mut new_id = || uuid::Uuid::new_v4().to_string();
+            let env = Env {
+                global: self.config.global,
+                live,
+                inventory,
+                generator_url: self.generator_url(&def.name),
+                new_id: &mut new_id,
+            };
+            let out = core::apply(&def, &mut l.state, samples, at, env);
+            l.last_error = (out.duplicate_rows > 0).then(|| {
+                format!(
+                    "{} rows repeat another row's labels; only the first of each counts",
+                    out.duplicate_rows
+                )
+            });
+            l.last_duration_ms = started.elapsed().as_secs_f64() * 1e3;
+            for (row, run) in &out.decisions {
+                if run.is_some() {
+                    inner.in_flight.begin(name, row.entity.as_deref());
+                }
+            }
+            out
+        };
+        for t in outcome
+            .transitions
+            .iter()
+            .chain(&outcome.safety_transitions)
+        {
+            info!(rule = name, instance = %t.key, change = ?t.change, "alert transition");
+        }
+        let rows: Vec<ActionRow> = outcome.decisions.iter().map(|(r, _)| r.clone()).collect();
+        self.record_rows(rows).await;
+        self.persist_state(name).await;
+        if let Some(action) = def.action.clone() {
+            for (row, run) in outcome.decisions {
+                if let Some(req) = run {
+                    self.spawn_action(def.clone(), action.clone(), req, row);
+                }
+            }
+            for req in outcome.resends {
+                let client = self.http.clone();
+                let action = action.clone();
+                self.tasks.lock().spawn(async move {
+                    if let Err(e) = actions::run(&client, &action, &req).await {
+                        warn!(rule = %req.rule, error = %e, "alertmanager re-send failed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// The rows of the rule's SQL at `at`, and the inventory when safety needs it.
+    async fn gather(
+        &self,
+        def: &RuleDef,
+        tables: &mut Vec<String>,
+        at: i64,
+    ) -> Result<(Vec<Sample>, Option<Inventory>)> {
+        let q = self.query()?;
+        if tables.is_empty() {
+            // Planned before its tables existed: plan again (cheap) to learn them.
+            *tables = validate(q, def).await.map(|v| v.tables).unwrap_or_default();
+        }
+        let batches = eval::run_sql(q, &def.db, &def.sql, at).await?;
+        let samples = eval::samples(def, &batches)?;
+        let inventory = gather_inventory(q, def, tables, at, &samples).await?;
+        Ok((samples, inventory))
+    }
+}
+
+/// The inventory of a self-heal rule, when its limits need one.
+pub(crate) async fn gather_inventory(
+    q: &QueryEngine,
+    def: &RuleDef,
+    tables: &[String],
+    at: i64,
+    samples: &[Sample],
+) -> Result<Option<Inventory>> {
+    let Some(safety) = def.safety.as_ref().filter(|_| def.kind == Kind::SelfHeal) else {
+        return Ok(None);
+    };
+    if samples.is_empty() && safety.max_candidates.is_none() {
+        return Ok(None);
+    }
+    let Some(sql) = eval::inventory_sql(def, tables) else {
+        return Ok(None);
+    };
+    let batches = eval::run_sql(q, &def.db, &sql, at).await?;
+    Ok(Some(eval::inventory(def, &batches)?))
+}
