@@ -43,14 +43,15 @@ use fleetlake_storage::catalog::{Action, Catalog, FileMeta, now_ns};
 use fleetlake_storage::dedup::SERIES_SORT;
 use fleetlake_storage::parquet_file::{FileSpec, StreamingDataFile};
 use fleetlake_storage::schema::TIME_COLUMN;
+use fleetlake_storage::write_order::SEQ_COLUMN;
 use fleetlake_storage::{Error, Result, fault};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{debug, warn};
 
-use crate::{CompactionConfig, decoded_row_width, merge_memory};
+use crate::CompactionConfig;
+use crate::memory::{decoded_row_width, merge_memory};
 
-const SEQ: &str = "__seq";
 const STORE_URL: &str = "fleetlake://compaction";
 
 fn df(e: impl std::fmt::Display) -> Error {
@@ -202,7 +203,11 @@ fn merge_plan(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let n = schema.fields().len();
     let table_schema = DfTableSchema::builder(Arc::clone(schema))
-        .with_table_partition_cols(vec![Arc::new(Field::new(SEQ, DataType::UInt64, false))])
+        .with_table_partition_cols(vec![Arc::new(Field::new(
+            SEQ_COLUMN,
+            DataType::UInt64,
+            false,
+        ))])
         .build();
     let source = ParquetSource::new(table_schema);
     let groups: Vec<FileGroup> = inputs
@@ -245,7 +250,7 @@ fn merge_plan(
     let sort_exprs = key_names
         .iter()
         .copied()
-        .chain([SEQ])
+        .chain([SEQ_COLUMN])
         .map(|name| Ok(PhysicalSortExpr::new(column(name)?, SERIES_SORT)))
         .collect::<Result<Vec<_>>>()?;
     let ordering = LexOrdering::new(sort_exprs).expect("non-empty ordering");

@@ -68,11 +68,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleetlake_ingest::Ingester;
-use fleetlake_ingest::buffer::file_seq;
 use fleetlake_query::QueryEngine;
 use fleetlake_storage::catalog::{Action, FileMeta, Tombstone, now_ns};
 use fleetlake_storage::fault;
 use fleetlake_storage::layout::day_index;
+use fleetlake_storage::write_order::file_seq;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use tracing::{info, warn};

@@ -5,9 +5,8 @@
 //! (cheap `Arc` clones) and see every acknowledged write at once.
 //!
 //! # Invariants
-//! - `__seq` orders rows by write: `wal_seq << 32 | row_in_request`.
-//!   A persisted file's rows all carry `persisted_wal_seq << 32 | u32::MAX`,
-//!   below every row still buffered.
+//! - Each row's [`SEQ_COLUMN`] is its [`row_seq`], so it sorts above every
+//!   persisted file's (the encoding: [`fleetlake_storage::write_order`]).
 //! - Batches are appended in WAL order.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,34 +18,12 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use crate::validate::TableWrite;
+use fleetlake_storage::write_order::{SEQ_COLUMN, row_seq};
 
-/// Name of the write-order column in buffered batches (never in Parquet).
-pub const SEQ_COLUMN: &str = "__seq";
+use crate::validate::TableWrite;
 
 /// Batches merged into one once this many small ones accumulate.
 const MERGE_AFTER: usize = 64;
-
-/// The `__seq` value of row `row` of WAL record `wal_seq`.
-pub fn row_seq(wal_seq: u64, row: usize) -> u64 {
-    (wal_seq << 32) | row as u64
-}
-
-/// The `__seq` value of every row of a file that persisted WAL records up to `wal_seq`.
-pub fn file_seq(wal_seq: u64) -> u64 {
-    (wal_seq << 32) | u32::MAX as u64
-}
-
-/// The WAL record of a [`row_seq`], or the last record a [`file_seq`] covers.
-pub fn wal_seq_of(seq: u64) -> u64 {
-    seq >> 32
-}
-
-/// Whether `seq` has the form of a [`file_seq`] (a flush, or a compaction
-/// of flushes), rather than a buffered row's.
-pub fn is_file_seq(seq: u64) -> bool {
-    seq & u32::MAX as u64 == u32::MAX as u64
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct PartitionBuffer {

@@ -14,12 +14,13 @@ use fleetlake_storage::layout::day_bounds;
 use fleetlake_storage::parquet_file::write_data_file;
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
 use fleetlake_storage::series_sort::{TagOrder, sort_dedup_by_series};
+use fleetlake_storage::write_order::{SEQ_COLUMN, file_seq, row_seq};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::buffer::{BufferContents, SEQ_COLUMN, align_to_schema, file_seq, row_seq};
+use crate::buffer::{BufferContents, align_to_schema};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::precision::Precision;

@@ -1,21 +1,6 @@
 //! Counters of the write path, read by the server's `/metrics`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+use fleetlake_storage::counter::Counter;
 
 #[derive(Debug, Default)]
 pub struct IngestMetrics {

@@ -55,9 +55,9 @@ use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use fleetlake_ingest::BufferedPartition;
-use fleetlake_ingest::buffer::{SEQ_COLUMN, is_file_seq, wal_seq_of};
 use fleetlake_storage::catalog::FileMeta;
 use fleetlake_storage::schema::TIME_COLUMN;
+use fleetlake_storage::write_order::{SEQ_COLUMN, is_file_seq, wal_seq_of};
 use futures::StreamExt;
 
 use crate::table::FleetTable;

@@ -11,6 +11,7 @@ use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::common::Result;
 use fleetlake_ingest::Ingester;
 use fleetlake_storage::schema::ColumnKind;
+use fleetlake_storage::write_order::wal_seq_of;
 
 pub const SYSTEM_SCHEMA: &str = "system";
 const TABLES: [&str; 3] = ["tables", "columns", "files"];
@@ -173,7 +174,7 @@ impl SystemSchema {
             ts(files.iter().map(|f| f.max_time).collect()),
             ts(files.iter().map(|f| f.created_ns).collect()),
             Arc::new(Int64Array::from_iter_values(
-                files.iter().map(|f| (f.seq >> 32) as i64),
+                files.iter().map(|f| wal_seq_of(f.seq) as i64),
             )),
             Arc::new(UInt64Array::from_iter_values(
                 files.iter().map(|f| u64::from(f.level)),

@@ -40,10 +40,11 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::union::UnionExec;
 use fleetlake_ingest::BufferedPartition;
-use fleetlake_ingest::buffer::{SEQ_COLUMN, align_to_schema};
+use fleetlake_ingest::buffer::align_to_schema;
 use fleetlake_storage::catalog::{FileMeta, Tombstone};
 use fleetlake_storage::dedup::SERIES_SORT;
 use fleetlake_storage::schema::{ColumnKind, TIME_COLUMN, TableSchema};
+use fleetlake_storage::write_order::SEQ_COLUMN;
 
 use crate::dedup_exec::DedupExec;
 use crate::time_range::TimeRange;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use fleetlake_ingest::metrics::Counter;
+use fleetlake_storage::counter::Counter;
 use parking_lot::Mutex;
 
 use crate::AppState;

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod catalog;
+pub mod counter;
 pub mod dedup;
 pub mod error;
 pub mod fault;
@@ -25,5 +26,6 @@ pub mod schema;
 pub mod series_index;
 pub mod series_sort;
 pub mod store;
+pub mod write_order;
 
 pub use error::{Error, Result};

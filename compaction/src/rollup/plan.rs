@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 use fleetlake_ingest::BufferedPartition;
-use fleetlake_ingest::buffer::SEQ_COLUMN;
 use fleetlake_storage::catalog::{FileMeta, Tombstone};
 use fleetlake_storage::layout::{day_bounds, day_index, day_of};
 use fleetlake_storage::schema::TIME_COLUMN;
+use fleetlake_storage::write_order::SEQ_COLUMN;
 
 /// Days whose late ranges are recomputed range by range; more than this in
 /// one day and the day's hull is recomputed in one query instead.

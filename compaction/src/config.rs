@@ -1,0 +1,36 @@
+//! The compactor's settings.
+
+use std::time::Duration;
+
+/// Settings of the background compactor.
+#[derive(Debug, Clone)]
+pub struct CompactionConfig {
+    /// How often partitions are examined.
+    pub interval: Duration,
+    /// Flush files in one partition that trigger merging them.
+    pub l0_trigger: usize,
+    /// Runs in one partition that trigger merging all of them.
+    pub max_runs: usize,
+    /// A partition without a new file for this long is merged into one run.
+    pub cold_after: Duration,
+    /// Rows per output file (cut at the next series boundary past it).
+    pub target_rows: u64,
+    /// Memory of one merge (DataFusion pool; sorts spill to disk beyond it).
+    pub memory_limit: usize,
+    /// Removed and orphaned files are deleted once this old.
+    pub gc_grace: Duration,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            l0_trigger: 4,
+            max_runs: 8,
+            cold_after: Duration::from_secs(600),
+            target_rows: 8 << 20,
+            memory_limit: 512 << 20,
+            gc_grace: Duration::from_secs(3600),
+        }
+    }
+}
