@@ -16,13 +16,20 @@ pub struct SqlArgs {
     /// Output format: pretty, json, jsonl or csv.
     #[arg(long, default_value = "pretty")]
     pub format: String,
+    /// API token, when the server requires one (`fleetlake token create`).
+    #[arg(long, env = "FLEETLAKE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let url = format!("{}/api/v1/sql", args.url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let mut request = reqwest::Client::new()
         .post(&url)
-        .json(&serde_json::json!({"sql": args.query, "db": args.db, "format": args.format}))
+        .json(&serde_json::json!({"sql": args.query, "db": args.db, "format": args.format}));
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("connecting to {url}"))?;

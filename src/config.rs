@@ -140,6 +140,46 @@ pub struct ServeArgs {
     /// generatorURL). Default: http://<the bound address>.
     #[arg(long, env = "FLEETLAKE_RULES_EXTERNAL_URL")]
     pub rules_external_url: Option<String>,
+
+    /// Largest body of any request but a write (SQL, PromQL, Grafana,
+    /// rules, tokens), in bytes; larger → 413.
+    #[arg(long, env = "FLEETLAKE_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
+    pub max_request_bytes: usize,
+
+    /// Require a token (`fleetlake token create`) on every request but
+    /// /health and /ping, even on a loopback address. Authentication is on
+    /// by default whenever --http-bind is not a loopback address.
+    #[arg(long, env = "FLEETLAKE_AUTH", conflicts_with = "without_auth")]
+    pub auth: bool,
+
+    /// Serve without authentication even on a non-loopback address: anyone
+    /// who reaches the port may write, read, delete and define rules.
+    #[arg(long, env = "FLEETLAKE_WITHOUT_AUTH")]
+    pub without_auth: bool,
+}
+
+/// Where the object store is: the flags `serve` and `token` share.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for local state (see `serve --data-dir`).
+    #[arg(long, env = "FLEETLAKE_DATA_DIR", default_value = "./fleetlake-data")]
+    pub data_dir: PathBuf,
+
+    /// Object store URL (see `serve --object-store`). Default: <data-dir>/store.
+    #[arg(long, env = "FLEETLAKE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn object_store_url(&self) -> String {
+        store_url(&self.data_dir, self.object_store.as_deref())
+    }
+}
+
+fn store_url(data_dir: &std::path::Path, object_store: Option<&str>) -> String {
+    object_store
+        .map(String::from)
+        .unwrap_or_else(|| data_dir.join("store").display().to_string())
 }
 
 impl ServeArgs {
@@ -169,9 +209,16 @@ impl ServeArgs {
     }
 
     pub fn object_store_url(&self) -> String {
-        self.object_store
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("store").display().to_string())
+        store_url(&self.data_dir, self.object_store.as_deref())
+    }
+
+    /// Whether requests need a token: asked for, refused, or by the bind
+    /// address (anything but loopback is reachable by others).
+    pub fn auth_enabled(&self) -> bool {
+        if self.without_auth {
+            return false;
+        }
+        self.auth || !is_loopback(&self.http_bind)
     }
 
     pub fn wal_dir(&self) -> PathBuf {
@@ -211,9 +258,33 @@ fn parse_retention(s: &str) -> Result<Retention, String> {
     })
 }
 
+/// Whether `bind` (`host:port`) only listens on this machine.
+fn is_loopback(bind: &str) -> bool {
+    if let Ok(addr) = bind.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let host = bind.rsplit_once(':').map_or(bind, |(h, _)| h);
+    host.eq_ignore_ascii_case("localhost")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_is_on_off_loopback() {
+        for (bind, loopback) in [
+            ("127.0.0.1:8086", true),
+            ("[::1]:8086", true),
+            ("localhost:8086", true),
+            ("0.0.0.0:8086", false),
+            ("10.1.2.3:8086", false),
+            ("[::]:8086", false),
+            ("fleetlake.internal:8086", false),
+        ] {
+            assert_eq!(is_loopback(bind), loopback, "{bind}");
+        }
+    }
 
     #[test]
     fn retention_entries() {

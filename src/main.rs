@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod cli_bench;
 mod cli_gen;
 mod cli_sql;
+mod cli_token;
 mod config;
 mod serve;
 
@@ -32,6 +33,8 @@ enum Command {
     /// Benchmark: load line protocol into any InfluxDB-compatible write API
     /// (`bench ingest`), or time and check the TSBS queries (`bench query`).
     Bench(cli_bench::BenchArgs),
+    /// Create, list and revoke API tokens on the store.
+    Token(cli_token::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +47,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        // PromQL evaluates on blocking threads of this runtime and recurses
+        // once per expression level (bounded by its front door).
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()?;
     match cli.command {
@@ -51,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::Sql(args) => runtime.block_on(cli_sql::run(args)),
         Command::Gen(args) => cli_gen::run(args, &runtime),
         Command::Bench(args) => cli_bench::run(args, &runtime),
+        Command::Token(args) => runtime.block_on(cli_token::run(args)),
     }
 }

@@ -12,10 +12,29 @@ use fleetlake_query::system::SystemTable;
 use fleetlake_query::{QueryConfig, QueryEngine};
 use fleetlake_storage::catalog::Catalog;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::ServeArgs;
-use fleetlake_server::AppState;
+use fleetlake_server::auth::TokenStore;
+use fleetlake_server::{AppState, AuditLog, Auth, Limits};
+
+/// Stack of the query threads: planning and optimizing recurse once per
+/// expression level (the front door bounds the levels; this bounds the
+/// stack they may take).
+const QUERY_STACK_BYTES: usize = 32 << 20;
+
+/// The query runtime, shut down without waiting when serving ends on any
+/// path (a runtime may not be dropped, only shut down, inside another).
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // Queries still running are abandoned: their answers have no reader.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A bad rollup file stops start-up before anything is opened or written.
@@ -50,10 +69,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ingester = Ingester::open(catalog, ingest_config)
         .await
         .context("opening the write path")?;
+    // Queries (SQL, PromQL, Grafana, rules) plan and run on a runtime of
+    // their own: one that saturates every core still leaves this runtime,
+    // which answers /ping and acknowledges writes, free to run.
+    let query_runtime = QueryRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("query")
+            .thread_stack_size(QUERY_STACK_BYTES)
+            .enable_all()
+            .build()
+            .context("starting the query runtime")?,
+    ));
     let query_config = QueryConfig {
         timeout: args.query_timeout,
         memory_limit: args.query_memory_limit,
         metadata_cache_bytes: args.query_metadata_cache,
+        executor: query_runtime.0.as_ref().map(|rt| rt.handle().clone()),
         ..QueryConfig::default()
     };
     // Rollups aggregate with an engine of their own: background limits (the
@@ -77,9 +108,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     compactor.set_rollups(rollups.clone());
     let rules =
         fleetlake_rules::RulesEngine::new(args.rules_config(), store.clone(), ingester.clone());
+    let audit = Arc::new(AuditLog::new(store.clone()));
+    if let Err(e) = audit.load().await {
+        error!(error = %e, "reading the audit trail failed; system.audit starts empty");
+    }
+    let auth = Auth {
+        tokens: Arc::new(TokenStore::new(store.clone())),
+        enabled: args.auth_enabled(),
+    };
+    if !auth.enabled {
+        warn!(
+            bind = %args.http_bind,
+            "authentication is off: anyone who reaches the port may write, read, delete and define rules"
+        );
+    } else if auth.tokens.is_empty().await.unwrap_or(false) {
+        warn!(
+            "authentication is on and no token exists: create one with \
+             `fleetlake token create --name admin --scope admin` (same --data-dir/--object-store)"
+        );
+    }
     let mut system: Vec<Arc<dyn SystemTable>> = vec![
         Arc::new(CompactionsTable(compactor.clone())),
         Arc::new(RollupsTable(rollups.clone())),
+        audit.clone(),
     ];
     system.extend(fleetlake_rules::system::tables(&rules));
     let engine = Arc::new(QueryEngine::with_system_tables(
@@ -93,9 +144,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine,
         compactor.clone(),
         rollups,
-        args.max_body_bytes,
+        Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_request_bytes: args.max_request_bytes,
+        },
         args.default_db.clone(),
         rules.clone(),
+        auth,
+        audit,
     );
     let rules_query = state.engine.clone();
 
@@ -139,6 +195,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         error!(error = %e, "final flush failed; the WAL keeps the data for the next start");
         return Err(e.into());
     }
+    drop(query_runtime);
     info!("bye");
     Ok(())
 }

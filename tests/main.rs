@@ -17,5 +17,6 @@ mod pruning;
 mod rollup;
 mod rules;
 mod s3;
+mod security;
 mod slt;
 mod tsbs;

@@ -77,6 +77,7 @@ impl QueryEngine {
     /// [`Error::User`] for an unknown table or a WHERE clause that is not a
     /// time range plus tag equalities, with what is supported.
     pub async fn plan_delete(&self, db: &str, sql: &str) -> Result<Option<DeleteSpec>> {
+        crate::front_door::check_sql(sql)?;
         let Some(parsed) = parse(sql) else {
             return Ok(None);
         };

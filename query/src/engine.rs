@@ -1,5 +1,13 @@
 //! The query engine: SQL text in, a stream of Arrow batches out, under a
 //! per-query memory limit and timeout.
+//!
+//! # Invariants
+//! - SQL passes [`crate::front_door::check_sql`] before it is parsed.
+//! - With [`QueryConfig::executor`] set, planning and execution run on that
+//!   runtime and only finished batches cross to the caller's: a query that
+//!   burns every core of its runtime leaves the one answering `/ping` and
+//!   writes free. Dropping the [`QueryStream`] stops the query.
+//! - No single batch larger than the memory limit reaches the caller.
 
 use std::num::NonZeroUsize;
 use std::pin::Pin;
@@ -36,6 +44,9 @@ pub struct QueryConfig {
     /// Parquet footers and page indexes kept in memory, in bytes (shared
     /// by every query of the engine; least recently used go first).
     pub metadata_cache_bytes: usize,
+    /// The runtime queries plan and run on; `None` runs them on the
+    /// caller's (tests, tools).
+    pub executor: Option<tokio::runtime::Handle>,
 }
 
 impl Default for QueryConfig {
@@ -47,6 +58,7 @@ impl Default for QueryConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             metadata_cache_bytes: 256 << 20,
+            executor: None,
         }
     }
 }
@@ -125,6 +137,7 @@ impl QueryEngine {
         );
         ctx.register_udf(time_bucket());
         crate::functions::register(&ctx);
+        crate::functions::bounded::register(&ctx, config.memory_limit);
         ctx.add_analyzer_rule(Arc::new(LastValueRule::new(Arc::new(
             LastValueCaches::default(),
         ))));
@@ -179,39 +192,66 @@ impl QueryEngine {
         sql: &str,
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<QueryStream> {
+        crate::front_door::check_sql(sql)?;
         let deadline = Instant::now() + self.config.timeout;
         let limit_ms = self.config.timeout.as_millis() as u64;
         let mem = self.config.memory_limit;
         let ctx = self.session(db);
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let plan = async {
-            // `SessionContext::sql` stamps the start time itself; planning on
-            // a state of our own keeps the one set here.
-            let mut state = ctx.state();
-            if let Some(now) = now {
-                state.execution_props_mut().query_execution_start_time = Some(now);
+        let sql = sql.to_string();
+        let (inner, schema, task) = match &self.config.executor {
+            None => {
+                let stream =
+                    match tokio::time::timeout_at(deadline, plan_and_run(ctx, sql, now)).await {
+                        Err(_) => return Err(Error::Timeout { limit_ms }),
+                        Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
+                        Ok(Ok(s)) => s,
+                    };
+                let schema = stream.schema();
+                (stream.boxed(), schema, None)
             }
-            let plan = state.create_logical_plan(sql).await?;
-            options.verify_plan(&plan)?;
-            datafusion::dataframe::DataFrame::new(state, plan)
-                .execute_stream()
-                .await
-        };
-        let stream = match tokio::time::timeout_at(deadline, plan).await {
-            Err(_) => return Err(Error::Timeout { limit_ms }),
-            Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
-            Ok(Ok(s)) => s,
+            Some(executor) => {
+                let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                let task = executor.spawn(async move {
+                    let mut stream = match plan_and_run(ctx, sql, now).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = schema_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if schema_tx.send(Ok(stream.schema())).is_err() {
+                        return;
+                    }
+                    while let Some(b) = stream.next().await {
+                        let end = b.is_err();
+                        // A closed channel: the caller dropped the query.
+                        if tx.send(b).await.is_err() || end {
+                            return;
+                        }
+                    }
+                });
+                let abort = AbortOnDrop(task);
+                let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
+                    Err(_) => return Err(Error::Timeout { limit_ms }),
+                    Ok(Err(_)) => return Err(Error::Internal("the query task ended early".into())),
+                    Ok(Ok(Err(e))) => return Err(Error::from_datafusion(e, mem)),
+                    Ok(Ok(Ok(schema))) => schema,
+                };
+                let batches = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|b| (b, rx))
+                });
+                (batches.boxed(), schema, Some(abort))
+            }
         };
         Ok(QueryStream {
-            schema: stream.schema(),
-            inner: stream,
+            schema,
+            inner,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             limit_ms,
             memory_limit: mem,
             done: false,
+            _task: task,
         })
     }
 
@@ -222,6 +262,7 @@ impl QueryEngine {
     /// # Errors
     /// [`Error::User`] with DataFusion's message when the SQL is wrong.
     pub async fn check(&self, db: &str, sql: &str) -> Result<SqlCheck> {
+        crate::front_door::check_sql(sql)?;
         let mem = self.config.memory_limit;
         let err = |e| Error::from_datafusion(e, mem);
         let ctx = self.session(db);
@@ -293,14 +334,50 @@ fn base_config(config: &QueryConfig, db: &str) -> SessionConfig {
     c
 }
 
+/// Plans `sql` on `ctx` (with `now()` fixed when given) and starts it.
+async fn plan_and_run(
+    ctx: SessionContext,
+    sql: String,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> datafusion::common::Result<SendableRecordBatchStream> {
+    // `SessionContext::sql` stamps the start time itself; planning on a
+    // state of our own keeps the one set here.
+    let mut state = ctx.state();
+    if let Some(now) = now {
+        state.execution_props_mut().query_execution_start_time = Some(now);
+    }
+    let plan = state.create_logical_plan(&sql).await?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)?;
+    datafusion::dataframe::DataFrame::new(state, plan)
+        .execute_stream()
+        .await
+}
+
+/// Aborts a query's task when its stream is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+type BatchStream =
+    Pin<Box<dyn Stream<Item = datafusion::common::Result<RecordBatch>> + Send + 'static>>;
+
 /// The result stream of a query, cut off at its deadline.
 pub struct QueryStream {
     schema: SchemaRef,
-    inner: SendableRecordBatchStream,
+    inner: BatchStream,
     deadline: Pin<Box<tokio::time::Sleep>>,
     limit_ms: u64,
     memory_limit: usize,
     done: bool,
+    _task: Option<AbortOnDrop>,
 }
 
 impl QueryStream {
@@ -327,6 +404,16 @@ impl Stream for QueryStream {
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
                 Poll::Ready(Some(Err(Error::from_datafusion(e, mem))))
+            }
+            Poll::Ready(Some(Ok(b))) if b.get_array_memory_size() > mem => {
+                self.done = true;
+                Poll::Ready(Some(Err(Error::MemoryLimit {
+                    limit_bytes: mem,
+                    detail: format!(
+                        "one batch of the result holds {} bytes",
+                        b.get_array_memory_size()
+                    ),
+                })))
             }
             Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
             Poll::Ready(None) => {

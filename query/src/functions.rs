@@ -63,6 +63,7 @@
 //! assert!(ctx.udaf("robust_zscore").is_ok());
 //! ```
 
+pub mod bounded;
 pub mod score;
 pub mod udaf;
 

@@ -16,6 +16,7 @@ pub mod dedup_exec;
 pub mod delete;
 pub mod engine;
 pub mod error;
+pub mod front_door;
 pub mod functions;
 pub mod last_value;
 pub mod parquet_reader;

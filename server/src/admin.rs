@@ -1,15 +1,16 @@
 //! Operator requests: flush the write buffer, compact, materialize rollups,
-//! read and set retention.
+//! read and set retention. All but reading retention need `admin` and
+//! leave an audit event.
 
 use axum::Json;
 use axum::extract::State;
 use fleetlake_compaction::RollupRecord;
 use serde_json::json;
 
+use crate::auth::{Permission, Principal};
 use crate::{ApiError, AppState};
 
-/// Persists the write buffer now (operators before maintenance; tests).
-pub async fn flush(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn do_flush(state: AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let files = state.ingester.flush().await?;
     Ok(Json(json!({"files_written": files})))
 }
@@ -18,7 +19,7 @@ pub async fn flush(State(state): State<AppState>) -> Result<Json<serde_json::Val
 /// garbage past the grace period. Runs off the request workers, on a thread
 /// of its own at the background compactor's lower priority, so that ingest
 /// and queries keep theirs.
-pub async fn compact(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn do_compact(state: AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let compactor = state.compactor.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -75,13 +76,31 @@ struct RetentionBody {
 /// Sets or clears the retention of a database or a table; effective at once.
 pub async fn retention_put(
     State(state): State<AppState>,
+    principal: Principal,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let b: RetentionBody = serde_json::from_slice(&body).map_err(|e| {
+    let b: RetentionBody = parse_retention(&body)?;
+    principal.require(Permission::Admin, Some(&b.db))?;
+    let target = match &b.table {
+        Some(t) => format!("{}.{t}", b.db),
+        None => b.db.clone(),
+    };
+    let result = set_retention(&state, b).await;
+    audited(&state, &principal, "retention", &target, result).await
+}
+
+fn parse_retention(body: &[u8]) -> Result<RetentionBody, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "body must be JSON like {{\"db\": \"fleet\", \"table\": \"cpu\", \"ttl\": \"7d\"}} (table optional, ttl null clears): {e}"
         ))
-    })?;
+    })
+}
+
+async fn set_retention(
+    state: &AppState,
+    b: RetentionBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
     fleetlake_storage::schema::validate_name(&b.db)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(t) = &b.table {
@@ -118,10 +137,17 @@ pub async fn retention_put(
 }
 
 /// Every retention set, per database and table.
-pub async fn retention_get(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// Every retention set on a database the principal may read.
+pub async fn retention_get(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Json<serde_json::Value> {
     let catalog = state.ingester.catalog().state();
     let mut out = Vec::new();
     for (db, d) in &catalog.databases {
+        if principal.require(Permission::Read, Some(db)).is_err() {
+            continue;
+        }
         if let Some(ttl) = d.retention_ns {
             out.push(json!({"db": db, "table": null, "ttl_seconds": ttl / 1_000_000_000}));
         }
@@ -134,7 +160,7 @@ pub async fn retention_get(State(state): State<AppState>) -> Json<serde_json::Va
 
 /// Materializes every rollup now — closed buckets and buckets with late
 /// data — and reports what each did. Runs off the request workers.
-pub async fn rollup(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn do_rollup(state: AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let rollups = state.rollups.clone();
     let records = tokio::task::spawn_blocking(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -164,4 +190,52 @@ pub async fn rollup(State(state): State<AppState>) -> Result<Json<serde_json::Va
     Ok(Json(
         json!({"rollups": records.iter().map(json).collect::<Vec<_>>()}),
     ))
+}
+
+/// Records an admin action in the audit trail, whatever came of it.
+pub(crate) async fn audited<T>(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    target: &str,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let outcome = result
+        .as_ref()
+        .map_or_else(|e| e.message.clone(), |_| "ok".to_string());
+    state
+        .audit
+        .record(&principal.describe(), action, target, &outcome)
+        .await;
+    result
+}
+
+/// Persists the write buffer now (operators before maintenance; tests).
+pub async fn flush(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Permission::Admin, None)?;
+    let result = do_flush(state.clone()).await;
+    audited(&state, &principal, "flush", "*", result).await
+}
+
+/// Merges every partition now (see [`do_compact`]).
+pub async fn compact(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Permission::Admin, None)?;
+    let result = do_compact(state.clone()).await;
+    audited(&state, &principal, "compact", "*", result).await
+}
+
+/// Materializes every rollup now (see [`do_rollup`]).
+pub async fn rollup(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Permission::Admin, None)?;
+    let result = do_rollup(state.clone()).await;
+    audited(&state, &principal, "rollup", "*", result).await
 }

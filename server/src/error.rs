@@ -231,6 +231,27 @@ impl From<fleetlake_promql::Error> for PromError {
     }
 }
 
+impl From<ApiError> for PromError {
+    fn from(e: ApiError) -> Self {
+        let error_type = match e.kind {
+            ErrorKind::BadRequest => "bad_data",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Timeout | ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::PayloadTooLarge => {
+                "execution"
+            }
+            ErrorKind::Internal => "internal",
+        };
+        Self {
+            kind: e.kind,
+            error_type,
+            message: e.message,
+        }
+    }
+}
+
 impl From<fleetlake_ingest::Error> for PromError {
     fn from(e: fleetlake_ingest::Error) -> Self {
         PromError::internal(e)

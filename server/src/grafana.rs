@@ -35,6 +35,7 @@ use self::frames::Kind;
 use self::macros::MacroContext;
 use self::metric::{AdhocFilter, MetricRequest};
 use self::sql::ident;
+use crate::auth::{Permission, Principal};
 use crate::{ApiError, AppState, ErrorKind};
 
 /// Rows one SQL target may return; past it the answer would swamp the
@@ -63,8 +64,9 @@ fn endpoints(prefix: &str) -> Router<AppState> {
         .route(&format!("{prefix}/annotations"), post(annotations))
 }
 
-/// The database the URL chose: `/grafana/db/{db}/…`, else `?db=`, else the default.
-struct Db(String);
+/// The database the URL chose: `/grafana/db/{db}/…`, else `?db=`, else
+/// the default; and who asks, allowed to read it.
+struct Db(String, Principal);
 
 impl FromRequestParts<AppState> for Db {
     type Rejection = ApiError;
@@ -73,35 +75,39 @@ impl FromRequestParts<AppState> for Db {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
             && let Some((_, db)) = params.iter().find(|(k, _)| *k == "db")
         {
-            return checked_db(db).map(Db);
+            return Ok(Db(checked_db(db, &principal)?, principal));
         }
         let q: Query<HashMap<String, String>> =
             Query::try_from_uri(&parts.uri).map_err(|e| ApiError::bad_request(e.body_text()))?;
-        match q.get("db") {
-            Some(db) => checked_db(db).map(Db),
-            None => Ok(Db(state.default_db.clone())),
-        }
+        let db = match q.get("db") {
+            Some(db) => checked_db(db, &principal)?,
+            None => checked_db(&state.default_db, &principal)?,
+        };
+        Ok(Db(db, principal))
     }
 }
 
-fn checked_db(db: &str) -> Result<String, ApiError> {
+/// A valid database name the principal may read.
+fn checked_db(db: &str, principal: &Principal) -> Result<String, ApiError> {
     fleetlake_storage::schema::validate_name(db)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    principal.require(Permission::Read, Some(db))?;
     Ok(db.to_string())
 }
 
 /// A payload's `"db"`, else the URL's.
-fn db_of(payload: &Map<String, Value>, url_db: &str) -> Result<String, ApiError> {
+fn db_of(payload: &Map<String, Value>, url_db: &Db) -> Result<String, ApiError> {
     match payload
         .get("db")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
     {
-        Some(db) => checked_db(db),
-        None => Ok(url_db.to_string()),
+        Some(db) => checked_db(db, &url_db.1),
+        None => Ok(url_db.0.clone()),
     }
 }
 
@@ -173,7 +179,7 @@ async fn metrics(
 ) -> Result<Json<Value>, ApiError> {
     let b: MetricsBody = parse(&body, r#"{"metric": "cpu.usage_user", "payload": {}}"#)?;
     let payload = payload_map(b.payload.as_ref());
-    let db = db_of(&payload, &url_db.0)?;
+    let db = db_of(&payload, &url_db)?;
     let databases = state.ingester.databases();
     let wanted_tags: Vec<&String> = payload
         .iter()
@@ -213,7 +219,7 @@ async fn metric_payload_options(
         r#"{"metric": "cpu.usage_user", "payload": {}, "name": "hostname"}"#,
     )?;
     let payload = payload_map(b.payload.as_ref());
-    let db = db_of(&payload, &url_db.0)?;
+    let db = db_of(&payload, &url_db)?;
     let opts = |vals: Vec<String>| {
         Json(Value::Array(
             vals.into_iter()
@@ -316,7 +322,7 @@ async fn query(
             continue;
         }
         let payload = payload_map(t.payload.as_ref());
-        let db = db_of(&payload, &url_db.0)?;
+        let db = db_of(&payload, &url_db)?;
         let format = payload
             .get("format")
             .and_then(Value::as_str)
@@ -581,7 +587,7 @@ async fn variable(
         &body,
         r#"{"payload": {"target": "tag_values(cpu, hostname)"}, "range": {"from": "…", "to": "…"}}"#,
     )?;
-    let pairs = variable_values(&state, &url_db.0, &b).await?;
+    let pairs = variable_values(&state, &url_db, &b).await?;
     Ok(Json(
         pairs
             .into_iter()
@@ -610,7 +616,7 @@ impl Serialize for VariableValue {
 
 async fn variable_values(
     state: &AppState,
-    url_db: &str,
+    url_db: &Db,
     b: &VariableBody,
 ) -> Result<Vec<(String, Option<String>)>, ApiError> {
     let text = b.query_text().ok_or_else(|| {
@@ -687,7 +693,7 @@ async fn tag_keys(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: MetricsBody = parse(&body, "{}")?;
-    let db = db_of(&payload_map(b.payload.as_ref()), &url_db.0)?;
+    let db = db_of(&payload_map(b.payload.as_ref()), &url_db)?;
     // Tags some live series has, from the series index.
     let mut keys = BTreeSet::new();
     for table in state.ingester.tables(&db) {
@@ -721,7 +727,7 @@ async fn tag_values(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: TagValuesBody = parse(&body, r#"{"key": "hostname"}"#)?;
-    let db = db_of(&payload_map(b.payload.as_ref()), &url_db.0)?;
+    let db = db_of(&payload_map(b.payload.as_ref()), &url_db)?;
     // From the series index: no data is read.
     let mut values = BTreeSet::new();
     for t in state.ingester.tables(&db) {
@@ -758,7 +764,7 @@ async fn search(
         t.starts_with("tag_values") || t.starts_with("select") || t.starts_with("with")
     });
     if is_query {
-        let pairs = variable_values(&state, &url_db.0, &b).await?;
+        let pairs = variable_values(&state, &url_db, &b).await?;
         return Ok(Json(Value::Array(
             pairs
                 .into_iter()
@@ -766,7 +772,7 @@ async fn search(
                 .collect(),
         )));
     }
-    let db = db_of(&payload_map(b.payload.as_ref()), &url_db.0)?;
+    let db = db_of(&payload_map(b.payload.as_ref()), &url_db)?;
     Ok(Json(Value::Array(
         metric::list(&state.ingester, &db)
             .into_iter()
@@ -801,7 +807,7 @@ async fn annotations(
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("annotation.query must hold SQL"))?;
     let db = match b.annotation.get("db").and_then(Value::as_str) {
-        Some(db) => checked_db(db)?,
+        Some(db) => checked_db(db, &url_db.1)?,
         None => url_db.0,
     };
     let ctx = MacroContext {

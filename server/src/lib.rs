@@ -14,6 +14,8 @@
 //! | `prometheus.rs`, `prom_labels.rs` | the Prometheus query and label APIs |
 //! | `grafana.rs` | the Grafana JSON datasource |
 //! | `rules.rs` | rules, alerts, approvals, backtests |
+//! | `tokens.rs` | API tokens |
+//! | `auth.rs` | who asks and what their token allows; the audit trail |
 //! | `admin.rs` | flush, compact, rollup, retention |
 //! | `health.rs` | `/health`, `/ping` |
 //! | `metrics.rs` | `/metrics` |
@@ -26,26 +28,32 @@
 //! ```
 
 mod admin;
+pub mod auth;
 pub mod error;
 mod grafana;
 mod health;
+mod limits;
 mod metrics;
 mod prom_labels;
 mod prometheus;
 mod query;
 mod remote_write;
 mod rules;
+mod tokens;
 mod write;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use fleetlake_compaction::{Compactor, Rollups};
 use fleetlake_ingest::Ingester;
 use fleetlake_query::QueryEngine;
 
+pub use auth::Auth;
+pub use auth::audit::AuditLog;
 pub use error::{ApiError, ErrorKind, PromError};
 pub use metrics::ServerMetrics;
 
@@ -56,7 +64,12 @@ pub struct AppState {
     pub engine: Arc<QueryEngine>,
     pub compactor: Arc<Compactor>,
     pub rollups: Arc<Rollups>,
+    /// Largest write body (line protocol, remote write), after decoding.
     pub max_body_bytes: usize,
+    /// Largest body of every other request (SQL, PromQL, rules, Grafana).
+    pub max_request_bytes: usize,
+    pub auth: Auth,
+    pub audit: Arc<AuditLog>,
     /// Database of every API when a request names none (`--default-db`).
     pub default_db: String,
     pub metrics: Arc<ServerMetrics>,
@@ -65,22 +78,35 @@ pub struct AppState {
     pub rules: Arc<fleetlake_rules::RulesEngine>,
 }
 
+/// What [`AppState::new`] needs besides the engines.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_request_bytes: usize,
+}
+
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ingester: Arc<Ingester>,
         engine: Arc<QueryEngine>,
         compactor: Arc<Compactor>,
         rollups: Arc<Rollups>,
-        max_body_bytes: usize,
+        limits: Limits,
         default_db: String,
         rules: Arc<fleetlake_rules::RulesEngine>,
+        auth: Auth,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Self {
             ingester,
             engine,
             compactor,
             rollups,
-            max_body_bytes,
+            max_body_bytes: limits.max_body_bytes,
+            max_request_bytes: limits.max_request_bytes,
+            auth,
+            audit,
             default_db,
             metrics: Arc::new(ServerMetrics::default()),
             started: Instant::now(),
@@ -114,11 +140,19 @@ impl AppState {
     }
 }
 
+/// Every route, behind authentication.
+///
+/// Write bodies are size-checked by their handlers (413 naming
+/// `--max-body-bytes`, after gunzip or snappy); every other body is
+/// capped at `--max-request-bytes` before it is read.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let writes = Router::new()
         .route("/write", post(write::write_v1))
         .route("/api/v2/write", post(write::write_v2))
         .route("/api/v3/write_lp", post(write::write_v3))
+        .merge(remote_write::routes())
+        .layer(DefaultBodyLimit::disable());
+    let others = Router::new()
         .route("/api/v1/sql", get(query::sql_get).post(query::sql_post))
         .route(
             "/api/v3/query_sql",
@@ -136,10 +170,19 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(grafana::routes())
         .merge(prometheus::routes())
-        .merge(remote_write::routes())
         .merge(prom_labels::routes())
         .merge(rules::routes())
-        // Bodies are size-checked by the handlers themselves (413 with a message).
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        .merge(tokens::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.max_request_bytes,
+            limits::request_body,
+        ))
+        .layer(DefaultBodyLimit::max(state.max_request_bytes));
+    writes
+        .merge(others)
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }

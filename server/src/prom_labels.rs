@@ -25,6 +25,7 @@ use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Expr, parse};
 use serde_json::json;
 
+use crate::auth::{Permission, Principal};
 use crate::{AppState, PromError};
 
 const NAME_LABEL: &str = "__name__";
@@ -141,7 +142,11 @@ fn parse_selector(s: &str) -> Result<Vec<Conjunction>, PromError> {
         .collect()
 }
 
-fn request(state: &AppState, params: &[(String, String)]) -> Result<Request, PromError> {
+fn request(
+    state: &AppState,
+    principal: &Principal,
+    params: &[(String, String)],
+) -> Result<Request, PromError> {
     let mut db = None;
     let mut range = TimeRange::default();
     let mut selectors = Vec::new();
@@ -162,9 +167,11 @@ fn request(state: &AppState, params: &[(String, String)]) -> Result<Request, Pro
         ));
     }
     Ok(Request {
-        db: state
-            .existing_db(db.as_deref())
-            .map_err(PromError::not_found)?,
+        db: {
+            let db = state.db_or_default(db.as_deref());
+            principal.require(Permission::Read, Some(&db))?;
+            state.existing_db(Some(&db)).map_err(PromError::not_found)?
+        },
         range,
         selectors,
     })
@@ -211,13 +218,14 @@ fn plan<'a>(
 
 async fn handle(
     state: &AppState,
+    principal: &Principal,
     method: &Method,
     query: Option<String>,
     body: &Bytes,
     what: What,
 ) -> Result<Response, PromError> {
     let params = params(method, query, body)?;
-    let req = request(state, &params)?;
+    let req = request(state, principal, &params)?;
     if matches!(what, What::Series) && req.selectors.is_empty() {
         return Err(PromError::bad_data("no match[] parameter provided"));
     }
@@ -314,28 +322,41 @@ fn finish(r: Result<Response, PromError>) -> Response {
 
 async fn labels(
     State(state): State<AppState>,
+    principal: Principal,
     method: Method,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    finish(handle(&state, &method, query, &body, What::Labels).await)
+    finish(handle(&state, &principal, &method, query, &body, What::Labels).await)
 }
 
 async fn label_values(
     State(state): State<AppState>,
+    principal: Principal,
     method: Method,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    finish(handle(&state, &method, query, &body, What::Values(name)).await)
+    finish(
+        handle(
+            &state,
+            &principal,
+            &method,
+            query,
+            &body,
+            What::Values(name),
+        )
+        .await,
+    )
 }
 
 async fn series(
     State(state): State<AppState>,
+    principal: Principal,
     method: Method,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    finish(handle(&state, &method, query, &body, What::Series).await)
+    finish(handle(&state, &principal, &method, query, &body, What::Series).await)
 }

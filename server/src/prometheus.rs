@@ -25,6 +25,7 @@ use fleetlake_promql::query::{DEFAULT_LOOKBACK_MS, QueryOutput, QueryRequest};
 use fleetlake_promql::value::{Labels, format_value};
 use serde_json::{Map, Value, json};
 
+use crate::auth::{Permission, Principal};
 use crate::{AppState, PromError};
 
 pub fn routes() -> Router<AppState> {
@@ -81,10 +82,14 @@ fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, P
         .ok_or_else(|| PromError::bad_data(format!("invalid parameter \"{name}\": missing")))
 }
 
-fn db_of(state: &AppState, p: &HashMap<String, String>) -> Result<String, PromError> {
-    state
-        .existing_db(p.get("db").map(String::as_str))
-        .map_err(PromError::not_found)
+fn db_of(
+    state: &AppState,
+    principal: &Principal,
+    p: &HashMap<String, String>,
+) -> Result<String, PromError> {
+    let db = state.db_or_default(p.get("db").map(String::as_str));
+    principal.require(Permission::Read, Some(&db))?;
+    state.existing_db(Some(&db)).map_err(PromError::not_found)
 }
 
 fn lookback(p: &HashMap<String, String>) -> Result<i64, PromError> {
@@ -98,7 +103,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn query(State(state): State<AppState>, req: Request) -> Response {
+async fn query(State(state): State<AppState>, principal: Principal, req: Request) -> Response {
     let run = async {
         let p = params(req).await?;
         let expr = required(&p, "query")?.to_string();
@@ -114,14 +119,18 @@ async fn query(State(state): State<AppState>, req: Request) -> Response {
             lookback: lookback(&p)?,
             instant: true,
         };
-        let db = db_of(&state, &p)?;
+        let db = db_of(&state, &principal, &p)?;
         let out = fleetlake_promql::run(&state.engine, &db, &r).await?;
         Ok::<_, PromError>(success(render(&out)))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn query_range(State(state): State<AppState>, req: Request) -> Response {
+async fn query_range(
+    State(state): State<AppState>,
+    principal: Principal,
+    req: Request,
+) -> Response {
     let run = async {
         let p = params(req).await?;
         let expr = required(&p, "query")?.to_string();
@@ -136,7 +145,7 @@ async fn query_range(State(state): State<AppState>, req: Request) -> Response {
             lookback: lookback(&p)?,
             instant: false,
         };
-        let db = db_of(&state, &p)?;
+        let db = db_of(&state, &principal, &p)?;
         let out = fleetlake_promql::run(&state.engine, &db, &r).await?;
         Ok::<_, PromError>(success(render(&out)))
     };
@@ -161,9 +170,10 @@ async fn query_exemplars() -> Response {
 /// metric type). `metric=` filters by name, `limit=` caps the count.
 async fn metadata(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<HashMap<String, String>>,
 ) -> Response {
-    let db = match db_of(&state, &p) {
+    let db = match db_of(&state, &principal, &p) {
         Ok(db) => db,
         Err(e) => return e.into_response(),
     };

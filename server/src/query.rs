@@ -16,7 +16,8 @@ use fleetlake_query::QueryStream;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::{ApiError, AppState};
+use crate::auth::{Permission, Principal};
+use crate::{ApiError, AppState, ErrorKind};
 
 #[derive(Debug, Deserialize)]
 pub struct SqlParams {
@@ -34,23 +35,35 @@ pub struct SqlBody {
     format: Option<String>,
 }
 
-pub async fn sql_get(State(state): State<AppState>, Query(p): Query<SqlParams>) -> Response {
-    run(state, p.q, p.db, p.format).await
+pub async fn sql_get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<SqlParams>,
+) -> Response {
+    run(state, principal, p.q, p.db, p.format).await
 }
 
-pub async fn sql_post(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn sql_post(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Bytes,
+) -> Response {
     match parse_body(&body) {
-        Ok(b) => run(state, b.sql, b.db, b.format).await,
+        Ok(b) => run(state, principal, b.sql, b.db, b.format).await,
         Err(e) => e.into_response(),
     }
 }
 
-pub async fn sql_get_v3(state: State<AppState>, params: Query<SqlParams>) -> Response {
-    sql_get(state, params).await
+pub async fn sql_get_v3(
+    state: State<AppState>,
+    principal: Principal,
+    params: Query<SqlParams>,
+) -> Response {
+    sql_get(state, principal, params).await
 }
 
-pub async fn sql_post_v3(state: State<AppState>, body: Bytes) -> Response {
-    sql_post(state, body).await
+pub async fn sql_post_v3(state: State<AppState>, principal: Principal, body: Bytes) -> Response {
+    sql_post(state, principal, body).await
 }
 
 fn parse_body(body: &[u8]) -> Result<SqlBody, ApiError> {
@@ -102,6 +115,7 @@ impl Format {
 
 async fn run(
     state: AppState,
+    principal: Principal,
     sql: Option<String>,
     db: Option<String>,
     format: Option<String>,
@@ -112,11 +126,21 @@ async fn run(
         let sql = sql.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
             ApiError::bad_request("missing SQL: pass it as 'q' (GET) or 'sql' (POST JSON)")
         })?;
-        let db = state
-            .existing_db(db.as_deref())
-            .map_err(ApiError::not_found)?;
+        let db = state.db_or_default(db.as_deref());
+        principal.require(Permission::Read, Some(&db))?;
+        let db = state.existing_db(Some(&db)).map_err(ApiError::not_found)?;
         if let Some(spec) = state.engine.plan_delete(&db, &sql).await? {
-            return delete(&state, &db, spec).await;
+            principal.require(Permission::Admin, Some(&db))?;
+            let target = format!("{db}.{}", spec.table);
+            let result = delete(&state, &db, spec).await;
+            let outcome = result
+                .as_ref()
+                .map_or_else(|e| e.message.clone(), |_| "ok".into());
+            state
+                .audit
+                .record(&principal.describe(), "delete", &target, &outcome)
+                .await;
+            return result;
         }
         let mut stream = state.engine.query(&db, &sql).await?;
         // The first batch surfaces most execution errors while a status can still say so.
@@ -125,7 +149,7 @@ async fn run(
             Some(Err(e)) => return Err(e.into()),
             None => None,
         };
-        respond(format, stream, first).await
+        respond(format, stream, first, state.engine.config().memory_limit).await
     }
     .await;
     let response = result.unwrap_or_else(|e| e.into_response());
@@ -169,13 +193,33 @@ async fn respond(
     format: Format,
     mut stream: QueryStream,
     first: Option<RecordBatch>,
+    memory_limit: usize,
 ) -> Result<Response, ApiError> {
     let schema = stream.schema();
     let body = match format {
+        // Built whole, so held whole: counted against the query's limit.
         Format::Pretty | Format::Parquet => {
+            let mut held = first.as_ref().map_or(0, RecordBatch::get_array_memory_size);
             let mut batches: Vec<RecordBatch> = first.into_iter().collect();
             while let Some(b) = stream.next().await {
-                batches.push(b?);
+                let b = b?;
+                held += b.get_array_memory_size();
+                if held > memory_limit {
+                    return Err(ApiError::new(
+                        ErrorKind::Unprocessable,
+                        format!(
+                            "the answer passed the query memory limit of {memory_limit} bytes \
+                             while being buffered for format={}; use json, jsonl, csv or arrow \
+                             (streamed) or add a LIMIT",
+                            if format == Format::Pretty {
+                                "pretty"
+                            } else {
+                                "parquet"
+                            }
+                        ),
+                    ));
+                }
+                batches.push(b);
             }
             let bytes = if format == Format::Pretty {
                 let table = arrow::util::pretty::pretty_format_batches(&batches)

@@ -21,6 +21,7 @@ use fleetlake_ingest::remote_write::{self, Converted};
 use serde_json::json;
 use tracing::debug;
 
+use crate::auth::{Permission, Principal};
 use crate::{ApiError, AppState, ErrorKind};
 
 pub fn routes() -> axum::Router<AppState> {
@@ -31,11 +32,12 @@ pub fn routes() -> axum::Router<AppState> {
 
 async fn write(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let r = match handle(&state, q, headers, body).await {
+    let r = match handle(&state, &principal, q, headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -45,11 +47,13 @@ async fn write(
 
 async fn handle(
     state: &AppState,
+    principal: &Principal,
     q: HashMap<String, String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let db = state.db_or_default(q.get("db").map(String::as_str));
+    principal.require(Permission::Write, Some(&db))?;
     if let Some(enc) = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())

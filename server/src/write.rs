@@ -12,10 +12,12 @@ use axum::response::{IntoResponse, Response};
 use fleetlake_ingest::Precision;
 use serde_json::json;
 
+use crate::auth::{Permission, Principal};
 use crate::{ApiError, AppState, ErrorKind};
 
 pub async fn write_v1(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
@@ -26,11 +28,12 @@ pub async fn write_v1(
         .map(String::as_str)
         .unwrap_or("n")
         .to_string();
-    handle(state, db, &precision, true, headers, body).await
+    handle(state, principal, db, &precision, true, headers, body).await
 }
 
 pub async fn write_v2(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
@@ -48,11 +51,12 @@ pub async fn write_v2(
         .map(String::as_str)
         .unwrap_or("ns")
         .to_string();
-    handle(state, db, &precision, true, headers, body).await
+    handle(state, principal, db, &precision, true, headers, body).await
 }
 
 pub async fn write_v3(
     State(state): State<AppState>,
+    principal: Principal,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
@@ -80,11 +84,21 @@ pub async fn write_v3(
             );
         }
     };
-    handle(state, db, &precision, accept_partial, headers, body).await
+    handle(
+        state,
+        principal,
+        db,
+        &precision,
+        accept_partial,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn handle(
     state: AppState,
+    principal: Principal,
     db: String,
     precision: &str,
     accept_partial: bool,
@@ -92,6 +106,7 @@ async fn handle(
     body: Body,
 ) -> Response {
     let result = async {
+        principal.require(Permission::Write, Some(&db))?;
         let precision = Precision::parse(precision)?;
         let text = read_body(&headers, body, state.max_body_bytes).await?;
         state.metrics.write_bytes.add(text.len() as u64);

@@ -1,0 +1,485 @@
+//! The doors: tokens and scopes on every API, and requests that used to take
+//! the server down (deep expressions, huge function outputs, huge bodies,
+//! extreme PromQL ranges) answered with a 4xx while the server stays up and
+//! inside its memory.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Server, create_token};
+
+async fn call(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = c.request(method, url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn tokens_and_scopes_guard_every_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = create_token(dir.path(), "ops", &["admin"]);
+    let reader = create_token(dir.path(), "grafana", &["read:fleet"]);
+    let writer = create_token(dir.path(), "telegraf", &["write:fleet"]);
+    let s = Server::start_in(dir.path(), &["--auth"]);
+    let c = s.client();
+    let u = &s.url;
+    use reqwest::Method as M;
+
+    // Probes stay open; everything else needs a token.
+    assert_eq!(
+        call(&c, M::GET, &format!("{u}/ping"), None, None).await.0,
+        204
+    );
+    assert_eq!(
+        call(&c, M::GET, &format!("{u}/health"), None, None).await.0,
+        200
+    );
+    let r = c
+        .get(format!("{u}/api/v1/sql?q=SELECT+1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    for (method, path) in [
+        (M::POST, "/api/v3/write_lp?db=fleet"),
+        (M::POST, "/api/v1/prom/write"),
+        (M::GET, "/prometheus/api/v1/query?query=1"),
+        (M::GET, "/prometheus/api/v1/labels"),
+        (M::POST, "/grafana/search"),
+        (M::GET, "/api/v1/rules"),
+        (M::POST, "/api/v1/admin/flush"),
+        (M::PUT, "/api/v1/retention"),
+        (M::GET, "/api/v1/tokens"),
+        (M::GET, "/metrics"),
+    ] {
+        let (status, v) = call(&c, method.clone(), &format!("{u}{path}"), None, None).await;
+        assert_eq!(status, 401, "{method} {path}: {v}");
+        let (status, _) = call(
+            &c,
+            method.clone(),
+            &format!("{u}{path}"),
+            Some("flk_wrong"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 401, "{method} {path} with a bad token");
+    }
+
+    // The writer writes, in every form clients send a token.
+    let w = |auth: &str| {
+        c.post(format!("{u}/api/v3/write_lp?db=fleet"))
+            .header("Authorization", auth.to_string())
+            .body("cpu,host=a v=1 1000000000\n")
+    };
+    assert_eq!(
+        w(&format!("Bearer {writer}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        w(&format!("Token {writer}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    let basic = c
+        .post(format!("{u}/api/v3/write_lp?db=fleet"))
+        .basic_auth("telegraf", Some(&writer))
+        .body("cpu,host=b v=2 1000000000\n");
+    assert_eq!(basic.send().await.unwrap().status().as_u16(), 204);
+    let v1 = c
+        .post(format!("{u}/write?db=fleet&u=telegraf&p={writer}"))
+        .body("cpu,host=c v=3 1000000000\n");
+    assert_eq!(v1.send().await.unwrap().status().as_u16(), 204);
+    // ... but cannot read, nor write elsewhere.
+    let (status, v) = call(
+        &c,
+        M::POST,
+        &format!("{u}/api/v1/sql"),
+        Some(&writer),
+        Some(json!({"sql": "SELECT count(*) AS n FROM cpu"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("lacks read:fleet"),
+        "{v}"
+    );
+    let r = c
+        .post(format!("{u}/api/v3/write_lp?db=other"))
+        .bearer_auth(&writer)
+        .body("cpu,host=a v=1 1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // The reader reads (SQL, PromQL, Grafana) but cannot write or delete.
+    let (status, v) = call(
+        &c,
+        M::POST,
+        &format!("{u}/api/v1/sql"),
+        Some(&reader),
+        Some(json!({"sql": "SELECT count(*) AS n FROM cpu"})),
+    )
+    .await;
+    assert_eq!((status, &v[0]["n"]), (200, &json!(3)), "{v}");
+    let (status, v) = call(
+        &c,
+        M::GET,
+        &format!("{u}/prometheus/api/v1/query?query=count(cpu_v)&time=1"),
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(
+        &c,
+        M::GET,
+        &format!("{u}/prometheus/api/v1/query?query=1&db=other"),
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!((status, &v["errorType"]), (403, &json!("forbidden")), "{v}");
+    let r = c
+        .post(format!("{u}/api/v3/write_lp?db=fleet"))
+        .bearer_auth(&reader)
+        .body("cpu,host=a v=1 1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let delete =
+        json!({"sql": "DELETE FROM cpu WHERE time >= '1970-01-01T00:00:00Z' AND host = 'a'"});
+    let (status, v) = call(
+        &c,
+        M::POST,
+        &format!("{u}/api/v1/sql"),
+        Some(&reader),
+        Some(delete.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{v}");
+    for (method, path, body) in [
+        (M::POST, "/api/v1/admin/flush", None),
+        (
+            M::PUT,
+            "/api/v1/retention",
+            Some(json!({"db": "fleet", "ttl": "7d"})),
+        ),
+        (M::GET, "/api/v1/tokens", None),
+        (
+            M::POST,
+            "/api/v1/rules",
+            Some(json!({"name": "r", "kind": "alert", "every": "1m",
+                        "sql": "SELECT host, max(v) AS value FROM cpu GROUP BY host"})),
+        ),
+    ] {
+        let (status, v) = call(
+            &c,
+            method.clone(),
+            &format!("{u}{path}"),
+            Some(&reader),
+            body,
+        )
+        .await;
+        assert_eq!(status, 403, "{method} {path}: {v}");
+    }
+
+    // The admin deletes, sets retention, and manages tokens; each is audited.
+    let (status, v) = call(
+        &c,
+        M::POST,
+        &format!("{u}/api/v1/sql"),
+        Some(&admin),
+        Some(delete),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(
+        &c,
+        M::PUT,
+        &format!("{u}/api/v1/retention"),
+        Some(&admin),
+        Some(json!({"db": "fleet", "table": "cpu", "ttl": "30d"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(
+        &c,
+        M::POST,
+        &format!("{u}/api/v1/tokens"),
+        Some(&admin),
+        Some(json!({"name": "temp", "scopes": ["read:*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let temp = v["token"].as_str().unwrap().to_string();
+    let temp_id = v["id"].as_str().unwrap().to_string();
+    let (status, v) = call(
+        &c,
+        M::GET,
+        &format!("{u}/api/v1/tokens"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed = v["tokens"].to_string();
+    assert!(
+        listed.contains("\"temp\"") && !listed.contains(&temp),
+        "a secret was listed: {v}"
+    );
+    let (status, v) = call(
+        &c,
+        M::GET,
+        &format!("{u}/api/v1/sql?q=SELECT+1&db=fleet"),
+        Some(&temp),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = call(
+        &c,
+        M::DELETE,
+        &format!("{u}/api/v1/tokens/{temp_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &c,
+        M::GET,
+        &format!("{u}/api/v1/sql?q=SELECT+1"),
+        Some(&temp),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "a revoked token still works");
+    let (status, v) = call(
+        &c,
+        M::POST,
+        &format!("{u}/api/v1/sql"),
+        Some(&admin),
+        Some(json!({"sql": "SELECT principal, action, target, outcome FROM system.audit ORDER BY time"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let actions: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["delete", "retention", "token.create", "token.revoke"],
+        "{v}"
+    );
+    assert!(
+        v[0]["principal"].as_str().unwrap().starts_with("token ops"),
+        "{v}"
+    );
+    assert_eq!(v[0]["target"], "fleet.cpu");
+}
+
+#[tokio::test]
+async fn deep_and_huge_requests_get_4xx_and_the_server_lives() {
+    let s = Server::start(&[
+        "--query-memory-limit",
+        "67108864",
+        "--max-request-bytes",
+        "1048576",
+        "--query-timeout",
+        "20s",
+    ]);
+    let c = s.client();
+    let u = &s.url;
+    s.write_ok("fleet", "cpu,host=a v=1 1000000000\n").await;
+    let sql = |q: String| {
+        let c = c.clone();
+        let url = format!("{u}/api/v1/sql");
+        async move {
+            let r = c
+                .post(url)
+                .json(&json!({"sql": q, "format": "json"}))
+                .send()
+                .await
+                .expect("sql");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let deep = [
+        (
+            format!("SELECT {}", vec!["1"; 3_000].join("+")),
+            400,
+            "operators",
+        ),
+        (
+            format!(
+                "SELECT 1 FROM cpu WHERE {}",
+                vec!["v = 1"; 1_500].join(" OR ")
+            ),
+            400,
+            "operators",
+        ),
+        (
+            format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000)),
+            400,
+            "nests",
+        ),
+        ("SELECT repeat('x', 2000000000)".into(), 422, "memory limit"),
+        ("SELECT range(1, 1000000000)".into(), 422, "memory limit"),
+        (
+            "SELECT array_repeat(1, 1000000000)".into(),
+            422,
+            "memory limit",
+        ),
+    ];
+    for (q, want, text) in deep {
+        let (status, body) = sql(q.clone()).await;
+        assert_eq!(status, want, "{}…: {body}", &q[..40.min(q.len())]);
+        assert!(body.contains(text), "{}…: {body}", &q[..40.min(q.len())]);
+    }
+    // The whole answer buffered for pretty or parquet counts against the limit.
+    for format in ["pretty", "parquet"] {
+        let r = c
+            .post(format!("{u}/api/v1/sql"))
+            .json(&json!({"sql": "SELECT * FROM generate_series(1, 1000000000000)", "format": format}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(status, 422, "{format}: {body}");
+        assert!(body.contains("memory limit"), "{format}: {body}");
+    }
+    // Bodies past --max-request-bytes are refused before they are read.
+    let big = "x".repeat(2 << 20);
+    for path in [
+        "/api/v1/sql",
+        "/prometheus/api/v1/query",
+        "/api/v1/rules",
+        "/grafana/query",
+    ] {
+        let r = c
+            .post(format!("{u}{path}"))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+    }
+    // PromQL: deep expressions, absurd ranges and subqueries.
+    let prom = |q: &str, extra: &[(&str, &str)], endpoint: &str| {
+        let mut form: Vec<(String, String)> = vec![("query".into(), q.to_string())];
+        form.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let r = c
+            .post(format!("{u}/prometheus/api/v1/{endpoint}"))
+            .form(&form)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let nested = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+    let chain = vec!["1"; 10_000].join("+");
+    let calls = format!("{}1{}", "abs(".repeat(10_000), ")".repeat(10_000));
+    for q in [&nested, &chain, &calls] {
+        for endpoint in ["query", "format_query"] {
+            let (status, body) = prom(q, &[("time", "1")], endpoint).await;
+            assert_eq!(status, 400, "{endpoint} {}…: {body}", &q[..20]);
+        }
+    }
+    let (status, body) = prom(
+        "cpu_v",
+        &[("start", "-1e300"), ("end", "1e300"), ("step", "1")],
+        "query_range",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = prom("max_over_time(cpu_v[1y:1ms])", &[("time", "100")], "query").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("subquery"), "{body}");
+
+    // Still up, still answering, within a sane footprint.
+    assert_eq!(
+        c.get(format!("{u}/ping"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    let rows = s.sql("fleet", "SELECT count(*) AS n FROM cpu").await;
+    assert_eq!(rows[0]["n"], 1);
+    let peak = s.peak_rss();
+    assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
+}
+
+#[tokio::test]
+async fn a_query_burning_every_core_leaves_ping_and_writes_answering() {
+    let s = Server::start(&["--query-timeout", "8s"]);
+    let c = s.client();
+    let u = s.url.clone();
+    let heavy = {
+        let c = c.clone();
+        let u = u.clone();
+        tokio::spawn(async move {
+            c.post(format!("{u}/api/v1/sql"))
+                .json(&json!({"sql": "SELECT sum(a.value * b.value + c.value) FROM generate_series(1, 2000) a, generate_series(1, 2000) b, generate_series(1, 2000) c"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..5 {
+        let started = Instant::now();
+        let r = c
+            .get(format!("{u}/ping"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ping {i} during the query: {e}"));
+        assert_eq!(r.status().as_u16(), 204);
+        let (status, text) = s
+            .write("fleet", &format!("cpu,host=a v={i} {}\n", i + 1))
+            .await;
+        assert_eq!(status, 204, "write {i} during the query: {text}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let status = heavy.await.unwrap().unwrap();
+    assert_eq!(status, 408, "the cross join should hit the time limit");
+}
