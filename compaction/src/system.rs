@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::Result;
-use fleetlake_query::system::SystemTable;
+use fleetlake_query::system::{Columns, SystemTable};
 
 use crate::Compactor;
 
@@ -20,47 +18,19 @@ impl SystemTable for CompactionsTable {
 
     fn batch(&self) -> Result<RecordBatch> {
         let h = self.0.history();
-        let u64s = |f: fn(&crate::CompactionRecord) -> u64| -> ArrayRef {
-            Arc::new(UInt64Array::from_iter_values(h.iter().map(f)))
-        };
-        let strs = |f: fn(&crate::CompactionRecord) -> &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(h.iter().map(f)))
-        };
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                "started",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("database", DataType::Utf8, false),
-            Field::new("table", DataType::Utf8, false),
-            Field::new("day", DataType::Utf8, false),
-            Field::new("input_files", DataType::UInt64, false),
-            Field::new("input_rows", DataType::UInt64, false),
-            Field::new("input_bytes", DataType::UInt64, false),
-            Field::new("output_files", DataType::UInt64, false),
-            Field::new("output_rows", DataType::UInt64, false),
-            Field::new("output_bytes", DataType::UInt64, false),
-            Field::new("duration_ms", DataType::UInt64, false),
-            Field::new("error", DataType::Utf8, true),
-        ]));
-        let arrays: Vec<ArrayRef> = vec![
-            Arc::new(
-                TimestampNanosecondArray::from_iter_values(h.iter().map(|r| r.started_ns))
-                    .with_timezone("UTC"),
-            ),
-            strs(|r| &r.db),
-            strs(|r| &r.table),
-            strs(|r| &r.day),
-            u64s(|r| r.input_files),
-            u64s(|r| r.input_rows),
-            u64s(|r| r.input_bytes),
-            u64s(|r| r.output_files),
-            u64s(|r| r.output_rows),
-            u64s(|r| r.output_bytes),
-            u64s(|r| r.duration.as_millis() as u64),
-            Arc::new(StringArray::from_iter(h.iter().map(|r| r.error.as_deref()))),
-        ];
-        Ok(RecordBatch::try_new(schema, arrays)?)
+        Columns::new(&h)
+            .time("started", |r| r.started_ns)
+            .str("database", |r| &r.db)
+            .str("table", |r| &r.table)
+            .str("day", |r| &r.day)
+            .u64("input_files", |r| r.input_files)
+            .u64("input_rows", |r| r.input_rows)
+            .u64("input_bytes", |r| r.input_bytes)
+            .u64("output_files", |r| r.output_files)
+            .u64("output_rows", |r| r.output_rows)
+            .u64("output_bytes", |r| r.output_bytes)
+            .u64("duration_ms", |r| r.duration.as_millis() as u64)
+            .opt_str("error", |r| r.error.as_deref())
+            .finish()
     }
 }

@@ -20,6 +20,7 @@ pub mod buffer;
 pub mod error;
 pub mod ingester;
 pub mod line_protocol;
+pub mod lp_writer;
 pub mod metrics;
 pub mod precision;
 pub mod remote_write;

@@ -28,6 +28,8 @@ use std::fmt::Write as _;
 use fleetlake_storage::schema::validate_name;
 use prost::Message;
 
+use crate::lp_writer::{push_measurement, push_tag};
+
 /// The bit pattern of Prometheus' staleness marker.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
@@ -197,7 +199,7 @@ fn line_prefix<'a>(
             "metric name {name:?}: a name starting with '#' reads as a comment"
         ));
     }
-    escape_into(out, name, |c| matches!(c, ',' | ' ' | '\\'));
+    push_measurement(out, name);
     tags.sort_by(|a, b| a.name.cmp(&b.name));
     for l in tags.iter() {
         for (what, s) in [("label name", &l.name), ("label value", &l.value)] {
@@ -213,21 +215,9 @@ fn line_prefix<'a>(
                 ));
             }
         }
-        out.push(',');
-        escape_into(out, &l.name, |c| matches!(c, ',' | '=' | ' ' | '\\'));
-        out.push('=');
-        escape_into(out, &l.value, |c| matches!(c, ',' | '=' | ' ' | '\\'));
+        push_tag(out, &l.name, &l.value);
     }
     Ok(())
-}
-
-fn escape_into(out: &mut String, s: &str, special: impl Fn(char) -> bool) {
-    for c in s.chars() {
-        if special(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
 }
 
 /// `name{a="1", b="2"}`, as Prometheus prints a series.

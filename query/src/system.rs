@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampNanosecondArray, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
@@ -12,6 +11,10 @@ use datafusion::common::Result;
 use fleetlake_ingest::Ingester;
 use fleetlake_storage::schema::ColumnKind;
 use fleetlake_storage::write_order::wal_seq_of;
+
+mod columns;
+
+pub use columns::{Columns, time_type};
 
 pub const SYSTEM_SCHEMA: &str = "system";
 const TABLES: [&str; 3] = ["tables", "columns", "files"];
@@ -35,73 +38,71 @@ impl SystemSchema {
     }
 
     fn tables_batch(&self) -> Result<RecordBatch> {
+        struct Row {
+            db: String,
+            table: String,
+            columns: u64,
+            files: u64,
+            rows: u64,
+            bytes: u64,
+            buffered: u64,
+            retention_s: Option<i64>,
+            tombstones: u64,
+        }
         let state = self.ingester.catalog().state();
-        let (mut dbs, mut names, mut cols, mut files, mut rows, mut bytes, mut buffered) =
-            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-        let (mut retention, mut tombstones) = (vec![], vec![]);
+        let mut out = Vec::new();
         for db in self.ingester.databases() {
             for table in self.ingester.tables(&db) {
                 let schema = self.ingester.table_schema(&db, &table).unwrap_or_default();
                 let persisted = state.table(&db, &table);
-                let (f, r, b) = persisted.map_or((0, 0, 0), |t| {
+                let (files, rows, bytes) = persisted.map_or((0, 0, 0), |t| {
                     (
                         t.files.len() as u64,
                         t.files.values().map(|f| f.rows).sum::<u64>(),
                         t.files.values().map(|f| f.bytes).sum::<u64>(),
                     )
                 });
-                let buf_rows: usize = self
+                let buffered: usize = self
                     .ingester
                     .buffered(&db, &table)
                     .iter()
                     .flat_map(|p| p.batches.iter())
                     .map(|b| b.num_rows())
                     .sum();
-                dbs.push(db.clone());
-                names.push(table);
-                cols.push(schema.columns().len() as u64 + 1);
-                files.push(f);
-                rows.push(r);
-                bytes.push(b);
-                buffered.push(buf_rows as u64);
-                retention.push(
-                    state
-                        .databases
-                        .get(&db)
-                        .and_then(|d| d.retention_of(names.last().expect("pushed above")))
-                        .map(|ns| ns / 1_000_000_000),
-                );
-                tombstones.push(persisted.map_or(0, |t| t.tombstones.len() as u64));
+                let retention_s = state
+                    .databases
+                    .get(&db)
+                    .and_then(|d| d.retention_of(&table))
+                    .map(|ns| ns / 1_000_000_000);
+                out.push(Row {
+                    db: db.clone(),
+                    columns: schema.columns().len() as u64 + 1,
+                    files,
+                    rows,
+                    bytes,
+                    buffered: buffered as u64,
+                    retention_s,
+                    tombstones: persisted.map_or(0, |t| t.tombstones.len() as u64),
+                    table,
+                });
             }
         }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("database", DataType::Utf8, false),
-            Field::new("table", DataType::Utf8, false),
-            Field::new("columns", DataType::UInt64, false),
-            Field::new("files", DataType::UInt64, false),
-            Field::new("persisted_rows", DataType::UInt64, false),
-            Field::new("persisted_bytes", DataType::UInt64, false),
-            Field::new("buffered_rows", DataType::UInt64, false),
-            Field::new("retention_seconds", DataType::Int64, true),
-            Field::new("pending_deletes", DataType::UInt64, false),
-        ]));
-        let arrays: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(dbs)),
-            Arc::new(StringArray::from(names)),
-            Arc::new(UInt64Array::from(cols)),
-            Arc::new(UInt64Array::from(files)),
-            Arc::new(UInt64Array::from(rows)),
-            Arc::new(UInt64Array::from(bytes)),
-            Arc::new(UInt64Array::from(buffered)),
-            Arc::new(Int64Array::from(retention)),
-            Arc::new(UInt64Array::from(tombstones)),
-        ];
-        Ok(RecordBatch::try_new(schema, arrays)?)
+        Columns::new(&out)
+            .str("database", |r| &r.db)
+            .str("table", |r| &r.table)
+            .u64("columns", |r| r.columns)
+            .u64("files", |r| r.files)
+            .u64("persisted_rows", |r| r.rows)
+            .u64("persisted_bytes", |r| r.bytes)
+            .u64("buffered_rows", |r| r.buffered)
+            .opt_i64("retention_seconds", |r| r.retention_s)
+            .u64("pending_deletes", |r| r.tombstones)
+            .finish()
     }
 
     fn columns_batch(&self) -> Result<RecordBatch> {
-        let (mut dbs, mut tables, mut names, mut kinds, mut types) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        // (database, table, column, kind, data type)
+        let mut out: Vec<(String, String, String, &'static str, String)> = Vec::new();
         for db in self.ingester.databases() {
             for table in self.ingester.tables(&db) {
                 let schema = self.ingester.table_schema(&db, &table).unwrap_or_default();
@@ -111,29 +112,23 @@ impl SystemSchema {
                         Some(ColumnKind::Field(_)) => "field",
                         _ => "time",
                     };
-                    dbs.push(db.clone());
-                    tables.push(table.clone());
-                    names.push(f.name().clone());
-                    kinds.push(kind);
-                    types.push(f.data_type().to_string());
+                    out.push((
+                        db.clone(),
+                        table.clone(),
+                        f.name().clone(),
+                        kind,
+                        f.data_type().to_string(),
+                    ));
                 }
             }
         }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("database", DataType::Utf8, false),
-            Field::new("table", DataType::Utf8, false),
-            Field::new("column", DataType::Utf8, false),
-            Field::new("kind", DataType::Utf8, false),
-            Field::new("data_type", DataType::Utf8, false),
-        ]));
-        let arrays: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(dbs)),
-            Arc::new(StringArray::from(tables)),
-            Arc::new(StringArray::from(names)),
-            Arc::new(StringArray::from(kinds)),
-            Arc::new(StringArray::from(types)),
-        ];
-        Ok(RecordBatch::try_new(schema, arrays)?)
+        Columns::new(&out)
+            .str("database", |r| &r.0)
+            .str("table", |r| &r.1)
+            .str("column", |r| &r.2)
+            .str("kind", |r| r.3)
+            .str("data_type", |r| &r.4)
+            .finish()
     }
 
     fn files_batch(&self) -> Result<RecordBatch> {
@@ -144,49 +139,21 @@ impl SystemSchema {
             .flat_map(|d| d.tables.values())
             .flat_map(|t| t.files.values())
             .collect();
-        let ts = |v: Vec<i64>| -> ArrayRef {
-            Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
-        };
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("database", DataType::Utf8, false),
-            Field::new("table", DataType::Utf8, false),
-            Field::new("day", DataType::Utf8, false),
-            Field::new("path", DataType::Utf8, false),
-            Field::new("rows", DataType::UInt64, false),
-            Field::new("bytes", DataType::UInt64, false),
-            Field::new("min_time", ts_type(), false),
-            Field::new("max_time", ts_type(), false),
-            Field::new("created", ts_type(), false),
-            Field::new("seq", DataType::Int64, false),
-            Field::new("level", DataType::UInt64, false),
-            Field::new("run", DataType::UInt64, true),
-        ]));
-        let arrays: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.db))),
-            Arc::new(StringArray::from_iter_values(
-                files.iter().map(|f| &f.table),
-            )),
-            Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.day))),
-            Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.path))),
-            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.rows))),
-            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.bytes))),
-            ts(files.iter().map(|f| f.min_time).collect()),
-            ts(files.iter().map(|f| f.max_time).collect()),
-            ts(files.iter().map(|f| f.created_ns).collect()),
-            Arc::new(Int64Array::from_iter_values(
-                files.iter().map(|f| wal_seq_of(f.seq) as i64),
-            )),
-            Arc::new(UInt64Array::from_iter_values(
-                files.iter().map(|f| u64::from(f.level)),
-            )),
-            Arc::new(UInt64Array::from_iter(files.iter().map(|f| f.run))),
-        ];
-        Ok(RecordBatch::try_new(schema, arrays)?)
+        Columns::new(&files)
+            .str("database", |f| &f.db)
+            .str("table", |f| &f.table)
+            .str("day", |f| &f.day)
+            .str("path", |f| &f.path)
+            .u64("rows", |f| f.rows)
+            .u64("bytes", |f| f.bytes)
+            .time("min_time", |f| f.min_time)
+            .time("max_time", |f| f.max_time)
+            .time("created", |f| f.created_ns)
+            .i64("seq", |f| wal_seq_of(f.seq) as i64)
+            .u64("level", |f| u64::from(f.level))
+            .opt_u64("run", |f| f.run)
+            .finish()
     }
-}
-
-fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
 }
 
 #[async_trait]

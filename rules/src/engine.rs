@@ -49,7 +49,6 @@ pub use crate::clock::{Clock, SystemClock};
 pub use record::record_lines;
 pub use registry::Source;
 pub(crate) use scheduler::gather_inventory;
-pub(crate) use views::RuleSnapshot;
 
 #[derive(Debug, Clone)]
 pub struct RulesConfig {

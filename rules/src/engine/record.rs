@@ -9,6 +9,7 @@
 //!   same lines as the records it would have written.
 
 use fleetlake_ingest::Precision;
+use fleetlake_ingest::lp_writer::{push_measurement, push_tag};
 
 use super::RulesEngine;
 use crate::definition::RuleDef;
@@ -17,27 +18,18 @@ use crate::state::Sample;
 
 /// Line protocol for a record rule's rows: labels as tags, `value` as the field.
 pub fn record_lines(def: &RuleDef, samples: &[Sample], at: i64) -> String {
-    let esc = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace(',', "\\,")
-            .replace('=', "\\=")
-            .replace(' ', "\\ ")
-    };
     let mut body = String::new();
     let table = def.into.as_deref().unwrap_or_default();
     for s in samples {
         let Some(v) = s.value.filter(|v| v.is_finite()) else {
             continue;
         };
-        body.push_str(&esc(table));
+        push_measurement(&mut body, table);
         for (k, val) in &s.labels {
             if k == "time" || val.is_empty() {
                 continue;
             }
-            body.push(',');
-            body.push_str(&esc(k));
-            body.push('=');
-            body.push_str(&esc(val));
+            push_tag(&mut body, k, val);
         }
         body.push_str(&format!(" value={v:?} {at}\n"));
     }

@@ -9,9 +9,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, TimestampNanosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use fleetlake_query::system::Columns;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -125,34 +124,13 @@ impl fleetlake_query::system::SystemTable for AuditLog {
 
     fn batch(&self) -> datafusion::common::Result<RecordBatch> {
         let events = self.events();
-        let col = |f: fn(&AuditEvent) -> &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(events.iter().map(f)))
-        };
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("principal", DataType::Utf8, false),
-            Field::new("action", DataType::Utf8, false),
-            Field::new("target", DataType::Utf8, false),
-            Field::new("outcome", DataType::Utf8, false),
-        ]));
-        let time: ArrayRef = Arc::new(
-            TimestampNanosecondArray::from_iter_values(events.iter().map(|e| e.time_ns))
-                .with_timezone("UTC"),
-        );
-        Ok(RecordBatch::try_new(
-            schema,
-            vec![
-                time,
-                col(|e| &e.principal),
-                col(|e| &e.action),
-                col(|e| &e.target),
-                col(|e| &e.outcome),
-            ],
-        )?)
+        Columns::new(&events)
+            .time("time", |e| e.time_ns)
+            .str("principal", |e| &e.principal)
+            .str("action", |e| &e.action)
+            .str("target", |e| &e.target)
+            .str("outcome", |e| &e.outcome)
+            .finish()
     }
 }
 
