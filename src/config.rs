@@ -141,6 +141,16 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_RULES_EXTERNAL_URL")]
     pub rules_external_url: Option<String>,
 
+    /// Programs `exec` actions may run (exact paths, comma-separated).
+    /// Empty (the default): no rule can run a command.
+    #[arg(long, env = "FLEETLAKE_RULES_EXEC_ALLOW", value_delimiter = ',')]
+    pub rules_exec_allow: Vec<PathBuf>,
+
+    /// Hosts (or host:port) webhook and Alertmanager actions may reach,
+    /// comma-separated; `*` allows any. Empty (the default): none.
+    #[arg(long, env = "FLEETLAKE_RULES_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub rules_webhook_allow: Vec<String>,
+
     /// Largest body of any request but a write (SQL, PromQL, Grafana,
     /// rules, tokens), in bytes; larger → 413.
     #[arg(long, env = "FLEETLAKE_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
@@ -204,6 +214,10 @@ impl ServeArgs {
                 max_in_flight: limit(self.rules_max_in_flight),
             },
             external_url: self.rules_external_url.clone(),
+            action_policy: fleetlake_rules::policy::ActionPolicy {
+                exec_allow: self.rules_exec_allow.clone(),
+                webhook_allow: self.rules_webhook_allow.clone(),
+            },
             ..fleetlake_rules::RulesConfig::default()
         }
     }

@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 
 use crate::common::Server;
 
+/// Webhooks and Alertmanager here are local receivers: the server must be
+/// told it may reach them (nothing is allowed by default).
+const ALLOW_LOOPBACK: &[&str] = &["--rules-webhook-allow", "127.0.0.1"];
+
 const S: i64 = 1_000_000_000;
 
 fn now_ns() -> i64 {
@@ -148,6 +152,15 @@ async fn invalid_rules_get_precise_messages() {
         (json!({"evry": "1m"}), "unknown field `evry`"),
         (json!({"every": "5 minutes"}), "invalid duration"),
         (json!({"for": "1x"}), "invalid duration unit"),
+        // Nothing runs or leaves the server unless its flags allow it.
+        (
+            json!({"kind": "self_heal", "action": {"type": "exec", "command": ["/bin/sh", "-c", "touch p"]}, "safety": {"entity": "hostname"}}),
+            "--rules-exec-allow",
+        ),
+        (
+            json!({"kind": "self_heal", "action": {"type": "webhook", "url": "http://169.254.169.254/latest"}, "safety": {"entity": "hostname"}}),
+            "--rules-webhook-allow 169.254.169.254",
+        ),
         (json!({"name": "bad-name"}), "invalid"),
         (json!({"kind": "self_heal"}), "needs [rule.action]"),
         (json!({"kind": "record"}), "needs `into`"),
@@ -195,7 +208,7 @@ async fn invalid_rules_get_precise_messages() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crud_takes_effect_without_restart_and_persists() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(ALLOW_LOOPBACK);
     write_probe(&server, &[(1, 1, 90.0), (2, 2, 10.0)]).await;
     let rule = json!({"name": "hot", "kind": "alert", "every": "1s", "sql": HOT,
         "labels": {"team": "ops"}, "annotations": {"summary": "{{ hostname }} at {{ value }}"}});
@@ -241,7 +254,7 @@ async fn crud_takes_effect_without_restart_and_persists() {
     // API rules survive a restart.
     let dir = server.take_dir().unwrap();
     assert!(server.terminate());
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start_in(dir.path(), ALLOW_LOOPBACK);
     let (s, v) = call(&server, "GET", "/api/v1/rules/hot", None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["version"], 2);
@@ -265,7 +278,15 @@ async fn rules_dir_is_reloaded_and_wins_over_the_api() {
     };
     std::fs::write(rules_dir.join("a.toml"), file(50)).unwrap();
     let data = tmp.path().join("data");
-    let server = Server::start_in(&data, &["--rules-dir", rules_dir.to_str().unwrap()]);
+    let server = Server::start_in(
+        &data,
+        &[
+            "--rules-dir",
+            rules_dir.to_str().unwrap(),
+            "--rules-webhook-allow",
+            "127.0.0.1",
+        ],
+    );
     write_probe(&server, &[(1, 1, 90.0), (2, 2, 20.0)]).await;
     wait_for(15, "file rule firing", || async {
         (alerts(&server).await.len() == 1).then_some(())
@@ -306,7 +327,7 @@ async fn rules_dir_is_reloaded_and_wins_over_the_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_mid_for_keeps_the_timer() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(ALLOW_LOOPBACK);
     write_probe(&server, &[(1, 1, 90.0)]).await;
     let rule = json!({"name": "slow", "kind": "alert", "every": "1s", "for": "8s", "sql": HOT});
     let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
@@ -322,7 +343,7 @@ async fn restart_mid_for_keeps_the_timer() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let dir = server.take_dir().unwrap();
     assert!(server.terminate());
-    let server = Server::start_in(dir.path(), &[]);
+    let server = Server::start_in(dir.path(), ALLOW_LOOPBACK);
     let a = alerts(&server).await;
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(
@@ -353,7 +374,17 @@ async fn restart_mid_for_keeps_the_timer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_action_and_exec_action() {
     let hook = receiver(200).await;
-    let server = Server::start(&[]);
+    // exec: the row in the environment, templated arguments; the program
+    // is allowed by path when the server starts.
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("record.sh");
+    let out = tmp.path().join("out");
+    let server = Server::start(&[
+        "--rules-webhook-allow",
+        "127.0.0.1",
+        "--rules-exec-allow",
+        script.to_str().unwrap(),
+    ]);
     // h3 is healthy: the candidates are not the whole fleet (which executes nothing).
     write_probe(&server, &[(1, 1, 90.0), (2, 2, 95.0), (3, 3, 10.0)]).await;
     let rule = self_heal(
@@ -424,10 +455,6 @@ async fn webhook_action_and_exec_action() {
         );
     }
 
-    // exec: the row in the environment, templated arguments.
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("record.sh");
-    let out = tmp.path().join("out");
     std::fs::write(&script, format!("#!/bin/sh\necho \"$1 $FLEETLAKE_HOSTNAME $FLEETLAKE_RACK $FLEETLAKE_VALUE $FLEETLAKE_RULE\" >> {}\n", out.display())).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let rule = self_heal(
@@ -498,7 +525,7 @@ async fn alertmanager_receives_and_resolves() {
             .filter(|r| r.status().is_success())
     })
     .await;
-    let server = Server::start(&[]);
+    let server = Server::start(ALLOW_LOOPBACK);
     write_probe(&server, &[(1, 1, 90.0)]).await;
     let rule = json!({"name": "HostHot", "kind": "alert", "every": "1s", "sql": HOT,
         "labels": {"severity": "page"}, "annotations": {"summary": "{{ hostname }} is hot"},
@@ -560,7 +587,12 @@ async fn alertmanager_receives_and_resolves() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fault_storm_limits_and_breaker() {
     let hook = receiver(500).await;
-    let server = Server::start(&["--rules-max-actions-per-hour", "1000"]);
+    let server = Server::start(&[
+        "--rules-max-actions-per-hour",
+        "1000",
+        "--rules-webhook-allow",
+        "127.0.0.1",
+    ]);
     // 500 hot (10 per rack), 10 healthy: the candidates are not the whole fleet.
     let hosts: Vec<_> = (0..510)
         .map(|h| (h, h % 50, if h < 500 { 99.0 } else { 10.0 }))
@@ -628,7 +660,7 @@ async fn fault_storm_limits_and_breaker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn max_candidates_cooldown_attempts_escalation() {
     let hook = receiver(200).await;
-    let server = Server::start(&[]);
+    let server = Server::start(ALLOW_LOOPBACK);
     write_probe(&server, &(0..10).map(|h| (h, h, 99.0)).collect::<Vec<_>>()).await;
     let rule = self_heal(
         "too_many",
@@ -706,7 +738,7 @@ async fn max_candidates_cooldown_attempts_escalation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_approve_deny_expire() {
     let hook = receiver(200).await;
-    let server = Server::start(&[]);
+    let server = Server::start(ALLOW_LOOPBACK);
     // h4 is healthy: the candidates are not the whole fleet.
     write_probe(
         &server,
@@ -786,7 +818,7 @@ async fn approval_approve_deny_expire() {
 /// equals what the live engine decided at the same evaluation times.
 #[tokio::test(flavor = "multi_thread")]
 async fn record_rule_and_backtest_equals_live() {
-    let server = Server::start(&[]);
+    let server = Server::start(ALLOW_LOOPBACK);
     // h1 hot throughout; h2 hot only in the samples 20–10 s before the write.
     let t0 = now_ns();
     let mut body = String::new();
@@ -913,7 +945,7 @@ async fn record_rule_and_backtest_equals_live() {
 #[tokio::test(flavor = "multi_thread")]
 async fn example_pack_validates() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples");
-    let server = Server::start(&[]);
+    let server = Server::start(ALLOW_LOOPBACK);
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_fleetlake"))
         .args([
             "gen",

@@ -32,6 +32,28 @@ async fn call(
     )
 }
 
+/// Sends a POST's headers announcing `length` bytes, no body, and returns
+/// the status the server answers with.
+async fn status_for_headers_only(base: &str, path: &str, length: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.expect("send headers");
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("an answer before the body")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"))
+}
+
 #[tokio::test]
 async fn tokens_and_scopes_guard_every_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,21 +404,17 @@ async fn deep_and_huge_requests_get_4xx_and_the_server_lives() {
         assert_eq!(status, 422, "{format}: {body}");
         assert!(body.contains("memory limit"), "{format}: {body}");
     }
-    // Bodies past --max-request-bytes are refused before they are read.
-    let big = "x".repeat(2 << 20);
+    // Bodies past --max-request-bytes are refused before they are read: the
+    // answer comes with only the headers sent (a client sending the body
+    // anyway sees the connection close under it).
     for path in [
         "/api/v1/sql",
         "/prometheus/api/v1/query",
         "/api/v1/rules",
         "/grafana/query",
     ] {
-        let r = c
-            .post(format!("{u}{path}"))
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 413, "{path}");
+        let status = status_for_headers_only(u, path, 2 << 20).await;
+        assert_eq!(status, 413, "{path}");
     }
     // PromQL: deep expressions, absurd ranges and subqueries.
     let prom = |q: &str, extra: &[(&str, &str)], endpoint: &str| {

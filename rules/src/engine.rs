@@ -65,6 +65,8 @@ pub struct RulesConfig {
     /// on a 30 s grid would otherwise hold 1,000 queries' memory at once).
     pub max_concurrent_evaluations: usize,
     pub clock: Arc<dyn Clock>,
+    /// Programs and hosts actions may reach (nothing by default).
+    pub action_policy: crate::policy::ActionPolicy,
 }
 
 impl Default for RulesConfig {
@@ -76,6 +78,7 @@ impl Default for RulesConfig {
             reload_interval: Duration::from_secs(2),
             max_concurrent_evaluations: std::thread::available_parallelism().map_or(2, |n| n.get()),
             clock: Arc::new(SystemClock),
+            action_policy: crate::policy::ActionPolicy::default(),
         }
     }
 }

@@ -44,6 +44,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod persist;
+pub mod policy;
 pub mod safety;
 pub mod state;
 pub mod system;

@@ -47,7 +47,6 @@ use serde_json::Value;
 const DB: &str = "fleet";
 const START_NS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z
 const FLUSH_NS: i64 = 300_000_000_000; // the server's default --flush-interval
-const DAY_NS: i64 = 86_400_000_000_000;
 
 /// The TSBS devops host tags, highest cardinality first (as flushes order them).
 const HOST_TAGS: [&str; 10] = [
@@ -174,19 +173,9 @@ impl Rng {
     }
 }
 
+/// The day partition (`YYYY-MM-DD`) of a time.
 fn day_of(ns: i64) -> String {
-    let days = ns.div_euclid(DAY_NS);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    fleetlake_time::rfc3339(ns)[..10].to_string()
 }
 
 fn sort_order(extra: &[&str]) -> Vec<String> {

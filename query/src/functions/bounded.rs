@@ -44,11 +44,24 @@ struct Bounded {
 
 /// The largest value of argument `i` over the batch, as i64.
 fn max_i64(args: &[ColumnarValue], i: usize) -> Option<i64> {
+    extreme_i64(args, i, |a| arrow::compute::max(a))
+}
+
+/// The smallest value of argument `i` over the batch, as i64.
+fn min_i64(args: &[ColumnarValue], i: usize) -> Option<i64> {
+    extreme_i64(args, i, |a| arrow::compute::min(a))
+}
+
+fn extreme_i64(
+    args: &[ColumnarValue],
+    i: usize,
+    pick: impl Fn(&arrow::array::Int64Array) -> Option<i64>,
+) -> Option<i64> {
     match args.get(i)? {
         ColumnarValue::Scalar(s) => scalar_i64(s),
         ColumnarValue::Array(a) => {
             let a = arrow::compute::cast(a, &DataType::Int64).ok()?;
-            arrow::compute::max(a.as_primitive::<Int64Type>())
+            pick(a.as_primitive::<Int64Type>())
         }
     }
 }
@@ -130,16 +143,6 @@ fn range_len(args: &[ColumnarValue]) -> Option<u128> {
         (min_i64(args, 0), max_i64(args, 1))
     };
     Some(span(from?, to?) / step_of(2)?)
-}
-
-fn min_i64(args: &[ColumnarValue], i: usize) -> Option<i64> {
-    match args.get(i)? {
-        ColumnarValue::Scalar(s) => scalar_i64(s),
-        ColumnarValue::Array(a) => {
-            let a = arrow::compute::cast(a, &DataType::Int64).ok()?;
-            arrow::compute::min(a.as_primitive::<Int64Type>())
-        }
-    }
 }
 
 impl Bounded {

@@ -81,7 +81,12 @@ impl RulesEngine {
     ) {
         let me = self.clone();
         self.tasks.lock().spawn(async move {
-            let result = actions::run(&me.http, &action, &req).await;
+            // The policy is checked again here: file rules, and rules
+            // defined before the server's allow-lists changed.
+            let result = match me.config.action_policy.check(&action) {
+                Ok(()) => actions::run(&me.http, &action, &req).await,
+                Err(e) => Err(format!("not allowed: {e}")),
+            };
             let now = me.now();
             let ok = result.is_ok();
             row.outcome = Some(if ok { "success" } else { "failure" }.into());

@@ -251,6 +251,12 @@ impl RulesEngine {
     /// Parses and validates a rule body without installing it.
     pub async fn check_body(&self, body: &[u8]) -> Result<(RuleDef, Validation)> {
         let def = definition::parse_body(body)?;
+        if let Some(action) = &def.action {
+            self.config
+                .action_policy
+                .check(action)
+                .map_err(|e| Error::invalid(format!("rule {:?}: action: {e}", def.name)))?;
+        }
         let v = validate(self.query()?, &def).await?;
         Ok((def, v))
     }
