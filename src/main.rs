@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: HTTP write and query APIs over the local or S3 store.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Run a SQL query against a running server and print the result.
     Sql(cli_sql::SqlArgs),
     /// Generate a simulated fleet's telemetry as line protocol: TSBS
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::serve(args)),
+        Command::Serve(args) => runtime.block_on(serve::serve(*args)),
         Command::Sql(args) => runtime.block_on(cli_sql::run(args)),
         Command::Gen(args) => cli_gen::run(args, &runtime),
         Command::Bench(args) => cli_bench::run(args, &runtime),

@@ -37,6 +37,9 @@ impl Drop for QueryRuntime {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Rules and rollups that name no database use the one every API does.
+    fleetlake_rules::definition::set_default_db(&args.default_db);
+    fleetlake_compaction::rollup::config::set_default_db(&args.default_db);
     // A bad rollup file stops start-up before anything is opened or written.
     let rollup_specs = read_rollups(&args)?;
     let store_url = args.object_store_url();

@@ -986,3 +986,24 @@ async fn example_pack_validates() {
     }
     assert!(n >= 5, "{n} example rules");
 }
+
+/// One default database for every API: writes, SQL and rules that name
+/// none use `--default-db`.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_and_apis_share_the_default_database() {
+    let server = Server::start(&["--default-db", "ops"]);
+    let c = server.client();
+    let r = c
+        .post(format!("{}/write", server.url))
+        .body("probe,hostname=h1,rack=r1 v=90 1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let rows = server.sql("ops", "SELECT count(*) AS n FROM probe").await;
+    assert_eq!(rows[0]["n"], 1);
+    let rule = json!({"name": "hot", "kind": "alert", "every": "1m", "sql": HOT});
+    let (status, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["definition"]["db"], "ops", "{v}");
+}

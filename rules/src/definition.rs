@@ -59,8 +59,20 @@ pub struct RuleDef {
     pub safety: Option<SafetyDef>,
 }
 
+/// The server's `--default-db`, set once at start-up; [`DEFAULT_DB`] until then.
+static SERVER_DEFAULT_DB: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the database of rules that name none (the server's `--default-db`).
+/// The first call wins: there is one default per process.
+pub fn set_default_db(db: &str) {
+    let _ = SERVER_DEFAULT_DB.set(db.to_string());
+}
+
 fn default_db() -> String {
-    DEFAULT_DB.to_string()
+    SERVER_DEFAULT_DB
+        .get()
+        .map_or(DEFAULT_DB, String::as_str)
+        .to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

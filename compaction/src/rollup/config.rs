@@ -42,14 +42,14 @@ pub struct RollupSpec {
 }
 
 impl RollupSpec {
-    /// A spec with the defaults: database `fleet`, delay = `every`, every numeric field.
+    /// A spec with the defaults: the default database, delay = `every`, every numeric field.
     ///
     /// # Errors
     /// [`Error::Config`] for invalid names, a zero width, or `source == target`.
     pub fn new(source: &str, target: &str, every: Duration) -> Result<Self> {
         let every_ns = duration_ns(every);
         let spec = Self {
-            db: DEFAULT_DB.to_string(),
+            db: default_db(),
             source: source.to_string(),
             target: target.to_string(),
             every_ns,
@@ -127,8 +127,20 @@ struct RollupEntry {
     fields: Option<Vec<String>>,
 }
 
+/// The server's `--default-db`, set once at start-up; [`DEFAULT_DB`] until then.
+static SERVER_DEFAULT_DB: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the database of rollups that name none (the server's `--default-db`).
+/// The first call wins: there is one default per process.
+pub fn set_default_db(db: &str) {
+    let _ = SERVER_DEFAULT_DB.set(db.to_string());
+}
+
 fn default_db() -> String {
-    DEFAULT_DB.to_string()
+    SERVER_DEFAULT_DB
+        .get()
+        .map_or(DEFAULT_DB, String::as_str)
+        .to_string()
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -44,12 +44,12 @@ struct Bounded {
 
 /// The largest value of argument `i` over the batch, as i64.
 fn max_i64(args: &[ColumnarValue], i: usize) -> Option<i64> {
-    extreme_i64(args, i, |a| arrow::compute::max(a))
+    extreme_i64(args, i, arrow::compute::max)
 }
 
 /// The smallest value of argument `i` over the batch, as i64.
 fn min_i64(args: &[ColumnarValue], i: usize) -> Option<i64> {
-    extreme_i64(args, i, |a| arrow::compute::min(a))
+    extreme_i64(args, i, arrow::compute::min)
 }
 
 fn extreme_i64(
@@ -95,7 +95,7 @@ fn max_len(args: &[ColumnarValue], i: usize) -> u128 {
                 .unwrap_or(0)
         }
         // Nested values: their buffers' size per row, roughly.
-        _ if arr.len() > 0 => (arr.get_array_memory_size() / arr.len()).max(1) as u128,
+        _ if !arr.is_empty() => (arr.get_array_memory_size() / arr.len()).max(1) as u128,
         _ => 8,
     }
 }
