@@ -449,6 +449,36 @@ async fn deep_and_huge_requests_get_4xx_and_the_server_lives() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("subquery"), "{body}");
 
+    // Rules: a name too long for the store, a backtest over all of time.
+    let rule = json!({"name": "r".repeat(5_000), "kind": "alert", "every": "1m",
+        "sql": "SELECT host, max(v) AS value FROM cpu GROUP BY host"});
+    let (status, v) = call(
+        &c,
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/rules"),
+        None,
+        Some(rule),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("at most 128"), "{v}");
+    let backtest = json!({
+        "rule": {"name": "r", "kind": "alert", "every": "1m",
+                 "sql": "SELECT host, max(v) AS value FROM cpu GROUP BY host"},
+        "start": i64::MIN, "end": i64::MAX, "step": "1h"});
+    let started = Instant::now();
+    let (status, v) = call(
+        &c,
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/rules/backtest"),
+        None,
+        Some(backtest),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("evaluations"), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
     // Still up, still answering, within a sane footprint.
     assert_eq!(
         c.get(format!("{u}/ping"))

@@ -88,8 +88,9 @@ pub async fn run(engine: &Arc<RulesEngine>, body: &[u8]) -> Result<Value> {
     if end < start {
         return Err(Error::invalid("end is before start"));
     }
-    let steps = (end - start) / step + 1;
-    if steps > MAX_STEPS {
+    // i128: the times come from the request and may sit at i64's ends.
+    let steps = (i128::from(end) - i128::from(start)) / i128::from(step) + 1;
+    if steps > i128::from(MAX_STEPS) {
         return Err(Error::invalid(format!(
             "{steps} evaluations; at most {MAX_STEPS} per backtest: use a larger step or a shorter range"
         )));

@@ -267,7 +267,13 @@ pub fn parse_body(body: &[u8]) -> Result<RuleDef> {
     Ok(rule)
 }
 
+/// The longest rule name: it names an object on the store, and a web page.
+pub const MAX_NAME_LEN: usize = 128;
+
 pub fn valid_name(s: &str) -> bool {
+    if s.len() > MAX_NAME_LEN {
+        return false;
+    }
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -283,7 +289,7 @@ impl RuleDef {
         let bad = |msg: String| Err(Error::invalid(format!("rule {name:?}: {msg}")));
         if !valid_name(name) {
             return Err(Error::invalid(format!(
-                "rule name {name:?} is invalid: use [a-zA-Z_][a-zA-Z0-9_]*"
+                "rule name {name:?} is invalid: use [a-zA-Z_][a-zA-Z0-9_]*, at most {MAX_NAME_LEN} characters"
             )));
         }
         if let Err(e) = fleetlake_storage::schema::validate_name(&self.db) {
