@@ -449,6 +449,30 @@ async fn deep_and_huge_requests_get_4xx_and_the_server_lives() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("subquery"), "{body}");
 
+    // Millions of bad lines (a small gzip body): the answer lists the first
+    // thousand and counts the rest, instead of an error list past the body.
+    let bad = "a\n".repeat(4_000_000);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, bad.as_bytes()).unwrap();
+    let r = c
+        .post(format!("{u}/api/v3/write_lp?db=fleet"))
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1_000);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("4000000 line(s) rejected"),
+        "{}",
+        v["error"]
+    );
+
     // Rules: a name too long for the store, a backtest over all of time.
     let rule = json!({"name": "r".repeat(5_000), "kind": "alert", "every": "1m",
         "sql": "SELECT host, max(v) AS value FROM cpu GROUP BY host"});

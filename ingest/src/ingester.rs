@@ -56,7 +56,10 @@ impl IngestConfig {
 pub struct WriteOutcome {
     /// Rows stored (0 when a partial write was refused whole).
     pub rows: usize,
+    /// The first rejected lines (at most [`crate::validate::MAX_REPORTED_LINES`]).
     pub rejected: Vec<RejectedLine>,
+    /// Every rejected line.
+    pub rejected_total: usize,
 }
 
 /// A snapshot of one buffered partition, for queries.
@@ -311,11 +314,12 @@ impl Ingester {
         })
         .await
         .expect("validation does not panic")?;
-        self.metrics.lines_rejected.add(v.rejected.len() as u64);
+        self.metrics.lines_rejected.add(v.rejected_total as u64);
         if v.rows == 0 || (!accept_partial && !v.rejected.is_empty()) {
             return Ok(WriteOutcome {
                 rows: 0,
                 rejected: v.rejected,
+                rejected_total: v.rejected_total,
             });
         }
         self.schemas.merge(db, &v.new_columns)?;
@@ -330,6 +334,7 @@ impl Ingester {
         Ok(WriteOutcome {
             rows: v.rows,
             rejected: v.rejected,
+            rejected_total: v.rejected_total,
         })
     }
 

@@ -61,7 +61,23 @@ pub struct ValidatedWrite {
     pub accepted_lines: String,
     pub rows: usize,
     pub fields: usize,
+    /// The first [`MAX_REPORTED_LINES`] rejected lines.
     pub rejected: Vec<RejectedLine>,
+    /// Every rejected line, reported or not.
+    pub rejected_total: usize,
+}
+
+/// Rejected lines reported per request: a body of millions of bad lines
+/// must not become an error list larger than the body.
+pub const MAX_REPORTED_LINES: usize = 1_000;
+
+impl ValidatedWrite {
+    fn reject(&mut self, line: RejectedLine) {
+        self.rejected_total += 1;
+        if self.rejected.len() < MAX_REPORTED_LINES {
+            self.rejected.push(line);
+        }
+    }
 }
 
 const MAX_REPORTED_CHARS: usize = 100;
@@ -86,7 +102,7 @@ pub fn validate(
         let parsed = match line.parsed {
             Ok(p) => p,
             Err(e) => {
-                out.rejected.push(RejectedLine {
+                out.reject(RejectedLine {
                     line: line.number,
                     text: cut(line.text),
                     reason: e.to_string(),
@@ -98,7 +114,7 @@ pub fn validate(
             Some(&i) => i,
             None => {
                 if let Err(e) = validate_name(&parsed.measurement) {
-                    out.rejected.push(RejectedLine {
+                    out.reject(RejectedLine {
                         line: line.number,
                         text: cut(line.text),
                         reason: format!("measurement: {e}"),
@@ -119,7 +135,7 @@ pub fn validate(
             Some(ts) => match precision.to_nanos(ts) {
                 Some(t) => t,
                 None => {
-                    out.rejected.push(RejectedLine {
+                    out.reject(RejectedLine {
                         line: line.number,
                         text: cut(line.text),
                         reason: format!(
@@ -140,7 +156,7 @@ pub fn validate(
                 }
                 out.accepted_lines.push_str(line.text);
             }
-            Err(reason) => out.rejected.push(RejectedLine {
+            Err(reason) => out.reject(RejectedLine {
                 line: line.number,
                 text: cut(line.text),
                 reason,

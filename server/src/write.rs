@@ -125,12 +125,12 @@ async fn handle(
         let message = if stored == 0 && !accept_partial {
             format!(
                 "{} line(s) rejected; nothing was stored because accept_partial=false",
-                outcome.rejected.len()
+                outcome.rejected_total
             )
         } else {
             format!(
                 "partial write: {} line(s) rejected, {stored} stored",
-                outcome.rejected.len()
+                outcome.rejected_total
             )
         };
         let data: Vec<_> = outcome
