@@ -154,7 +154,7 @@ async fn invalid_rules_get_precise_messages() {
         (json!({"for": "1x"}), "invalid duration unit"),
         // Nothing runs or leaves the server unless its flags allow it.
         (
-            json!({"kind": "self_heal", "action": {"type": "exec", "command": ["/bin/sh", "-c", "touch p"]}, "safety": {"entity": "hostname"}}),
+            json!({"kind": "self_heal", "action": {"type": "exec", "command": ["/usr/bin/touch", "p"]}, "safety": {"entity": "hostname"}}),
             "--rules-exec-allow",
         ),
         (

@@ -41,7 +41,7 @@ pub(crate) async fn collect(
 ) -> Result<GcReport> {
     let store = catalog.store();
     let now = now_ns();
-    let grace_ns = nanos(grace);
+    let grace_ns = fleetlake_time::duration_ns(grace);
     let mut report = GcReport::default();
 
     // Removed files past the grace period.
@@ -120,7 +120,7 @@ pub(crate) async fn collect(
         .flat_map(|t| t.files.keys().chain(t.removed.keys()))
         .map(String::as_str)
         .collect();
-    let min_age = nanos(orphan_age);
+    let min_age = fleetlake_time::duration_ns(orphan_age);
     for meta in listed {
         let path = meta.location.as_ref();
         if path.starts_with("_catalog/") || !path.ends_with(".parquet") || known.contains(path) {
@@ -144,10 +144,6 @@ pub(crate) async fn collect(
         );
     }
     Ok(report)
-}
-
-fn nanos(d: Duration) -> i64 {
-    d.as_nanos().min(i64::MAX as u128) as i64
 }
 
 #[cfg(test)]

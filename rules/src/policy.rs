@@ -22,7 +22,7 @@
 //!     webhook_allow: vec!["hooks.internal".into(), "127.0.0.1:9093".into()],
 //! };
 //! assert!(p.check_command(&["/usr/local/bin/drain".into(), "{{ hostname }}".into()]).is_ok());
-//! assert!(p.check_command(&["/bin/sh".into(), "-c".into(), "x".into()]).is_err());
+//! assert!(p.check_command(&["/usr/bin/touch".into(), "p".into()]).is_err());
 //! assert!(p.check_url("https://hooks.internal/fire").is_ok());
 //! assert!(p.check_url("http://169.254.169.254/latest").is_err());
 //! ```
