@@ -41,6 +41,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_FLUSH_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub flush_interval: Duration,
 
+    /// Columns (tags and fields) a table may have; a line that would add
+    /// more is rejected with the limit named.
+    #[arg(long, env = "FLEETLAKE_MAX_COLUMNS_PER_TABLE", default_value_t = fleetlake_ingest::validate::DEFAULT_MAX_COLUMNS_PER_TABLE)]
+    pub max_columns_per_table: usize,
+
     /// Largest accepted write body in bytes (after gzip decoding); larger → 413.
     #[arg(long, env = "FLEETLAKE_MAX_BODY_BYTES", default_value_t = 64 << 20)]
     pub max_body_bytes: usize,
@@ -151,6 +156,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_RULES_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub rules_webhook_allow: Vec<String>,
 
+    /// Bytes of streaming-rule state (the points of their windows) past
+    /// which new streaming rules run as batch SQL instead.
+    #[arg(long, env = "FLEETLAKE_RULES_STATE_MEMORY", default_value_t = 1 << 30)]
+    pub rules_state_memory: usize,
+
     /// Largest body of any request but a write (SQL, PromQL, Grafana,
     /// rules, tokens), in bytes; larger → 413.
     #[arg(long, env = "FLEETLAKE_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
@@ -218,6 +228,7 @@ impl ServeArgs {
                 exec_allow: self.rules_exec_allow.clone(),
                 webhook_allow: self.rules_webhook_allow.clone(),
             },
+            stream_memory_budget: self.rules_state_memory,
             ..fleetlake_rules::RulesConfig::default()
         }
     }

@@ -69,6 +69,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ingest_config.memory_budget = args.memory_budget;
     ingest_config.flush_bytes = args.flush_bytes;
     ingest_config.flush_interval = args.flush_interval;
+    ingest_config.max_columns_per_table = args.max_columns_per_table;
     let ingester = Ingester::open(catalog, ingest_config)
         .await
         .context("opening the write path")?;

@@ -66,6 +66,25 @@ impl Server {
             * 1024
     }
 
+    /// Whether the server process still runs, for failure messages: a
+    /// request that cannot reach it says whether it died.
+    pub fn liveness(&self) -> String {
+        let Some(pid) = self.pid() else {
+            return "stopped by the test".into();
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => match stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next())
+            {
+                Some("Z") => "dead (exited; see its stderr above)".into(),
+                Some(state) => format!("running (state {state})"),
+                None => "unknown".into(),
+            },
+            Err(_) => "gone".into(),
+        }
+    }
+
     /// `kill -9`: no flush, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -129,7 +148,7 @@ impl Server {
             .json(&serde_json::json!({"sql": sql, "db": db, "format": format}))
             .send()
             .await
-            .expect("sql");
+            .unwrap_or_else(|e| panic!("sql {sql:?}: {e:?}; server {}", self.liveness()));
         let status = r.status().as_u16();
         (status, r.text().await.unwrap_or_default())
     }

@@ -1007,3 +1007,83 @@ async fn rules_and_apis_share_the_default_database() {
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["definition"]["db"], "ops", "{v}");
 }
+
+/// A rule of the streaming shape is answered from state the writes feed and
+/// says so; one outside it says why it runs as batch. Both agree on the
+/// instances, and a DELETE resolves the streaming rule's alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_rules_answer_from_writes_and_say_so() {
+    let server = Server::start(ALLOW_LOOPBACK);
+    write_probe(&server, &[(1, 1, 10.0), (2, 2, 20.0)]).await;
+    let hook = receiver(200).await;
+    let stream = json!({"name": "hot_stream", "kind": "alert", "every": "1s", "sql": HOT,
+        "action": {"type": "webhook", "url": hook.url}});
+    let batch = json!({"name": "hot_batch", "kind": "alert", "every": "1s",
+        "sql": "SELECT hostname, rack, v AS value FROM probe WHERE v > 50"});
+    for rule in [stream, batch] {
+        let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (_, v) = call(&server, "GET", "/api/v1/rules/hot_stream", None).await;
+    let e = &v["evaluation"];
+    assert_eq!(
+        (
+            e["mode"].as_str(),
+            e["table"].as_str(),
+            e["field"].as_str(),
+            e["aggregate"].as_str()
+        ),
+        (Some("streaming"), Some("probe"), Some("v"), Some("max")),
+        "{v}"
+    );
+    assert_eq!(e["window"], "10m", "{v}");
+    let (_, v) = call(&server, "GET", "/api/v1/rules/hot_batch", None).await;
+    assert_eq!(v["evaluation"]["mode"], "batch", "{v}");
+    assert!(
+        v["evaluation"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no GROUP BY aggregate"),
+        "{v}"
+    );
+    let modes = server
+        .sql(
+            "fleet",
+            "SELECT name, evaluation FROM system.rules ORDER BY name",
+        )
+        .await;
+    assert_eq!(modes[0]["evaluation"], "batch");
+    assert_eq!(modes[1]["evaluation"], "streaming");
+
+    // Let both evaluate once over the quiet data, then h2 runs hot.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(alerts(&server).await.is_empty());
+    write_probe(&server, &[(2, 2, 95.0)]).await;
+    let body = wait_for(10, "the webhook", || async {
+        hook.bodies.lock().first().cloned()
+    })
+    .await;
+    assert_eq!(body["labels"]["hostname"], "h2", "{body}");
+    let firing = wait_for(10, "both rules firing", || async {
+        let a = alerts(&server).await;
+        (a.len() == 2).then_some(a)
+    })
+    .await;
+    for a in &firing {
+        assert_eq!(a["labels"]["hostname"], "h2", "{a}");
+        assert_eq!(a["value"], "95", "{a}");
+    }
+    // Deleting h2's rows takes them out of the state as out of the data.
+    let (status, text) = server
+        .sql_raw(
+            "fleet",
+            "DELETE FROM probe WHERE time >= '2000-01-01T00:00:00Z' AND time < '2100-01-01T00:00:00Z' AND hostname = 'h2'",
+            "json",
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    wait_for(10, "the alerts to resolve", || async {
+        alerts(&server).await.is_empty().then_some(())
+    })
+    .await;
+}

@@ -555,3 +555,172 @@ async fn a_query_burning_every_core_leaves_ping_and_writes_answering() {
     let status = heavy.await.unwrap().unwrap();
     assert_eq!(status, 408, "the cross join should hit the time limit");
 }
+
+/// Streams a chunked POST body of `total` bytes of `fill` to `path` and
+/// returns the status and how many body bytes were sent before the server
+/// answered (or closed the connection).
+async fn status_for_endless_body(base: &str, path: &str, total: u64) -> (u16, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = conn.into_split();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    wr.write_all(head.as_bytes()).await.expect("send headers");
+    let sender = tokio::spawn(async move {
+        let chunk = "m,host=a v=1 1\n".repeat(1 << 16);
+        let framed = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+        let mut sent = 0u64;
+        while sent < total {
+            if wr.write_all(framed.as_bytes()).await.is_err() {
+                break;
+            }
+            sent += chunk.len() as u64;
+        }
+        sent
+    });
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(120), rd.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    drop(rd);
+    // The server stops reading once it has answered; the sender then fails
+    // (connection reset) or blocks on a full socket.
+    let sent = match tokio::time::timeout(Duration::from_secs(5), sender).await {
+        Ok(r) => r.expect("sender"),
+        Err(_) => 0,
+    };
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    (status, sent)
+}
+
+#[tokio::test]
+async fn hostile_writes_are_refused_inside_the_memory_budget() {
+    use fleetlake_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode, snappy};
+    let s = Server::start(&[]);
+    let c = s.client();
+    let u = &s.url;
+    let remote_write = |body: Vec<u8>| {
+        let r = c
+            .post(format!("{u}/api/v1/prom/write"))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(body)
+            .send();
+        async move {
+            let r = r.await.expect("remote write");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    // A 10 KiB label on 50,000 samples: ~100 KiB that would become ~500 MB of rows.
+    let long = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![
+                Label {
+                    name: "__name__".into(),
+                    value: "amplified".into(),
+                },
+                Label {
+                    name: "l".into(),
+                    value: "x".repeat(10 << 10),
+                },
+            ],
+            samples: (0..50_000)
+                .map(|i| Sample {
+                    value: 1.0,
+                    timestamp: 1_000 + i,
+                })
+                .collect(),
+        }],
+    };
+    let body = encode(&long);
+    assert!(body.len() < 256 << 10, "{}", body.len());
+    let (status, text) = remote_write(body).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("expands to"), "{text}");
+    // 2,000,000 empty series in a few hundred KiB: refused before decoding,
+    // with a short answer.
+    let (status, text) = remote_write(snappy(&[0x0a, 0x00].repeat(2_000_000))).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("2000000 series"), "{text}");
+    assert!(text.len() < 1_000, "{} bytes of answer", text.len());
+    // 20,000 series rejected one by one: the answer lists 1,000, counts all.
+    let bad = WriteRequest {
+        timeseries: (0..20_000)
+            .map(|i| TimeSeries {
+                labels: vec![Label {
+                    name: "job".into(),
+                    value: format!("j{i}"),
+                }],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1_000,
+                }],
+            })
+            .collect(),
+    };
+    let (status, text) = remote_write(encode(&bad)).await;
+    assert_eq!(status, 400, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["rejected_series"], 20_000);
+    assert_eq!(v["data"].as_array().unwrap().len(), 1_000);
+
+    // A poison batch of columns: the first 400 fit, the rest are refused by
+    // name, and the table still flushes.
+    let wide: String = (0..5_000)
+        .map(|i| format!("wide,t{i}=x v=1 {}\n", i + 1))
+        .collect();
+    let (status, text) = s.write("fleet", &wide).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("--max-columns-per-table"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("4601 line(s) rejected"),
+        "{v}"
+    );
+    let one_line: String = format!(
+        "wider,{} v=1 1\n",
+        (0..40_000)
+            .map(|i| format!("t{i}=x"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let (status, text) = s.write("fleet", &one_line).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("40001 columns"), "{text}");
+    s.flush().await;
+    assert_eq!(s.sql_i64("fleet", "SELECT count(*) FROM wide").await, 399);
+    let cols = s
+        .sql(
+            "fleet",
+            "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'wide'",
+        )
+        .await;
+    assert_eq!(cols[0]["n"], 401, "400 columns and time");
+
+    // A 7.5 GiB body is refused after the write limit, not read to the end.
+    let (status, sent) = status_for_endless_body(u, "/api/v3/write_lp?db=fleet", 7_500 << 20).await;
+    assert_eq!(status, 413);
+    assert!(sent < 1 << 30, "sent {} MiB before the answer", sent >> 20);
+
+    assert_eq!(
+        c.get(format!("{u}/ping"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    let peak = s.peak_rss();
+    assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
+}

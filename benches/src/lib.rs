@@ -13,7 +13,8 @@
 //!   ([`fleetlake_sim::CpuHost`]).
 //! - [`answer`]: answers as comparable tables (by column name, rows sorted,
 //!   floats within a tolerance), parsed from CSV or peers' JSON.
-//! - [`server`]: a `fleetlake serve` child process, and its CPU time.
+//! - [`server`]: a `fleetlake serve` child process, its CPU time and memory.
+//! - [`victoria`]: VictoriaMetrics as a peer process.
 //! - [`stats`] and [`time`]: percentiles, RFC 3339 parsing.
 //!
 //! No DataFusion here: everything talks HTTP or regenerates data.
@@ -32,3 +33,4 @@ pub mod server;
 pub mod sink;
 pub mod stats;
 pub mod tsbs;
+pub mod victoria;

@@ -137,3 +137,15 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     // USER_HZ is 100 on every Linux architecture fleetlake builds for.
     Ok(ticks / 100.0)
 }
+
+/// A `kB` figure of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`, …).
+pub fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -42,6 +42,19 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `s` cut to at most `n` bytes (at a character boundary), with its length
+/// noted when cut: error bodies in reports.
+pub fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,15 @@ pub enum Error {
     #[error("column '{column}' of table '{table}' changed type concurrently; retry the write")]
     ConcurrentSchemaChange { table: String, column: String },
 
+    #[error(
+        "table '{table}' would have {columns} columns, over the limit of {limit} (--max-columns-per-table)"
+    )]
+    TooManyColumns {
+        table: String,
+        columns: usize,
+        limit: usize,
+    },
+
     #[error("WAL I/O error at {path}: {source}")]
     WalIo {
         path: PathBuf,

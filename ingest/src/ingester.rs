@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 use crate::buffer::{BufferContents, align_to_schema};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
+use crate::observer::WriteObserver;
 use crate::precision::Precision;
 use crate::series_index::SeriesIndexes;
 use crate::validate::{RejectedLine, SchemaSource, validate};
@@ -38,6 +39,9 @@ pub struct IngestConfig {
     pub flush_bytes: usize,
     /// Age of the oldest buffered write that triggers a flush.
     pub flush_interval: Duration,
+    /// Columns a write may give a table (see
+    /// [`crate::validate::DEFAULT_MAX_COLUMNS_PER_TABLE`]).
+    pub max_columns_per_table: usize,
 }
 
 impl IngestConfig {
@@ -47,6 +51,7 @@ impl IngestConfig {
             memory_budget: 1 << 30,
             flush_bytes: 256 << 20,
             flush_interval: Duration::from_secs(300),
+            max_columns_per_table: crate::validate::DEFAULT_MAX_COLUMNS_PER_TABLE,
         }
     }
 }
@@ -79,13 +84,23 @@ struct BufferState {
     flushing: Option<Arc<BufferContents>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct SharedBuffer {
     state: Mutex<BufferState>,
+    observers: RwLock<Vec<Arc<dyn WriteObserver>>>,
+}
+
+impl std::fmt::Debug for SharedBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBuffer").finish_non_exhaustive()
+    }
 }
 
 impl WalApply for SharedBuffer {
     fn apply(&self, seq: u64, db: &str, payload: AppendPayload) {
+        for o in self.observers.read().iter() {
+            o.on_write(seq, db, &payload);
+        }
         self.state.lock().active.insert(seq, db, payload);
     }
 }
@@ -101,13 +116,32 @@ impl SchemaSource for LiveSchemas {
 }
 
 impl LiveSchemas {
-    /// Publishes columns a validated request creates.
-    fn merge(&self, db: &str, new_columns: &[(String, Vec<ColumnDef>)]) -> Result<()> {
+    /// Publishes columns a validated request creates, unless a table would
+    /// pass `max_columns` (requests validated side by side can each fit).
+    fn merge(
+        &self,
+        db: &str,
+        new_columns: &[(String, Vec<ColumnDef>)],
+        max_columns: usize,
+    ) -> Result<()> {
         let mut all = self.0.write();
         let tables = all.entry(db.to_string()).or_default();
         // Check first, so that a conflict publishes nothing.
         for (table, cols) in new_columns {
-            if let Some(s) = tables.get(table) {
+            let existing = tables.get(table);
+            let current = existing.map_or(0, |s| s.columns().len());
+            let added = cols
+                .iter()
+                .filter(|c| existing.is_none_or(|s| s.kind_of(&c.name).is_none()))
+                .count();
+            if added > 0 && current + added > max_columns {
+                return Err(Error::TooManyColumns {
+                    table: table.clone(),
+                    columns: current + added,
+                    limit: max_columns,
+                });
+            }
+            if let Some(s) = existing {
                 for c in cols {
                     if s.kind_of(&c.name).is_some_and(|k| k != c.kind) {
                         return Err(Error::ConcurrentSchemaChange {
@@ -183,12 +217,14 @@ impl Ingester {
             if r.seq <= persisted {
                 continue;
             }
+            // Acked rows come back whatever the column limit is now.
             let v = validate(
                 schemas.as_ref(),
                 &r.db,
                 &r.lines,
                 r.precision,
                 r.default_time_ns,
+                usize::MAX,
             )?;
             if !v.rejected.is_empty() {
                 warn!(
@@ -197,7 +233,7 @@ impl Ingester {
                     "WAL replay rejected lines"
                 );
             }
-            schemas.merge(&r.db, &v.new_columns)?;
+            schemas.merge(&r.db, &v.new_columns, usize::MAX)?;
             replayed += v.rows;
             let pending = SeriesIndexes::pending(&v.tables);
             buffer.apply(r.seq, &r.db, v.tables);
@@ -309,8 +345,16 @@ impl Ingester {
         let default_time = now_ns();
         let schemas = Arc::clone(&self.schemas);
         let db_owned = db.to_string();
+        let max_columns = self.config.max_columns_per_table;
         let v = tokio::task::spawn_blocking(move || {
-            validate(schemas.as_ref(), &db_owned, &body, precision, default_time)
+            validate(
+                schemas.as_ref(),
+                &db_owned,
+                &body,
+                precision,
+                default_time,
+                max_columns,
+            )
         })
         .await
         .expect("validation does not panic")?;
@@ -322,7 +366,8 @@ impl Ingester {
                 rejected_total: v.rejected_total,
             });
         }
-        self.schemas.merge(db, &v.new_columns)?;
+        self.schemas
+            .merge(db, &v.new_columns, self.config.max_columns_per_table)?;
         let pending = SeriesIndexes::pending(&v.tables);
         self.wal
             .append(db, default_time, precision, v.accepted_lines, v.tables)
@@ -369,8 +414,11 @@ impl Ingester {
     /// # Errors
     /// [`Error::ConcurrentSchemaChange`] when a column exists with another type.
     pub fn adopt_table_schema(&self, db: &str, table: &str, schema: &TableSchema) -> Result<()> {
-        self.schemas
-            .merge(db, &[(table.to_string(), schema.columns().to_vec())])
+        self.schemas.merge(
+            db,
+            &[(table.to_string(), schema.columns().to_vec())],
+            usize::MAX,
+        )
     }
 
     /// The highest WAL sequence applied to the buffer. Every acknowledged
@@ -618,7 +666,17 @@ impl Ingester {
                 tombstone: tombstone.clone(),
             }])
             .await?;
+        let before_seq = tombstone.seq >> 32;
+        for o in self.buffer.observers.read().iter() {
+            o.on_delete(db, table, min_time, max_time, &tombstone.tags, before_seq);
+        }
         Ok(tombstone)
+    }
+
+    /// Tells `observer` of every write applied from now on and of every
+    /// delete (replayed WAL records came before: read them by query).
+    pub fn observe(&self, observer: Arc<dyn WriteObserver>) {
+        self.buffer.observers.write().push(observer);
     }
 
     /// Stops accepting writes, waits for queued ones, and flushes everything.

@@ -22,6 +22,7 @@ pub mod ingester;
 pub mod line_protocol;
 pub mod lp_writer;
 pub mod metrics;
+pub mod observer;
 pub mod precision;
 pub mod remote_write;
 pub mod series_index;

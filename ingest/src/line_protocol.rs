@@ -986,6 +986,27 @@ fn parse_timestamp(raw: &str) -> Result<i64, ParseError> {
 mod tests {
     use super::*;
 
+    /// Every fuzz corpus entry (fuzz/corpus/line_protocol) splits into lines
+    /// that parse or carry a reason.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/line_protocol");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(body) = std::str::from_utf8(&bytes) {
+                for line in parse_lines(body) {
+                    if let Err(e) = line.parsed {
+                        assert!(!e.to_string().is_empty());
+                    }
+                }
+            }
+            n += 1;
+        }
+        assert!(n >= 3, "corpus has {n} entries");
+    }
+
     fn ok(line: &str) -> ParsedLine<'_> {
         parse_line(line).unwrap_or_else(|e| panic!("{line:?} should parse: {e}"))
     }

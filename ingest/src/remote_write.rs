@@ -79,6 +79,170 @@ pub enum DecodeError {
     TooLarge { size: usize, limit: usize },
     #[error("body is not a protobuf prometheus.WriteRequest: {0}")]
     Protobuf(String),
+    /// The request asks for more than one request may (see [`Limits`]).
+    #[error("{0}")]
+    OverLimit(String),
+}
+
+/// What one remote-write request may ask of the server. Checked on the
+/// protobuf wire format before anything is decoded, so that a small body
+/// cannot become a large allocation: an empty series costs 2 bytes on the
+/// wire and ~50 decoded, and a 10 KiB label on 50,000 samples is 500 MB of
+/// rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Decompressed bytes.
+    pub max_decoded_bytes: usize,
+    /// Series per request (Prometheus sends at most `max_samples_per_send`,
+    /// 2,000 by default; vmagent 10,000 rows per block).
+    pub max_series: usize,
+    /// Samples per request.
+    pub max_samples: usize,
+    /// Labels per request, over all series.
+    pub max_labels: usize,
+    /// The rows a request expands to (line protocol: each sample repeats its
+    /// series' labels), in bytes.
+    pub max_rows_bytes: usize,
+    /// The same, per byte received (the amplification a body may cause).
+    pub max_expansion: usize,
+}
+
+/// Labels of one series; a series with more is rejected alone.
+pub const MAX_LABELS_PER_SERIES: usize = 128;
+/// Bytes of a label name; a series with a longer one is rejected alone.
+pub const MAX_LABEL_NAME_BYTES: usize = 1024;
+/// Bytes of a label value; a series with a longer one is rejected alone.
+pub const MAX_LABEL_VALUE_BYTES: usize = 16 * 1024;
+/// Row bytes a body may expand to regardless of its size (small bodies).
+const EXPANSION_FLOOR: usize = 1 << 20;
+
+impl Limits {
+    /// The defaults for bodies of at most `max_body_bytes` (decompressed).
+    pub fn new(max_body_bytes: usize) -> Self {
+        Self {
+            max_decoded_bytes: max_body_bytes,
+            max_series: 100_000,
+            max_samples: 1_000_000,
+            max_labels: 1_000_000,
+            max_rows_bytes: max_body_bytes,
+            max_expansion: 128,
+        }
+    }
+}
+
+/// What a `WriteRequest` holds, counted on the wire.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    pub series: usize,
+    pub labels: usize,
+    pub samples: usize,
+    /// Line-protocol bytes the request expands to, estimated from above:
+    /// per sample, its series' encoded labels plus room for value and time.
+    pub rows_bytes: u64,
+}
+
+/// Bytes of a row besides its labels: ` value=<float> <ms>\n`.
+const ROW_OVERHEAD: u64 = 48;
+
+/// Counts the series, labels and samples of an encoded `WriteRequest`
+/// without decoding it (O(1) memory).
+///
+/// # Errors
+/// [`DecodeError::Protobuf`] when the bytes are not well-formed protobuf.
+pub fn census(raw: &[u8]) -> Result<Census, DecodeError> {
+    let mut c = Census::default();
+    let mut top = Wire(raw);
+    while let Some((field, kind)) = top.key()? {
+        if field != 1 || kind != WIRE_LEN {
+            top.skip(kind)?;
+            continue;
+        }
+        let mut ts = Wire(top.bytes()?);
+        c.series += 1;
+        let (mut labels_bytes, mut samples) = (0u64, 0u64);
+        while let Some((field, kind)) = ts.key()? {
+            match (field, kind) {
+                (1, WIRE_LEN) => {
+                    labels_bytes += ts.bytes()?.len() as u64 + 2;
+                    c.labels += 1;
+                }
+                (2, WIRE_LEN) => {
+                    ts.bytes()?;
+                    samples += 1;
+                }
+                _ => ts.skip(kind)?,
+            }
+        }
+        c.samples += samples as usize;
+        c.rows_bytes = c
+            .rows_bytes
+            .saturating_add((labels_bytes + ROW_OVERHEAD).saturating_mul(samples));
+    }
+    Ok(c)
+}
+
+const WIRE_VARINT: u8 = 0;
+const WIRE_I64: u8 = 1;
+const WIRE_LEN: u8 = 2;
+const WIRE_I32: u8 = 5;
+
+/// A cursor over protobuf wire-format bytes.
+struct Wire<'a>(&'a [u8]);
+
+impl<'a> Wire<'a> {
+    fn malformed(what: &str) -> DecodeError {
+        DecodeError::Protobuf(format!("malformed protobuf: {what}"))
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = self
+                .0
+                .split_first()
+                .ok_or_else(|| Self::malformed("truncated varint"))?;
+            self.0 = rest;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(Self::malformed("varint longer than 10 bytes"))
+    }
+
+    /// The next field number and wire type, or `None` at the end.
+    fn key(&mut self) -> Result<Option<(u64, u8)>, DecodeError> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let k = self.varint()?;
+        Ok(Some((k >> 3, (k & 7) as u8)))
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.0.len())
+            .ok_or_else(|| Self::malformed("field runs past the end"))?;
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.varint()?;
+        self.take(n)
+    }
+
+    fn skip(&mut self, kind: u8) -> Result<(), DecodeError> {
+        match kind {
+            WIRE_VARINT => self.varint().map(drop),
+            WIRE_I64 => self.take(8).map(drop),
+            WIRE_LEN => self.bytes().map(drop),
+            WIRE_I32 => self.take(4).map(drop),
+            other => Err(Self::malformed(&format!("unsupported wire type {other}"))),
+        }
+    }
 }
 
 /// A series that was not stored, as reported to the client.
@@ -103,12 +267,15 @@ pub struct Converted {
     pub non_finite_dropped: usize,
 }
 
-/// Decompresses (snappy block format) and decodes a remote-write body.
+/// Decompresses (snappy block format), checks against `limits` and decodes
+/// a remote-write body.
 ///
 /// # Errors
 /// [`DecodeError`] for a body that is not snappy, decompresses to more than
-/// `limit` bytes, or is not a `WriteRequest`.
-pub fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, DecodeError> {
+/// `limits.max_decoded_bytes`, is not a `WriteRequest`, or asks for more
+/// than `limits` allow.
+pub fn decode(body: &[u8], limits: &Limits) -> Result<WriteRequest, DecodeError> {
+    let limit = limits.max_decoded_bytes;
     let size = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if size > limit {
         return Err(DecodeError::TooLarge { size, limit });
@@ -116,7 +283,37 @@ pub fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, DecodeError> {
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    check(&census(&raw)?, body.len(), limits)?;
     WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::Protobuf(e.to_string()))
+}
+
+/// Refuses a request whose census is over `limits` (`received`: the body's
+/// size on the wire).
+fn check(c: &Census, received: usize, limits: &Limits) -> Result<(), DecodeError> {
+    let split = "split it into smaller requests (lower queue_config.max_samples_per_send)";
+    for (what, n, max) in [
+        ("series", c.series, limits.max_series),
+        ("samples", c.samples, limits.max_samples),
+        ("labels", c.labels, limits.max_labels),
+    ] {
+        if n > max {
+            return Err(DecodeError::OverLimit(format!(
+                "request holds {n} {what}, over the limit of {max} per request; {split}"
+            )));
+        }
+    }
+    let allowed = (received.saturating_mul(limits.max_expansion))
+        .max(EXPANSION_FLOOR)
+        .min(limits.max_rows_bytes) as u64;
+    if c.rows_bytes > allowed {
+        return Err(DecodeError::OverLimit(format!(
+            "request expands to about {} bytes of rows (every sample repeats its series' labels), \
+             over the {allowed} allowed for a {received}-byte body (at most {}x the body, \
+             {} bytes in all); send fewer samples per request or shorter labels",
+            c.rows_bytes, limits.max_expansion, limits.max_rows_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Encodes a request as Prometheus sends it (tests and benchmarks).
@@ -182,8 +379,30 @@ fn line_prefix<'a>(
     out.clear();
     tags.clear();
     let mut name: Option<&str> = None;
+    if labels.len() > MAX_LABELS_PER_SERIES {
+        return Err(format!(
+            "series has {} labels, over the limit of {MAX_LABELS_PER_SERIES}",
+            labels.len()
+        ));
+    }
     for l in labels {
+        if l.name.len() > MAX_LABEL_NAME_BYTES {
+            return Err(format!(
+                "a label name is {} bytes, over the limit of {MAX_LABEL_NAME_BYTES}",
+                l.name.len()
+            ));
+        }
+        if l.value.len() > MAX_LABEL_VALUE_BYTES {
+            return Err(format!(
+                "label {:?} has a {}-byte value, over the limit of {MAX_LABEL_VALUE_BYTES}",
+                cut_label(&l.name),
+                l.value.len()
+            ));
+        }
         if l.name == "__name__" {
+            if name.is_some() {
+                return Err("series has two __name__ labels".into());
+            }
             name = Some(&l.value);
         } else if !l.value.is_empty() {
             // Prometheus: an empty label value is the same as no label.
@@ -201,6 +420,12 @@ fn line_prefix<'a>(
     }
     push_measurement(out, name);
     tags.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = tags.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!(
+            "duplicate label name {:?} (Prometheus refuses such series too)",
+            cut_label(&w[0].name)
+        ));
+    }
     for l in tags.iter() {
         for (what, s) in [("label name", &l.name), ("label value", &l.value)] {
             if s.contains(['\n', '\r', '\t']) {
@@ -220,7 +445,23 @@ fn line_prefix<'a>(
     Ok(())
 }
 
-/// `name{a="1", b="2"}`, as Prometheus prints a series.
+/// Characters of a series or label name in an error report.
+const MAX_REPORTED_CHARS: usize = 200;
+
+fn cut_label(s: &str) -> String {
+    cut(s.to_string())
+}
+
+fn cut(mut s: String) -> String {
+    if let Some((i, _)) = s.char_indices().nth(MAX_REPORTED_CHARS) {
+        s.truncate(i);
+        s.push('…');
+    }
+    s
+}
+
+/// `name{a="1", b="2"}`, as Prometheus prints a series (cut to 200
+/// characters: it names the series in an error report).
 pub fn series_name(labels: &[Label]) -> String {
     let name = labels
         .iter()
@@ -231,14 +472,17 @@ pub fn series_name(labels: &[Label]) -> String {
     s.push('{');
     let mut first = true;
     for l in labels.iter().filter(|l| l.name != "__name__") {
+        if s.len() > MAX_REPORTED_CHARS * 4 {
+            break;
+        }
         if !first {
             s.push_str(", ");
         }
         first = false;
-        let _ = write!(s, "{}={:?}", l.name, l.value);
+        let _ = write!(s, "{}={:?}", cut_label(&l.name), cut_label(&l.value));
     }
     s.push('}');
-    s
+    cut(s)
 }
 
 #[cfg(test)]
@@ -282,7 +526,7 @@ mod tests {
             ],
         };
         let body = encode(&req);
-        let decoded = decode(&body, 1 << 20).unwrap();
+        let decoded = decode(&body, &Limits::new(1 << 20)).unwrap();
         assert_eq!(decoded, req);
         let c = to_line_protocol(&decoded);
         assert_eq!(
@@ -347,18 +591,186 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_errors() {
-        let err = decode(b"definitely not snappy", 1 << 20).unwrap_err();
+        let err = decode(b"definitely not snappy", &Limits::new(1 << 20)).unwrap_err();
         assert!(matches!(err, DecodeError::Snappy(_)), "{err}");
         // Valid snappy around bytes that are not a WriteRequest.
         let junk = snap::raw::Encoder::new()
             .compress_vec(&[0x0a, 0xff, 0xff, 0xff])
             .unwrap();
-        let err = decode(&junk, 1 << 20).unwrap_err();
+        let err = decode(&junk, &Limits::new(1 << 20)).unwrap_err();
         assert!(matches!(err, DecodeError::Protobuf(_)), "{err}");
         let big = encode(&WriteRequest {
             timeseries: vec![series(&[("__name__", "up")], &[(1.0, 1); 100])],
         });
-        let err = decode(&big, 100).unwrap_err();
+        let err = decode(&big, &Limits::new(100)).unwrap_err();
         assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn census_counts_what_decoding_would_build() {
+        let req = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "a"), ("x", "1")], &[(1.0, 1), (2.0, 2)]),
+                series(&[], &[]),
+                series(&[("__name__", "b")], &[(f64::NAN, i64::MIN)]),
+            ],
+        };
+        let c = census(&req.encode_to_vec()).unwrap();
+        assert_eq!((c.series, c.labels, c.samples), (3, 3, 3));
+        // Truncated and invalid wire data are errors, never panics.
+        let raw = req.encode_to_vec();
+        for cut in 1..raw.len() {
+            let _ = census(&raw[..cut]);
+        }
+        assert!(census(&[0x0b]).is_err(), "wire type 3 (groups)");
+        assert!(census(&[0x0a, 0x05, 0x01]).is_err(), "length past the end");
+        assert!(census(&[0x80; 12]).is_err(), "unterminated varint");
+    }
+
+    #[test]
+    fn amplifying_requests_are_refused_before_decoding() {
+        let limits = Limits::new(64 << 20);
+        // 2,000,000 empty series: 4 MB on the wire, ~100 MB decoded.
+        let empty = snappy(&[0x0a, 0x00].repeat(2_000_000));
+        let err = decode(&empty, &limits).unwrap_err();
+        assert!(matches!(err, DecodeError::OverLimit(_)), "{err}");
+        assert!(err.to_string().contains("2000000 series"), "{err}");
+        // One 10 KiB label on 50,000 samples: ~500 MB of rows from ~100 KiB.
+        let long = WriteRequest {
+            timeseries: vec![series(
+                &[("__name__", "m"), ("l", &"x".repeat(10 << 10))],
+                &vec![(1.0, 1); 50_000],
+            )],
+        };
+        let body = encode(&long);
+        assert!(body.len() < 200 << 10, "{}", body.len());
+        let err = decode(&body, &limits).unwrap_err();
+        assert!(err.to_string().contains("expands to"), "{err}");
+        // The same label on a few samples is fine.
+        let few = WriteRequest {
+            timeseries: vec![series(
+                long.timeseries[0]
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str()))
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+                &[(1.0, 1); 10],
+            )],
+        };
+        assert_eq!(decode(&encode(&few), &limits).unwrap(), few);
+    }
+
+    #[test]
+    fn oversized_labels_reject_their_series_alone() {
+        let many: Vec<(String, String)> = (0..=MAX_LABELS_PER_SERIES)
+            .map(|i| (format!("l{i}"), "v".to_string()))
+            .chain([("__name__".to_string(), "m".to_string())])
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let long_value = "v".repeat(MAX_LABEL_VALUE_BYTES + 1);
+        let long_name = "n".repeat(MAX_LABEL_NAME_BYTES + 1);
+        let req = WriteRequest {
+            timeseries: vec![
+                series(&many, &[(1.0, 1)]),
+                series(&[("__name__", "m"), ("l", &long_value)], &[(1.0, 1)]),
+                series(&[("__name__", "m"), (&long_name, "v")], &[(1.0, 1)]),
+                series(&[("__name__", "ok")], &[(1.0, 1)]),
+            ],
+        };
+        let c = to_line_protocol(&req);
+        assert_eq!(c.lines, "ok value=1.0 1\n");
+        let reasons: Vec<_> = c.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert!(reasons[0].contains("130 labels"), "{reasons:?}");
+        assert!(reasons[1].contains("16385-byte value"), "{reasons:?}");
+        assert!(
+            reasons[2].contains("label name is 1025 bytes"),
+            "{reasons:?}"
+        );
+        // Reports name the series in a bounded number of characters.
+        assert!(c.rejected.iter().all(|r| r.series.chars().count() <= 201));
+    }
+
+    /// Every fuzz corpus entry (fuzz/corpus/remote_write) decodes or is
+    /// refused without a panic.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/remote_write");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus") {
+            let body = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(req) = decode(&body, &Limits::new(1 << 20)) {
+                to_line_protocol(&req);
+            }
+            n += 1;
+        }
+        assert!(n >= 3, "corpus has {n} entries");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn label() -> impl Strategy<Value = Label> {
+            ("[a-z_]{1,8}|__name__", "\\PC{0,12}|[ ,=\\\\]{0,4}")
+                .prop_map(|(name, value)| Label { name, value })
+        }
+
+        fn request() -> impl Strategy<Value = WriteRequest> {
+            let sample = (any::<f64>(), any::<i64>())
+                .prop_map(|(value, timestamp)| Sample { value, timestamp });
+            let ts = (
+                prop::collection::vec(label(), 0..6),
+                prop::collection::vec(sample, 0..6),
+            )
+                .prop_map(|(labels, samples)| TimeSeries { labels, samples });
+            prop::collection::vec(ts, 0..12).prop_map(|timeseries| WriteRequest { timeseries })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Any bytes, raw or snappy-framed: an answer, never a panic.
+            #[test]
+            fn any_bytes_get_an_answer(raw in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = census(&raw);
+                let limits = Limits::new(1 << 20);
+                let _ = decode(&raw, &limits).map(|r| to_line_protocol(&r));
+                let _ = decode(&snappy(&raw), &limits).map(|r| to_line_protocol(&r));
+            }
+
+            /// The census counts what decoding builds, and every sample
+            /// stored comes back from its line as sent.
+            #[test]
+            fn census_and_lines_agree_with_the_request(req in request()) {
+                let raw = req.encode_to_vec();
+                let c = census(&raw).unwrap();
+                prop_assert_eq!(c.series, req.timeseries.len());
+                prop_assert_eq!(c.labels, req.timeseries.iter().map(|t| t.labels.len()).sum::<usize>());
+                prop_assert_eq!(c.samples, req.timeseries.iter().map(|t| t.samples.len()).sum::<usize>());
+                let decoded = decode(&encode(&req), &Limits::new(1 << 20)).unwrap();
+                prop_assert_eq!(&decoded, &req);
+                let conv = to_line_protocol(&decoded);
+                prop_assert!(conv.lines.len() as u64 <= c.rows_bytes.max(1), "{} > {}", conv.lines.len(), c.rows_bytes);
+                for (line, &idx) in conv.lines.lines().zip(&conv.line_series) {
+                    let parsed = crate::line_protocol::parse_line(line)
+                        .map_err(|e| TestCaseError::fail(format!("{line:?}: {e}")))?;
+                    let ts = &req.timeseries[idx as usize];
+                    let name = ts.labels.iter().find(|l| l.name == "__name__").unwrap();
+                    prop_assert_eq!(parsed.measurement.as_ref(), name.value.as_str());
+                    for (k, v) in &parsed.tags {
+                        prop_assert!(ts.labels.iter().any(|l| l.name == k.as_ref() && l.value == v.as_ref()), "{line:?}");
+                    }
+                    let time = parsed.timestamp.unwrap();
+                    let sample = ts.samples.iter().find(|s| s.timestamp == time);
+                    prop_assert!(sample.is_some(), "{line:?}");
+                }
+            }
+        }
     }
 }

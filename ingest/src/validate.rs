@@ -86,14 +86,23 @@ fn cut(line: &str) -> String {
     line.chars().take(MAX_REPORTED_CHARS).collect()
 }
 
+/// Columns a table may have (tags and fields; `time` not counted) unless
+/// configured otherwise (`--max-columns-per-table`; InfluxDB 3 allows 500
+/// with `time`). A line that would add more is rejected: every column costs
+/// a Parquet column writer per flush, and a table of 40,000 columns cannot be
+/// flushed in any memory budget.
+pub const DEFAULT_MAX_COLUMNS_PER_TABLE: usize = 400;
+
 /// Validates every line of `body` for database `db`. Lines without a timestamp
-/// get `default_time_ns`.
+/// get `default_time_ns`; a line that would give its table more than
+/// `max_columns` columns is rejected.
 pub fn validate(
     source: &dyn SchemaSource,
     db: &str,
     body: &str,
     precision: Precision,
     default_time_ns: i64,
+    max_columns: usize,
 ) -> Result<ValidatedWrite> {
     let mut out = ValidatedWrite::default();
     let mut builders: Vec<TableBuilder> = Vec::new();
@@ -125,7 +134,11 @@ pub fn validate(
                     .table_schema(db, &parsed.measurement)
                     .map(|s| (*s).clone())
                     .unwrap_or_default();
-                builders.push(TableBuilder::new(parsed.measurement.to_string(), schema));
+                builders.push(TableBuilder::new(
+                    parsed.measurement.to_string(),
+                    schema,
+                    max_columns,
+                ));
                 by_name.insert(parsed.measurement.to_string(), builders.len() - 1);
                 builders.len() - 1
             }
@@ -249,6 +262,7 @@ pub fn field_type(v: &FieldValue<'_>) -> FieldType {
 struct TableBuilder {
     table: String,
     schema: TableSchema,
+    max_columns: usize,
     new_columns: Vec<ColumnDef>,
     cols: Vec<(String, ColData)>,
     index: HashMap<String, usize>,
@@ -257,10 +271,11 @@ struct TableBuilder {
 }
 
 impl TableBuilder {
-    fn new(table: String, schema: TableSchema) -> Self {
+    fn new(table: String, schema: TableSchema, max_columns: usize) -> Self {
         Self {
             table,
             schema,
+            max_columns,
             new_columns: Vec::new(),
             cols: Vec::new(),
             index: HashMap::new(),
@@ -304,6 +319,15 @@ impl TableBuilder {
                     fresh.push((name, kind));
                 }
             }
+        }
+        let total = self.schema.columns().len() + fresh.len();
+        if !fresh.is_empty() && total > self.max_columns {
+            return Err(format!(
+                "table '{}' would have {total} columns, over the limit of {} \
+                 (--max-columns-per-table); write these values as tag or field values \
+                 of fewer columns, or to another table",
+                self.table, self.max_columns
+            ));
         }
         for (name, kind) in fresh {
             self.schema

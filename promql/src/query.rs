@@ -304,6 +304,22 @@ fn evaluate(
 mod tests {
     use super::*;
 
+    /// Every fuzz corpus entry (fuzz/corpus/promql) parses or is refused,
+    /// and what parses formats back to an expression that parses.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/promql");
+        let mut parsed = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(Ok(e)) = std::str::from_utf8(&bytes).map(parse) {
+                parse(&e.prettify()).expect("formatted expression parses");
+                parsed += 1;
+            }
+        }
+        assert!(parsed >= 3, "{parsed} corpus entries parsed");
+    }
+
     #[test]
     fn deep_or_long_expressions_are_refused_before_parsing() {
         let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));

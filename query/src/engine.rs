@@ -81,10 +81,12 @@ impl std::fmt::Debug for QueryEngine {
 /// What [`QueryEngine::check`] found.
 #[derive(Debug, Clone)]
 pub enum SqlCheck {
-    /// The SQL plans: its output schema and the tables it reads.
+    /// The SQL plans: its output schema, the tables it reads, and the
+    /// logical plan (as planned from the SQL, not optimized).
     Planned {
         schema: SchemaRef,
         tables: Vec<String>,
+        plan: Arc<datafusion::logical_expr::LogicalPlan>,
     },
     /// It names tables that do not exist (yet); nothing was planned.
     MissingTables(Vec<String>),
@@ -289,6 +291,7 @@ impl QueryEngine {
         Ok(SqlCheck::Planned {
             schema: Arc::new(plan.schema().as_arrow().clone()),
             tables: tables.iter().map(|t| t.table().to_string()).collect(),
+            plan: Arc::new(plan),
         })
     }
 

@@ -134,4 +134,120 @@ mod tests {
         let words = format!("SELECT {}", vec!["order_count"; 3_000].join(", "));
         assert!(check_sql(&words).is_ok());
     }
+
+    /// Every fuzz corpus entry (fuzz/corpus/sql_front_door) still passes
+    /// through the front door without a panic.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/sql_front_door");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(sql) = std::str::from_utf8(&bytes) {
+                let _ = check_sql(sql);
+            }
+            n += 1;
+        }
+        assert!(n >= 5, "corpus has {n} entries");
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// One step of a chain that deepens an expression tree: binary
+        /// operators, prefix and postfix forms, calls and parentheses.
+        fn step() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "+1",
+                "*2",
+                "-x",
+                "||'a'",
+                " AND true",
+                " OR false",
+                "=1",
+                "<>2",
+                " IS NULL",
+                " IS NOT NULL",
+                "::BIGINT",
+                "::DOUBLE",
+                " NOT",
+                " - ",
+                "(",
+                ")",
+                "abs(",
+                " BETWEEN 1 AND 2",
+                " IN (1, 2)",
+                " LIKE 'a%'",
+                " COLLATE \"C\"",
+                "[1]",
+                " CASE WHEN true THEN 1 END",
+                "'(('",
+                "/* ( */",
+                "-- (\n",
+                "\"a((\"",
+            ])
+        }
+
+        /// Plans `sql` on a thread with the server's query stack (32 MiB):
+        /// a stack overflow aborts the test process, a failure no less.
+        fn plan(sql: String) {
+            std::thread::Builder::new()
+                .stack_size(32 << 20)
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let ctx = datafusion::prelude::SessionContext::new();
+                        if let Ok(df) = ctx.sql(&sql).await {
+                            let _ = df.into_optimized_plan();
+                        }
+                    });
+                })
+                .unwrap()
+                .join()
+                .expect("planning does not panic");
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Any text: an answer, never a panic (unterminated quotes and
+            /// comments, multi-byte characters, stray bytes).
+            #[test]
+            fn any_text_gets_an_answer(sql in "\\PC{0,400}") {
+                let _ = check_sql(&sql);
+            }
+
+            /// Long chains of every construct: what the front door lets
+            /// through is planned and optimized without overflowing the
+            /// query threads' stack.
+            #[test]
+            fn what_passes_plans_within_the_stack(
+                steps in prop::collection::vec(step(), 1..40),
+                repeat in 1usize..400,
+            ) {
+                let body: String = steps.concat().repeat(repeat);
+                let sql = format!("SELECT 1{body}");
+                if check_sql(&sql).is_ok() {
+                    plan(sql);
+                }
+            }
+
+            /// The counts are those of a model: `n` operators chained, `d`
+            /// parentheses deep.
+            #[test]
+            fn limits_match_the_model(n in 0usize..(2 * MAX_OPERATORS), d in 0usize..(2 * MAX_NESTING)) {
+                let sql = format!("SELECT {}x{}{}", "(".repeat(d), ")".repeat(d), "+1".repeat(n));
+                let ok = check_sql(&sql).is_ok();
+                prop_assert_eq!(ok, n <= MAX_OPERATORS && d <= MAX_NESTING);
+            }
+        }
+    }
 }

@@ -44,6 +44,8 @@ use crate::definition::RuleDef;
 use crate::error::{Error, Result};
 use crate::persist::RuleStore;
 use crate::safety::GlobalLimits;
+use crate::stream::Hub;
+use crate::validate::Mode;
 
 pub use crate::clock::{Clock, SystemClock};
 pub use record::record_lines;
@@ -65,6 +67,9 @@ pub struct RulesConfig {
     /// on a 30 s grid would otherwise hold 1,000 queries' memory at once).
     pub max_concurrent_evaluations: usize,
     pub clock: Arc<dyn Clock>,
+    /// Bytes of streaming state (points kept for streaming rules) past which
+    /// new streaming rules run as batch SQL instead.
+    pub stream_memory_budget: usize,
     /// Programs and hosts actions may reach (nothing by default).
     pub action_policy: crate::policy::ActionPolicy,
 }
@@ -78,6 +83,7 @@ impl Default for RulesConfig {
             reload_interval: Duration::from_secs(2),
             max_concurrent_evaluations: std::thread::available_parallelism().map_or(2, |n| n.get()),
             clock: Arc::new(SystemClock),
+            stream_memory_budget: 1 << 30,
             action_policy: crate::policy::ActionPolicy::default(),
         }
     }
@@ -91,6 +97,8 @@ struct Loaded {
     state: RuleState,
     tables: Vec<String>,
     warnings: Vec<String>,
+    /// Streaming or batch (see [`crate::stream`]).
+    mode: Mode,
     last_error: Option<String>,
     last_duration_ms: f64,
     next_eval: i64,
@@ -119,6 +127,8 @@ pub struct RulesEngine {
     persist: tokio::sync::Mutex<u64>,
     http: reqwest::Client,
     tasks: Mutex<JoinSet<()>>,
+    /// Streaming rules' state, fed by the write path.
+    hub: Arc<Hub>,
 }
 
 impl std::fmt::Debug for RulesEngine {
@@ -135,7 +145,10 @@ impl RulesEngine {
         store: Arc<dyn ObjectStore>,
         ingester: Arc<Ingester>,
     ) -> Arc<Self> {
+        let hub = Hub::new(config.stream_memory_budget);
+        ingester.observe(hub.clone());
         Arc::new(Self {
+            hub,
             config,
             store: RuleStore::new(store),
             ingester,
@@ -198,6 +211,7 @@ impl RulesEngine {
             self.persist_state(n).await;
         }
         info!(rules = names.len(), "rules loaded");
+        tokio::spawn(self.hub.clone().run());
         let me = self.clone();
         Ok(tokio::spawn(async move { me.run(shutdown).await }))
     }

@@ -10,6 +10,8 @@
 //! - [`engine`]: the registry (files + API), the scheduler, persistence on
 //!   the object store under `_rules/`, actions, `system.alerts`,
 //!   `system.actions`, `system.rules`.
+//! - [`stream`]: streaming evaluation — rules of the dominant shape answered
+//!   from state the write path feeds, instead of a query per evaluation.
 //! - [`backtest`]: the same evaluation over past times, without side effects.
 //! - [`clock`]: the engine's time source, and a manual clock for tests.
 //!
@@ -47,6 +49,7 @@ pub mod persist;
 pub mod policy;
 pub mod safety;
 pub mod state;
+pub mod stream;
 pub mod system;
 pub mod template;
 pub mod validate;

@@ -8,6 +8,7 @@ use datafusion::common::Result;
 use fleetlake_query::system::{Columns, SystemTable};
 
 use crate::engine::{RulesEngine, Source};
+use crate::validate::Mode;
 
 /// The three tables, for the query engine's `system` schema.
 pub fn tables(engine: &Arc<RulesEngine>) -> Vec<Arc<dyn SystemTable>> {
@@ -45,6 +46,14 @@ impl SystemTable for RulesTable {
             .opt_time("last_evaluation", |r| r.2.last_eval)
             .f64("evaluation_ms", |r| r.4)
             .opt_str("last_error", |r| r.3.as_deref())
+            .str("evaluation", |r| match &r.5 {
+                Mode::Streaming(_) => "streaming",
+                Mode::Batch(_) => "batch",
+            })
+            .opt_str("batch_reason", |r| match &r.5 {
+                Mode::Streaming(_) => None,
+                Mode::Batch(why) => Some(why.as_str()),
+            })
             .bool("breaker_open", |r| r.2.breaker.open)
             .u64("instances", |r| r.2.instances.len() as u64)
             .finish()
@@ -62,7 +71,7 @@ impl SystemTable for AlertsTable {
     fn batch(&self) -> Result<RecordBatch> {
         let rules = self.0.snapshot_rules();
         let mut rows = Vec::new();
-        for (def, _, st, _, _) in &rules {
+        for (def, _, st, _, _, _) in &rules {
             for (key, a) in &st.instances {
                 rows.push((
                     def.name.clone(),

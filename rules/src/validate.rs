@@ -2,20 +2,53 @@
 //! it does not), its `value` is numeric, the columns templates and safety
 //! limits name exist.
 
-use arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
 use fleetlake_query::{QueryEngine, SqlCheck};
+
+use crate::stream::StateKey;
+use crate::stream::shape::Shape;
 
 use crate::definition::{Kind, RuleDef};
 use crate::error::{Error, Result};
 use crate::eval::{VALUE, inventory_sql};
 use crate::template::Template;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Validation {
     /// Not errors: e.g. the SQL reads tables that do not exist yet.
     pub warnings: Vec<String>,
     /// The tables the SQL reads (empty when it could not be planned yet).
     pub tables: Vec<String>,
+    /// How the rule is evaluated: streaming (from state fed by writes) or,
+    /// with the construct that kept it out, batch SQL.
+    pub mode: Mode,
+}
+
+/// How a rule is evaluated.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Streaming(Arc<Compiled>),
+    /// Batch SQL, and why.
+    Batch(String),
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::Batch("not planned yet (the tables it reads do not exist)".into())
+    }
+}
+
+/// A streaming rule: its shape, the state it reads, and the SQL's output
+/// schema its answers are built in.
+#[derive(Debug)]
+pub struct Compiled {
+    pub shape: Shape,
+    pub key: StateKey,
+    /// The tag columns of the table (to fill the state).
+    pub tags: Vec<String>,
+    pub schema: SchemaRef,
 }
 
 fn sql_error(def: &RuleDef, what: &str, e: fleetlake_query::Error) -> Error {
@@ -50,7 +83,22 @@ pub async fn validate(engine: &QueryEngine, def: &RuleDef) -> Result<Validation>
             ));
             return Ok(v);
         }
-        SqlCheck::Planned { schema, tables } => (schema, tables),
+        SqlCheck::Planned {
+            schema,
+            tables,
+            plan,
+        } => {
+            v.mode = match crate::stream::shape::compile(&plan) {
+                Ok((shape, tags)) => Mode::Streaming(Arc::new(Compiled {
+                    key: StateKey::of(&def.db, &shape),
+                    shape,
+                    tags,
+                    schema: schema.clone(),
+                })),
+                Err(why) => Mode::Batch(why.0),
+            };
+            (schema, tables)
+        }
     };
     v.tables = tables;
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();

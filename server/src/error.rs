@@ -120,7 +120,9 @@ impl From<fleetlake_ingest::Error> for ApiError {
     fn from(e: fleetlake_ingest::Error) -> Self {
         use fleetlake_ingest::Error as E;
         let kind = match &e {
-            E::InvalidPrecision(_) | E::InvalidDatabase(_) => ErrorKind::BadRequest,
+            E::InvalidPrecision(_) | E::InvalidDatabase(_) | E::TooManyColumns { .. } => {
+                ErrorKind::BadRequest
+            }
             E::BufferFull { .. } | E::ShuttingDown | E::WalClosed => ErrorKind::Unavailable,
             E::ConcurrentSchemaChange { .. } => ErrorKind::Conflict,
             E::BodyOverBudget { .. } => ErrorKind::PayloadTooLarge,

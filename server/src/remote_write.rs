@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use fleetlake_ingest::Precision;
 use fleetlake_ingest::remote_write::{self, Converted};
+use fleetlake_ingest::validate::MAX_REPORTED_LINES;
 use serde_json::json;
 use tracing::debug;
 
@@ -76,13 +77,16 @@ async fn handle(
         return Err(too_large());
     }
     state.metrics.write_bytes.add(raw.len() as u64);
+    let limits = remote_write::Limits::new(limit);
     let converted = tokio::task::spawn_blocking(move || {
-        remote_write::decode(&raw, limit).map(|req| remote_write::to_line_protocol(&req))
+        remote_write::decode(&raw, &limits).map(|req| remote_write::to_line_protocol(&req))
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(|e| match e {
-        remote_write::DecodeError::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        remote_write::DecodeError::TooLarge { .. } | remote_write::DecodeError::OverLimit(_) => {
+            ApiError::too_large(e.to_string())
+        }
         _ => ApiError::bad_request(e.to_string()),
     })?;
     let Converted {
@@ -128,13 +132,21 @@ async fn handle(
         first.series,
         first.reason
     );
+    // Like rejected lines: the first ones listed, every one counted.
     let data: Vec<_> = rejected
         .iter()
+        .take(MAX_REPORTED_LINES)
         .map(|r| json!({"series": r.series, "error_message": r.reason}))
         .collect();
     Ok((
         ErrorKind::BadRequest.status(),
-        Json(json!({"error": message, "message": message, "stored_samples": stored, "data": data})),
+        Json(json!({
+            "error": message,
+            "message": message,
+            "stored_samples": stored,
+            "rejected_series": rejected.len(),
+            "data": data,
+        })),
     )
         .into_response())
 }

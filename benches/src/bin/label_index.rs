@@ -90,7 +90,7 @@ fn cpu_cost(args: &Args) -> Result<()> {
         let t = Instant::now();
         let validated: Vec<_> = bodies
             .iter()
-            .map(|b| validate(&NoSchemas, "fleet", b, Precision::Nanosecond, 0))
+            .map(|b| validate(&NoSchemas, "fleet", b, Precision::Nanosecond, 0, usize::MAX))
             .collect::<Result<_, _>>()?;
         let v_ns = t.elapsed().as_nanos() as f64 / rows as f64;
         let mut idx = SeriesIndex::default();

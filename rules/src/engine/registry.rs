@@ -24,7 +24,7 @@ use crate::actions;
 use crate::core::RuleState;
 use crate::definition::{self, RuleDef};
 use crate::error::{Error, Result};
-use crate::validate::{Validation, validate};
+use crate::validate::{Mode, Validation, validate};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "type", content = "path")]
@@ -122,6 +122,7 @@ impl RulesEngine {
             st.def_hash = hash;
         }
         let every = def.every.ns();
+        let mode = self.attach_stream(&def.name, every, v.mode);
         let next_eval = previous
             .as_ref()
             .filter(|p| p.def.every == def.every)
@@ -134,12 +135,34 @@ impl RulesEngine {
                 state: st,
                 tables: v.tables,
                 warnings: v.warnings,
+                mode,
                 last_error: None,
                 last_duration_ms: 0.0,
                 next_eval,
                 evaluating: false,
             },
         );
+    }
+
+    /// Makes rule `name` (evaluated every `every` ns) a reader of the
+    /// streaming state its mode names, in place of what it read before;
+    /// over the state's budget it runs as batch.
+    pub(super) fn attach_stream(&self, name: &str, every: i64, mode: Mode) -> Mode {
+        self.hub.detach(name);
+        match mode {
+            Mode::Streaming(c) => {
+                // Points are kept for the window plus one interval.
+                let keep = c.shape.window_ns.saturating_add(every);
+                match self.hub.attach(name, &c.key, keep) {
+                    Some(_) => Mode::Streaming(c),
+                    None => {
+                        warn!(rule = %name, "streaming state over its memory budget; the rule runs as batch SQL");
+                        Mode::Batch("the streaming state is over its memory budget".into())
+                    }
+                }
+            }
+            batch => batch,
+        }
     }
 
     /// Re-reads the rules directory when a file changed. A file that fails
@@ -216,6 +239,7 @@ impl RulesEngine {
         for n in removed {
             info!(rule = %n, "rule removed from its file");
             let restored = {
+                self.hub.detach(&n);
                 let mut inner = self.inner.lock();
                 inner.rules.remove(&n);
                 inner.shadowed.remove(&n)
@@ -324,6 +348,7 @@ impl RulesEngine {
         }
         self.store.delete("defs", name).await?;
         self.store.delete("state", name).await?;
+        self.hub.detach(name);
         self.inner.lock().rules.remove(name);
         Ok(())
     }

@@ -28,7 +28,7 @@ use crate::error::Result;
 use crate::eval;
 use crate::safety::Inventory;
 use crate::state::Sample;
-use crate::validate::validate;
+use crate::validate::{Compiled, Mode, validate};
 
 /// The grid point of `every` at or before `now`.
 pub(super) fn grid(now: i64, every: i64) -> i64 {
@@ -38,6 +38,7 @@ pub(super) fn grid(now: i64, every: i64) -> i64 {
 impl RulesEngine {
     pub(super) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_reload = std::time::Instant::now();
+        let mut last_evict = std::time::Instant::now();
         let mut evals: JoinSet<()> = JoinSet::new();
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.config.max_concurrent_evaluations.max(1),
@@ -57,6 +58,10 @@ impl RulesEngine {
             }
             self.expire_approvals().await;
             let now = self.now();
+            if last_evict.elapsed() >= Duration::from_secs(1) {
+                last_evict = std::time::Instant::now();
+                self.hub.evict(now);
+            }
             let due: Vec<(String, i64)> = {
                 let mut inner = self.inner.lock();
                 inner
@@ -97,16 +102,16 @@ impl RulesEngine {
     /// Evaluates rule `name` at `at` and carries out what follows.
     pub async fn evaluate(self: &Arc<Self>, name: &str, at: i64) {
         let started = std::time::Instant::now();
-        let Some((def, mut tables)) = ({
+        let Some((def, mut tables, mut mode)) = ({
             let inner = self.inner.lock();
             inner
                 .rules
                 .get(name)
-                .map(|l| (l.def.clone(), l.tables.clone()))
+                .map(|l| (l.def.clone(), l.tables.clone(), l.mode.clone()))
         }) else {
             return;
         };
-        let result = self.gather(&def, &mut tables, at).await;
+        let result = self.gather(&def, &mut tables, &mut mode, at).await;
         let (samples, inventory) = match result {
             Ok(x) => x,
             Err(e) => {
@@ -138,6 +143,7 @@ impl RulesEngine {
                 return; // changed meanwhile; the next evaluation uses the new one
             }
             l.tables = tables;
+            l.mode = mode;
             let mut new_id = || uuid::Uuid::new_v4().to_string();
             let env = Env {
                 global: self.config.global,
@@ -194,17 +200,52 @@ impl RulesEngine {
         &self,
         def: &RuleDef,
         tables: &mut Vec<String>,
+        mode: &mut Mode,
         at: i64,
     ) -> Result<(Vec<Sample>, Option<Inventory>)> {
         let q = self.query()?;
         if tables.is_empty() {
-            // Planned before its tables existed: plan again (cheap) to learn them.
-            *tables = validate(q, def).await.map(|v| v.tables).unwrap_or_default();
+            // Planned before its tables existed: plan again (cheap) to learn
+            // them, and whether the rule streams.
+            if let Ok(v) = validate(q, def).await
+                && !v.tables.is_empty()
+            {
+                *tables = v.tables;
+                *mode = self.attach_stream(&def.name, def.every.ns(), v.mode);
+            }
         }
-        let batches = eval::run_sql(q, &def.db, &def.sql, at).await?;
+        let streamed = match mode {
+            Mode::Streaming(c) => self.streamed(q, c, at).await?,
+            Mode::Batch(_) => None,
+        };
+        let batches = match streamed {
+            Some(b) => vec![b],
+            None => eval::run_sql(q, &def.db, &def.sql, at).await?,
+        };
         let samples = eval::samples(def, &batches)?;
         let inventory = gather_inventory(q, def, tables, at, &samples).await?;
         Ok((samples, inventory))
+    }
+}
+
+impl RulesEngine {
+    /// A streaming rule's answer from its state, filling the state first
+    /// when it is new; `None` when the state cannot be used (the caller
+    /// runs the SQL).
+    async fn streamed(
+        &self,
+        q: &QueryEngine,
+        c: &Compiled,
+        at: i64,
+    ) -> Result<Option<arrow::record_batch::RecordBatch>> {
+        if let Some(b) = self.hub.evaluate(&c.key, &c.shape, at, &c.schema)? {
+            return Ok(Some(b));
+        }
+        if let Err(e) = self.hub.fill(q, &c.key, &c.tags, self.now()).await {
+            warn!(table = %c.key.table, error = %e, "filling streaming state failed; the rule runs as batch SQL");
+            return Ok(None);
+        }
+        self.hub.evaluate(&c.key, &c.shape, at, &c.schema)
     }
 }
 

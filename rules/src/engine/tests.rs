@@ -375,8 +375,12 @@ async fn an_alert_fires_after_for_and_its_action_is_logged() {
 async fn an_evaluation_error_is_the_rules_health() {
     let f = fixture(&[("alerts.toml", HOT)]).await;
     // The table goes away from under the rule: the query fails.
-    f.engine.inner.lock().rules.get_mut("hot").unwrap().def =
-        Arc::new(def(&HOT.replace("FROM thermal", "FROM missing_table")));
+    {
+        let mut inner = f.engine.inner.lock();
+        let l = inner.rules.get_mut("hot").unwrap();
+        l.def = Arc::new(def(&HOT.replace("FROM thermal", "FROM missing_table")));
+        l.mode = crate::validate::Mode::Batch("changed by the test".into());
+    }
     f.engine.evaluate("hot", T0).await;
     let v = f.engine.rule_json("hot").unwrap();
     assert_eq!(v["health"], "err");

@@ -12,10 +12,12 @@ use crate::core::{ActionRow, RuleState};
 use crate::definition::RuleDef;
 use crate::eval;
 use crate::state::AlertState;
+use crate::validate::Mode;
 
 /// One rule as `system.rules` shows it: definition, where it came from, its
-/// state, its last error and its last evaluation's duration (ms).
-pub(crate) type RuleSnapshot = (Arc<RuleDef>, Source, RuleState, Option<String>, f64);
+/// state, its last error, its last evaluation's duration (ms) and how it is
+/// evaluated.
+pub(crate) type RuleSnapshot = (Arc<RuleDef>, Source, RuleState, Option<String>, f64, Mode);
 
 impl RulesEngine {
     pub fn rule_json(&self, name: &str) -> Option<Value> {
@@ -84,6 +86,7 @@ impl RulesEngine {
                     l.state.clone(),
                     l.last_error.clone(),
                     l.last_duration_ms,
+                    l.mode.clone(),
                 )
             })
             .collect()
@@ -106,5 +109,22 @@ fn loaded_json(l: &Loaded) -> Value {
         "firing": active(AlertState::Firing),
         "breaker": {"open": l.state.breaker.open, "since": l.state.breaker.since.map(eval::rfc3339), "reason": l.state.breaker.reason},
         "awaiting_approval": l.state.approvals.len(),
+        "evaluation": mode_json(&l.mode),
     })
+}
+
+/// How a rule is evaluated: streaming with the state it reads, or batch
+/// with the construct that kept it out.
+fn mode_json(mode: &Mode) -> Value {
+    match mode {
+        Mode::Streaming(c) => json!({
+            "mode": "streaming",
+            "table": c.shape.table,
+            "field": c.shape.field,
+            "aggregate": c.shape.agg.name(),
+            "window": fleetlake_time::format_duration(std::time::Duration::from_nanos(c.shape.window_ns.max(0) as u64)),
+            "group_by": c.shape.group_by,
+        }),
+        Mode::Batch(why) => json!({"mode": "batch", "reason": why}),
+    }
 }

@@ -58,7 +58,8 @@ use serde_json::Value;
 
 mod compaction;
 mod tsbs;
-mod victoria;
+
+use fleetlake_benches::victoria;
 
 const START_NS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z
 const INTERVAL_NS: i64 = 10_000_000_000;
@@ -351,7 +352,7 @@ fn expected_minute_max(seed: u64, id: u64, total_epochs: u64, t0: i64, t1: i64) 
 
 // ---------------------------------------------------------------- time
 
-use fleetlake_benches::stats::{median, percentile, thousands};
+use fleetlake_benches::stats::{median, percentile, thousands, truncate};
 use fleetlake_time::{parse_rfc3339, rfc3339};
 
 // ---------------------------------------------------------------- stats
@@ -408,14 +409,7 @@ fn read_proc_cpu_secs(pid: &str, ticks: f64) -> Option<f64> {
 }
 
 fn read_proc_status_kb(pid: &str, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    fleetlake_benches::server::proc_status_kb(pid.parse().ok()?, key)
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -556,17 +550,6 @@ async fn sql_rows(
             )
         })?;
     Ok((rows, elapsed))
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.len() <= n {
-        return s.to_string();
-    }
-    let mut end = n;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &s[..end], s.len())
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
@@ -1712,7 +1695,14 @@ async fn victoria_steps(
     );
     let settled = victoria::parts(&vm_data);
     victoria::describe("settled", settled, samples);
-    match vm.count_samples(client, args.hours).await {
+    match vm
+        .count_samples(
+            client,
+            (START_NS + args.hours as i64 * HOUR_NS) / 1_000_000_000,
+            args.hours,
+        )
+        .await
+    {
         Ok(n) => {
             println!(
                 "  samples counted by VictoriaMetrics: {}{}",

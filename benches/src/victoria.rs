@@ -1,6 +1,8 @@
-//! VictoriaMetrics as the peer: the same generated lines through its
-//! InfluxDB endpoint (`/write`) with the same loader, then the size of its
-//! data directory once it has flushed and its background merges settled.
+//! VictoriaMetrics as a peer process: started on a free loopback port with a
+//! fresh data directory, its memory and disk read off `/proc` and `du`. The
+//! end-to-end driver loads the same generated lines into it through its
+//! InfluxDB endpoint (`/write`); the hostile-input bench sends it the same
+//! requests as fleetlake.
 //!
 //! VictoriaMetrics acknowledges a write once it is in memory (it flushes to
 //! disk every second or so); fleetlake acknowledges after an fsynced WAL
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{HOUR_NS, START_NS, read_proc_status_kb, thousands, truncate};
+use crate::server::proc_status_kb;
+use crate::stats::{thousands, truncate};
 
 pub struct Victoria {
     child: Child,
@@ -84,7 +87,7 @@ impl Victoria {
     }
 
     pub fn peak_rss_mb(&self) -> Option<f64> {
-        read_proc_status_kb(&self.pid(), "VmHWM:").map(|kb| kb as f64 / 1024.0)
+        proc_status_kb(self.child.id(), "VmHWM:").map(|kb| kb as f64 / 1024.0)
     }
 
     /// SIGTERM (it flushes on shutdown), SIGKILL after 60 s.
@@ -116,10 +119,16 @@ impl Victoria {
         Ok(text)
     }
 
-    /// Samples stored, counted by VictoriaMetrics itself.
-    pub async fn count_samples(&self, client: &reqwest::Client, hours: u64) -> Result<u64> {
-        // The range vector (t − 3h, t] at t = end − 1 s holds every sample.
-        let t = (START_NS + hours as i64 * HOUR_NS) / 1_000_000_000 - 1;
+    /// Samples stored, counted by VictoriaMetrics itself: every sample of
+    /// the `cpu_*` metrics in the `hours` before `end_s` (Unix seconds).
+    pub async fn count_samples(
+        &self,
+        client: &reqwest::Client,
+        end_s: i64,
+        hours: u64,
+    ) -> Result<u64> {
+        // The range vector (t − hours, t] at t = end − 1 s holds every sample.
+        let t = end_s - 1;
         let q = format!(
             "/api/v1/query?query=sum(count_over_time({{__name__%3D~%22cpu_.*%22}}[{hours}h]))&time={t}"
         );

@@ -1,0 +1,352 @@
+//! Streaming evaluation: rules of the dominant fleet shape ([`shape`]) are
+//! answered from state fed by the write path ([`state`]) instead of a query
+//! per evaluation ([`eval`]).
+//!
+//! The [`Hub`] is the write path's [`WriteObserver`]: every durable write is
+//! queued (in WAL order, off the request's path) and applied by one task to
+//! the state of each (database, table, field) some streaming rule reads —
+//! one pass per write however many rules share it. A new state is first
+//! filled from a query of the table over its window (the buffer and
+//! Parquet), so a rule answers the same before and after a restart.
+//!
+//! # Invariants
+//! - A rule is answered from state only once its state is filled; until
+//!   then (and whenever the state is over its memory budget) it runs as
+//!   batch SQL.
+//! - Points filled from the query carry sequence 0: a write seen by the
+//!   observer wins over them (it is newer or the same row).
+
+pub mod eval;
+pub mod shape;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use fleetlake_ingest::observer::WriteObserver;
+use fleetlake_ingest::validate::TableWrite;
+use fleetlake_query::QueryEngine;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::error::Result;
+use shape::Shape;
+use state::FieldState;
+
+/// Which state a rule reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StateKey {
+    pub db: String,
+    pub table: String,
+    /// `None`: rows only.
+    pub field: Option<String>,
+}
+
+impl StateKey {
+    pub fn of(db: &str, shape: &Shape) -> Self {
+        Self {
+            db: db.to_string(),
+            table: shape.table.clone(),
+            field: shape.field.clone(),
+        }
+    }
+}
+
+enum Event {
+    Write {
+        seq: u64,
+        db: String,
+        tables: Vec<TableWrite>,
+    },
+    Delete {
+        db: String,
+        table: String,
+        min_time: i64,
+        max_time: i64,
+        tags: Vec<(String, String)>,
+        before_seq: u64,
+    },
+}
+
+struct Slot {
+    state: FieldState,
+    /// Filled from the query: rules may read it.
+    ready: bool,
+    /// Rules reading it, with their windows.
+    readers: HashMap<String, i64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: HashMap<StateKey, Slot>,
+}
+
+/// Slots per table, per database: writes to other tables are skipped on
+/// the WAL writer's thread without waiting for an evaluation.
+type Tables = HashMap<String, HashMap<String, usize>>;
+
+/// Streaming state for every streaming rule; see the module docs.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    tables: RwLock<Tables>,
+    /// Writes and deletes not applied yet, oldest first.
+    queue: Mutex<VecDeque<Event>>,
+    queued: Notify,
+    /// Bytes of state past which no new state is made (rules run as batch).
+    budget_bytes: usize,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    pub fn new(budget_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner::default()),
+            tables: RwLock::new(Tables::new()),
+            queue: Mutex::new(VecDeque::new()),
+            queued: Notify::new(),
+            budget_bytes,
+        })
+    }
+
+    /// Applies queued writes and deletes as they come (evaluations also
+    /// apply what is queued first, so they see every acknowledged write).
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            self.queued.notified().await;
+            self.drain();
+        }
+    }
+
+    fn push(&self, ev: Event) {
+        self.queue.lock().push_back(ev);
+        self.queued.notify_one();
+    }
+
+    /// Applies every queued event, in order.
+    fn drain(&self) {
+        let mut inner = self.inner.lock();
+        loop {
+            let Some(ev) = self.queue.lock().pop_front() else {
+                return;
+            };
+            Self::apply(&mut inner, ev);
+        }
+    }
+
+    fn apply(inner: &mut Inner, ev: Event) {
+        match ev {
+            Event::Write { seq, db, tables } => {
+                for tw in &tables {
+                    for (key, slot) in inner.slots.iter_mut() {
+                        if key.db == db && key.table == tw.table {
+                            slot.state.add(&tw.batch, key.field.as_deref(), seq);
+                        }
+                    }
+                }
+            }
+            Event::Delete {
+                db,
+                table,
+                min_time,
+                max_time,
+                tags,
+                before_seq,
+            } => {
+                for (key, slot) in inner.slots.iter_mut() {
+                    if key.db == db && key.table == table {
+                        slot.state.delete(min_time, max_time, &tags, before_seq);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Total bytes of state.
+    pub fn bytes(&self) -> usize {
+        self.inner
+            .lock()
+            .slots
+            .values()
+            .map(|s| s.state.bytes())
+            .sum()
+    }
+
+    /// Makes `rule` a reader of the state `key` with window `keep_ns`
+    /// (its window plus its interval). Returns whether the state must be
+    /// filled (new, or its window grew), or `None` when over budget.
+    pub fn attach(&self, rule: &str, key: &StateKey, keep_ns: i64) -> Option<bool> {
+        let mut inner = self.inner.lock();
+        let used: usize = inner.slots.values().map(|s| s.state.bytes()).sum();
+        let exists = inner.slots.contains_key(key);
+        if !exists && used >= self.budget_bytes {
+            return None;
+        }
+        if !exists {
+            *self
+                .tables
+                .write()
+                .entry(key.db.clone())
+                .or_default()
+                .entry(key.table.clone())
+                .or_default() += 1;
+        }
+        let slot = inner.slots.entry(key.clone()).or_insert_with(|| Slot {
+            state: FieldState::default(),
+            ready: false,
+            readers: HashMap::new(),
+        });
+        slot.readers.insert(rule.to_string(), keep_ns);
+        let grew = keep_ns > slot.state.keep_ns;
+        if grew {
+            slot.state.keep_ns = keep_ns;
+            slot.ready = false;
+        }
+        Some(!slot.ready)
+    }
+
+    /// `rule` no longer reads any state; states without readers go.
+    pub fn detach(&self, rule: &str) {
+        let mut inner = self.inner.lock();
+        let mut gone = Vec::new();
+        for (key, slot) in inner.slots.iter_mut() {
+            slot.readers.remove(rule);
+            if slot.readers.is_empty() {
+                gone.push(key.clone());
+            } else {
+                slot.state.keep_ns = slot.readers.values().copied().max().unwrap_or(0);
+            }
+        }
+        for key in gone {
+            inner.slots.remove(&key);
+            if let Some(t) = self.tables.write().get_mut(&key.db)
+                && let Some(n) = t.get_mut(&key.table)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    t.remove(&key.table);
+                }
+            }
+        }
+    }
+
+    /// Fills the state `key` from the table's rows of the last `keep_ns`
+    /// before `now` (nanoseconds), then marks it ready.
+    ///
+    /// # Errors
+    /// The query failed; the state stays not ready (rules run as batch).
+    pub async fn fill(
+        &self,
+        engine: &QueryEngine,
+        key: &StateKey,
+        tags: &[String],
+        now: i64,
+    ) -> Result<()> {
+        let keep_ns = match self.inner.lock().slots.get(key) {
+            Some(s) => s.state.keep_ns,
+            None => return Ok(()),
+        };
+        let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+        let mut cols: Vec<String> = tags.iter().map(|t| quote(t)).collect();
+        cols.push("time".into());
+        if let Some(f) = &key.field {
+            cols.push(quote(f));
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE time > to_timestamp_nanos({})",
+            cols.join(", "),
+            quote(&key.table),
+            now.saturating_sub(keep_ns)
+        );
+        let batches = crate::eval::run_sql(engine, &key.db, &sql, now).await?;
+        self.drain();
+        let mut inner = self.inner.lock();
+        if let Some(slot) = inner.slots.get_mut(key) {
+            for b in &batches {
+                slot.state.add(b, key.field.as_deref(), 0);
+            }
+            slot.ready = true;
+        }
+        Ok(())
+    }
+
+    /// Drops points no reader needs any more (older than `now − keep`).
+    pub fn evict(&self, now: i64) {
+        self.drain();
+        for slot in self.inner.lock().slots.values_mut() {
+            slot.state.evict(now);
+        }
+    }
+
+    /// The answer of a streaming rule at `now`, or `None` when its state is
+    /// not ready (the caller runs the SQL instead).
+    ///
+    /// # Errors
+    /// The answer cannot be built in `schema`.
+    pub fn evaluate(
+        &self,
+        key: &StateKey,
+        shape: &Shape,
+        now: i64,
+        schema: &SchemaRef,
+    ) -> Result<Option<RecordBatch>> {
+        self.drain();
+        let inner = self.inner.lock();
+        match inner.slots.get(key) {
+            Some(slot) if slot.ready => eval::evaluate(shape, &slot.state, now, schema).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn reads(&self, db: &str, table: &str) -> bool {
+        self.tables
+            .read()
+            .get(db)
+            .is_some_and(|t| t.contains_key(table))
+    }
+}
+
+impl WriteObserver for Hub {
+    fn on_write(&self, seq: u64, db: &str, tables: &[TableWrite]) {
+        let wanted: Vec<TableWrite> = tables
+            .iter()
+            .filter(|t| self.reads(db, &t.table))
+            .cloned()
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        self.push(Event::Write {
+            seq,
+            db: db.to_string(),
+            tables: wanted,
+        });
+    }
+
+    fn on_delete(
+        &self,
+        db: &str,
+        table: &str,
+        min_time: i64,
+        max_time: i64,
+        tags: &[(String, String)],
+        before_seq: u64,
+    ) {
+        self.push(Event::Delete {
+            db: db.to_string(),
+            table: table.to_string(),
+            min_time,
+            max_time,
+            tags: tags.to_vec(),
+            before_seq,
+        });
+    }
+}

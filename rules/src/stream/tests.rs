@@ -1,0 +1,318 @@
+//! Streaming against batch: generated rules over generated data (late and
+//! out-of-order rows, overwrites, rows without the field, a tag that
+//! appears later, deletes), answered from the state and by the SQL at the
+//! same instants, must give the same instances and values (floats within
+//! 1e-9, relative).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use fleetlake_ingest::{IngestConfig, Ingester, Precision};
+use fleetlake_query::{QueryConfig, QueryEngine, SqlCheck};
+use fleetlake_storage::catalog::Catalog;
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+
+use super::shape::compile;
+use super::{Hub, StateKey};
+
+const S: i64 = 1_000_000_000;
+const T0: i64 = 1_700_000_040 * S;
+
+/// splitmix64: a seeded, dependency-free stream of numbers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// Lines of `n` rows around `T0`: five hosts on two racks, a float `v`
+/// (sometimes absent), an integer `c`; times on a 10 s grid so that rows
+/// collide (overwrites), sent in random order.
+fn lines(rng: &mut Rng, n: usize, with_zone: bool) -> String {
+    let mut out = String::new();
+    for _ in 0..n {
+        let mut h = rng.below(5);
+        // The new tag comes with new hosts: a group of (host, rack) never
+        // mixes two series, whose rows at one time would tie.
+        let zone = if with_zone && rng.below(2) == 0 {
+            h += 5;
+            ",zone=z1"
+        } else {
+            ""
+        };
+        let rack = ["r1", "r2"][(h % 2) as usize];
+        let t = T0 - 600 * S + rng.below(70) as i64 * 10 * S;
+        let v = (rng.below(2000) as f64 - 500.0) / 10.0;
+        let c = rng.below(100);
+        if rng.below(8) == 0 {
+            out.push_str(&format!("m,host=h{h},rack={rack}{zone} c={c}i {t}\n"));
+        } else {
+            out.push_str(&format!("m,host=h{h},rack={rack}{zone} v={v},c={c}i {t}\n"));
+        }
+    }
+    out
+}
+
+/// A rule's SQL of the streaming shape, drawn at random.
+fn rule(rng: &mut Rng) -> String {
+    let agg = rng.pick(&[
+        "avg(v)",
+        "min(v)",
+        "max(v)",
+        "sum(v)",
+        "count(v)",
+        "count(*)",
+        "stddev(v)",
+        "last_value(v ORDER BY time)",
+        "sum(c)",
+        "zscore(v, time)",
+        "robust_zscore(v, time)",
+        "ewma_deviation(v, time, 0.3)",
+        "increase(c, time)",
+        "rate(c, time)",
+        "staleness(time, now())",
+    ]);
+    // Series functions and last_value order points by time; over several
+    // series a tie has no defined order, so they group by the whole series.
+    let group = if agg.contains("time") {
+        "host, rack"
+    } else {
+        rng.pick(&["host", "rack", "host, rack", "rack, host"])
+    };
+    let window = rng.pick(&[
+        "1 minute",
+        "5 minutes",
+        "90 seconds",
+        "10 minutes",
+        "1 hour",
+    ]);
+    let upper = rng.pick(&["", " AND time <= now()", " AND time < now()"]);
+    let lower = rng.pick(&[">", ">="]);
+    let tag = rng.pick(&[
+        "",
+        " AND host != 'h3'",
+        " AND rack = 'r1'",
+        " AND host IN ('h0', 'h1', 'h4')",
+        " AND host NOT IN ('h2')",
+    ]);
+    let field = if agg.contains("(v") {
+        rng.pick(&["", " AND v > 0", " AND v <= 50"])
+    } else {
+        ""
+    };
+    let having = match rng.below(3) {
+        0 => format!(" HAVING {agg} > 10"),
+        1 => format!(" HAVING 3 < {agg}"),
+        _ => String::new(),
+    };
+    format!(
+        "SELECT {group}, {agg} AS value FROM m WHERE time {lower} now() - INTERVAL '{window}'{upper}{tag}{field} GROUP BY {group}{having}"
+    )
+}
+
+/// Rows as label text → value, for comparison.
+fn rows(batches: &[RecordBatch]) -> BTreeMap<String, Option<f64>> {
+    let mut out = BTreeMap::new();
+    let opts = FormatOptions::default().with_null("NULL");
+    for b in batches {
+        let vi = b.schema().index_of("value").unwrap();
+        let v = cast(b.column(vi), &DataType::Float64).unwrap();
+        let v = v.as_any().downcast_ref::<Float64Array>().unwrap().clone();
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            let key: Vec<String> = (0..b.num_columns())
+                .filter(|&i| i != vi)
+                .map(|i| format!("{}={}", b.schema().field(i).name(), fmts[i].value(r)))
+                .collect();
+            out.insert(key.join(","), (!v.is_null(r)).then(|| v.value(r)));
+        }
+    }
+    out
+}
+
+fn same(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+async fn check_seed(seed: u64) {
+    let mut rng = Rng(seed);
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let catalog = Arc::new(Catalog::load(store.clone(), 100).await.unwrap());
+    let wal = tempfile::tempdir().unwrap();
+    let ingester = Ingester::open(catalog, IngestConfig::new(wal.path().to_path_buf()))
+        .await
+        .unwrap();
+    let query = Arc::new(
+        QueryEngine::new(ingester.clone(), store.clone(), QueryConfig::default()).unwrap(),
+    );
+    let hub = Hub::new(1 << 30);
+    ingester.observe(hub.clone());
+    let write = |body: String| {
+        let ingester = ingester.clone();
+        async move {
+            let out = ingester
+                .write_lp("fleet", body, Precision::Nanosecond, true)
+                .await
+                .unwrap();
+            assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        }
+    };
+    // Some data before the rules (filled from the query), some flushed.
+    write(lines(&mut rng, 150, false)).await;
+    ingester.flush().await.unwrap();
+    write(lines(&mut rng, 100, false)).await;
+
+    let mut rules = Vec::new();
+    for i in 0..12 {
+        let sql = rule(&mut rng);
+        let SqlCheck::Planned { plan, schema, .. } = query.check("fleet", &sql).await.unwrap()
+        else {
+            panic!("{sql}: not planned");
+        };
+        let (shape, tags) = compile(&plan).unwrap_or_else(|e| panic!("{sql}: {}", e.0));
+        let key = StateKey::of("fleet", &shape);
+        let name = format!("r{i}");
+        // Kept long enough for the earliest instant checked below.
+        hub.attach(&name, &key, shape.window_ns + 300 * S).unwrap();
+        hub.fill(&query, &key, &tags, T0).await.unwrap();
+        rules.push((sql, shape, key, schema));
+    }
+    // Writes after the fill reach the state through the write path: late,
+    // out of order, overwriting, with a new tag.
+    write(lines(&mut rng, 200, true)).await;
+    ingester
+        .delete(
+            "fleet",
+            "m",
+            T0 - 300 * S,
+            T0 - 200 * S,
+            vec![("host".into(), "h1".into())],
+        )
+        .await
+        .unwrap();
+    write(lines(&mut rng, 50, true)).await;
+
+    for at in [T0, T0 + 30 * S, T0 - 120 * S] {
+        for (sql, shape, key, schema) in &rules {
+            let streamed = hub
+                .evaluate(key, shape, at, schema)
+                .unwrap()
+                .expect("ready");
+            let batch = crate::eval::run_sql(&query, "fleet", sql, at)
+                .await
+                .unwrap();
+            let (s, b) = (rows(&[streamed]), rows(&batch));
+            let keys: Vec<_> = s.keys().chain(b.keys()).collect();
+            for k in keys {
+                let (x, y) = (s.get(k).copied().flatten(), b.get(k).copied().flatten());
+                assert!(
+                    s.contains_key(k) == b.contains_key(k) && same(x, y),
+                    "seed {seed}, at {at}: {sql}\n  {k}: streaming {:?}, batch {:?}\n  streaming {s:?}\n  batch {b:?}",
+                    s.get(k),
+                    b.get(k)
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn streaming_answers_as_batch_sql_does() {
+    let seeds: u64 = std::env::var("STREAM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    for seed in 1..=seeds {
+        check_seed(seed).await;
+    }
+}
+
+#[tokio::test]
+async fn constructs_outside_the_shape_name_themselves() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let catalog = Arc::new(Catalog::load(store.clone(), 100).await.unwrap());
+    let wal = tempfile::tempdir().unwrap();
+    let ingester = Ingester::open(catalog, IngestConfig::new(wal.path().to_path_buf()))
+        .await
+        .unwrap();
+    ingester
+        .write_lp(
+            "fleet",
+            "m,host=a v=1,w=2 1\n".into(),
+            Precision::Nanosecond,
+            true,
+        )
+        .await
+        .unwrap();
+    let query = Arc::new(
+        QueryEngine::new(ingester.clone(), store.clone(), QueryConfig::default()).unwrap(),
+    );
+    for (sql, why) in [
+        (
+            "SELECT host, v AS value FROM m WHERE v > 1",
+            "no GROUP BY aggregate",
+        ),
+        (
+            "SELECT host, avg(v) AS value FROM m GROUP BY host",
+            "no time window",
+        ),
+        (
+            "SELECT host, avg(v) AS value, max(w) FROM m WHERE time > now() - INTERVAL '1 minute' GROUP BY host",
+            "2 aggregates",
+        ),
+        (
+            "SELECT host, avg(v) AS value FROM m WHERE time > now() - INTERVAL '1 minute' AND w > 1 GROUP BY host",
+            "conditions on tags and the aggregated field only",
+        ),
+        (
+            "SELECT date_bin(INTERVAL '1 minute', time) AS t, avg(v) AS value FROM m WHERE time > now() - INTERVAL '1 minute' GROUP BY 1",
+            "GROUP BY",
+        ),
+        (
+            "SELECT host, avg(v) AS value FROM m WHERE time > now() - INTERVAL '1 month' GROUP BY host",
+            "time > now() - INTERVAL",
+        ),
+        (
+            "SELECT host, approx_median(v) AS value FROM m WHERE time > now() - INTERVAL '1 minute' GROUP BY host",
+            "the aggregate approx_median",
+        ),
+        (
+            "SELECT host, avg(v) AS value FROM m WHERE time > now() - INTERVAL '1 minute' GROUP BY host LIMIT 3",
+            "Limit",
+        ),
+    ] {
+        let SqlCheck::Planned { plan, .. } = query.check("fleet", sql).await.unwrap() else {
+            panic!("{sql}: not planned");
+        };
+        let err = compile(&plan).expect_err(sql);
+        assert!(err.0.contains(why), "{sql}: {}", err.0);
+    }
+}
