@@ -236,7 +236,9 @@ async fn endless(base: &str, path: &str, mib: u64) -> Result<(String, u64, Strin
         // Distinct series, so that a store keeping them all pays for them.
         let mut sent = 0u64;
         let mut i = 0u64;
-        while sent < total {
+        let started = Instant::now();
+        // A server that reads on and on is given a minute, then the body ends.
+        while sent < total && started.elapsed() < Duration::from_secs(60) {
             let chunk: String = (0..16_384)
                 .map(|k| {
                     format!(

@@ -26,6 +26,10 @@ struct Group {
     last: Option<(i64, f64)>,
 }
 
+/// Group tag values (in `group_by` order, `None` for an unset tag) and the
+/// aggregate's value, before `HAVING`.
+pub type Groups = Vec<(Vec<Option<Arc<str>>>, Option<f64>)>;
+
 /// Evaluates `shape` over `state` at `now` (ns) into a batch of `schema`
 /// (the rule SQL's output schema).
 ///
@@ -37,6 +41,12 @@ pub fn evaluate(
     now: i64,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
+    answer(shape, &groups(shape, state, now), schema)
+}
+
+/// The groups of `shape` over `state` at `now`: what rules differing only
+/// in `HAVING` and output names share.
+pub fn groups(shape: &Shape, state: &FieldState, now: i64) -> Groups {
     let from = now.saturating_sub(shape.window_ns);
     let to = shape.upper.map(|inclusive| (now, inclusive));
     let mut groups: HashMap<Vec<Option<Arc<str>>>, Group> = HashMap::new();
@@ -70,17 +80,31 @@ pub fn evaluate(
             }
         }
     }
+    groups
+        .into_iter()
+        .map(|(k, mut g)| {
+            let v = value(shape.agg, &mut g, now);
+            (k, v)
+        })
+        .collect()
+}
+
+/// The rule's answer from its groups: `HAVING` applied, columns in the
+/// SQL's order and types.
+///
+/// # Errors
+/// [`Error::Internal`] when a column cannot be cast to the schema's type.
+pub fn answer(shape: &Shape, groups: &Groups, schema: &SchemaRef) -> Result<RecordBatch> {
     let mut keys = Vec::new();
     let mut values = Vec::new();
-    for (k, mut g) in groups {
-        let v = value(shape.agg, &mut g, now);
+    for (k, v) in groups {
         if let Some((cmp, c)) = shape.having
             && !v.is_some_and(|v| cmp.holds(v, c))
         {
             continue;
         }
         keys.push(k);
-        values.push(v);
+        values.push(*v);
     }
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(shape.outputs.len());
     for (i, (what, _)) in shape.outputs.iter().enumerate() {

@@ -32,6 +32,7 @@ use fleetlake_ingest::validate::TableWrite;
 use fleetlake_query::QueryEngine;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
+use tracing::warn;
 
 use crate::error::Result;
 use shape::Shape;
@@ -76,6 +77,9 @@ struct Slot {
     state: FieldState,
     /// Filled from the query: rules may read it.
     ready: bool,
+    /// Filling it passed the memory budget: it was emptied and its rules
+    /// run as batch SQL until they are installed again.
+    refused: bool,
     /// Rules reading it, with their windows.
     readers: HashMap<String, i64>,
 }
@@ -83,6 +87,11 @@ struct Slot {
 #[derive(Default)]
 struct Inner {
     slots: HashMap<StateKey, Slot>,
+    /// Groups computed at an instant, by state and shape without `HAVING`:
+    /// rules evaluated at the same instant that differ only in their
+    /// threshold share one pass over the state (as a batch engine would
+    /// share one scan per tick).
+    shared: HashMap<(StateKey, String), (i64, Arc<eval::Groups>)>,
 }
 
 /// Slots per table, per database: writes to other tables are skipped on
@@ -147,7 +156,7 @@ impl Hub {
             Event::Write { seq, db, tables } => {
                 for tw in &tables {
                     for (key, slot) in inner.slots.iter_mut() {
-                        if key.db == db && key.table == tw.table {
+                        if key.db == db && key.table == tw.table && !slot.refused {
                             slot.state.add(&tw.batch, key.field.as_deref(), seq);
                         }
                     }
@@ -202,6 +211,7 @@ impl Hub {
         let slot = inner.slots.entry(key.clone()).or_insert_with(|| Slot {
             state: FieldState::default(),
             ready: false,
+            refused: false,
             readers: HashMap::new(),
         });
         slot.readers.insert(rule.to_string(), keep_ns);
@@ -227,6 +237,7 @@ impl Hub {
         }
         for key in gone {
             inner.slots.remove(&key);
+            inner.shared.retain(|(k, _), _| *k != key);
             if let Some(t) = self.tables.write().get_mut(&key.db)
                 && let Some(n) = t.get_mut(&key.table)
             {
@@ -251,8 +262,8 @@ impl Hub {
         now: i64,
     ) -> Result<()> {
         let keep_ns = match self.inner.lock().slots.get(key) {
-            Some(s) => s.state.keep_ns,
-            None => return Ok(()),
+            Some(s) if !s.refused => s.state.keep_ns,
+            _ => return Ok(()),
         };
         let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
         let mut cols: Vec<String> = tags.iter().map(|t| quote(t)).collect();
@@ -274,6 +285,21 @@ impl Hub {
                 slot.state.add(b, key.field.as_deref(), 0);
             }
             slot.ready = true;
+        }
+        let used: usize = inner.slots.values().map(|s| s.state.bytes()).sum();
+        if used > self.budget_bytes
+            && let Some(slot) = inner.slots.get_mut(key)
+        {
+            warn!(
+                table = %key.table,
+                field = ?key.field,
+                used,
+                budget = self.budget_bytes,
+                "streaming state over its memory budget (--rules-state-memory); its rules run as batch SQL"
+            );
+            slot.state.clear();
+            slot.ready = false;
+            slot.refused = true;
         }
         Ok(())
     }
@@ -299,11 +325,26 @@ impl Hub {
         schema: &SchemaRef,
     ) -> Result<Option<RecordBatch>> {
         self.drain();
-        let inner = self.inner.lock();
-        match inner.slots.get(key) {
-            Some(slot) if slot.ready => eval::evaluate(shape, &slot.state, now, schema).map(Some),
-            _ => Ok(None),
-        }
+        let mut inner = self.inner.lock();
+        let Inner { slots, shared } = &mut *inner;
+        let Some(slot) = slots.get(key).filter(|s| s.ready) else {
+            return Ok(None);
+        };
+        let common = Shape {
+            having: None,
+            outputs: Vec::new(),
+            ..shape.clone()
+        };
+        let id = (key.clone(), format!("{common:?}"));
+        let groups = match shared.get(&id) {
+            Some((at, g)) if *at == now => g.clone(),
+            _ => {
+                let g = Arc::new(eval::groups(shape, &slot.state, now));
+                shared.insert(id, (now, g.clone()));
+                g
+            }
+        };
+        eval::answer(shape, &groups, schema).map(Some)
     }
 
     fn reads(&self, db: &str, table: &str) -> bool {

@@ -81,6 +81,17 @@ pub struct FieldState {
     /// How far back points are kept (the longest window over this field).
     pub keep_ns: i64,
     points: usize,
+    /// Bytes of the series' keys (their tags) and map entries.
+    key_bytes: usize,
+}
+
+/// What a series' key and map entry cost: the tag strings, their `Arc`
+/// headers, the slice and the entry.
+fn key_cost(key: &SeriesKey) -> usize {
+    96 + key
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 64)
+        .sum::<usize>()
 }
 
 /// Bytes a point costs in the state, with its share of the vector.
@@ -91,9 +102,16 @@ impl FieldState {
         self.points
     }
 
+    /// Drops every point (the window stays).
+    pub fn clear(&mut self) {
+        self.series = HashMap::new();
+        self.points = 0;
+        self.key_bytes = 0;
+    }
+
     /// Approximate bytes held.
     pub fn bytes(&self) -> usize {
-        self.points * POINT_BYTES + self.series.len() * 96
+        self.points * POINT_BYTES + self.key_bytes
     }
 
     /// Adds the rows of `batch` (a table write: tag columns as dictionaries,
@@ -155,7 +173,13 @@ impl FieldState {
                     key
                 }
             };
-            let s = self.series.entry(key).or_default();
+            let s = match self.series.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    self.key_bytes += key_cost(e.key());
+                    e.insert(Series::default())
+                }
+            };
             let before = s.points.len();
             s.put(Point {
                 time: times.value(row),
@@ -175,7 +199,7 @@ impl FieldState {
         tags: &[(String, String)],
         before_seq: u64,
     ) {
-        let mut removed = 0;
+        let (mut removed, mut freed) = (0, 0);
         self.series.retain(|key, s| {
             let matches = tags.iter().all(|(k, v)| {
                 key.iter()
@@ -187,22 +211,30 @@ impl FieldState {
                     .retain(|p| p.time < min_time || p.time > max_time || p.seq >= before_seq);
                 removed += before - s.points.len();
             }
+            if s.points.is_empty() {
+                freed += key_cost(key);
+            }
             !s.points.is_empty()
         });
         self.points -= removed;
+        self.key_bytes -= freed;
     }
 
     /// Drops points at or before `now − keep_ns`, and series left empty.
     pub fn evict(&mut self, now: i64) {
         let cutoff = now.saturating_sub(self.keep_ns);
-        let mut removed = 0;
-        self.series.retain(|_, s| {
+        let (mut removed, mut freed) = (0, 0);
+        self.series.retain(|key, s| {
             let n = s.points.partition_point(|p| p.time <= cutoff);
             s.points.drain(..n);
             removed += n;
+            if s.points.is_empty() {
+                freed += key_cost(key);
+            }
             !s.points.is_empty()
         });
         self.points -= removed;
+        self.key_bytes -= freed;
     }
 }
 
