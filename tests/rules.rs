@@ -1087,3 +1087,36 @@ async fn streaming_rules_answer_from_writes_and_say_so() {
     })
     .await;
 }
+
+/// `eval = "on_write"`: a streaming rule evaluated every hour still sees a
+/// hot row as soon as it is written; a rule that cannot stream cannot ask
+/// for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_write_rules_act_on_the_write_not_the_hour() {
+    let server = Server::start(ALLOW_LOOPBACK);
+    write_probe(&server, &[(1, 1, 10.0)]).await;
+    let hook = receiver(200).await;
+    let rule = json!({"name": "hot_now", "kind": "alert", "every": "1h", "eval": "on_write",
+        "sql": HOT, "action": {"type": "webhook", "url": hook.url}});
+    let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(s, 201, "{v}");
+    let refused = json!({"name": "batch_now", "kind": "alert", "every": "1h", "eval": "on_write",
+        "sql": "SELECT hostname, v AS value FROM probe WHERE v > 50"});
+    let (s, v) = call(&server, "POST", "/api/v1/rules", Some(refused)).await;
+    assert_eq!(s, 400, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("on_write") && msg.contains("no GROUP BY aggregate"), "{msg}");
+    // The hour's first evaluation comes at once; then only writes wake it.
+    wait_for(10, "the first evaluation", || async {
+        let (_, v) = call(&server, "GET", "/api/v1/rules/hot_now", None).await;
+        v["last_evaluation"].as_str().map(str::to_string)
+    })
+    .await;
+    assert!(hook.bodies.lock().is_empty());
+    write_probe(&server, &[(3, 1, 99.0)]).await;
+    let body = wait_for(10, "the webhook after the write", || async {
+        hook.bodies.lock().first().cloned()
+    })
+    .await;
+    assert_eq!(body["labels"]["hostname"], "h3", "{body}");
+}

@@ -57,6 +57,28 @@ pub struct RuleDef {
     pub action: Option<ActionDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<SafetyDef>,
+    /// When the rule is evaluated besides every `every`.
+    #[serde(default, skip_serializing_if = "Eval::is_every")]
+    pub eval: Eval,
+}
+
+/// When a rule is evaluated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Eval {
+    /// At multiples of `every` (Prometheus' rule groups).
+    #[default]
+    Every,
+    /// Also as soon as a write reaches the rule's streaming state, so a
+    /// condition a row makes true is seen when it is acknowledged (the
+    /// rule must stream).
+    OnWrite,
+}
+
+impl Eval {
+    pub fn is_every(&self) -> bool {
+        *self == Eval::Every
+    }
 }
 
 /// The server's `--default-db`, set once at start-up; [`DEFAULT_DB`] until then.

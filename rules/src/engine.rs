@@ -212,6 +212,7 @@ impl RulesEngine {
         }
         info!(rules = names.len(), "rules loaded");
         tokio::spawn(self.hub.clone().run());
+        tokio::spawn(self.clone().run_on_write(shutdown.clone()));
         let me = self.clone();
         Ok(tokio::spawn(async move { me.run(shutdown).await }))
     }

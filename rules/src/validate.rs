@@ -97,6 +97,14 @@ pub async fn validate(engine: &QueryEngine, def: &RuleDef) -> Result<Validation>
                 })),
                 Err(why) => Mode::Batch(why.0),
             };
+            if def.eval == crate::definition::Eval::OnWrite
+                && let Mode::Batch(why) = &v.mode
+            {
+                return Err(Error::invalid(format!(
+                    "rule {:?}: eval = \"on_write\" needs a rule that streams; this one runs as batch SQL: {why}",
+                    def.name
+                )));
+            }
             (schema, tables)
         }
     };

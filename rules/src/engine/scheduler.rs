@@ -23,7 +23,7 @@ use super::RulesEngine;
 use super::dispatch::live_of;
 use crate::actions;
 use crate::core::{self, ActionRow, Env};
-use crate::definition::{Kind, RuleDef};
+use crate::definition::{Eval, Kind, RuleDef};
 use crate::error::Result;
 use crate::eval;
 use crate::safety::Inventory;
@@ -107,6 +107,9 @@ impl RulesEngine {
             inner
                 .rules
                 .get(name)
+                // An on-write evaluation may have seen a later instant
+                // already: time does not run backwards for a rule.
+                .filter(|l| l.state.last_eval.is_none_or(|t| t <= at))
                 .map(|l| (l.def.clone(), l.tables.clone(), l.mode.clone()))
         }) else {
             return;
@@ -229,6 +232,44 @@ impl RulesEngine {
 }
 
 impl RulesEngine {
+    /// Evaluates `eval = "on_write"` rules as soon as a write changes their
+    /// state (at the current time, besides their grid), one evaluation of a
+    /// rule at a time.
+    pub(super) async fn run_on_write(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let changed = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                c = self.hub.changed() => c,
+            };
+            let now = self.now();
+            let due: Vec<String> = {
+                let mut inner = self.inner.lock();
+                inner
+                    .rules
+                    .iter_mut()
+                    .filter(|(_, l)| {
+                        l.def.eval == Eval::OnWrite
+                            && !l.evaluating
+                            && matches!(&l.mode, Mode::Streaming(c) if changed.contains(&c.key))
+                    })
+                    .map(|(n, l)| {
+                        l.evaluating = true;
+                        n.clone()
+                    })
+                    .collect()
+            };
+            for name in due {
+                let me = self.clone();
+                self.tasks.lock().spawn(async move {
+                    me.evaluate(&name, now).await;
+                    if let Some(l) = me.inner.lock().rules.get_mut(&name) {
+                        l.evaluating = false;
+                    }
+                });
+            }
+        }
+    }
+
     /// A streaming rule's answer from its state, filling the state first
     /// when it is new; `None` when the state cannot be used (the caller
     /// runs the SQL).

@@ -22,7 +22,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -105,6 +105,9 @@ pub struct Hub {
     /// Writes and deletes not applied yet, oldest first.
     queue: Mutex<VecDeque<Event>>,
     queued: Notify,
+    /// States a write changed since [`Hub::changed`] last took them.
+    changed: Mutex<HashSet<StateKey>>,
+    changed_notify: Notify,
     /// Bytes of state past which no new state is made (rules run as batch).
     budget_bytes: usize,
 }
@@ -122,6 +125,8 @@ impl Hub {
             tables: RwLock::new(Tables::new()),
             queue: Mutex::new(VecDeque::new()),
             queued: Notify::new(),
+            changed: Mutex::new(HashSet::new()),
+            changed_notify: Notify::new(),
             budget_bytes,
         })
     }
@@ -142,22 +147,41 @@ impl Hub {
 
     /// Applies every queued event, in order.
     fn drain(&self) {
-        let mut inner = self.inner.lock();
-        loop {
-            let Some(ev) = self.queue.lock().pop_front() else {
-                return;
-            };
-            Self::apply(&mut inner, ev);
+        let mut changed = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            loop {
+                let Some(ev) = self.queue.lock().pop_front() else {
+                    break;
+                };
+                Self::apply(&mut inner, ev, &mut changed);
+            }
+        }
+        if !changed.is_empty() {
+            self.changed.lock().extend(changed);
+            self.changed_notify.notify_one();
         }
     }
 
-    fn apply(inner: &mut Inner, ev: Event) {
+    /// Waits until writes changed some state, and says which.
+    pub async fn changed(&self) -> HashSet<StateKey> {
+        loop {
+            let taken = std::mem::take(&mut *self.changed.lock());
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.changed_notify.notified().await;
+        }
+    }
+
+    fn apply(inner: &mut Inner, ev: Event, changed: &mut Vec<StateKey>) {
         match ev {
             Event::Write { seq, db, tables } => {
                 for tw in &tables {
                     for (key, slot) in inner.slots.iter_mut() {
                         if key.db == db && key.table == tw.table && !slot.refused {
                             slot.state.add(&tw.batch, key.field.as_deref(), seq);
+                            changed.push(key.clone());
                         }
                     }
                 }
