@@ -138,14 +138,7 @@ async fn load_once(dir: &Path) -> Result<()> {
 }
 
 fn proc_status_kb(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    fleetlake_benches::server::proc_status_kb(std::process::id(), key)
 }
 
 /// splitmix64: file ids and sizes, reproducible.

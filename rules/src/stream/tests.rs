@@ -162,8 +162,8 @@ fn same(a: Option<f64>, b: Option<f64>) -> bool {
     }
 }
 
-async fn check_seed(seed: u64) {
-    let mut rng = Rng(seed);
+/// A write path and query engine over an in-memory store and a temporary WAL.
+async fn engines() -> (Arc<Ingester>, Arc<QueryEngine>, tempfile::TempDir) {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let catalog = Arc::new(Catalog::load(store.clone(), 100).await.unwrap());
     let wal = tempfile::tempdir().unwrap();
@@ -173,6 +173,12 @@ async fn check_seed(seed: u64) {
     let query = Arc::new(
         QueryEngine::new(ingester.clone(), store.clone(), QueryConfig::default()).unwrap(),
     );
+    (ingester, query, wal)
+}
+
+async fn check_seed(seed: u64) {
+    let mut rng = Rng(seed);
+    let (ingester, query, _wal) = engines().await;
     let hub = Hub::new(1 << 30);
     ingester.observe(hub.clone());
     let write = |body: String| {
@@ -257,12 +263,7 @@ async fn streaming_answers_as_batch_sql_does() {
 
 #[tokio::test]
 async fn constructs_outside_the_shape_name_themselves() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let catalog = Arc::new(Catalog::load(store.clone(), 100).await.unwrap());
-    let wal = tempfile::tempdir().unwrap();
-    let ingester = Ingester::open(catalog, IngestConfig::new(wal.path().to_path_buf()))
-        .await
-        .unwrap();
+    let (ingester, query, _wal) = engines().await;
     ingester
         .write_lp(
             "fleet",
@@ -272,9 +273,6 @@ async fn constructs_outside_the_shape_name_themselves() {
         )
         .await
         .unwrap();
-    let query = Arc::new(
-        QueryEngine::new(ingester.clone(), store.clone(), QueryConfig::default()).unwrap(),
-    );
     for (sql, why) in [
         (
             "SELECT host, v AS value FROM m WHERE v > 1",
