@@ -36,6 +36,51 @@ pub struct RuleState {
     pub last_eval: Option<i64>,
 }
 
+impl RuleState {
+    /// A fingerprint of what a restart needs from this state: everything
+    /// but what the next evaluation recomputes (each instance's value, row,
+    /// annotations and last sighting, and the time of the last evaluation).
+    pub fn durable_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let strip = |m: &BTreeMap<String, Instance>| -> BTreeMap<String, Instance> {
+            m.iter()
+                .map(|(k, i)| {
+                    let mut i = i.clone();
+                    i.value = None;
+                    i.row = serde_json::Map::new();
+                    i.annotations = BTreeMap::new();
+                    i.last_seen = 0;
+                    (k.clone(), i)
+                })
+                .collect()
+        };
+        let durable = RuleState {
+            instances: strip(&self.instances),
+            safety_alerts: strip(&self.safety_alerts),
+            last_eval: None,
+            ..self.clone_without_instances()
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_vec(&durable)
+            .unwrap_or_default()
+            .hash(&mut h);
+        h.finish()
+    }
+
+    fn clone_without_instances(&self) -> RuleState {
+        RuleState {
+            version: self.version,
+            def_hash: self.def_hash.clone(),
+            instances: BTreeMap::new(),
+            safety_alerts: BTreeMap::new(),
+            acted: self.acted.clone(),
+            breaker: self.breaker.clone(),
+            approvals: self.approvals.clone(),
+            last_eval: self.last_eval,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActedRecord {
     pub id: String,

@@ -23,6 +23,7 @@ mod dispatch;
 mod journal;
 mod record;
 mod registry;
+mod rounds;
 mod scheduler;
 mod views;
 
@@ -50,6 +51,7 @@ use crate::validate::Mode;
 pub use crate::clock::{Clock, SystemClock};
 pub use record::record_lines;
 pub use registry::Source;
+pub use rounds::{ROUND_BUCKETS, RoundStats};
 pub(crate) use scheduler::gather_inventory;
 
 #[derive(Debug, Clone)]
@@ -103,6 +105,9 @@ struct Loaded {
     last_duration_ms: f64,
     next_eval: i64,
     evaluating: bool,
+    /// What was last written to the object store: the state's
+    /// [`RuleState::durable_fingerprint`] and when.
+    persisted: Option<(u64, i64)>,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +119,18 @@ struct Inner {
     file_sig: Vec<(PathBuf, SystemTime, u64)>,
     actions: VecDeque<ActionRow>,
     in_flight: dispatch::InFlight,
+    rounds: rounds::Rounds,
+}
+
+/// What `/metrics` shows of the rules engine.
+#[derive(Debug, Clone)]
+pub struct RulesMetrics {
+    pub rules: usize,
+    /// Rules answered from streaming state.
+    pub streaming: usize,
+    /// Bytes of streaming state.
+    pub state_bytes: usize,
+    pub rounds: RoundStats,
 }
 
 pub struct RulesEngine {
@@ -223,6 +240,21 @@ impl RulesEngine {
 
     pub fn global_limits(&self) -> GlobalLimits {
         self.config.global
+    }
+
+    pub fn metrics(&self) -> RulesMetrics {
+        let state_bytes = self.hub.bytes();
+        let inner = self.inner.lock();
+        RulesMetrics {
+            rules: inner.rules.len(),
+            streaming: inner
+                .rules
+                .values()
+                .filter(|l| matches!(l.mode, Mode::Streaming(_)))
+                .count(),
+            state_bytes,
+            rounds: inner.rounds.stats.clone(),
+        }
     }
 }
 

@@ -241,6 +241,52 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
     );
     let _ = writeln!(out, "fleetlake_query_duration_seconds_count {count}");
+    let r = state.rules.metrics();
+    gauge(
+        &mut out,
+        "fleetlake_rules",
+        "Rules installed.",
+        r.rules as u64,
+    );
+    gauge(
+        &mut out,
+        "fleetlake_rules_streaming",
+        "Rules answered from streaming state instead of a query.",
+        r.streaming as u64,
+    );
+    gauge(
+        &mut out,
+        "fleetlake_rules_state_bytes",
+        "Bytes of streaming-rule state (--rules-state-memory bounds it).",
+        r.state_bytes as u64,
+    );
+    counter(
+        &mut out,
+        "fleetlake_rules_evaluations_total",
+        "Scheduled rule evaluations finished.",
+        r.rounds.evaluations,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_rules_round_duration_seconds From a grid instant to the end of the last evaluation due at it.\n# TYPE fleetlake_rules_round_duration_seconds histogram"
+    );
+    for (i, le) in fleetlake_rules::engine::ROUND_BUCKETS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "fleetlake_rules_round_duration_seconds_bucket{{le=\"{le}\"}} {}",
+            r.rounds.buckets[i]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "fleetlake_rules_round_duration_seconds_bucket{{le=\"+Inf\"}} {0}\nfleetlake_rules_round_duration_seconds_sum {1}\nfleetlake_rules_round_duration_seconds_count {0}",
+        r.rounds.rounds, r.rounds.sum_seconds
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_rules_last_round_duration_seconds Duration of the round that closed last.\n# TYPE fleetlake_rules_last_round_duration_seconds gauge\nfleetlake_rules_last_round_duration_seconds {}",
+        r.rounds.last_seconds
+    );
     gauge(
         &mut out,
         "fleetlake_uptime_seconds",

@@ -18,6 +18,10 @@ use super::RulesEngine;
 use crate::core::ActionRow;
 use crate::error::Result;
 
+/// A rule's state is written at least this often while it changes only in
+/// what a restart recomputes (values, rows, last evaluation): 5 minutes.
+const REFRESH_NS: i64 = 300_000_000_000;
+
 /// Rows of `system.actions` kept in memory (the newest).
 const MAX_ACTION_ROWS: usize = 100_000;
 
@@ -71,12 +75,41 @@ impl RulesEngine {
     }
 
     pub(super) async fn persist_state(&self, name: &str) {
+        self.write_state(name, true).await;
+    }
+
+    /// Persists rule `name`'s state after an evaluation only when what a
+    /// restart needs changed (an instance's lifecycle, actions, breaker,
+    /// approvals, version), or when the last write is older than
+    /// [`REFRESH_NS`]: an fsync'd object per rule per evaluation would cost
+    /// a round of 1,000 rules seconds of disk.
+    pub(super) async fn persist_state_if_changed(&self, name: &str) {
+        self.write_state(name, false).await;
+    }
+
+    async fn write_state(&self, name: &str, always: bool) {
         let _g = self.persist.lock().await;
-        let st = self.inner.lock().rules.get(name).map(|l| l.state.clone());
-        if let Some(st) = st
-            && let Err(e) = self.store.put("state", name, &st).await
-        {
+        let now = self.now();
+        let st = {
+            let mut inner = self.inner.lock();
+            let Some(l) = inner.rules.get_mut(name) else {
+                return;
+            };
+            let print = l.state.durable_fingerprint();
+            let fresh = l
+                .persisted
+                .is_some_and(|(p, at)| p == print && now.saturating_sub(at) < REFRESH_NS);
+            if fresh && !always {
+                return;
+            }
+            l.persisted = Some((print, now));
+            l.state.clone()
+        };
+        if let Err(e) = self.store.put("state", name, &st).await {
             error!(rule = name, error = %e, "persisting rule state failed");
+            if let Some(l) = self.inner.lock().rules.get_mut(name) {
+                l.persisted = None;
+            }
         }
     }
 }

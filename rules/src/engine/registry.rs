@@ -140,6 +140,7 @@ impl RulesEngine {
                 last_duration_ms: 0.0,
                 next_eval,
                 evaluating: false,
+                persisted: None,
             },
         );
     }
@@ -327,7 +328,11 @@ impl RulesEngine {
         self.store.put("defs", &def.name, &def).await?;
         let name = def.name.clone();
         self.install(def, Source::Api, v, None);
-        self.persist_state(&name).await;
+        // A new rule's state is what a restart would make from its
+        // definition (version 1); a replaced one's version went up.
+        if replace {
+            self.persist_state(&name).await;
+        }
         self.rule_json(&name).ok_or_else(|| Error::NotFound(name))
     }
 

@@ -60,7 +60,13 @@ impl RulesEngine {
             let now = self.now();
             if last_evict.elapsed() >= Duration::from_secs(1) {
                 last_evict = std::time::Instant::now();
-                self.hub.evict(now);
+                let catalog = self.ingester.catalog().state();
+                self.hub.evict(now, |db, table| {
+                    catalog
+                        .databases
+                        .get(db)
+                        .and_then(|d| d.retention_of(table))
+                });
             }
             let due: Vec<(String, i64)> = {
                 let mut inner = self.inner.lock();
@@ -77,6 +83,12 @@ impl RulesEngine {
                     })
                     .collect()
             };
+            {
+                let mut inner = self.inner.lock();
+                for (_, at) in &due {
+                    inner.rounds.begin(*at, 1);
+                }
+            }
             for (name, at) in due {
                 let me = self.clone();
                 let permits = permits.clone();
@@ -84,7 +96,10 @@ impl RulesEngine {
                     // The semaphore is never closed.
                     let _permit = permits.acquire_owned().await;
                     me.evaluate(&name, at).await;
-                    if let Some(l) = me.inner.lock().rules.get_mut(&name) {
+                    let now = me.now();
+                    let mut inner = me.inner.lock();
+                    inner.rounds.finish(at, now);
+                    if let Some(l) = inner.rules.get_mut(&name) {
                         l.evaluating = false;
                     }
                 });
@@ -179,7 +194,7 @@ impl RulesEngine {
         }
         let rows: Vec<ActionRow> = outcome.decisions.iter().map(|(r, _)| r.clone()).collect();
         self.record_rows(rows).await;
-        self.persist_state(name).await;
+        self.persist_state_if_changed(name).await;
         if let Some(action) = def.action.clone() {
             for (row, run) in outcome.decisions {
                 if let Some(req) = run {
@@ -218,7 +233,17 @@ impl RulesEngine {
             }
         }
         let streamed = match mode {
-            Mode::Streaming(c) => self.streamed(q, c, at).await?,
+            Mode::Streaming(c) => {
+                let b = self.streamed(q, c, at).await?;
+                if b.is_none() && self.hub.refused(&c.key) {
+                    // Views and system.rules say so from now on.
+                    *mode = Mode::Batch(
+                        "its streaming state went over --rules-state-memory while it was filled"
+                            .into(),
+                    );
+                }
+                b
+            }
             Mode::Batch(_) => None,
         };
         let batches = match streamed {
@@ -279,14 +304,28 @@ impl RulesEngine {
         c: &Compiled,
         at: i64,
     ) -> Result<Option<arrow::record_batch::RecordBatch>> {
-        if let Some(b) = self.hub.evaluate(&c.key, &c.shape, at, &c.schema)? {
+        // Rows past the table's retention are hidden as the query engine
+        // hides them: before the wall clock's now − retention.
+        let expired_before = self
+            .ingester
+            .catalog()
+            .state()
+            .databases
+            .get(&c.key.db)
+            .and_then(|d| d.retention_of(&c.key.table))
+            .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl));
+        if let Some(b) = self
+            .hub
+            .evaluate(&c.key, &c.shape, at, expired_before, &c.schema)?
+        {
             return Ok(Some(b));
         }
         if let Err(e) = self.hub.fill(q, &c.key, &c.tags, self.now()).await {
             warn!(table = %c.key.table, error = %e, "filling streaming state failed; the rule runs as batch SQL");
             return Ok(None);
         }
-        self.hub.evaluate(&c.key, &c.shape, at, &c.schema)
+        self.hub
+            .evaluate(&c.key, &c.shape, at, expired_before, &c.schema)
     }
 }
 

@@ -736,3 +736,48 @@ async fn an_engine_without_a_rules_dir_has_nothing_to_reload() {
     let err = e.check_body(API_BODY.as_bytes()).await.unwrap_err();
     assert!(matches!(err, Error::Internal(_)), "{err}");
 }
+
+/// An evaluation that changes only what the next one recomputes (values,
+/// the time of the evaluation) does not write the rule's state; one that
+/// changes an instance's lifecycle does, and a restart resumes from it.
+#[tokio::test]
+async fn state_is_written_when_a_restart_would_need_it() {
+    let f = fixture(&[("alerts.toml", HOT)]).await;
+    let stored = || async {
+        let rows: Vec<(String, RuleState)> = f.engine.store.list("state").await.unwrap();
+        rows.into_iter().find(|(n, _)| n == "hot").unwrap().1
+    };
+    f.engine.evaluate("hot", T0).await;
+    let first = stored().await;
+    assert_eq!(first.last_eval, Some(T0), "a new instance is written");
+    assert_eq!(first.instances.len(), 1);
+
+    // Still pending, a new value: nothing a restart needs changed.
+    let t = T0 + 20 * S;
+    f.ingester
+        .write_lp(
+            "fleet",
+            format!("thermal,hostname=a temp=97 {t}\n"),
+            Precision::Nanosecond,
+            true,
+        )
+        .await
+        .unwrap();
+    f.clock.set(T0 + 30 * S);
+    f.engine.evaluate("hot", T0 + 30 * S).await;
+    assert_eq!(f.alerts()[0]["value"], "97");
+    assert_eq!(stored().await, first, "the state object was rewritten");
+
+    // Firing: written.
+    f.clock.set(T0 + 60 * S);
+    f.engine.evaluate("hot", T0 + 60 * S).await;
+    let fired = stored().await;
+    assert_eq!(fired.last_eval, Some(T0 + 60 * S));
+    let inst = fired.instances.values().next().unwrap();
+    assert_eq!(inst.fired_at, Some(T0 + 60 * S));
+    f.settle().await;
+
+    let again = f.start().await.unwrap();
+    let alerts = again.alerts_json();
+    assert_eq!(alerts["data"]["alerts"][0]["state"], "firing", "{alerts:?}");
+}

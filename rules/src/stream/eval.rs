@@ -41,16 +41,22 @@ pub fn evaluate(
     now: i64,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
-    answer(shape, &groups(shape, state, now), schema)
+    answer(shape, &groups(shape, state, now, None), schema)
 }
 
 /// The groups of `shape` over `state` at `now`: what rules differing only
-/// in `HAVING` and output names share.
-pub fn groups(shape: &Shape, state: &FieldState, now: i64) -> Groups {
-    let from = now.saturating_sub(shape.window_ns);
+/// in `HAVING` and output names share. Points before `expired_before`
+/// (retention) do not count.
+pub fn groups(shape: &Shape, state: &FieldState, now: i64, expired_before: Option<i64>) -> Groups {
+    let (mut from, mut inclusive) = (now.saturating_sub(shape.window_ns), shape.window_inclusive);
+    if let Some(e) = expired_before
+        && (e > from || (e == from && !inclusive))
+    {
+        (from, inclusive) = (e, true);
+    }
     let to = shape.upper.map(|inclusive| (now, inclusive));
     let mut groups: HashMap<Vec<Option<Arc<str>>>, Group> = HashMap::new();
-    for (key, series) in &state.series {
+    for (key, series) in state.series() {
         let tag = |name: &str| {
             key.iter()
                 .find(|(k, _)| k.as_ref() == name)
@@ -63,7 +69,7 @@ pub fn groups(shape: &Shape, state: &FieldState, now: i64) -> Groups {
         {
             continue;
         }
-        let points = series.window(from, shape.window_inclusive, to);
+        let points = series.window(from, inclusive, to);
         let mut passing = points.iter().filter(|p| passes(shape, p)).peekable();
         if passing.peek().is_none() {
             continue;

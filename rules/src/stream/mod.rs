@@ -36,7 +36,7 @@ use tracing::warn;
 
 use crate::error::Result;
 use shape::Shape;
-use state::FieldState;
+use state::{FieldState, Keys};
 
 /// Which state a rule reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,6 +87,8 @@ struct Slot {
 #[derive(Default)]
 struct Inner {
     slots: HashMap<StateKey, Slot>,
+    /// Series keys per (database, table), shared by the table's slots.
+    keys: HashMap<(String, String), Keys>,
     /// Groups computed at an instant, by state and shape without `HAVING`:
     /// rules evaluated at the same instant that differ only in their
     /// threshold share one pass over the state (as a batch engine would
@@ -178,11 +180,27 @@ impl Hub {
         match ev {
             Event::Write { seq, db, tables } => {
                 for tw in &tables {
-                    for (key, slot) in inner.slots.iter_mut() {
-                        if key.db == db && key.table == tw.table && !slot.refused {
-                            slot.state.add(&tw.batch, key.field.as_deref(), seq);
-                            changed.push(key.clone());
+                    let readers: Vec<StateKey> = inner
+                        .slots
+                        .iter()
+                        .filter(|(k, s)| k.db == db && k.table == tw.table && !s.refused)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    if readers.is_empty() {
+                        continue;
+                    }
+                    // One pass over the rows for their series, however
+                    // many fields of the table rules read.
+                    let keys = inner
+                        .keys
+                        .entry((db.clone(), tw.table.clone()))
+                        .or_default()
+                        .of_batch(&tw.batch);
+                    for key in readers {
+                        if let Some(slot) = inner.slots.get_mut(&key) {
+                            slot.state.add(&tw.batch, &keys, key.field.as_deref(), seq);
                         }
+                        changed.push(key);
                     }
                 }
             }
@@ -199,18 +217,27 @@ impl Hub {
                         slot.state.delete(min_time, max_time, &tags, before_seq);
                     }
                 }
+                if let Some(k) = inner.keys.get_mut(&(db, table)) {
+                    k.gc();
+                }
             }
         }
     }
 
-    /// Total bytes of state.
+    /// Total bytes of state: points, series and their keys.
     pub fn bytes(&self) -> usize {
-        self.inner
-            .lock()
-            .slots
-            .values()
-            .map(|s| s.state.bytes())
-            .sum()
+        Self::used(&self.inner.lock())
+    }
+
+    fn used(inner: &Inner) -> usize {
+        inner.slots.values().map(|s| s.state.bytes()).sum::<usize>()
+            + inner.keys.values().map(Keys::bytes).sum::<usize>()
+    }
+
+    /// Whether the state `key` was dropped for the memory budget (its
+    /// rules run as batch SQL).
+    pub fn refused(&self, key: &StateKey) -> bool {
+        self.inner.lock().slots.get(key).is_some_and(|s| s.refused)
     }
 
     /// Makes `rule` a reader of the state `key` with window `keep_ns`
@@ -218,7 +245,7 @@ impl Hub {
     /// filled (new, or its window grew), or `None` when over budget.
     pub fn attach(&self, rule: &str, key: &StateKey, keep_ns: i64) -> Option<bool> {
         let mut inner = self.inner.lock();
-        let used: usize = inner.slots.values().map(|s| s.state.bytes()).sum();
+        let used = Self::used(&inner);
         let exists = inner.slots.contains_key(key);
         if !exists && used >= self.budget_bytes {
             return None;
@@ -262,6 +289,13 @@ impl Hub {
         for key in gone {
             inner.slots.remove(&key);
             inner.shared.retain(|(k, _), _| *k != key);
+            let table = (key.db.clone(), key.table.clone());
+            if let Some(k) = inner.keys.get_mut(&table) {
+                k.gc();
+                if k.is_empty() {
+                    inner.keys.remove(&table);
+                }
+            }
             if let Some(t) = self.tables.write().get_mut(&key.db)
                 && let Some(n) = t.get_mut(&key.table)
             {
@@ -304,13 +338,16 @@ impl Hub {
         let batches = crate::eval::run_sql(engine, &key.db, &sql, now).await?;
         self.drain();
         let mut inner = self.inner.lock();
-        if let Some(slot) = inner.slots.get_mut(key) {
+        let Inner { slots, keys, .. } = &mut *inner;
+        if let Some(slot) = slots.get_mut(key) {
+            let keys = keys.entry((key.db.clone(), key.table.clone())).or_default();
             for b in &batches {
-                slot.state.add(b, key.field.as_deref(), 0);
+                let ks = keys.of_batch(b);
+                slot.state.add(b, &ks, key.field.as_deref(), 0);
             }
             slot.ready = true;
         }
-        let used: usize = inner.slots.values().map(|s| s.state.bytes()).sum();
+        let used = Self::used(&inner);
         if used > self.budget_bytes
             && let Some(slot) = inner.slots.get_mut(key)
         {
@@ -324,15 +361,24 @@ impl Hub {
             slot.state.clear();
             slot.ready = false;
             slot.refused = true;
+            if let Some(k) = inner.keys.get_mut(&(key.db.clone(), key.table.clone())) {
+                k.gc();
+            }
         }
         Ok(())
     }
 
-    /// Drops points no reader needs any more (older than `now − keep`).
-    pub fn evict(&self, now: i64) {
+    /// Drops points no reader needs any more (older than `now − keep`, or
+    /// expired by the table's retention: `retention(db, table)`), then the
+    /// series keys no state holds.
+    pub fn evict(&self, now: i64, retention: impl Fn(&str, &str) -> Option<i64>) {
         self.drain();
-        for slot in self.inner.lock().slots.values_mut() {
-            slot.state.evict(now);
+        let mut inner = self.inner.lock();
+        for (key, slot) in inner.slots.iter_mut() {
+            slot.state.evict(now, retention(&key.db, &key.table));
+        }
+        for k in inner.keys.values_mut() {
+            k.gc();
         }
     }
 
@@ -341,16 +387,19 @@ impl Hub {
     ///
     /// # Errors
     /// The answer cannot be built in `schema`.
+    /// Points before `expired_before` (the table's retention, as the query
+    /// engine applies it) do not count.
     pub fn evaluate(
         &self,
         key: &StateKey,
         shape: &Shape,
         now: i64,
+        expired_before: Option<i64>,
         schema: &SchemaRef,
     ) -> Result<Option<RecordBatch>> {
         self.drain();
         let mut inner = self.inner.lock();
-        let Inner { slots, shared } = &mut *inner;
+        let Inner { slots, shared, .. } = &mut *inner;
         let Some(slot) = slots.get(key).filter(|s| s.ready) else {
             return Ok(None);
         };
@@ -359,11 +408,11 @@ impl Hub {
             outputs: Vec::new(),
             ..shape.clone()
         };
-        let id = (key.clone(), format!("{common:?}"));
+        let id = (key.clone(), format!("{common:?} {expired_before:?}"));
         let groups = match shared.get(&id) {
             Some((at, g)) if *at == now => g.clone(),
             _ => {
-                let g = Arc::new(eval::groups(shape, &slot.state, now));
+                let g = Arc::new(eval::groups(shape, &slot.state, now, expired_before));
                 shared.insert(id, (now, g.clone()));
                 g
             }

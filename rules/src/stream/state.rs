@@ -73,20 +73,152 @@ impl Series {
     }
 }
 
+/// The series keys of one table, shared by every state over it: a series'
+/// tags are held once however many fields of it rules read, and a write's
+/// rows are keyed once however many states it feeds.
+///
+/// # Invariants
+/// - Equal tag sets get the same `Arc`: states key their series by the
+///   pointer ([`KeyId`]).
+/// - A key stays while a state holds it; [`Keys::gc`] drops the others.
+#[derive(Debug, Default)]
+pub struct Keys {
+    by_hash: HashMap<u64, Vec<SeriesKey>>,
+    bytes: usize,
+}
+
+/// A series key's identity (its pointer; see [`Keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(usize);
+
+impl KeyId {
+    pub fn of(key: &SeriesKey) -> Self {
+        Self(Arc::as_ptr(key) as *const u8 as usize)
+    }
+}
+
+fn hash_str(s: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = FIXED.build_hasher();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+static FIXED: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher> =
+    std::hash::BuildHasherDefault::new();
+
+impl Keys {
+    /// The key of every row of `batch` (a table write, or the rows a fill
+    /// query read: tag columns are dictionaries).
+    pub fn of_batch(&mut self, batch: &RecordBatch) -> Vec<SeriesKey> {
+        let schema = batch.schema();
+        let mut tags: Vec<(Arc<str>, u64, Tags, Vec<u64>)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let t = Tags::of(batch.column(i))?;
+                let hashes = t.value_hashes();
+                Some((
+                    Arc::<str>::from(f.name().as_str()),
+                    hash_str(f.name()),
+                    t,
+                    hashes,
+                ))
+            })
+            .collect();
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(batch.num_rows());
+        let mut last: Option<(u64, SeriesKey)> = None;
+        for row in 0..batch.num_rows() {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for (_, name_hash, t, hashes) in &tags {
+                if let Some(id) = t.id(row) {
+                    h = (h ^ name_hash).wrapping_mul(0x100_0000_01b3);
+                    h = (h ^ hashes[id]).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+            let same = |key: &SeriesKey| {
+                let mut pairs = key.iter();
+                tags.iter()
+                    .filter_map(|(n, _, t, _)| t.value(row).map(|v| (n, v)))
+                    .all(|(n, v)| {
+                        pairs
+                            .next()
+                            .is_some_and(|(kn, kv)| kn == n && kv.as_ref() == v)
+                    })
+                    && pairs.next().is_none()
+            };
+            if let Some((lh, key)) = &last
+                && *lh == h
+                && same(key)
+            {
+                out.push(key.clone());
+                continue;
+            }
+            let bucket = self.by_hash.entry(h).or_default();
+            let key = match bucket.iter().find(|k| same(k)) {
+                Some(k) => k.clone(),
+                None => {
+                    let key: SeriesKey = tags
+                        .iter()
+                        .filter_map(|(n, _, t, _)| {
+                            t.value(row).map(|v| (n.clone(), Arc::<str>::from(v)))
+                        })
+                        .collect();
+                    self.bytes += key_cost(&key);
+                    bucket.push(key.clone());
+                    key
+                }
+            };
+            last = Some((h, key.clone()));
+            out.push(key);
+        }
+        out
+    }
+
+    /// Drops the keys no state holds.
+    pub fn gc(&mut self) {
+        let mut freed = 0;
+        self.by_hash.retain(|_, keys| {
+            keys.retain(|k| {
+                let held = Arc::strong_count(k) > 1;
+                if !held {
+                    freed += key_cost(k);
+                }
+                held
+            });
+            !keys.is_empty()
+        });
+        self.bytes -= freed;
+    }
+
+    /// Approximate bytes held by the keys.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
 /// The points of one field (or of rows, for `count(*)` and `staleness`) of
 /// one table.
 #[derive(Debug, Default)]
 pub struct FieldState {
-    pub series: HashMap<SeriesKey, Series>,
+    series: HashMap<KeyId, (SeriesKey, Series)>,
     /// How far back points are kept (the longest window over this field).
     pub keep_ns: i64,
     points: usize,
-    /// Bytes of the series' keys (their tags) and map entries.
-    key_bytes: usize,
 }
 
-/// What a series' key and map entry cost: the tag strings, their `Arc`
-/// headers, the slice and the entry.
+/// What a series' key costs (held once per table, in [`Keys`]): the tag
+/// strings, their `Arc` headers, the slice and the interner's entry.
 fn key_cost(key: &SeriesKey) -> usize {
     96 + key
         .iter()
@@ -97,28 +229,36 @@ fn key_cost(key: &SeriesKey) -> usize {
 /// Bytes a point costs in the state, with its share of the vector.
 pub const POINT_BYTES: usize = std::mem::size_of::<Point>();
 
+/// Bytes a series costs in a state besides its points: the map entry
+/// (id, key pointer, vector header) and the table's spare capacity.
+const SERIES_BYTES: usize = 64;
+
 impl FieldState {
     pub fn points(&self) -> usize {
         self.points
+    }
+
+    /// Every series with its tags.
+    pub fn series(&self) -> impl Iterator<Item = (&SeriesKey, &Series)> {
+        self.series.values().map(|(k, s)| (k, s))
     }
 
     /// Drops every point (the window stays).
     pub fn clear(&mut self) {
         self.series = HashMap::new();
         self.points = 0;
-        self.key_bytes = 0;
     }
 
-    /// Approximate bytes held.
+    /// Approximate bytes held (the keys are counted by [`Keys`]).
     pub fn bytes(&self) -> usize {
-        self.points * POINT_BYTES + self.key_bytes
+        self.points * POINT_BYTES + self.series.len() * SERIES_BYTES
     }
 
     /// Adds the rows of `batch` (a table write: tag columns as dictionaries,
-    /// fields, `time`) written by WAL record `seq`: each row a point of
-    /// `field`'s value (NaN when unset), or of 0 when `field` is `None`
-    /// (rows only).
-    pub fn add(&mut self, batch: &RecordBatch, field: Option<&str>, seq: u64) {
+    /// fields, `time`), keyed by `keys` (one per row, from [`Keys::of_batch`]),
+    /// written by WAL record `seq`: each row a point of `field`'s value (NaN
+    /// when unset), or of 0 when `field` is `None` (rows only).
+    pub fn add(&mut self, batch: &RecordBatch, keys: &[SeriesKey], field: Option<&str>, seq: u64) {
         let schema = batch.schema();
         let Ok(time_idx) = schema.index_of(TIME_COLUMN) else {
             return;
@@ -136,18 +276,7 @@ impl FieldState {
             .and_then(|f| schema.index_of(f).ok())
             .and_then(|i| as_f64(batch.column(i)));
         let record_nulls = field.is_some();
-        let tags: Vec<(Arc<str>, Tags)> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                Tags::of(batch.column(i)).map(|t| (Arc::<str>::from(f.name().as_str()), t))
-            })
-            .collect();
-        let mut sorted: Vec<usize> = (0..tags.len()).collect();
-        sorted.sort_by(|a, b| tags[*a].0.cmp(&tags[*b].0));
-        let mut last_key: Option<(Vec<Option<usize>>, SeriesKey)> = None;
-        for row in 0..batch.num_rows() {
+        for (row, key) in keys.iter().enumerate().take(batch.num_rows()) {
             if times.is_null(row) {
                 continue;
             }
@@ -156,30 +285,10 @@ impl FieldState {
                 None if record_nulls => f64::NAN,
                 None => 0.0,
             };
-            let ids: Vec<Option<usize>> = sorted.iter().map(|&t| tags[t].1.id(row)).collect();
-            let key = match &last_key {
-                Some((k, key)) if *k == ids => key.clone(),
-                _ => {
-                    let key: SeriesKey = sorted
-                        .iter()
-                        .filter_map(|&t| {
-                            tags[t]
-                                .1
-                                .value(row)
-                                .map(|v| (tags[t].0.clone(), Arc::<str>::from(v)))
-                        })
-                        .collect();
-                    last_key = Some((ids, key.clone()));
-                    key
-                }
-            };
-            let s = match self.series.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    self.key_bytes += key_cost(e.key());
-                    e.insert(Series::default())
-                }
-            };
+            let (_, s) = self
+                .series
+                .entry(KeyId::of(key))
+                .or_insert_with(|| (key.clone(), Series::default()));
             let before = s.points.len();
             s.put(Point {
                 time: times.value(row),
@@ -199,8 +308,8 @@ impl FieldState {
         tags: &[(String, String)],
         before_seq: u64,
     ) {
-        let (mut removed, mut freed) = (0, 0);
-        self.series.retain(|key, s| {
+        let mut removed = 0;
+        self.series.retain(|_, (key, s)| {
             let matches = tags.iter().all(|(k, v)| {
                 key.iter()
                     .any(|(kk, vv)| kk.as_ref() == k.as_str() && vv.as_ref() == v.as_str())
@@ -211,30 +320,25 @@ impl FieldState {
                     .retain(|p| p.time < min_time || p.time > max_time || p.seq >= before_seq);
                 removed += before - s.points.len();
             }
-            if s.points.is_empty() {
-                freed += key_cost(key);
-            }
             !s.points.is_empty()
         });
         self.points -= removed;
-        self.key_bytes -= freed;
     }
 
-    /// Drops points at or before `now − keep_ns`, and series left empty.
-    pub fn evict(&mut self, now: i64) {
-        let cutoff = now.saturating_sub(self.keep_ns);
-        let (mut removed, mut freed) = (0, 0);
-        self.series.retain(|key, s| {
+    /// Drops points at or before `now − keep_ns` (and, when the table's
+    /// retention is shorter, at or before `now − retention`), and series
+    /// left empty.
+    pub fn evict(&mut self, now: i64, retention_ns: Option<i64>) {
+        let keep = retention_ns.map_or(self.keep_ns, |r| r.min(self.keep_ns));
+        let cutoff = now.saturating_sub(keep);
+        let mut removed = 0;
+        self.series.retain(|_, (_, s)| {
             let n = s.points.partition_point(|p| p.time <= cutoff);
             s.points.drain(..n);
             removed += n;
-            if s.points.is_empty() {
-                freed += key_cost(key);
-            }
             !s.points.is_empty()
         });
         self.points -= removed;
-        self.key_bytes -= freed;
     }
 }
 
@@ -262,6 +366,21 @@ impl Tags {
     fn id(&self, row: usize) -> Option<usize> {
         match self {
             Tags::Dict(d, _) => d.is_valid(row).then(|| d.keys().value(row) as usize),
+        }
+    }
+
+    /// A hash of each dictionary value, by id.
+    fn value_hashes(&self) -> Vec<u64> {
+        match self {
+            Tags::Dict(_, v) => (0..v.len())
+                .map(|i| {
+                    if v.is_valid(i) {
+                        hash_str(v.value(i))
+                    } else {
+                        0
+                    }
+                })
+                .collect(),
         }
     }
 
