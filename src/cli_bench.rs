@@ -29,6 +29,51 @@ pub enum BenchCommand {
     /// Time the 15 TSBS queries against a fleetlake server (median, p95)
     /// and check a sample of answers against the generator.
     Query(QueryArgs),
+    /// Start a server, feed it a fleet's heartbeat and thermal rows in real
+    /// time, and measure N rules over it: round durations, CPU, ingest with
+    /// and without the rules, state memory, install and on_write alert
+    /// latency (see benches/README.md, "Rules at fleet scale").
+    Rules(RulesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Machines reporting.
+    #[arg(long, default_value_t = 100_000)]
+    pub hosts: u64,
+    /// Rules installed (a mix of ten shapes).
+    #[arg(long, default_value_t = 1000)]
+    pub rules: usize,
+    /// Every rule's evaluation interval.
+    #[arg(long, default_value = "30s", value_parser = fleetlake_time::parse_duration)]
+    pub every: Duration,
+    /// How often each machine reports.
+    #[arg(long, default_value = "10s", value_parser = fleetlake_time::parse_duration)]
+    pub interval: Duration,
+    /// Data written before measuring (so every window is full).
+    #[arg(long, default_value = "10m", value_parser = fleetlake_time::parse_duration)]
+    pub history: Duration,
+    /// Rule intervals measured without the rules, then with them.
+    #[arg(long, default_value_t = 4)]
+    pub rounds: u32,
+    /// Concurrent write requests.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Lines per write request.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
+    /// How often a probe row makes a new host hot (on_write alert latency).
+    #[arg(long, default_value = "2s", value_parser = fleetlake_time::parse_duration)]
+    pub probe_every: Duration,
+    /// The fleetlake binary to start (default: this one).
+    #[arg(long)]
+    pub fleetlake: Option<PathBuf>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Extra `fleetlake serve` arguments, after `--`.
+    #[arg(last = true)]
+    pub serve_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,7 +166,35 @@ pub fn run(args: BenchArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result
     match args.command {
         BenchCommand::Ingest(a) => ingest(a, runtime),
         BenchCommand::Query(a) => runtime.block_on(query(a)),
+        BenchCommand::Rules(a) => runtime.block_on(rules(a)),
     }
+}
+
+async fn rules(a: RulesArgs) -> anyhow::Result<()> {
+    let bin = match a.fleetlake {
+        Some(b) => b,
+        None => fleetlake_benches::rules::this_binary()?,
+    };
+    let report = fleetlake_benches::rules::run(&fleetlake_benches::rules::RulesBench {
+        bin,
+        hosts: a.hosts,
+        rules: a.rules,
+        every: a.every,
+        interval: a.interval,
+        history: a.history,
+        rounds: a.rounds,
+        concurrency: a.concurrency,
+        batch: a.batch,
+        probe_every: a.probe_every,
+        serve_args: a.serve_args,
+    })
+    .await?;
+    report.print();
+    if let Some(path) = &a.report_json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {

@@ -13,6 +13,8 @@
 //!   ([`fleetlake_sim::CpuHost`]).
 //! - [`answer`]: answers as comparable tables (by column name, rows sorted,
 //!   floats within a tolerance), parsed from CSV or peers' JSON.
+//! - [`rules`]: `fleetlake bench rules` — rules over a fleet under its own
+//!   real-time ingest: rounds, CPU, state, install and alert latency.
 //! - [`server`]: a `fleetlake serve` child process, its CPU time and memory.
 //! - [`victoria`]: VictoriaMetrics as a peer process.
 //! - [`stats`] and [`time`]: percentiles, RFC 3339 parsing.
@@ -29,6 +31,7 @@ pub mod data;
 pub mod load;
 pub mod peers;
 pub mod query;
+pub mod rules;
 pub mod server;
 pub mod sink;
 pub mod stats;
