@@ -17,12 +17,15 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionState};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use fleetlake_ingest::Ingester;
 use futures::{Stream, StreamExt};
@@ -195,15 +198,76 @@ impl QueryEngine {
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<QueryStream> {
         crate::front_door::check_sql(sql)?;
+        self.run_at(self.session(db), Input::Sql(sql.to_string()), now)
+            .await
+    }
+
+    /// Runs a plan [`QueryEngine::check`] made (a rule's, planned once)
+    /// with `now()` at `now`, against the tables as they are now: each scan
+    /// reads its table afresh. `None` when a table's schema changed since
+    /// the plan was made (or the table is gone): plan the SQL again.
+    ///
+    /// # Errors
+    /// As [`QueryEngine::query_at`].
+    pub async fn query_plan_at(
+        &self,
+        db: &str,
+        plan: &LogicalPlan,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<QueryStream>> {
+        let mem = self.config.memory_limit;
+        let err = |e| Error::from_datafusion(e, mem);
+        let ctx = self.session(db);
+        let mut scans = Vec::new();
+        plan.apply_with_subqueries(|p| {
+            if let LogicalPlan::TableScan(s) = p {
+                scans.push((s.table_name.clone(), s.source.schema()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(err)?;
+        let mut fresh = std::collections::HashMap::new();
+        for (name, planned) in scans {
+            let Ok(provider) = ctx.table_provider(name.clone()).await else {
+                return Ok(None);
+            };
+            if provider.schema() != planned {
+                return Ok(None);
+            }
+            fresh.insert(name, provider_as_source(provider));
+        }
+        let plan = plan
+            .clone()
+            .transform_up_with_subqueries(|p| match p {
+                LogicalPlan::TableScan(mut s) => match fresh.get(&s.table_name) {
+                    Some(src) => {
+                        s.source = src.clone();
+                        Ok(Transformed::yes(LogicalPlan::TableScan(s)))
+                    }
+                    None => Ok(Transformed::no(LogicalPlan::TableScan(s))),
+                },
+                other => Ok(Transformed::no(other)),
+            })
+            .map_err(err)?
+            .data;
+        self.run_at(ctx, Input::Plan(plan), Some(now))
+            .await
+            .map(Some)
+    }
+
+    async fn run_at(
+        &self,
+        ctx: SessionContext,
+        input: Input,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<QueryStream> {
         let deadline = Instant::now() + self.config.timeout;
         let limit_ms = self.config.timeout.as_millis() as u64;
         let mem = self.config.memory_limit;
-        let ctx = self.session(db);
-        let sql = sql.to_string();
         let (inner, schema, task) = match &self.config.executor {
             None => {
                 let stream =
-                    match tokio::time::timeout_at(deadline, plan_and_run(ctx, sql, now)).await {
+                    match tokio::time::timeout_at(deadline, plan_and_run(ctx, input, now)).await {
                         Err(_) => return Err(Error::Timeout { limit_ms }),
                         Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
                         Ok(Ok(s)) => s,
@@ -215,7 +279,7 @@ impl QueryEngine {
                 let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
                 let (tx, rx) = tokio::sync::mpsc::channel(2);
                 let task = executor.spawn(async move {
-                    let mut stream = match plan_and_run(ctx, sql, now).await {
+                    let mut stream = match plan_and_run(ctx, input, now).await {
                         Ok(s) => s,
                         Err(e) => {
                             let _ = schema_tx.send(Err(e));
@@ -338,9 +402,15 @@ fn base_config(config: &QueryConfig, db: &str) -> SessionConfig {
 }
 
 /// Plans `sql` on `ctx` (with `now()` fixed when given) and starts it.
+/// What a query runs: SQL, or a plan made from SQL before.
+enum Input {
+    Sql(String),
+    Plan(LogicalPlan),
+}
+
 async fn plan_and_run(
     ctx: SessionContext,
-    sql: String,
+    input: Input,
     now: Option<chrono::DateTime<chrono::Utc>>,
 ) -> datafusion::common::Result<SendableRecordBatchStream> {
     // `SessionContext::sql` stamps the start time itself; planning on a
@@ -349,7 +419,10 @@ async fn plan_and_run(
     if let Some(now) = now {
         state.execution_props_mut().query_execution_start_time = Some(now);
     }
-    let plan = state.create_logical_plan(&sql).await?;
+    let plan = match input {
+        Input::Sql(sql) => state.create_logical_plan(&sql).await?,
+        Input::Plan(plan) => plan,
+    };
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -101,6 +101,8 @@ struct Loaded {
     warnings: Vec<String>,
     /// Streaming or batch (see [`crate::stream`]).
     mode: Mode,
+    /// The SQL's plan, run by batch evaluations until a schema changes.
+    plan: Option<Arc<datafusion::logical_expr::LogicalPlan>>,
     last_error: Option<String>,
     last_duration_ms: f64,
     next_eval: i64,
@@ -146,7 +148,15 @@ pub struct RulesEngine {
     tasks: Mutex<JoinSet<()>>,
     /// Streaming rules' state, fed by the write path.
     hub: Arc<Hub>,
+    /// Batch answers by (database, SQL, instant): batch rules with the same
+    /// SQL evaluated at the same instant share one query.
+    batch_answers: Mutex<BatchAnswers>,
 }
+
+type BatchAnswers = std::collections::HashMap<
+    (String, String, i64),
+    Arc<tokio::sync::OnceCell<Vec<arrow::record_batch::RecordBatch>>>,
+>;
 
 impl std::fmt::Debug for RulesEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,6 +185,7 @@ impl RulesEngine {
             persist: tokio::sync::Mutex::new(0),
             http: reqwest::Client::new(),
             tasks: Mutex::new(JoinSet::new()),
+            batch_answers: Mutex::new(BatchAnswers::new()),
         })
     }
 

@@ -39,6 +39,25 @@ pub async fn run_sql(
     Ok(batches)
 }
 
+/// Runs a rule's plan at `now_ns` (see [`QueryEngine::query_plan_at`]);
+/// `None` when a table's schema changed and the SQL must be planned again.
+pub async fn run_plan(
+    engine: &QueryEngine,
+    db: &str,
+    plan: &datafusion::logical_expr::LogicalPlan,
+    now_ns: i64,
+) -> Result<Option<Vec<RecordBatch>>> {
+    use futures::StreamExt;
+    let Some(mut s) = engine.query_plan_at(db, plan, ns_to_utc(now_ns)).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    while let Some(b) = s.next().await {
+        out.push(b?);
+    }
+    Ok(Some(out))
+}
+
 /// One row per sample: labels from every non-`value` column (nulls left
 /// out) plus the rule's labels (which win, as in Prometheus), the value,
 /// and the row as evidence.

@@ -24,6 +24,9 @@ pub struct Validation {
     /// How the rule is evaluated: streaming (from state fed by writes) or,
     /// with the construct that kept it out, batch SQL.
     pub mode: Mode,
+    /// The SQL's logical plan: batch evaluations run it instead of planning
+    /// the SQL again, until a table's schema changes.
+    pub plan: Option<Arc<datafusion::logical_expr::LogicalPlan>>,
 }
 
 /// How a rule is evaluated.
@@ -97,6 +100,7 @@ pub async fn validate(engine: &QueryEngine, def: &RuleDef) -> Result<Validation>
                 })),
                 Err(why) => Mode::Batch(why.0),
             };
+            v.plan = Some(plan.clone());
             if def.eval == crate::definition::Eval::OnWrite
                 && let Mode::Batch(why) = &v.mode
             {

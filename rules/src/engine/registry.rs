@@ -136,6 +136,7 @@ impl RulesEngine {
                 tables: v.tables,
                 warnings: v.warnings,
                 mode,
+                plan: v.plan,
                 last_error: None,
                 last_duration_ms: 0.0,
                 next_eval,

@@ -61,12 +61,17 @@ impl RulesEngine {
             if last_evict.elapsed() >= Duration::from_secs(1) {
                 last_evict = std::time::Instant::now();
                 let catalog = self.ingester.catalog().state();
-                self.hub.evict(now, |db, table| {
-                    catalog
-                        .databases
-                        .get(db)
-                        .and_then(|d| d.retention_of(table))
-                });
+                let hub = self.hub.clone();
+                // A pass over every series: off the runtime's workers.
+                let _ = tokio::task::spawn_blocking(move || {
+                    hub.evict(now, |db, table| {
+                        catalog
+                            .databases
+                            .get(db)
+                            .and_then(|d| d.retention_of(table))
+                    });
+                })
+                .await;
             }
             let due: Vec<(String, i64)> = {
                 let mut inner = self.inner.lock();
@@ -117,7 +122,7 @@ impl RulesEngine {
     /// Evaluates rule `name` at `at` and carries out what follows.
     pub async fn evaluate(self: &Arc<Self>, name: &str, at: i64) {
         let started = std::time::Instant::now();
-        let Some((def, mut tables, mut mode)) = ({
+        let Some((def, mut tables, mut mode, mut plan)) = ({
             let inner = self.inner.lock();
             inner
                 .rules
@@ -125,11 +130,20 @@ impl RulesEngine {
                 // An on-write evaluation may have seen a later instant
                 // already: time does not run backwards for a rule.
                 .filter(|l| l.state.last_eval.is_none_or(|t| t <= at))
-                .map(|l| (l.def.clone(), l.tables.clone(), l.mode.clone()))
+                .map(|l| {
+                    (
+                        l.def.clone(),
+                        l.tables.clone(),
+                        l.mode.clone(),
+                        l.plan.clone(),
+                    )
+                })
         }) else {
             return;
         };
-        let result = self.gather(&def, &mut tables, &mut mode, at).await;
+        let result = self
+            .gather(&def, &mut tables, &mut mode, &mut plan, at)
+            .await;
         let (samples, inventory) = match result {
             Ok(x) => x,
             Err(e) => {
@@ -162,6 +176,7 @@ impl RulesEngine {
             }
             l.tables = tables;
             l.mode = mode;
+            l.plan = plan;
             let mut new_id = || uuid::Uuid::new_v4().to_string();
             let env = Env {
                 global: self.config.global,
@@ -219,6 +234,7 @@ impl RulesEngine {
         def: &RuleDef,
         tables: &mut Vec<String>,
         mode: &mut Mode,
+        plan: &mut Option<Arc<datafusion::logical_expr::LogicalPlan>>,
         at: i64,
     ) -> Result<(Vec<Sample>, Option<Inventory>)> {
         let q = self.query()?;
@@ -229,6 +245,7 @@ impl RulesEngine {
                 && !v.tables.is_empty()
             {
                 *tables = v.tables;
+                *plan = v.plan;
                 *mode = self.attach_stream(&def.name, def.every.ns(), v.mode);
             }
         }
@@ -248,7 +265,7 @@ impl RulesEngine {
         };
         let batches = match streamed {
             Some(b) => vec![b],
-            None => eval::run_sql(q, &def.db, &def.sql, at).await?,
+            None => self.run_batch(q, def, plan, at).await?,
         };
         let samples = eval::samples(def, &batches)?;
         let inventory = gather_inventory(q, def, tables, at, &samples).await?;
@@ -295,13 +312,50 @@ impl RulesEngine {
         }
     }
 
+    /// A batch rule's rows: its plan, made when it was installed, run
+    /// again; when a table's schema changed, the SQL is planned anew (and
+    /// the new plan kept). Rules with the same SQL at the same instant
+    /// share one run.
+    async fn run_batch(
+        &self,
+        q: &QueryEngine,
+        def: &RuleDef,
+        plan: &mut Option<Arc<datafusion::logical_expr::LogicalPlan>>,
+        at: i64,
+    ) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        let cell = {
+            let mut shared = self.batch_answers.lock();
+            // Answers of earlier instants are no longer asked for.
+            shared.retain(|(_, _, t), _| *t >= at);
+            shared
+                .entry((def.db.clone(), def.sql.clone(), at))
+                .or_default()
+                .clone()
+        };
+        let answer = cell
+            .get_or_try_init(|| async {
+                if let Some(p) = plan.as_deref()
+                    && let Some(b) = eval::run_plan(q, &def.db, p, at).await?
+                {
+                    return Ok(b);
+                }
+                *plan = match q.check(&def.db, &def.sql).await {
+                    Ok(fleetlake_query::SqlCheck::Planned { plan, .. }) => Some(plan),
+                    _ => None,
+                };
+                eval::run_sql(q, &def.db, &def.sql, at).await
+            })
+            .await?;
+        Ok(answer.clone())
+    }
+
     /// A streaming rule's answer from its state, filling the state first
     /// when it is new; `None` when the state cannot be used (the caller
     /// runs the SQL).
     async fn streamed(
         &self,
         q: &QueryEngine,
-        c: &Compiled,
+        c: &Arc<Compiled>,
         at: i64,
     ) -> Result<Option<arrow::record_batch::RecordBatch>> {
         // Rows past the table's retention are hidden as the query engine
@@ -314,18 +368,31 @@ impl RulesEngine {
             .get(&c.key.db)
             .and_then(|d| d.retention_of(&c.key.table))
             .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl));
-        if let Some(b) = self
-            .hub
-            .evaluate(&c.key, &c.shape, at, expired_before, &c.schema)?
-        {
+        if let Some(b) = self.stream_answer(c, at, expired_before).await? {
             return Ok(Some(b));
         }
         if let Err(e) = self.hub.fill(q, &c.key, &c.tags, self.now()).await {
             warn!(table = %c.key.table, error = %e, "filling streaming state failed; the rule runs as batch SQL");
             return Ok(None);
         }
-        self.hub
-            .evaluate(&c.key, &c.shape, at, expired_before, &c.schema)
+        self.stream_answer(c, at, expired_before).await
+    }
+
+    /// [`crate::stream::Hub::evaluate`] on a blocking thread: a pass over
+    /// a fleet's series is CPU work under the state's lock, and must not
+    /// hold up the runtime's workers (which serve writes).
+    async fn stream_answer(
+        &self,
+        c: &Arc<Compiled>,
+        at: i64,
+        expired_before: Option<i64>,
+    ) -> Result<Option<arrow::record_batch::RecordBatch>> {
+        let (hub, c) = (self.hub.clone(), c.clone());
+        tokio::task::spawn_blocking(move || {
+            hub.evaluate(&c.key, &c.shape, at, expired_before, &c.schema)
+        })
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("streaming evaluation: {e}")))?
     }
 }
 

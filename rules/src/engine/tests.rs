@@ -781,3 +781,58 @@ async fn state_is_written_when_a_restart_would_need_it() {
     let alerts = again.alerts_json();
     assert_eq!(alerts["data"]["alerts"][0]["state"], "firing", "{alerts:?}");
 }
+
+/// A batch rule runs the plan made when it was installed — against the
+/// data as it is at each evaluation — and is planned again only when a
+/// table it reads changes its schema.
+#[tokio::test]
+async fn batch_rules_reuse_their_plan_until_the_schema_changes() {
+    let f = fixture(&[("cold.toml", COLD)]).await;
+    let plan = || {
+        f.engine.inner.lock().rules["cold"]
+            .plan
+            .clone()
+            .expect("planned at install")
+    };
+    let names = || -> Vec<String> {
+        f.alerts()
+            .iter()
+            .map(|a| a["labels"]["hostname"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = plan();
+    f.engine.evaluate("cold", T0).await;
+    assert!(names().is_empty());
+    let write = |line: String| {
+        let ingester = f.ingester.clone();
+        async move {
+            let out = ingester
+                .write_lp("fleet", line, Precision::Nanosecond, true)
+                .await
+                .unwrap();
+            assert!(out.rejected.is_empty());
+        }
+    };
+    write(format!("thermal,hostname=c temp=-5 {}\n", T0 + S)).await;
+    f.clock.set(T0 + 60 * S);
+    f.engine.evaluate("cold", T0 + 60 * S).await;
+    assert_eq!(names(), ["c"], "the kept plan reads the new row");
+    assert!(
+        Arc::ptr_eq(&first, &plan()),
+        "planned again without a change"
+    );
+
+    write(format!(
+        "thermal,hostname=d temp=-1,fan=3 {}\n",
+        T0 + 61 * S
+    ))
+    .await;
+    f.clock.set(T0 + 120 * S);
+    f.engine.evaluate("cold", T0 + 120 * S).await;
+    assert_eq!(names(), ["c", "d"]);
+    assert!(
+        !Arc::ptr_eq(&first, &plan()),
+        "a new column changes the schema: planned again"
+    );
+    assert!(f.engine.inner.lock().rules["cold"].last_error.is_none());
+}

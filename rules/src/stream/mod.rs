@@ -138,7 +138,15 @@ impl Hub {
     pub async fn run(self: Arc<Self>) {
         loop {
             self.queued.notified().await;
-            self.drain();
+            // Applying a write is CPU work under the state's lock: off the
+            // runtime's workers, which serve the writes themselves.
+            let me = self.clone();
+            if tokio::task::spawn_blocking(move || me.drain())
+                .await
+                .is_err()
+            {
+                warn!("applying writes to streaming state panicked");
+            }
         }
     }
 
@@ -417,6 +425,8 @@ impl Hub {
                 g
             }
         };
+        // The answer needs the groups only: writes go on meanwhile.
+        drop(inner);
         eval::answer(shape, &groups, schema).map(Some)
     }
 
