@@ -380,6 +380,7 @@ async fn an_evaluation_error_is_the_rules_health() {
         let l = inner.rules.get_mut("hot").unwrap();
         l.def = Arc::new(def(&HOT.replace("FROM thermal", "FROM missing_table")));
         l.mode = crate::validate::Mode::Batch("changed by the test".into());
+        l.plan = None;
     }
     f.engine.evaluate("hot", T0).await;
     let v = f.engine.rule_json("hot").unwrap();
