@@ -58,6 +58,9 @@ impl StateKey {
 }
 
 enum Event {
+    /// The readers of a state changed (see [`Registry`]): make, resize or
+    /// drop its slot to match.
+    Sync(StateKey),
     Write {
         seq: u64,
         db: String,
@@ -80,8 +83,15 @@ struct Slot {
     /// Filling it passed the memory budget: it was emptied and its rules
     /// run as batch SQL until they are installed again.
     refused: bool,
-    /// Rules reading it, with their windows.
-    readers: HashMap<String, i64>,
+}
+
+/// Which rules read which state, with the points each keeps: changed at
+/// once by [`Hub::attach`] and [`Hub::detach`] (installing a rule never
+/// waits for the state's lock), and carried over to the slots by the next
+/// [`Event::Sync`].
+#[derive(Default)]
+struct Registry {
+    readers: HashMap<StateKey, HashMap<String, i64>>,
 }
 
 #[derive(Default)]
@@ -103,6 +113,10 @@ type Tables = HashMap<String, HashMap<String, usize>>;
 /// Streaming state for every streaming rule; see the module docs.
 pub struct Hub {
     inner: Mutex<Inner>,
+    registry: Mutex<Registry>,
+    /// Bytes of state as of the last change (for the budget check of
+    /// [`Hub::attach`], which does not take the state's lock).
+    used: std::sync::atomic::AtomicUsize,
     tables: RwLock<Tables>,
     /// Writes and deletes not applied yet, oldest first.
     queue: Mutex<VecDeque<Event>>,
@@ -124,6 +138,8 @@ impl Hub {
     pub fn new(budget_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner::default()),
+            registry: Mutex::new(Registry::default()),
+            used: std::sync::atomic::AtomicUsize::new(0),
             tables: RwLock::new(Tables::new()),
             queue: Mutex::new(VecDeque::new()),
             queued: Notify::new(),
@@ -164,8 +180,10 @@ impl Hub {
                 let Some(ev) = self.queue.lock().pop_front() else {
                     break;
                 };
-                Self::apply(&mut inner, ev, &mut changed);
+                self.apply(&mut inner, ev, &mut changed);
             }
+            self.used
+                .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);
         }
         if !changed.is_empty() {
             self.changed.lock().extend(changed);
@@ -184,8 +202,41 @@ impl Hub {
         }
     }
 
-    fn apply(inner: &mut Inner, ev: Event, changed: &mut Vec<StateKey>) {
+    fn apply(&self, inner: &mut Inner, ev: Event, changed: &mut Vec<StateKey>) {
         match ev {
+            Event::Sync(key) => {
+                let keep = self
+                    .registry
+                    .lock()
+                    .readers
+                    .get(&key)
+                    .and_then(|r| r.values().copied().max());
+                match keep {
+                    None => {
+                        inner.slots.remove(&key);
+                        inner.shared.retain(|(k, _), _| *k != key);
+                        let table = (key.db.clone(), key.table.clone());
+                        if let Some(k) = inner.keys.get_mut(&table) {
+                            k.gc();
+                            if k.is_empty() {
+                                inner.keys.remove(&table);
+                            }
+                        }
+                    }
+                    Some(keep) => {
+                        let slot = inner.slots.entry(key).or_insert_with(|| Slot {
+                            state: FieldState::default(),
+                            ready: false,
+                            refused: false,
+                        });
+                        if keep > slot.state.keep_ns {
+                            // A longer window: fill again before answering.
+                            slot.ready = false;
+                        }
+                        slot.state.keep_ns = keep;
+                    }
+                }
+            }
             Event::Write { seq, db, tables } => {
                 for tw in &tables {
                     let readers: Vec<StateKey> = inner
@@ -249,13 +300,13 @@ impl Hub {
     }
 
     /// Makes `rule` a reader of the state `key` with window `keep_ns`
-    /// (its window plus its interval). Returns whether the state must be
-    /// filled (new, or its window grew), or `None` when over budget.
-    pub fn attach(&self, rule: &str, key: &StateKey, keep_ns: i64) -> Option<bool> {
-        let mut inner = self.inner.lock();
-        let used = Self::used(&inner);
-        let exists = inner.slots.contains_key(key);
-        if !exists && used >= self.budget_bytes {
+    /// (its window plus its interval), or `None` when the state is new and
+    /// the states are over their budget. Does not wait for the state's
+    /// lock: the slot follows at the next drain.
+    pub fn attach(&self, rule: &str, key: &StateKey, keep_ns: i64) -> Option<()> {
+        let mut reg = self.registry.lock();
+        let exists = reg.readers.contains_key(key);
+        if !exists && self.used.load(std::sync::atomic::Ordering::Relaxed) >= self.budget_bytes {
             return None;
         }
         if !exists {
@@ -267,42 +318,29 @@ impl Hub {
                 .entry(key.table.clone())
                 .or_default() += 1;
         }
-        let slot = inner.slots.entry(key.clone()).or_insert_with(|| Slot {
-            state: FieldState::default(),
-            ready: false,
-            refused: false,
-            readers: HashMap::new(),
-        });
-        slot.readers.insert(rule.to_string(), keep_ns);
-        let grew = keep_ns > slot.state.keep_ns;
-        if grew {
-            slot.state.keep_ns = keep_ns;
-            slot.ready = false;
-        }
-        Some(!slot.ready)
+        reg.readers
+            .entry(key.clone())
+            .or_default()
+            .insert(rule.to_string(), keep_ns);
+        drop(reg);
+        self.push(Event::Sync(key.clone()));
+        Some(())
     }
 
-    /// `rule` no longer reads any state; states without readers go.
+    /// `rule` no longer reads any state; states without readers go (at the
+    /// next drain).
     pub fn detach(&self, rule: &str) {
-        let mut inner = self.inner.lock();
-        let mut gone = Vec::new();
-        for (key, slot) in inner.slots.iter_mut() {
-            slot.readers.remove(rule);
-            if slot.readers.is_empty() {
-                gone.push(key.clone());
-            } else {
-                slot.state.keep_ns = slot.readers.values().copied().max().unwrap_or(0);
+        let mut reg = self.registry.lock();
+        let mut touched = Vec::new();
+        reg.readers.retain(|key, readers| {
+            if readers.remove(rule).is_some() {
+                touched.push(key.clone());
             }
-        }
-        for key in gone {
-            inner.slots.remove(&key);
-            inner.shared.retain(|(k, _), _| *k != key);
-            let table = (key.db.clone(), key.table.clone());
-            if let Some(k) = inner.keys.get_mut(&table) {
-                k.gc();
-                if k.is_empty() {
-                    inner.keys.remove(&table);
-                }
+            !readers.is_empty()
+        });
+        for key in &touched {
+            if reg.readers.contains_key(key) {
+                continue;
             }
             if let Some(t) = self.tables.write().get_mut(&key.db)
                 && let Some(n) = t.get_mut(&key.table)
@@ -313,6 +351,10 @@ impl Hub {
                 }
             }
         }
+        drop(reg);
+        for key in touched {
+            self.push(Event::Sync(key));
+        }
     }
 
     /// Fills the state `key` from the table's rows of the last `keep_ns`
@@ -321,15 +363,23 @@ impl Hub {
     /// # Errors
     /// The query failed; the state stays not ready (rules run as batch).
     pub async fn fill(
-        &self,
+        self: &Arc<Self>,
         engine: &QueryEngine,
         key: &StateKey,
         tags: &[String],
         now: i64,
     ) -> Result<()> {
-        let keep_ns = match self.inner.lock().slots.get(key) {
-            Some(s) if !s.refused => s.state.keep_ns,
-            _ => return Ok(()),
+        let (me, k) = (self.clone(), key.clone());
+        let keep_ns = off_workers(move || {
+            me.drain();
+            match me.inner.lock().slots.get(&k) {
+                Some(s) if !s.refused => Some(s.state.keep_ns),
+                _ => None,
+            }
+        })
+        .await?;
+        let Some(keep_ns) = keep_ns else {
+            return Ok(());
         };
         let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
         let mut cols: Vec<String> = tags.iter().map(|t| quote(t)).collect();
@@ -344,12 +394,19 @@ impl Hub {
             now.saturating_sub(keep_ns)
         );
         let batches = crate::eval::run_sql(engine, &key.db, &sql, now).await?;
+        let (me, key) = (self.clone(), key.clone());
+        off_workers(move || me.add_filled(&key, &batches)).await
+    }
+
+    /// Adds the rows a fill read to the state `key` and marks it ready;
+    /// past the budget, empties it instead (its rules run as batch).
+    fn add_filled(&self, key: &StateKey, batches: &[RecordBatch]) {
         self.drain();
         let mut inner = self.inner.lock();
         let Inner { slots, keys, .. } = &mut *inner;
         if let Some(slot) = slots.get_mut(key) {
             let keys = keys.entry((key.db.clone(), key.table.clone())).or_default();
-            for b in &batches {
+            for b in batches {
                 let ks = keys.of_batch(b);
                 slot.state.add(b, &ks, key.field.as_deref(), 0);
             }
@@ -373,7 +430,8 @@ impl Hub {
                 k.gc();
             }
         }
-        Ok(())
+        self.used
+            .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Drops points no reader needs any more (older than `now − keep`, or
@@ -388,6 +446,8 @@ impl Hub {
         for k in inner.keys.values_mut() {
             k.gc();
         }
+        self.used
+            .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The answer of a streaming rule at `now`, or `None` when its state is
@@ -436,6 +496,14 @@ impl Hub {
             .get(db)
             .is_some_and(|t| t.contains_key(table))
     }
+}
+
+/// Runs CPU work under the state's lock on a blocking thread, not on the
+/// runtime's workers (which serve the writes).
+async fn off_workers<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("streaming state: {e}")))
 }
 
 impl WriteObserver for Hub {
