@@ -1020,8 +1020,28 @@ async fn streaming_rules_answer_from_writes_and_say_so() {
     let batch = json!({"name": "hot_batch", "kind": "alert", "every": "1s",
         "sql": "SELECT hostname, rack, v AS value FROM probe WHERE v > 50"});
     for rule in [stream, batch] {
-        let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
-        assert_eq!(s, 201, "{v}");
+        // The parts of an install, as W3C Server-Timing.
+        let r = server
+            .client()
+            .post(format!("{}/api/v1/rules", server.url))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let timing = r.headers()["server-timing"].to_str().unwrap().to_string();
+        let parts: Vec<&str> = timing
+            .split(", ")
+            .map(|p| p.split(';').next().unwrap())
+            .collect();
+        assert_eq!(parts, ["check", "store", "install"], "{timing}");
+        assert!(timing.split("dur=").skip(1).all(|d| {
+            d.split(',')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .is_ok_and(|ms| ms >= 0.0)
+        }));
     }
     let (_, v) = call(&server, "GET", "/api/v1/rules/hot_stream", None).await;
     let e = &v["evaluation"];

@@ -15,7 +15,8 @@
 //!
 //! # Invariants
 //! - `inner` is a `parking_lot` mutex and is never held across an await;
-//!   `persist` orders writes to the object store.
+//!   `persist` orders the decision log's objects, a per-rule lock each
+//!   rule's state object.
 //! - A rule's `next_eval` is on its grid (a multiple of `every`).
 
 mod approvals;
@@ -50,7 +51,7 @@ use crate::validate::Mode;
 
 pub use crate::clock::{Clock, SystemClock};
 pub use record::record_lines;
-pub use registry::Source;
+pub use registry::{PutTimings, Source};
 pub use rounds::{ROUND_BUCKETS, RoundStats};
 pub(crate) use scheduler::gather_inventory;
 
@@ -142,8 +143,15 @@ pub struct RulesEngine {
     query: OnceLock<Arc<QueryEngine>>,
     external_url: OnceLock<String>,
     inner: Mutex<Inner>,
-    /// Orders writes to the object store (a snapshot is taken under it).
+    /// Orders the decision log's objects (their sequence number).
     persist: tokio::sync::Mutex<u64>,
+    /// One writer per rule's state object at a time (a snapshot is taken
+    /// under it, so a later snapshot is never overwritten by an earlier).
+    state_locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Rules whose state changed in what a restart needs, not written yet
+    /// (the persister writes them, several at once).
+    dirty: Mutex<std::collections::BTreeSet<String>>,
+    dirty_notify: tokio::sync::Notify,
     http: reqwest::Client,
     tasks: Mutex<JoinSet<()>>,
     /// Streaming rules' state, fed by the write path.
@@ -183,6 +191,9 @@ impl RulesEngine {
             external_url: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             persist: tokio::sync::Mutex::new(0),
+            state_locks: Mutex::new(std::collections::HashMap::new()),
+            dirty: Mutex::new(std::collections::BTreeSet::new()),
+            dirty_notify: tokio::sync::Notify::new(),
             http: reqwest::Client::new(),
             tasks: Mutex::new(JoinSet::new()),
             batch_answers: Mutex::new(BatchAnswers::new()),
@@ -241,6 +252,7 @@ impl RulesEngine {
         info!(rules = names.len(), "rules loaded");
         tokio::spawn(self.hub.clone().run());
         tokio::spawn(self.clone().run_on_write(shutdown.clone()));
+        tokio::spawn(self.clone().run_persister(shutdown.clone()));
         let me = self.clone();
         Ok(tokio::spawn(async move { me.run(shutdown).await }))
     }

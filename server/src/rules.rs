@@ -93,14 +93,14 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::Rules, Some(&body_db(&body)?))?;
-    let result = state.rules.put_rule(None, &body, false).await;
+    let result = state.rules.put_rule_timed(None, &body, false).await;
     let target = result
         .as_ref()
         .ok()
-        .and_then(|r| r["name"].as_str())
+        .and_then(|(r, _)| r["name"].as_str())
         .unwrap_or("?")
         .to_string();
-    let rule = audited(
+    let (rule, timings) = audited(
         &state,
         &principal,
         "rule.create",
@@ -108,7 +108,12 @@ async fn create(
         result.map_err(Into::into),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(rule)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [("server-timing", timings.header())],
+        Json(rule),
+    )
+        .into_response())
 }
 
 async fn replace(
@@ -116,22 +121,21 @@ async fn replace(
     principal: Principal,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Permission::Rules, Some(&body_db(&body)?))?;
     if let Ok(old) = rule_db(&state, &name) {
         principal.require(Permission::Rules, Some(&old))?;
     }
-    let result = state.rules.put_rule(Some(&name), &body, true).await;
-    Ok(Json(
-        audited(
-            &state,
-            &principal,
-            "rule.replace",
-            &name,
-            result.map_err(Into::into),
-        )
-        .await?,
-    ))
+    let result = state.rules.put_rule_timed(Some(&name), &body, true).await;
+    let (rule, timings) = audited(
+        &state,
+        &principal,
+        "rule.replace",
+        &name,
+        result.map_err(Into::into),
+    )
+    .await?;
+    Ok(([("server-timing", timings.header())], Json(rule)).into_response())
 }
 
 async fn delete(

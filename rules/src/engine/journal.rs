@@ -7,8 +7,9 @@
 //! - A row with the id of an earlier one replaces it (an action's outcome
 //!   completes the row of its decision), in memory and when the log is read
 //!   back at start-up.
-//! - Writes go out under `persist`, one at a time, so a later state object
-//!   is never overwritten by an earlier snapshot.
+//! - A rule's state object is written under that rule's lock, the snapshot
+//!   taken under it, so a later state object is never overwritten by an
+//!   earlier snapshot; different rules' objects are written concurrently.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,9 @@ use crate::error::Result;
 /// A rule's state is written at least this often while it changes only in
 /// what a restart recomputes (values, rows, last evaluation): 5 minutes.
 const REFRESH_NS: i64 = 300_000_000_000;
+
+/// State objects written at once by the persister (their fsyncs overlap).
+const PERSIST_AT_ONCE: usize = 16;
 
 /// Rows of `system.actions` kept in memory (the newest).
 const MAX_ACTION_ROWS: usize = 100_000;
@@ -87,8 +91,48 @@ impl RulesEngine {
         self.write_state(name, false).await;
     }
 
+    /// Leaves rule `name`'s state to the persister: an evaluation that
+    /// starts no action does not wait for the disk. (A crash before the
+    /// write loses at most that change: a `for` timer starts again.)
+    pub(super) fn mark_dirty(&self, name: &str) {
+        self.dirty.lock().insert(name.to_string());
+        self.dirty_notify.notify_one();
+    }
+
+    /// Writes the states marked dirty, [`PERSIST_AT_ONCE`] at a time.
+    pub async fn flush_dirty(&self) {
+        use futures::StreamExt;
+        let names = std::mem::take(&mut *self.dirty.lock());
+        futures::stream::iter(names)
+            .for_each_concurrent(PERSIST_AT_ONCE, |n| async move {
+                self.write_state(&n, false).await;
+            })
+            .await;
+    }
+
+    /// Writes dirty states as they come, until shutdown (the scheduler
+    /// flushes what is left when it stops).
+    pub(super) async fn run_persister(
+        self: std::sync::Arc<Self>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.dirty_notify.notified() => {}
+            }
+            self.flush_dirty().await;
+        }
+    }
+
     async fn write_state(&self, name: &str, always: bool) {
-        let _g = self.persist.lock().await;
+        let lock = self
+            .state_locks
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let _g = lock.lock().await;
         let now = self.now();
         let st = {
             let mut inner = self.inner.lock();

@@ -33,6 +33,28 @@ pub enum Source {
     Api,
 }
 
+/// How long the parts of creating or replacing a rule took, in
+/// milliseconds (the API reports them in a `Server-Timing` header).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PutTimings {
+    /// Parsing the body, planning the SQL, compiling the streaming shape.
+    pub check_ms: f64,
+    /// Writing the definition (and a replaced rule's state) durably.
+    pub store_ms: f64,
+    /// Registering it with the scheduler and its streaming state.
+    pub install_ms: f64,
+}
+
+impl PutTimings {
+    /// The `Server-Timing` header value (W3C Server Timing).
+    pub fn header(&self) -> String {
+        format!(
+            "check;dur={:.3}, store;dur={:.3}, install;dur={:.3}",
+            self.check_ms, self.store_ms, self.install_ms
+        )
+    }
+}
+
 fn def_hash(def: &RuleDef) -> String {
     let text = serde_json::to_string(def).unwrap_or_default();
     actions::idempotency_key("def", &text, 0)
@@ -295,7 +317,25 @@ impl RulesEngine {
         body: &[u8],
         replace: bool,
     ) -> Result<Value> {
+        self.put_rule_timed(path_name, body, replace)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// [`RulesEngine::put_rule`], with how long its parts took.
+    pub async fn put_rule_timed(
+        &self,
+        path_name: Option<&str>,
+        body: &[u8],
+        replace: bool,
+    ) -> Result<(Value, PutTimings)> {
+        let started = std::time::Instant::now();
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
         let (def, v) = self.check_body(body).await?;
+        let mut timings = PutTimings {
+            check_ms: ms(started),
+            ..PutTimings::default()
+        };
         if let Some(n) = path_name
             && n != def.name
         {
@@ -326,15 +366,22 @@ impl RulesEngine {
                 None => {}
             }
         }
+        let t = std::time::Instant::now();
         self.store.put("defs", &def.name, &def).await?;
+        timings.store_ms = ms(t);
         let name = def.name.clone();
+        let t = std::time::Instant::now();
         self.install(def, Source::Api, v, None);
+        timings.install_ms = ms(t);
         // A new rule's state is what a restart would make from its
         // definition (version 1); a replaced one's version went up.
         if replace {
+            let t = std::time::Instant::now();
             self.persist_state(&name).await;
+            timings.store_ms += ms(t);
         }
-        self.rule_json(&name).ok_or_else(|| Error::NotFound(name))
+        let rule = self.rule_json(&name).ok_or_else(|| Error::NotFound(name))?;
+        Ok((rule, timings))
     }
 
     pub async fn delete_rule(&self, name: &str) -> Result<()> {

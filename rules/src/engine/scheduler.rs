@@ -111,6 +111,7 @@ impl RulesEngine {
             }
         }
         evals.shutdown().await;
+        self.flush_dirty().await;
         let mut tasks = std::mem::take(&mut *self.tasks.lock());
         // Running actions get a moment to finish and record their outcome.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -208,8 +209,15 @@ impl RulesEngine {
             info!(rule = name, instance = %t.key, change = ?t.change, "alert transition");
         }
         let rows: Vec<ActionRow> = outcome.decisions.iter().map(|(r, _)| r.clone()).collect();
-        self.record_rows(rows).await;
-        self.persist_state_if_changed(name).await;
+        // Before an action starts, its decision and what it changed are on
+        // disk (a restart does not run it again); otherwise the persister
+        // writes the state.
+        if outcome.decisions.iter().any(|(_, run)| run.is_some()) {
+            tokio::join!(self.record_rows(rows), self.persist_state_if_changed(name));
+        } else {
+            self.record_rows(rows).await;
+            self.mark_dirty(name);
+        }
         if let Some(action) = def.action.clone() {
             for (row, run) in outcome.decisions {
                 if let Some(req) = run {

@@ -505,6 +505,9 @@ async fn a_restart_keeps_for_timers_api_rules_and_the_action_log() {
         "hot is pending, api_hot has no action"
     );
     std::fs::remove_file(f.path("rec.toml")).unwrap();
+    // What a stopping scheduler does last (the persister writes pending
+    // states within moments anyway).
+    f.engine.flush_dirty().await;
 
     let again = f.start().await.unwrap();
     let v = again.rules_json();
@@ -749,6 +752,7 @@ async fn state_is_written_when_a_restart_would_need_it() {
         rows.into_iter().find(|(n, _)| n == "hot").unwrap().1
     };
     f.engine.evaluate("hot", T0).await;
+    f.engine.flush_dirty().await;
     let first = stored().await;
     assert_eq!(first.last_eval, Some(T0), "a new instance is written");
     assert_eq!(first.instances.len(), 1);
@@ -766,6 +770,7 @@ async fn state_is_written_when_a_restart_would_need_it() {
         .unwrap();
     f.clock.set(T0 + 30 * S);
     f.engine.evaluate("hot", T0 + 30 * S).await;
+    f.engine.flush_dirty().await;
     assert_eq!(f.alerts()[0]["value"], "97");
     assert_eq!(stored().await, first, "the state object was rewritten");
 
