@@ -99,12 +99,9 @@ struct Inner {
     slots: HashMap<StateKey, Slot>,
     /// Series keys per (database, table), shared by the table's slots.
     keys: HashMap<(String, String), Keys>,
-    /// Groups computed at an instant, by state and shape without `HAVING`:
-    /// rules evaluated at the same instant that differ only in their
-    /// threshold share one pass over the state (as a batch engine would
-    /// share one scan per tick).
-    shared: HashMap<(StateKey, String), (i64, Arc<eval::Groups>)>,
 }
+
+type Shared = HashMap<(StateKey, String), (i64, Arc<eval::Groups>)>;
 
 /// Slots per table, per database: writes to other tables are skipped on
 /// the WAL writer's thread without waiting for an evaluation.
@@ -112,7 +109,14 @@ type Tables = HashMap<String, HashMap<String, usize>>;
 
 /// Streaming state for every streaming rule; see the module docs.
 pub struct Hub {
-    inner: Mutex<Inner>,
+    /// Written by writes, fills and evictions; read by evaluations, which
+    /// run side by side.
+    inner: RwLock<Inner>,
+    /// Groups computed at an instant, by state and shape without `HAVING`:
+    /// rules evaluated at the same instant that differ only in their
+    /// threshold share one pass over the state (as a batch engine would
+    /// share one scan per tick).
+    shared: Mutex<Shared>,
     registry: Mutex<Registry>,
     /// Bytes of state as of the last change (for the budget check of
     /// [`Hub::attach`], which does not take the state's lock).
@@ -137,7 +141,8 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     pub fn new(budget_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
-            inner: Mutex::new(Inner::default()),
+            inner: RwLock::new(Inner::default()),
+            shared: Mutex::new(Shared::new()),
             registry: Mutex::new(Registry::default()),
             used: std::sync::atomic::AtomicUsize::new(0),
             tables: RwLock::new(Tables::new()),
@@ -173,9 +178,13 @@ impl Hub {
 
     /// Applies every queued event, in order.
     fn drain(&self) {
+        // Nothing queued: evaluations go on side by side under the read lock.
+        if self.queue.lock().is_empty() {
+            return;
+        }
         let mut changed = Vec::new();
         {
-            let mut inner = self.inner.lock();
+            let mut inner = self.inner.write();
             loop {
                 let Some(ev) = self.queue.lock().pop_front() else {
                     break;
@@ -214,7 +223,7 @@ impl Hub {
                 match keep {
                     None => {
                         inner.slots.remove(&key);
-                        inner.shared.retain(|(k, _), _| *k != key);
+                        self.shared.lock().retain(|(k, _), _| *k != key);
                         let table = (key.db.clone(), key.table.clone());
                         if let Some(k) = inner.keys.get_mut(&table) {
                             k.gc();
@@ -285,7 +294,7 @@ impl Hub {
 
     /// Total bytes of state: points, series and their keys.
     pub fn bytes(&self) -> usize {
-        Self::used(&self.inner.lock())
+        Self::used(&self.inner.read())
     }
 
     fn used(inner: &Inner) -> usize {
@@ -296,7 +305,7 @@ impl Hub {
     /// Whether the state `key` was dropped for the memory budget (its
     /// rules run as batch SQL).
     pub fn refused(&self, key: &StateKey) -> bool {
-        self.inner.lock().slots.get(key).is_some_and(|s| s.refused)
+        self.inner.read().slots.get(key).is_some_and(|s| s.refused)
     }
 
     /// Makes `rule` a reader of the state `key` with window `keep_ns`
@@ -372,7 +381,7 @@ impl Hub {
         let (me, k) = (self.clone(), key.clone());
         let keep_ns = off_workers(move || {
             me.drain();
-            match me.inner.lock().slots.get(&k) {
+            match me.inner.read().slots.get(&k) {
                 Some(s) if !s.refused => Some(s.state.keep_ns),
                 _ => None,
             }
@@ -402,7 +411,7 @@ impl Hub {
     /// past the budget, empties it instead (its rules run as batch).
     fn add_filled(&self, key: &StateKey, batches: &[RecordBatch]) {
         self.drain();
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.write();
         let Inner { slots, keys, .. } = &mut *inner;
         if let Some(slot) = slots.get_mut(key) {
             let keys = keys.entry((key.db.clone(), key.table.clone())).or_default();
@@ -439,7 +448,7 @@ impl Hub {
     /// series keys no state holds.
     pub fn evict(&self, now: i64, retention: impl Fn(&str, &str) -> Option<i64>) {
         self.drain();
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.write();
         for (key, slot) in inner.slots.iter_mut() {
             slot.state.evict(now, retention(&key.db, &key.table));
         }
@@ -466,9 +475,8 @@ impl Hub {
         schema: &SchemaRef,
     ) -> Result<Option<RecordBatch>> {
         self.drain();
-        let mut inner = self.inner.lock();
-        let Inner { slots, shared, .. } = &mut *inner;
-        let Some(slot) = slots.get(key).filter(|s| s.ready) else {
+        let inner = self.inner.read();
+        let Some(slot) = inner.slots.get(key).filter(|s| s.ready) else {
             return Ok(None);
         };
         let common = Shape {
@@ -477,11 +485,15 @@ impl Hub {
             ..shape.clone()
         };
         let id = (key.clone(), format!("{common:?} {expired_before:?}"));
-        let groups = match shared.get(&id) {
-            Some((at, g)) if *at == now => g.clone(),
-            _ => {
+        let known = match self.shared.lock().get(&id) {
+            Some((at, g)) if *at == now => Some(g.clone()),
+            _ => None,
+        };
+        let groups = match known {
+            Some(g) => g,
+            None => {
                 let g = Arc::new(eval::groups(shape, &slot.state, now, expired_before));
-                shared.insert(id, (now, g.clone()));
+                self.shared.lock().insert(id, (now, g.clone()));
                 g
             }
         };

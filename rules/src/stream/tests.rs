@@ -368,7 +368,7 @@ async fn retention_shorter_than_the_window_hides_the_same_rows() {
         rules.push((sql, shape, key, schema));
     }
     let keys_shared = {
-        let inner = hub.inner.lock();
+        let inner = hub.inner.read();
         inner.keys.values().map(|k| k.len()).sum::<usize>()
     };
     assert_eq!(keys_shared, 3, "one key per series for both fields");
