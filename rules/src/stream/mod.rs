@@ -292,9 +292,11 @@ impl Hub {
         }
     }
 
-    /// Total bytes of state: points, series and their keys.
+    /// Total bytes of state (points, series and their keys) as of the last
+    /// change. Takes no lock: `/metrics` asks from the runtime's workers,
+    /// which must not wait behind a pass over the state.
     pub fn bytes(&self) -> usize {
-        Self::used(&self.inner.read())
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn used(inner: &Inner) -> usize {
