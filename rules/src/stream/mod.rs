@@ -118,6 +118,8 @@ pub struct Hub {
     /// share one scan per tick).
     shared: Mutex<Shared>,
     registry: Mutex<Registry>,
+    /// Held while a state is filled from a query.
+    filling: tokio::sync::Mutex<()>,
     /// Bytes of state as of the last change (for the budget check of
     /// [`Hub::attach`], which does not take the state's lock).
     used: std::sync::atomic::AtomicUsize,
@@ -144,6 +146,7 @@ impl Hub {
             inner: RwLock::new(Inner::default()),
             shared: Mutex::new(Shared::new()),
             registry: Mutex::new(Registry::default()),
+            filling: tokio::sync::Mutex::new(()),
             used: std::sync::atomic::AtomicUsize::new(0),
             tables: RwLock::new(Tables::new()),
             queue: Mutex::new(VecDeque::new()),
@@ -380,11 +383,14 @@ impl Hub {
         tags: &[String],
         now: i64,
     ) -> Result<()> {
+        // One fill at a time: rules of a new state all find it not ready,
+        // and the first to get here fills it for the others.
+        let _one = self.filling.lock().await;
         let (me, k) = (self.clone(), key.clone());
         let keep_ns = off_workers(move || {
             me.drain();
             match me.inner.read().slots.get(&k) {
-                Some(s) if !s.refused => Some(s.state.keep_ns),
+                Some(s) if !s.refused && !s.ready => Some(s.state.keep_ns),
                 _ => None,
             }
         })
