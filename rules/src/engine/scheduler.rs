@@ -30,10 +30,6 @@ use crate::safety::Inventory;
 use crate::state::Sample;
 use crate::validate::{Compiled, Mode, validate};
 
-/// Streaming evaluations running at once (batch ones are limited by
-/// `max_concurrent_evaluations`).
-const STREAMING_AT_ONCE: usize = 32;
-
 /// The grid point of `every` at or before `now`.
 pub(super) fn grid(now: i64, every: i64) -> i64 {
     now - now.rem_euclid(every.max(1))
@@ -47,9 +43,7 @@ impl RulesEngine {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.config.max_concurrent_evaluations.max(1),
         ));
-        // Streaming evaluations hold no query's memory and mostly wait for
-        // the state's lock: many may wait at once, so waits overlap.
-        let stream_permits = Arc::new(tokio::sync::Semaphore::new(STREAMING_AT_ONCE));
+
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -80,7 +74,7 @@ impl RulesEngine {
                 })
                 .await;
             }
-            let due: Vec<(String, i64, bool)> = {
+            let due: Vec<(String, i64)> = {
                 let mut inner = self.inner.lock();
                 inner
                     .rules
@@ -91,23 +85,19 @@ impl RulesEngine {
                         let every = l.def.every.ns();
                         let at = grid(now, every);
                         l.next_eval = at + every;
-                        (n.clone(), at, matches!(l.mode, Mode::Streaming(_)))
+                        (n.clone(), at)
                     })
                     .collect()
             };
             {
                 let mut inner = self.inner.lock();
-                for (_, at, _) in &due {
+                for (_, at) in &due {
                     inner.rounds.begin(*at, 1);
                 }
             }
-            for (name, at, streaming) in due {
+            for (name, at) in due {
                 let me = self.clone();
-                let permits = if streaming {
-                    stream_permits.clone()
-                } else {
-                    permits.clone()
-                };
+                let permits = permits.clone();
                 evals.spawn(async move {
                     // The semaphore is never closed.
                     let _permit = permits.acquire_owned().await;
