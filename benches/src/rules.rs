@@ -304,7 +304,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-fn phase(ticks: &[Tick], from: Instant, to: Instant, cpu: f64) -> Phase {
+fn phase(ticks: &[Tick], from: Instant, to: Instant, cpu: f64, interval: Duration) -> Phase {
     let mine: Vec<&Tick> = ticks.iter().filter(|t| t.at >= from && t.at < to).collect();
     let rows: u64 = mine.iter().map(|t| t.rows).sum();
     let busy: f64 = mine.iter().map(|t| t.secs).sum();
@@ -315,7 +315,10 @@ fn phase(ticks: &[Tick], from: Instant, to: Instant, cpu: f64) -> Phase {
         rows,
         rows_per_s: if busy > 0.0 { rows as f64 / busy } else { 0.0 },
         cpu_cores: cpu / seconds,
-        late_ticks: 0,
+        late_ticks: mine
+            .iter()
+            .filter(|t| t.secs > interval.as_secs_f64())
+            .count(),
     }
 }
 
@@ -544,14 +547,8 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
         })
         .collect();
     let ticks = ticks.lock().clone();
-    let mut without = phase(&ticks, a0, a1, cpu_a);
-    let mut with = phase(&ticks, b0, b1, cpu_b);
-    for (p, from, to) in [(&mut without, a0, a1), (&mut with, b0, b1)] {
-        p.late_ticks = ticks
-            .iter()
-            .filter(|t| t.at >= from && t.at < to && t.secs > o.interval.as_secs_f64())
-            .count();
-    }
+    let without = phase(&ticks, a0, a1, cpu_a, o.interval);
+    let with = phase(&ticks, b0, b1, cpu_b, o.interval);
     let r = sorted(&rounds);
     let l = sorted(&latencies);
     let report = RulesReport {
