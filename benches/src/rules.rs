@@ -110,6 +110,35 @@ pub struct RulesReport {
     pub alert_latency_ms_p50: f64,
     pub alert_latency_ms_p99: f64,
     pub alert_latency_ms_max: f64,
+    /// Evaluations finished while measuring with rules.
+    pub evaluations: u64,
+    /// Per phase of an evaluation (`/metrics`:
+    /// `fleetlake_rules_evaluation_seconds_total`): milliseconds per
+    /// evaluation, averaged over the phase with rules.
+    pub evaluation_ms: Vec<(String, f64)>,
+}
+
+/// The evaluation phases `/metrics` reports.
+const PHASES: [&str; 8] = [
+    "queued", "drain", "lock", "pass", "answer", "sql", "apply", "record",
+];
+
+/// Seconds per evaluation phase and evaluations so far, from `/metrics`.
+fn phase_seconds(text: &str) -> (Vec<f64>, f64) {
+    let secs = PHASES
+        .iter()
+        .map(|p| {
+            metric(
+                text,
+                &format!("fleetlake_rules_evaluation_seconds_total{{phase=\"{p}\"}}"),
+            )
+            .unwrap_or(0.0)
+        })
+        .collect();
+    (
+        secs,
+        metric(text, "fleetlake_rules_evaluations_total").unwrap_or(0.0),
+    )
 }
 
 /// A number in `[0, 1)` from `(a, b)`: the same every run.
@@ -499,6 +528,7 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
 
     let b0 = Instant::now();
     let cpu1 = cpu_seconds(s.pid())?;
+    let (phases0, evals0) = phase_seconds(&metrics().await?);
     let mut rounds = Vec::new();
     let mut state_bytes = 0u64;
     let mut probes: Vec<(String, Instant)> = Vec::new();
@@ -531,6 +561,13 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
     }
     let b1 = Instant::now();
     let cpu_b = cpu_seconds(s.pid())? - cpu1;
+    let (phases1, evals1) = phase_seconds(&metrics().await?);
+    let evaluations = (evals1 - evals0).max(0.0) as u64;
+    let evaluation_ms = PHASES
+        .iter()
+        .zip(phases1.iter().zip(&phases0))
+        .map(|(p, (b, a))| (p.to_string(), (b - a) * 1e3 / evaluations.max(1) as f64))
+        .collect();
     let rss_with = proc_status_kb(s.pid(), "VmRSS").unwrap_or(0);
     // Late alerts get a moment.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -580,6 +617,8 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
         alert_latency_ms_p50: percentile(&l, 50.0),
         alert_latency_ms_p99: percentile(&l, 99.0),
         alert_latency_ms_max: l.last().copied().unwrap_or(0.0),
+        evaluations,
+        evaluation_ms,
     };
     s.stop()?;
     Ok(report)
@@ -636,6 +675,16 @@ impl RulesReport {
             self.alert_latency_ms_p50,
             self.alert_latency_ms_p99,
             self.alert_latency_ms_max
+        );
+        let phases: Vec<String> = self
+            .evaluation_ms
+            .iter()
+            .map(|(p, ms)| format!("{p} {ms:.2}"))
+            .collect();
+        println!(
+            "per evaluation ({} evaluations), ms: {}",
+            self.evaluations,
+            phases.join(", ")
         );
     }
 }

@@ -52,7 +52,7 @@ use crate::validate::Mode;
 pub use crate::clock::{Clock, SystemClock};
 pub use record::record_lines;
 pub use registry::{PutTimings, Source};
-pub use rounds::{ROUND_BUCKETS, RoundStats};
+pub use rounds::{Phase, Phases, ROUND_BUCKETS, RoundStats};
 pub(crate) use scheduler::gather_inventory;
 
 #[derive(Debug, Clone)]
@@ -108,6 +108,9 @@ struct Loaded {
     last_duration_ms: f64,
     next_eval: i64,
     evaluating: bool,
+    /// An `on_write` rule's state changed while it was being evaluated:
+    /// evaluate it again when that evaluation ends.
+    rerun: bool,
     /// What was last written to the object store: the state's
     /// [`RuleState::durable_fingerprint`] and when.
     persisted: Option<(u64, i64)>,
@@ -134,6 +137,8 @@ pub struct RulesMetrics {
     /// Bytes of streaming state.
     pub state_bytes: usize,
     pub rounds: RoundStats,
+    /// Seconds of evaluations' wall time per phase.
+    pub phases: Vec<(Phase, f64)>,
 }
 
 pub struct RulesEngine {
@@ -156,6 +161,8 @@ pub struct RulesEngine {
     tasks: Mutex<JoinSet<()>>,
     /// Streaming rules' state, fed by the write path.
     hub: Arc<Hub>,
+    /// Where evaluations' wall time goes.
+    phases: Arc<Phases>,
     /// Batch answers by (database, SQL, instant): batch rules with the same
     /// SQL evaluated at the same instant share one query.
     batch_answers: Mutex<BatchAnswers>,
@@ -184,6 +191,7 @@ impl RulesEngine {
         ingester.observe(hub.clone());
         Arc::new(Self {
             hub,
+            phases: Arc::default(),
             config,
             store: RuleStore::new(store),
             ingester,
@@ -277,6 +285,7 @@ impl RulesEngine {
                 .count(),
             state_bytes,
             rounds: inner.rounds.stats.clone(),
+            phases: self.phases.seconds(),
         }
     }
 }

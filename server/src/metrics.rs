@@ -287,6 +287,17 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP fleetlake_rules_last_round_duration_seconds Duration of the round that closed last.\n# TYPE fleetlake_rules_last_round_duration_seconds gauge\nfleetlake_rules_last_round_duration_seconds {}",
         r.rounds.last_seconds
     );
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_rules_evaluation_seconds_total Wall time of rule evaluations, by phase (queued for a permit, drain of queued writes, lock wait, pass over the streaming state, answer, SQL, alert step, record).\n# TYPE fleetlake_rules_evaluation_seconds_total counter"
+    );
+    for (phase, secs) in &r.phases {
+        let _ = writeln!(
+            out,
+            "fleetlake_rules_evaluation_seconds_total{{phase=\"{}\"}} {secs}",
+            phase.as_str()
+        );
+    }
     gauge(
         &mut out,
         "fleetlake_uptime_seconds",

@@ -163,6 +163,7 @@ impl RulesEngine {
                 last_duration_ms: 0.0,
                 next_eval,
                 evaluating: false,
+                rerun: false,
                 persisted: None,
             },
         );

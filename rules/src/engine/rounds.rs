@@ -64,6 +64,83 @@ impl Rounds {
     }
 }
 
+/// Where an evaluation's wall time goes (`/metrics`:
+/// `fleetlake_rules_evaluation_seconds_total{phase}`): what a slow round
+/// is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Dispatched, waiting for an evaluation permit.
+    Queued,
+    /// Applying queued writes to the streaming state first.
+    Drain,
+    /// Waiting for the streaming state's lock (or a pass another
+    /// evaluation of the same groups is making).
+    Lock,
+    /// Passing over the streaming state's series for a shape's groups.
+    Pass,
+    /// `HAVING` and the answer's batch from the groups.
+    Answer,
+    /// A batch rule's SQL (or a streaming rule's while its state fills).
+    Sql,
+    /// The alert/self-heal step, under the engine's lock.
+    Apply,
+    /// The decision log and state objects.
+    Record,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Queued,
+        Phase::Drain,
+        Phase::Lock,
+        Phase::Pass,
+        Phase::Answer,
+        Phase::Sql,
+        Phase::Apply,
+        Phase::Record,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Drain => "drain",
+            Phase::Lock => "lock",
+            Phase::Pass => "pass",
+            Phase::Answer => "answer",
+            Phase::Sql => "sql",
+            Phase::Apply => "apply",
+            Phase::Record => "record",
+        }
+    }
+}
+
+/// Seconds spent per [`Phase`], summed over evaluations (lock-free: every
+/// evaluation adds to it).
+#[derive(Debug, Default)]
+pub struct Phases {
+    ns: [std::sync::atomic::AtomicU64; Phase::ALL.len()],
+}
+
+impl Phases {
+    pub fn add(&self, phase: Phase, took: std::time::Duration) {
+        self.ns[phase as usize].fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Seconds per phase, in [`Phase::ALL`] order.
+    pub fn seconds(&self) -> Vec<(Phase, f64)> {
+        Phase::ALL
+            .iter()
+            .map(|p| {
+                let ns = self.ns[*p as usize].load(std::sync::atomic::Ordering::Relaxed);
+                (*p, ns as f64 / 1e9)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

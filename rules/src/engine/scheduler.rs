@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use super::RulesEngine;
 use super::dispatch::live_of;
+use super::rounds::Phase;
 use crate::actions;
 use crate::core::{self, ActionRow, Env};
 use crate::definition::{Eval, Kind, RuleDef};
@@ -74,7 +75,7 @@ impl RulesEngine {
                 })
                 .await;
             }
-            let due: Vec<(String, i64)> = {
+            let due: Vec<(String, i64, bool)> = {
                 let mut inner = self.inner.lock();
                 inner
                     .rules
@@ -85,29 +86,34 @@ impl RulesEngine {
                         let every = l.def.every.ns();
                         let at = grid(now, every);
                         l.next_eval = at + every;
-                        (n.clone(), at)
+                        (n.clone(), at, l.def.eval == Eval::OnWrite)
                     })
                     .collect()
             };
             {
                 let mut inner = self.inner.lock();
-                for (_, at) in &due {
+                for (_, at, _) in &due {
                     inner.rounds.begin(*at, 1);
                 }
             }
-            for (name, at) in due {
+            for (name, at, on_write) in due {
                 let me = self.clone();
                 let permits = permits.clone();
+                let dispatched = std::time::Instant::now();
                 evals.spawn(async move {
-                    // The semaphore is never closed.
-                    let _permit = permits.acquire_owned().await;
+                    // An on_write rule does not queue behind a round's
+                    // evaluations: while it waits, its writes would wait.
+                    // (It streams: it holds no query's memory.)
+                    let _permit = if on_write {
+                        None
+                    } else {
+                        // The semaphore is never closed.
+                        permits.acquire_owned().await.ok()
+                    };
+                    me.phases.add(Phase::Queued, dispatched.elapsed());
                     me.evaluate(&name, at).await;
-                    let now = me.now();
-                    let mut inner = me.inner.lock();
-                    inner.rounds.finish(at, now);
-                    if let Some(l) = inner.rules.get_mut(&name) {
-                        l.evaluating = false;
-                    }
+                    me.inner.lock().rounds.finish(at, me.now());
+                    me.evaluated(&name);
                 });
             }
         }
@@ -167,6 +173,7 @@ impl RulesEngine {
             }
             return;
         }
+        let applying = std::time::Instant::now();
         let outcome = {
             let mut inner = self.inner.lock();
             let live = live_of(&inner, name, at);
@@ -202,6 +209,7 @@ impl RulesEngine {
             }
             out
         };
+        self.phases.add(Phase::Apply, applying.elapsed());
         for t in outcome
             .transitions
             .iter()
@@ -209,6 +217,7 @@ impl RulesEngine {
         {
             info!(rule = name, instance = %t.key, change = ?t.change, "alert transition");
         }
+        let recording = std::time::Instant::now();
         let rows: Vec<ActionRow> = outcome.decisions.iter().map(|(r, _)| r.clone()).collect();
         // Before an action starts, its decision and what it changed are on
         // disk (a restart does not run it again); otherwise the persister
@@ -219,6 +228,7 @@ impl RulesEngine {
             self.record_rows(rows).await;
             self.mark_dirty(name);
         }
+        self.phases.add(Phase::Record, recording.elapsed());
         if let Some(action) = def.action.clone() {
             for (row, run) in outcome.decisions {
                 if let Some(req) = run {
@@ -274,7 +284,12 @@ impl RulesEngine {
         };
         let batches = match streamed {
             Some(b) => vec![b],
-            None => self.run_batch(q, def, plan, at).await?,
+            None => {
+                let t = std::time::Instant::now();
+                let b = self.run_batch(q, def, plan, at).await;
+                self.phases.add(Phase::Sql, t.elapsed());
+                b?
+            }
         };
         let samples = eval::samples(def, &batches)?;
         let inventory = gather_inventory(q, def, tables, at, &samples).await?;
@@ -292,7 +307,6 @@ impl RulesEngine {
                 _ = shutdown.cancelled() => return,
                 c = self.hub.changed() => c,
             };
-            let now = self.now();
             let due: Vec<String> = {
                 let mut inner = self.inner.lock();
                 inner
@@ -300,24 +314,48 @@ impl RulesEngine {
                     .iter_mut()
                     .filter(|(_, l)| {
                         l.def.eval == Eval::OnWrite
-                            && !l.evaluating
                             && matches!(&l.mode, Mode::Streaming(c) if changed.contains(&c.key))
                     })
-                    .map(|(n, l)| {
+                    .filter_map(|(n, l)| {
+                        if l.evaluating {
+                            // The write may have come after its state was read.
+                            l.rerun = true;
+                            return None;
+                        }
                         l.evaluating = true;
-                        n.clone()
+                        Some(n.clone())
                     })
                     .collect()
             };
             for name in due {
-                let me = self.clone();
-                self.tasks.lock().spawn(async move {
-                    me.evaluate(&name, now).await;
-                    if let Some(l) = me.inner.lock().rules.get_mut(&name) {
-                        l.evaluating = false;
-                    }
-                });
+                self.spawn_on_write(name);
             }
+        }
+    }
+
+    /// Evaluates `name` (marked evaluating) at the current time.
+    fn spawn_on_write(self: &Arc<Self>, name: String) {
+        let me = self.clone();
+        self.tasks.lock().spawn(async move {
+            me.evaluate(&name, me.now()).await;
+            me.evaluated(&name);
+        });
+    }
+
+    /// An evaluation of `name` ended: the next may start, and one starts
+    /// at once when a write changed its state meanwhile.
+    fn evaluated(self: &Arc<Self>, name: &str) {
+        let again = {
+            let mut inner = self.inner.lock();
+            let Some(l) = inner.rules.get_mut(name) else {
+                return;
+            };
+            let again = std::mem::take(&mut l.rerun);
+            l.evaluating = again;
+            again
+        };
+        if again {
+            self.spawn_on_write(name.to_string());
         }
     }
 
@@ -380,7 +418,10 @@ impl RulesEngine {
         if let Some(b) = self.stream_answer(c, at, expired_before).await? {
             return Ok(Some(b));
         }
-        if let Err(e) = self.hub.fill(q, &c.key, &c.tags, self.now()).await {
+        let t = std::time::Instant::now();
+        let filled = self.hub.fill(q, &c.key, &c.tags, self.now()).await;
+        self.phases.add(Phase::Sql, t.elapsed());
+        if let Err(e) = filled {
             warn!(table = %c.key.table, error = %e, "filling streaming state failed; the rule runs as batch SQL");
             return Ok(None);
         }
@@ -396,9 +437,9 @@ impl RulesEngine {
         at: i64,
         expired_before: Option<i64>,
     ) -> Result<Option<arrow::record_batch::RecordBatch>> {
-        let (hub, c) = (self.hub.clone(), c.clone());
+        let (hub, phases, c) = (self.hub.clone(), self.phases.clone(), c.clone());
         tokio::task::spawn_blocking(move || {
-            hub.evaluate(&c.key, &c.shape, at, expired_before, &c.schema)
+            hub.evaluate(&c.key, &c.shape, at, expired_before, &c.schema, &phases)
         })
         .await
         .map_err(|e| crate::error::Error::Internal(format!("streaming evaluation: {e}")))?

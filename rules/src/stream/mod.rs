@@ -24,6 +24,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -34,6 +35,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::engine::{Phase, Phases};
 use crate::error::Result;
 use shape::Shape;
 use state::{FieldState, Keys};
@@ -101,7 +103,18 @@ struct Inner {
     keys: HashMap<(String, String), Keys>,
 }
 
-type Shared = HashMap<(StateKey, String), (i64, Arc<eval::Groups>)>;
+/// Groups at an instant, made once: evaluations that need the same groups
+/// while one is passing over the state wait for its result instead of
+/// passing again.
+type Once = Arc<std::sync::OnceLock<Arc<eval::Groups>>>;
+
+/// The groups of the last [`SHARED_INSTANTS`] instants, per state and shape.
+type Shared = HashMap<(StateKey, String), VecDeque<(i64, Once)>>;
+
+/// Instants whose groups are kept per state and shape: a round's
+/// evaluations at its grid instant still find theirs while `on_write`
+/// evaluations of the same shape ask at later instants.
+const SHARED_INSTANTS: usize = 4;
 
 /// Slots per table, per database: writes to other tables are skipped on
 /// the WAL writer's thread without waiting for an evaluation.
@@ -481,8 +494,12 @@ impl Hub {
         now: i64,
         expired_before: Option<i64>,
         schema: &SchemaRef,
+        phases: &Phases,
     ) -> Result<Option<RecordBatch>> {
+        let t = Instant::now();
         self.drain();
+        phases.add(Phase::Drain, t.elapsed());
+        let t = Instant::now();
         let inner = self.inner.read();
         let Some(slot) = inner.slots.get(key).filter(|s| s.ready) else {
             return Ok(None);
@@ -492,22 +509,45 @@ impl Hub {
             outputs: Vec::new(),
             ..shape.clone()
         };
-        let id = (key.clone(), format!("{common:?} {expired_before:?}"));
-        let known = match self.shared.lock().get(&id) {
-            Some((at, g)) if *at == now => Some(g.clone()),
-            _ => None,
-        };
-        let groups = match known {
-            Some(g) => g,
-            None => {
-                let g = Arc::new(eval::groups(shape, &slot.state, now, expired_before));
-                self.shared.lock().insert(id, (now, g.clone()));
-                g
+        let once = {
+            let mut shared = self.shared.lock();
+            let at = shared
+                .entry((key.clone(), format!("{common:?} {expired_before:?}")))
+                .or_default();
+            match at.iter().find(|(i, _)| *i == now) {
+                Some((_, once)) => once.clone(),
+                None => {
+                    let once = Once::default();
+                    at.push_back((now, once.clone()));
+                    if at.len() > SHARED_INSTANTS {
+                        at.pop_front();
+                    }
+                    once
+                }
             }
         };
+        let mut passed = None;
+        let groups = once
+            .get_or_init(|| {
+                let p = Instant::now();
+                let g = Arc::new(eval::groups(shape, &slot.state, now, expired_before));
+                passed = Some(p);
+                g
+            })
+            .clone();
         // The answer needs the groups only: writes go on meanwhile.
         drop(inner);
-        eval::answer(shape, &groups, schema).map(Some)
+        match passed {
+            Some(p) => {
+                phases.add(Phase::Lock, p.duration_since(t));
+                phases.add(Phase::Pass, p.elapsed());
+            }
+            None => phases.add(Phase::Lock, t.elapsed()),
+        }
+        let t = Instant::now();
+        let answer = eval::answer(shape, &groups, schema);
+        phases.add(Phase::Answer, t.elapsed());
+        answer.map(Some)
     }
 
     fn reads(&self, db: &str, table: &str) -> bool {

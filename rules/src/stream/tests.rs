@@ -229,7 +229,7 @@ async fn check_seed(seed: u64) {
     for at in [T0, T0 + 30 * S, T0 - 120 * S] {
         for (sql, shape, key, schema) in &rules {
             let streamed = hub
-                .evaluate(key, shape, at, None, schema)
+                .evaluate(key, shape, at, None, schema, &Default::default())
                 .unwrap()
                 .expect("ready");
             let batch = crate::eval::run_sql(&query, "fleet", sql, at)
@@ -379,7 +379,7 @@ async fn retention_shorter_than_the_window_hides_the_same_rows() {
             let at = now_ns();
             let before = at - ttl;
             let streamed = hub
-                .evaluate(key, shape, at, Some(before), schema)
+                .evaluate(key, shape, at, Some(before), schema, &Default::default())
                 .unwrap()
                 .expect("ready");
             let batch = crate::eval::run_sql(&query, "fleet", sql, at)
