@@ -1142,3 +1142,64 @@ async fn on_write_rules_act_on_the_write_not_the_hour() {
     .await;
     assert_eq!(body["labels"]["hostname"], "h3", "{body}");
 }
+
+/// The racks of firing alerts, with their values.
+async fn firing_racks(server: &Server) -> Vec<(String, String)> {
+    let mut racks: Vec<(String, String)> = alerts(server)
+        .await
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .map(|a| {
+            (
+                a["labels"]["rack"].as_str().unwrap_or_default().to_string(),
+                a["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    racks.sort();
+    racks
+}
+
+/// An `on_write` evaluation answers for the groups a write touched — with
+/// every series in them, not only the written ones — and leaves the other
+/// instances as they are; a write that makes a group's condition false
+/// resolves it at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_write_evaluations_answer_for_the_groups_a_write_touched() {
+    let server = Server::start(ALLOW_LOOPBACK);
+    write_probe(&server, &[(1, 1, 10.0), (2, 2, 10.0)]).await;
+    let rule = json!({"name": "rack_now", "kind": "alert", "every": "1h", "eval": "on_write",
+        "sql": "SELECT rack, avg(v) AS value FROM probe WHERE time > now() - INTERVAL '10 minutes' \
+                GROUP BY rack HAVING avg(v) > 50"});
+    let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(s, 201, "{v}");
+    wait_for(10, "the first evaluation", || async {
+        let (_, v) = call(&server, "GET", "/api/v1/rules/rack_now", None).await;
+        v["last_evaluation"].as_str().map(str::to_string)
+    })
+    .await;
+    // Rack 1's average counts host 1's row, which this write did not touch.
+    write_probe(&server, &[(3, 1, 99.0)]).await;
+    let want = vec![("r1".to_string(), "54.5".to_string())];
+    wait_for(10, "rack 1 to fire", || async {
+        (firing_racks(&server).await == want).then_some(())
+    })
+    .await;
+    // A write to rack 2 fires it and leaves rack 1 firing.
+    write_probe(&server, &[(4, 2, 100.0)]).await;
+    let want = vec![
+        ("r1".to_string(), "54.5".to_string()),
+        ("r2".to_string(), "55".to_string()),
+    ];
+    wait_for(10, "rack 2 to fire beside rack 1", || async {
+        (firing_racks(&server).await == want).then_some(())
+    })
+    .await;
+    // A cool host in rack 1 brings its average under the threshold.
+    write_probe(&server, &[(5, 1, 0.0)]).await;
+    let want = vec![("r2".to_string(), "55".to_string())];
+    wait_for(10, "rack 1 to resolve on the write", || async {
+        (firing_racks(&server).await == want).then_some(())
+    })
+    .await;
+}

@@ -176,15 +176,29 @@ pub fn apply(
     now: i64,
     env: Env<'_>,
 ) -> Outcome {
+    apply_in(def, st, samples, None, now, env)
+}
+
+/// [`apply`] for an evaluation that speaks only for the instances in
+/// `scope` (see [`state::step_in`]).
+pub fn apply_in(
+    def: &RuleDef,
+    st: &mut RuleState,
+    samples: Vec<Sample>,
+    scope: Option<&BTreeSet<String>>,
+    now: i64,
+    env: Env<'_>,
+) -> Outcome {
     let mut out = Outcome::default();
     let n = samples.len();
     expire_approvals(def, st, now, &mut out);
     let mut seen = BTreeSet::new();
     out.duplicate_rows = samples.iter().filter(|s| !seen.insert(s.key())).count();
     debug_assert!(n >= out.duplicate_rows);
-    out.transitions = state::step(
+    out.transitions = state::step_in(
         &mut st.instances,
         samples,
+        scope,
         now,
         def.for_.ns(),
         def.keep_firing_for.ns(),

@@ -111,6 +111,8 @@ struct Loaded {
     /// An `on_write` rule's state changed while it was being evaluated:
     /// evaluate it again when that evaluation ends.
     rerun: bool,
+    /// The series writes touched that its next `on_write` evaluation reads.
+    touched: scheduler::Touches,
     /// What was last written to the object store: the state's
     /// [`RuleState::durable_fingerprint`] and when.
     persisted: Option<(u64, i64)>,

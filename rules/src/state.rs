@@ -112,6 +112,21 @@ pub fn step(
     for_ns: i64,
     keep_firing_for_ns: i64,
 ) -> Vec<Transition> {
+    step_in(instances, samples, None, now, for_ns, keep_firing_for_ns)
+}
+
+/// [`step`] over part of the instances: with `scope`, the evaluation
+/// speaks only for the instances whose keys it holds (an `on_write`
+/// evaluation of the groups a write touched); the others are left as
+/// they are.
+pub fn step_in(
+    instances: &mut BTreeMap<String, Instance>,
+    samples: Vec<Sample>,
+    scope: Option<&std::collections::BTreeSet<String>>,
+    now: i64,
+    for_ns: i64,
+    keep_firing_for_ns: i64,
+) -> Vec<Transition> {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for s in samples {
@@ -157,6 +172,9 @@ pub fn step(
     }
     let mut remove = Vec::new();
     for (key, a) in instances.iter_mut() {
+        if scope.is_some_and(|scope| !scope.contains(key)) {
+            continue;
+        }
         if !seen.contains(key) {
             let mut keep_firing = false;
             if a.state == AlertState::Firing && keep_firing_for_ns > 0 {

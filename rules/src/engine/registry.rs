@@ -143,12 +143,11 @@ impl RulesEngine {
             st.version += 1;
             st.def_hash = hash;
         }
-        let every = def.every.ns();
-        let mode = self.attach_stream(&def.name, every, v.mode);
+        let mode = self.attach_stream(&def, v.mode);
         let next_eval = previous
             .as_ref()
             .filter(|p| p.def.every == def.every)
-            .map_or(grid(now, every), |p| p.next_eval);
+            .map_or(grid(now, def.every.ns()), |p| p.next_eval);
         inner.rules.insert(
             def.name.clone(),
             Loaded {
@@ -164,21 +163,24 @@ impl RulesEngine {
                 next_eval,
                 evaluating: false,
                 rerun: false,
+                touched: Default::default(),
                 persisted: None,
             },
         );
     }
 
-    /// Makes rule `name` (evaluated every `every` ns) a reader of the
-    /// streaming state its mode names, in place of what it read before;
-    /// over the state's budget it runs as batch.
-    pub(super) fn attach_stream(&self, name: &str, every: i64, mode: Mode) -> Mode {
+    /// Makes rule `def` a reader of the streaming state its mode names, in
+    /// place of what it read before; over the state's budget it runs as
+    /// batch.
+    pub(super) fn attach_stream(&self, def: &RuleDef, mode: Mode) -> Mode {
+        let name = def.name.as_str();
         self.hub.detach(name);
         match mode {
             Mode::Streaming(c) => {
                 // Points are kept for the window plus one interval.
-                let keep = c.shape.window_ns.saturating_add(every);
-                match self.hub.attach(name, &c.key, keep) {
+                let keep = c.shape.window_ns.saturating_add(def.every.ns());
+                let on_write = def.eval == definition::Eval::OnWrite;
+                match self.hub.attach(name, &c.key, keep, on_write) {
                     Some(_) => Mode::Streaming(c),
                     None => {
                         warn!(rule = %name, "streaming state over its memory budget; the rule runs as batch SQL");

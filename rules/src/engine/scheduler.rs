@@ -11,6 +11,7 @@
 //! - An evaluation whose rule changed while its SQL ran is dropped: the
 //!   next one uses the new definition.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,43 @@ use crate::error::Result;
 use crate::eval;
 use crate::safety::Inventory;
 use crate::state::Sample;
+use crate::stream::Touched;
 use crate::validate::{Compiled, Mode, validate};
+
+/// Rows of writes an `on_write` rule keeps to evaluate the groups they
+/// touched; past them, its next evaluation reads every group.
+const MAX_TOUCHED_ROWS: usize = 1 << 20;
+
+/// The series writes touched since an `on_write` rule's last evaluation
+/// read them.
+#[derive(Debug, Default)]
+pub(super) struct Touches {
+    writes: Vec<Touched>,
+    rows: usize,
+    /// Too many to keep: evaluate every group.
+    all: bool,
+}
+
+impl Touches {
+    fn add(&mut self, writes: &[Touched]) {
+        for w in writes {
+            self.rows += w.len();
+            if self.rows > MAX_TOUCHED_ROWS {
+                self.all = true;
+                self.writes = Vec::new();
+            }
+            if !self.all {
+                self.writes.push(w.clone());
+            }
+        }
+    }
+
+    /// The writes to evaluate, or `None` for every group.
+    fn take(&mut self) -> Option<Vec<Touched>> {
+        let t = std::mem::take(self);
+        (!t.all).then_some(t.writes)
+    }
+}
 
 /// The grid point of `every` at or before `now`.
 pub(super) fn grid(now: i64, every: i64) -> i64 {
@@ -129,6 +166,12 @@ impl RulesEngine {
 
     /// Evaluates rule `name` at `at` and carries out what follows.
     pub async fn evaluate(self: &Arc<Self>, name: &str, at: i64) {
+        self.evaluate_in(name, at, None).await;
+    }
+
+    /// [`RulesEngine::evaluate`]; with `touched`, a streaming rule answers
+    /// for the groups of those series only (an `on_write` evaluation).
+    async fn evaluate_in(self: &Arc<Self>, name: &str, at: i64, touched: Option<Vec<Touched>>) {
         let started = std::time::Instant::now();
         let Some((def, mut tables, mut mode, mut plan)) = ({
             let inner = self.inner.lock();
@@ -150,9 +193,9 @@ impl RulesEngine {
             return;
         };
         let result = self
-            .gather(&def, &mut tables, &mut mode, &mut plan, at)
+            .gather(&def, &mut tables, &mut mode, &mut plan, at, touched)
             .await;
-        let (samples, inventory) = match result {
+        let (samples, inventory, scope) = match result {
             Ok(x) => x,
             Err(e) => {
                 let mut inner = self.inner.lock();
@@ -194,7 +237,7 @@ impl RulesEngine {
                 generator_url: self.generator_url(&def.name),
                 new_id: &mut new_id,
             };
-            let out = core::apply(&def, &mut l.state, samples, at, env);
+            let out = core::apply_in(&def, &mut l.state, samples, scope.as_ref(), at, env);
             l.last_error = (out.duplicate_rows > 0).then(|| {
                 format!(
                     "{} rows repeat another row's labels; only the first of each counts",
@@ -247,7 +290,9 @@ impl RulesEngine {
         }
     }
 
-    /// The rows of the rule's SQL at `at`, and the inventory when safety needs it.
+    /// The rows of the rule's SQL at `at`, the inventory when safety needs
+    /// it, and for an evaluation of the groups `touched` series fall in,
+    /// the instances it speaks for.
     async fn gather(
         &self,
         def: &RuleDef,
@@ -255,7 +300,8 @@ impl RulesEngine {
         mode: &mut Mode,
         plan: &mut Option<Arc<datafusion::logical_expr::LogicalPlan>>,
         at: i64,
-    ) -> Result<(Vec<Sample>, Option<Inventory>)> {
+        touched: Option<Vec<Touched>>,
+    ) -> Result<(Vec<Sample>, Option<Inventory>, Option<BTreeSet<String>>)> {
         let q = self.query()?;
         if tables.is_empty() {
             // Planned before its tables existed: plan again (cheap) to learn
@@ -265,11 +311,25 @@ impl RulesEngine {
             {
                 *tables = v.tables;
                 *plan = v.plan;
-                *mode = self.attach_stream(&def.name, def.every.ns(), v.mode);
+                *mode = self.attach_stream(def, v.mode);
             }
         }
-        let streamed = match mode {
-            Mode::Streaming(c) => {
+        let mut scope = None;
+        let partial = match (&*mode, touched) {
+            (Mode::Streaming(c), Some(touched)) => self.stream_touched(c, at, touched).await?,
+            _ => None,
+        };
+        let streamed = match (partial, &mut *mode) {
+            (Some((answer, all)), _) => {
+                scope = Some(
+                    eval::samples(def, &[all])?
+                        .iter()
+                        .map(Sample::key)
+                        .collect(),
+                );
+                Some(answer)
+            }
+            (None, Mode::Streaming(c)) => {
                 let b = self.streamed(q, c, at).await?;
                 if b.is_none() && self.hub.refused(&c.key) {
                     // Views and system.rules say so from now on.
@@ -280,7 +340,7 @@ impl RulesEngine {
                 }
                 b
             }
-            Mode::Batch(_) => None,
+            (None, Mode::Batch(_)) => None,
         };
         let batches = match streamed {
             Some(b) => vec![b],
@@ -293,7 +353,7 @@ impl RulesEngine {
         };
         let samples = eval::samples(def, &batches)?;
         let inventory = gather_inventory(q, def, tables, at, &samples).await?;
-        Ok((samples, inventory))
+        Ok((samples, inventory, scope))
     }
 }
 
@@ -312,11 +372,15 @@ impl RulesEngine {
                 inner
                     .rules
                     .iter_mut()
-                    .filter(|(_, l)| {
-                        l.def.eval == Eval::OnWrite
-                            && matches!(&l.mode, Mode::Streaming(c) if changed.contains(&c.key))
-                    })
                     .filter_map(|(n, l)| {
+                        let Mode::Streaming(c) = &l.mode else {
+                            return None;
+                        };
+                        let touched = changed.get(&c.key)?;
+                        if l.def.eval != Eval::OnWrite {
+                            return None;
+                        }
+                        l.touched.add(touched);
                         if l.evaluating {
                             // The write may have come after its state was read.
                             l.rerun = true;
@@ -333,11 +397,18 @@ impl RulesEngine {
         }
     }
 
-    /// Evaluates `name` (marked evaluating) at the current time.
+    /// Evaluates `name` (marked evaluating) at the current time, for the
+    /// groups of the series written since its last `on_write` evaluation.
     fn spawn_on_write(self: &Arc<Self>, name: String) {
         let me = self.clone();
         self.tasks.lock().spawn(async move {
-            me.evaluate(&name, me.now()).await;
+            let touched = me
+                .inner
+                .lock()
+                .rules
+                .get_mut(&name)
+                .and_then(|l| l.touched.take());
+            me.evaluate_in(&name, me.now(), touched).await;
             me.evaluated(&name);
         });
     }
@@ -405,16 +476,7 @@ impl RulesEngine {
         c: &Arc<Compiled>,
         at: i64,
     ) -> Result<Option<arrow::record_batch::RecordBatch>> {
-        // Rows past the table's retention are hidden as the query engine
-        // hides them: before the wall clock's now − retention.
-        let expired_before = self
-            .ingester
-            .catalog()
-            .state()
-            .databases
-            .get(&c.key.db)
-            .and_then(|d| d.retention_of(&c.key.table))
-            .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl));
+        let expired_before = self.expired_before(&c.key);
         if let Some(b) = self.stream_answer(c, at, expired_before).await? {
             return Ok(Some(b));
         }
@@ -426,6 +488,49 @@ impl RulesEngine {
             return Ok(None);
         }
         self.stream_answer(c, at, expired_before).await
+    }
+
+    /// Rows past the table's retention are hidden from streaming rules as
+    /// the query engine hides them: before the wall clock's now − retention.
+    fn expired_before(&self, key: &crate::stream::StateKey) -> Option<i64> {
+        self.ingester
+            .catalog()
+            .state()
+            .databases
+            .get(&key.db)
+            .and_then(|d| d.retention_of(&key.table))
+            .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl))
+    }
+
+    /// [`crate::stream::Hub::evaluate_touched`] on a blocking thread: the
+    /// answer for the groups `touched` series fall in, and those groups'
+    /// rows before `HAVING`; `None` when the state is not ready.
+    async fn stream_touched(
+        &self,
+        c: &Arc<Compiled>,
+        at: i64,
+        touched: Vec<Touched>,
+    ) -> Result<
+        Option<(
+            arrow::record_batch::RecordBatch,
+            arrow::record_batch::RecordBatch,
+        )>,
+    > {
+        let expired_before = self.expired_before(&c.key);
+        let (hub, phases, c) = (self.hub.clone(), self.phases.clone(), c.clone());
+        tokio::task::spawn_blocking(move || {
+            hub.evaluate_touched(
+                &c.key,
+                &c.shape,
+                at,
+                expired_before,
+                &c.schema,
+                &touched,
+                &phases,
+            )
+        })
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("streaming evaluation: {e}")))?
     }
 
     /// [`crate::stream::Hub::evaluate`] on a blocking thread: a pass over

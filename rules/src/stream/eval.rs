@@ -2,6 +2,7 @@
 //! same rows its SQL would return, as a batch of the SQL's output schema.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, StringArray};
@@ -12,23 +13,196 @@ use fleetlake_query::functions::Kind;
 use fleetlake_query::functions::score;
 
 use super::shape::{Agg, Shape};
-use super::state::{FieldState, Point};
+use super::state::{FieldState, Point, SeriesKey};
 use crate::error::{Error, Result};
 
 /// One group's values so far.
-#[derive(Default)]
 struct Group {
-    /// Non-null values with their times, in series order then time.
+    /// Non-null values with their times, in series order then time; kept
+    /// only for aggregates that need every value ([`needs_points`]).
     points: Vec<(i64, f64)>,
+    /// Non-null values, their sum, least and greatest.
+    n: usize,
+    sum: f64,
+    min: f64,
+    max: f64,
     /// Rows (null values included).
     rows: usize,
     /// The latest row: its time and value (NaN for null).
     last: Option<(i64, f64)>,
 }
 
+impl Default for Group {
+    fn default() -> Self {
+        Self {
+            points: Vec::new(),
+            n: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            rows: 0,
+            last: None,
+        }
+    }
+}
+
+impl Group {
+    fn add(&mut self, p: &Point, keep_points: bool) {
+        self.rows += 1;
+        if !p.value.is_nan() {
+            self.n += 1;
+            self.sum += p.value;
+            self.min = self.min.min(p.value);
+            self.max = self.max.max(p.value);
+            if keep_points {
+                self.points.push((p.time, p.value));
+            }
+        }
+        if self.last.is_none_or(|(t, _)| p.time >= t) {
+            self.last = Some((p.time, p.value));
+        }
+    }
+}
+
+/// Whether `agg` needs every value rather than running totals.
+fn needs_points(agg: Agg) -> bool {
+    matches!(agg, Agg::Stddev | Agg::Series(..))
+}
+
 /// Group tag values (in `group_by` order, `None` for an unset tag) and the
 /// aggregate's value, before `HAVING`.
-pub type Groups = Vec<(Vec<Option<Arc<str>>>, Option<f64>)>;
+pub type Groups = Vec<(GroupValues, Option<f64>)>;
+
+/// A group's `group_by` tag values, in order (`None` for an unset tag).
+pub type GroupValues = Vec<Option<Arc<str>>>;
+
+/// A series' value of tag `name` (keys are sorted by tag name).
+fn tag<'a>(key: &'a SeriesKey, name: &str) -> Option<&'a Arc<str>> {
+    key.binary_search_by(|(k, _)| k.as_ref().cmp(name))
+        .ok()
+        .map(|i| &key[i].1)
+}
+
+/// The hash of a series' group (its `group_by` tag values), made without
+/// allocating: a pass hashes every series.
+fn group_hash(group_by: &[String], key: &SeriesKey) -> u64 {
+    let mut h = FIXED.build_hasher();
+    for t in group_by {
+        match tag(key, t) {
+            Some(v) => {
+                h.write_u8(1);
+                h.write(v.as_bytes());
+                h.write_u8(0xff);
+            }
+            None => h.write_u8(0),
+        }
+    }
+    h.finish()
+}
+
+static FIXED: BuildHasherDefault<std::collections::hash_map::DefaultHasher> =
+    BuildHasherDefault::new();
+
+/// Whether `key`'s group is `values`.
+fn in_group(group_by: &[String], values: &[Option<Arc<str>>], key: &SeriesKey) -> bool {
+    group_by
+        .iter()
+        .zip(values)
+        .all(|(t, v)| v.as_deref() == tag(key, t).map(|s| s.as_ref()))
+}
+
+fn group_values(group_by: &[String], key: &SeriesKey) -> GroupValues {
+    group_by.iter().map(|t| tag(key, t).cloned()).collect()
+}
+
+/// A map keyed by a hash made already ([`group_hash`]).
+type ByHash<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The groups of some series (those a write touched): an `on_write`
+/// evaluation recomputes only these.
+#[derive(Default)]
+pub struct GroupSet {
+    by_hash: ByHash<Vec<GroupValues>>,
+}
+
+impl GroupSet {
+    /// The groups of `shape` that `touched` series fall in (series its tag
+    /// filters leave out are left out).
+    pub fn of<'a>(shape: &Shape, touched: impl IntoIterator<Item = &'a SeriesKey>) -> Self {
+        let mut set = Self::default();
+        for key in touched {
+            if !shape
+                .tag_filters
+                .iter()
+                .all(|f| f.holds(tag(key, f.tag()).map(|v| v.as_ref())))
+            {
+                continue;
+            }
+            let values = set
+                .by_hash
+                .entry(group_hash(&shape.group_by, key))
+                .or_default();
+            if !values.iter().any(|v| in_group(&shape.group_by, v, key)) {
+                values.push(group_values(&shape.group_by, key));
+            }
+        }
+        set
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    fn contains(&self, group_by: &[String], hash: u64, key: &SeriesKey) -> bool {
+        self.by_hash
+            .get(&hash)
+            .is_some_and(|vs| vs.iter().any(|v| in_group(group_by, v, key)))
+    }
+}
+
+/// The groups of one pass, found by hash; a group's values are allocated
+/// once, when the group is first met.
+#[derive(Default)]
+struct Table {
+    first: ByHash<u32>,
+    /// Group values, the group, and the next group with the same hash.
+    groups: Vec<(GroupValues, Group, Option<u32>)>,
+}
+
+impl Table {
+    fn entry(&mut self, group_by: &[String], hash: u64, key: &SeriesKey) -> &mut Group {
+        let mut at = self.first.get(&hash).copied();
+        while let Some(i) = at {
+            let (values, _, next) = &self.groups[i as usize];
+            if in_group(group_by, values, key) {
+                return &mut self.groups[i as usize].1;
+            }
+            at = *next;
+        }
+        let i = u32::try_from(self.groups.len()).expect("fewer than 2^32 groups");
+        let next = self.first.insert(hash, i);
+        self.groups
+            .push((group_values(group_by, key), Group::default(), next));
+        &mut self.groups[i as usize].1
+    }
+}
 
 /// Evaluates `shape` over `state` at `now` (ns) into a batch of `schema`
 /// (the rule SQL's output schema).
@@ -41,13 +215,19 @@ pub fn evaluate(
     now: i64,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
-    answer(shape, &groups(shape, state, now, None), schema)
+    answer(shape, &groups(shape, state, now, None, None), schema)
 }
 
 /// The groups of `shape` over `state` at `now`: what rules differing only
 /// in `HAVING` and output names share. Points before `expired_before`
-/// (retention) do not count.
-pub fn groups(shape: &Shape, state: &FieldState, now: i64, expired_before: Option<i64>) -> Groups {
+/// (retention) do not count; with `only`, groups outside it are left out.
+pub fn groups(
+    shape: &Shape,
+    state: &FieldState,
+    now: i64,
+    expired_before: Option<i64>,
+    only: Option<&GroupSet>,
+) -> Groups {
     let (mut from, mut inclusive) = (now.saturating_sub(shape.window_ns), shape.window_inclusive);
     if let Some(e) = expired_before
         && (e > from || (e == from && !inclusive))
@@ -55,18 +235,18 @@ pub fn groups(shape: &Shape, state: &FieldState, now: i64, expired_before: Optio
         (from, inclusive) = (e, true);
     }
     let to = shape.upper.map(|inclusive| (now, inclusive));
-    let mut groups: HashMap<Vec<Option<Arc<str>>>, Group> = HashMap::new();
+    let keep_points = needs_points(shape.agg);
+    let mut table = Table::default();
     for (key, series) in state.series() {
-        let tag = |name: &str| {
-            key.iter()
-                .find(|(k, _)| k.as_ref() == name)
-                .map(|(_, v)| v.clone())
-        };
         if !shape
             .tag_filters
             .iter()
-            .all(|f| f.holds(tag(f.tag()).as_deref()))
+            .all(|f| f.holds(tag(key, f.tag()).map(|v| v.as_ref())))
         {
+            continue;
+        }
+        let hash = group_hash(&shape.group_by, key);
+        if only.is_some_and(|set| !set.contains(&shape.group_by, hash, key)) {
             continue;
         }
         let points = series.window(from, inclusive, to);
@@ -74,21 +254,15 @@ pub fn groups(shape: &Shape, state: &FieldState, now: i64, expired_before: Optio
         if passing.peek().is_none() {
             continue;
         }
-        let gk: Vec<Option<Arc<str>>> = shape.group_by.iter().map(|t| tag(t)).collect();
-        let g = groups.entry(gk).or_default();
+        let g = table.entry(&shape.group_by, hash, key);
         for p in passing {
-            g.rows += 1;
-            if !p.value.is_nan() {
-                g.points.push((p.time, p.value));
-            }
-            if g.last.is_none_or(|(t, _)| p.time >= t) {
-                g.last = Some((p.time, p.value));
-            }
+            g.add(p, keep_points);
         }
     }
-    groups
+    table
+        .groups
         .into_iter()
-        .map(|(k, mut g)| {
+        .map(|(k, mut g, _)| {
             let v = value(shape.agg, &mut g, now);
             (k, v)
         })
@@ -141,18 +315,18 @@ fn passes(shape: &Shape, p: &Point) -> bool {
 }
 
 fn value(agg: Agg, g: &mut Group, now: i64) -> Option<f64> {
-    let vals = || g.points.iter().map(|p| p.1);
-    let n = g.points.len();
+    let n = g.n;
     match agg {
-        Agg::Avg => (n > 0).then(|| vals().sum::<f64>() / n as f64),
-        Agg::Sum => (n > 0).then(|| vals().sum()),
-        Agg::Min => vals().reduce(f64::min),
-        Agg::Max => vals().reduce(f64::max),
+        Agg::Avg => (n > 0).then(|| g.sum / n as f64),
+        Agg::Sum => (n > 0).then_some(g.sum),
+        Agg::Min => (n > 0).then_some(g.min),
+        Agg::Max => (n > 0).then_some(g.max),
         Agg::Count => Some(n as f64),
         Agg::CountRows => Some(g.rows as f64),
         Agg::Stddev => (n > 1).then(|| {
-            let mean = vals().sum::<f64>() / n as f64;
-            (vals().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+            let mean = g.sum / n as f64;
+            let squares: f64 = g.points.iter().map(|p| (p.1 - mean).powi(2)).sum();
+            (squares / (n - 1) as f64).sqrt()
         }),
         Agg::Last => g.last.and_then(|(_, v)| (!v.is_nan()).then_some(v)),
         Agg::Series(kind, param) => {

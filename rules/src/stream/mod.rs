@@ -22,7 +22,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,15 +85,21 @@ struct Slot {
     /// Filling it passed the memory budget: it was emptied and its rules
     /// run as batch SQL until they are installed again.
     refused: bool,
+    /// An `on_write` rule reads it: writes say which series they touched.
+    watched: bool,
 }
 
-/// Which rules read which state, with the points each keeps: changed at
+/// The series of one write to a table (one key per row, repeats kept).
+pub type Touched = Arc<Vec<state::SeriesKey>>;
+
+/// Which rules read which state, with the points each keeps and whether it
+/// is evaluated on write: changed at
 /// once by [`Hub::attach`] and [`Hub::detach`] (installing a rule never
 /// waits for the state's lock), and carried over to the slots by the next
 /// [`Event::Sync`].
 #[derive(Default)]
 struct Registry {
-    readers: HashMap<StateKey, HashMap<String, i64>>,
+    readers: HashMap<StateKey, HashMap<String, (i64, bool)>>,
 }
 
 #[derive(Default)]
@@ -140,8 +146,9 @@ pub struct Hub {
     /// Writes and deletes not applied yet, oldest first.
     queue: Mutex<VecDeque<Event>>,
     queued: Notify,
-    /// States a write changed since [`Hub::changed`] last took them.
-    changed: Mutex<HashSet<StateKey>>,
+    /// Watched states (read by an `on_write` rule) a write changed since
+    /// [`Hub::changed`] last took them, with the series each write touched.
+    changed: Mutex<HashMap<StateKey, Vec<Touched>>>,
     changed_notify: Notify,
     /// Bytes of state past which no new state is made (rules run as batch).
     budget_bytes: usize,
@@ -164,7 +171,7 @@ impl Hub {
             tables: RwLock::new(Tables::new()),
             queue: Mutex::new(VecDeque::new()),
             queued: Notify::new(),
-            changed: Mutex::new(HashSet::new()),
+            changed: Mutex::new(HashMap::new()),
             changed_notify: Notify::new(),
             budget_bytes,
         })
@@ -198,7 +205,7 @@ impl Hub {
         if self.queue.lock().is_empty() {
             return;
         }
-        let mut changed = Vec::new();
+        let mut changed = HashMap::new();
         {
             let mut inner = self.inner.write();
             loop {
@@ -211,13 +218,18 @@ impl Hub {
                 .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);
         }
         if !changed.is_empty() {
-            self.changed.lock().extend(changed);
+            let mut all = self.changed.lock();
+            for (key, mut touched) in changed {
+                all.entry(key).or_default().append(&mut touched);
+            }
+            drop(all);
             self.changed_notify.notify_one();
         }
     }
 
-    /// Waits until writes changed some state, and says which.
-    pub async fn changed(&self) -> HashSet<StateKey> {
+    /// Waits until writes changed some watched state (one an `on_write`
+    /// rule reads), and says which, with the series they touched.
+    pub async fn changed(&self) -> HashMap<StateKey, Vec<Touched>> {
         loop {
             let taken = std::mem::take(&mut *self.changed.lock());
             if !taken.is_empty() {
@@ -227,15 +239,20 @@ impl Hub {
         }
     }
 
-    fn apply(&self, inner: &mut Inner, ev: Event, changed: &mut Vec<StateKey>) {
+    fn apply(&self, inner: &mut Inner, ev: Event, changed: &mut HashMap<StateKey, Vec<Touched>>) {
         match ev {
             Event::Sync(key) => {
-                let keep = self
-                    .registry
-                    .lock()
-                    .readers
-                    .get(&key)
-                    .and_then(|r| r.values().copied().max());
+                let (keep, watched) =
+                    self.registry
+                        .lock()
+                        .readers
+                        .get(&key)
+                        .map_or((None, false), |r| {
+                            (
+                                r.values().map(|(keep, _)| *keep).max(),
+                                r.values().any(|(_, on_write)| *on_write),
+                            )
+                        });
                 match keep {
                     None => {
                         inner.slots.remove(&key);
@@ -253,7 +270,9 @@ impl Hub {
                             state: FieldState::default(),
                             ready: false,
                             refused: false,
+                            watched,
                         });
+                        slot.watched = watched;
                         if keep > slot.state.keep_ns {
                             // A longer window: fill again before answering.
                             slot.ready = false;
@@ -264,27 +283,31 @@ impl Hub {
             }
             Event::Write { seq, db, tables } => {
                 for tw in &tables {
-                    let readers: Vec<StateKey> = inner
+                    let readers: Vec<(StateKey, bool)> = inner
                         .slots
                         .iter()
                         .filter(|(k, s)| k.db == db && k.table == tw.table && !s.refused)
-                        .map(|(k, _)| k.clone())
+                        .map(|(k, s)| (k.clone(), s.watched))
                         .collect();
                     if readers.is_empty() {
                         continue;
                     }
                     // One pass over the rows for their series, however
                     // many fields of the table rules read.
-                    let keys = inner
-                        .keys
-                        .entry((db.clone(), tw.table.clone()))
-                        .or_default()
-                        .of_batch(&tw.batch);
-                    for key in readers {
+                    let keys: Touched = Arc::new(
+                        inner
+                            .keys
+                            .entry((db.clone(), tw.table.clone()))
+                            .or_default()
+                            .of_batch(&tw.batch),
+                    );
+                    for (key, watched) in readers {
                         if let Some(slot) = inner.slots.get_mut(&key) {
                             slot.state.add(&tw.batch, &keys, key.field.as_deref(), seq);
                         }
-                        changed.push(key);
+                        if watched {
+                            changed.entry(key).or_default().push(keys.clone());
+                        }
                     }
                 }
             }
@@ -327,10 +350,10 @@ impl Hub {
     }
 
     /// Makes `rule` a reader of the state `key` with window `keep_ns`
-    /// (its window plus its interval), or `None` when the state is new and
-    /// the states are over their budget. Does not wait for the state's
-    /// lock: the slot follows at the next drain.
-    pub fn attach(&self, rule: &str, key: &StateKey, keep_ns: i64) -> Option<()> {
+    /// (its window plus its interval), evaluated on write or not, or `None`
+    /// when the state is new and the states are over their budget. Does
+    /// not wait for the state's lock: the slot follows at the next drain.
+    pub fn attach(&self, rule: &str, key: &StateKey, keep_ns: i64, on_write: bool) -> Option<()> {
         let mut reg = self.registry.lock();
         let exists = reg.readers.contains_key(key);
         if !exists && self.used.load(std::sync::atomic::Ordering::Relaxed) >= self.budget_bytes {
@@ -348,7 +371,7 @@ impl Hub {
         reg.readers
             .entry(key.clone())
             .or_default()
-            .insert(rule.to_string(), keep_ns);
+            .insert(rule.to_string(), (keep_ns, on_write));
         drop(reg);
         self.push(Event::Sync(key.clone()));
         Some(())
@@ -530,7 +553,7 @@ impl Hub {
         let groups = once
             .get_or_init(|| {
                 let p = Instant::now();
-                let g = Arc::new(eval::groups(shape, &slot.state, now, expired_before));
+                let g = Arc::new(eval::groups(shape, &slot.state, now, expired_before, None));
                 passed = Some(p);
                 g
             })
@@ -548,6 +571,56 @@ impl Hub {
         let answer = eval::answer(shape, &groups, schema);
         phases.add(Phase::Answer, t.elapsed());
         answer.map(Some)
+    }
+
+    /// The answer of an `on_write` rule at `now` for the groups of the
+    /// series in `touched` only, and those groups before `HAVING` (the
+    /// instances the answer speaks for); `None` when its state is not
+    /// ready.
+    ///
+    /// # Errors
+    /// The answer cannot be built in `schema`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_touched(
+        &self,
+        key: &StateKey,
+        shape: &Shape,
+        now: i64,
+        expired_before: Option<i64>,
+        schema: &SchemaRef,
+        touched: &[Touched],
+        phases: &Phases,
+    ) -> Result<Option<(RecordBatch, RecordBatch)>> {
+        let t = Instant::now();
+        self.drain();
+        phases.add(Phase::Drain, t.elapsed());
+        let t = Instant::now();
+        let only = eval::GroupSet::of(shape, touched.iter().flat_map(|t| t.iter()));
+        let inner = self.inner.read();
+        let Some(slot) = inner.slots.get(key).filter(|s| s.ready) else {
+            return Ok(None);
+        };
+        let p = Instant::now();
+        phases.add(Phase::Lock, p.duration_since(t));
+        let groups = if only.is_empty() {
+            Vec::new()
+        } else {
+            eval::groups(shape, &slot.state, now, expired_before, Some(&only))
+        };
+        drop(inner);
+        phases.add(Phase::Pass, p.elapsed());
+        let t = Instant::now();
+        let answer = eval::answer(shape, &groups, schema)?;
+        let scope = eval::answer(
+            &Shape {
+                having: None,
+                ..shape.clone()
+            },
+            &groups,
+            schema,
+        )?;
+        phases.add(Phase::Answer, t.elapsed());
+        Ok(Some((answer, scope)))
     }
 
     fn reads(&self, db: &str, table: &str) -> bool {

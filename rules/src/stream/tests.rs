@@ -207,7 +207,10 @@ async fn check_seed(seed: u64) {
         let key = StateKey::of("fleet", &shape);
         let name = format!("r{i}");
         // Kept long enough for the earliest instant checked below.
-        hub.attach(&name, &key, shape.window_ns + 300 * S).unwrap();
+        // Half are evaluated on write: their states say which series a
+        // write touched.
+        hub.attach(&name, &key, shape.window_ns + 300 * S, i % 2 == 0)
+            .unwrap();
         hub.fill(&query, &key, &tags, T0).await.unwrap();
         rules.push((sql, shape, key, schema));
     }
@@ -225,6 +228,9 @@ async fn check_seed(seed: u64) {
         .await
         .unwrap();
     write(lines(&mut rng, 50, true)).await;
+    hub.drain();
+    let touched = std::mem::take(&mut *hub.changed.lock());
+    let mut partial_rows = 0;
 
     for at in [T0, T0 + 30 * S, T0 - 120 * S] {
         for (sql, shape, key, schema) in &rules {
@@ -246,8 +252,33 @@ async fn check_seed(seed: u64) {
                     b.get(k)
                 );
             }
+            // An on_write evaluation of the touched series' groups answers
+            // as the whole evaluation does for those groups.
+            if let Some(t) = touched.get(key) {
+                let (part, scope) = hub
+                    .evaluate_touched(key, shape, at, None, schema, t, &Default::default())
+                    .unwrap()
+                    .expect("ready");
+                let (p, scope) = (rows(&[part]), rows(&[scope]));
+                let want: BTreeMap<_, _> = s
+                    .iter()
+                    .filter(|(k, _)| scope.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                assert!(
+                    p.len() == want.len()
+                        && p.iter()
+                            .all(|(k, v)| want.get(k).is_some_and(|w| same(*v, *w))),
+                    "seed {seed}, at {at}: {sql}\n  touched groups {p:?}\n  whole {want:?}"
+                );
+                partial_rows += scope.len();
+            }
         }
     }
+    assert!(
+        partial_rows > 0,
+        "seed {seed}: no on_write evaluation was checked"
+    );
 }
 
 #[tokio::test]
@@ -362,7 +393,7 @@ async fn retention_shorter_than_the_window_hides_the_same_rows() {
         };
         let (shape, tags) = compile(&plan).unwrap();
         let key = StateKey::of("fleet", &shape);
-        hub.attach(&format!("r{i}"), &key, shape.window_ns + 30 * S)
+        hub.attach(&format!("r{i}"), &key, shape.window_ns + 30 * S, false)
             .unwrap();
         hub.fill(&query, &key, &tags, now).await.unwrap();
         rules.push((sql, shape, key, schema));
