@@ -9,8 +9,9 @@
 //! 2. `rules` rules are installed one by one through `POST /api/v1/rules`
 //!    (each request timed), plus one `eval = "on_write"`, `for = 0` probe
 //!    rule whose webhook is this process.
-//! 3. **With rules** (after the first round, which fills the state) for
-//!    `rounds` intervals: the same ingest figures and CPU; each round's
+//! 3. **With rules**, once the new states are filled from the tables
+//!    (the time this takes, and rounds that closed meanwhile, are reported
+//!    apart) and a round closed after, for `rounds` intervals: the same ingest figures and CPU; each round's
 //!    duration (from its grid instant to the end of its last evaluation,
 //!    from `/metrics`); the streaming state's bytes and the server's RSS;
 //!    and every `probe_every`, one row that makes a new probe host hot:
@@ -98,6 +99,11 @@ pub struct RulesReport {
     pub install_store_ms_p50: f64,
     pub install_store_ms_p99: f64,
     pub streaming_rules: u64,
+    /// Seconds from the last install until no state was left to fill.
+    pub fill_s: f64,
+    /// Rounds that closed from the last install until the first round
+    /// after the fill (their rules waited for it).
+    pub rounds_while_filling: Vec<f64>,
     pub rounds: Vec<f64>,
     pub round_s_p50: f64,
     pub round_s_p99: f64,
@@ -503,7 +509,10 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
         inst.last().copied().unwrap_or(0.0)
     );
 
-    // The first round fills the state; measure from the one after.
+    // New states fill in the background once their rules attach; rounds
+    // that close meanwhile wait for the fill and are reported apart. The
+    // first round that closes after the fill may have begun before it
+    // ended: measure from the one after.
     let metrics = || async {
         anyhow::Ok(
             c.get(format!("{}/metrics", s.url))
@@ -515,16 +524,32 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
     };
     let count_of =
         |m: &str| metric(m, "fleetlake_rules_round_duration_seconds_count").unwrap_or(0.0);
-    let first = count_of(&metrics().await?);
-    let deadline = Instant::now() + o.every * 4;
-    while count_of(&metrics().await?) <= first {
+    let installed_at = Instant::now();
+    let deadline = installed_at + o.every * 10;
+    let mut rounds_while_filling = Vec::new();
+    let mut last_count = count_of(&metrics().await?);
+    let mut fill_s = None;
+    loop {
+        let m = metrics().await?;
+        let n = count_of(&m);
+        if n > last_count {
+            rounds_while_filling
+                .push(metric(&m, "fleetlake_rules_last_round_duration_seconds").unwrap_or(0.0));
+            last_count = n;
+            if fill_s.is_some() {
+                break;
+            }
+        }
+        if fill_s.is_none() && metric(&m, "fleetlake_rules_states_filling") == Some(0.0) {
+            fill_s = Some(installed_at.elapsed().as_secs_f64());
+        }
         ensure!(
             Instant::now() < deadline,
-            "no round closed within four intervals"
+            "the states did not fill and a round close within ten intervals"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let mut last_count = count_of(&metrics().await?);
+    let fill_s = fill_s.unwrap_or_default();
 
     let b0 = Instant::now();
     let cpu1 = cpu_seconds(s.pid())?;
@@ -605,6 +630,8 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
         install_store_ms_p50: percentile(&sorted(&store_ms), 50.0),
         install_store_ms_p99: percentile(&sorted(&store_ms), 99.0),
         streaming_rules,
+        fill_s,
+        rounds_while_filling,
         round_s_p50: percentile(&r, 50.0),
         round_s_p99: percentile(&r, 99.0),
         round_s_max: r.last().copied().unwrap_or(0.0),
@@ -653,6 +680,10 @@ impl RulesReport {
             self.install_store_ms_p99,
             self.streaming_rules,
             self.rules + 1
+        );
+        println!(
+            "states filled {:.1} s after the last install; rounds that closed meanwhile: {:?}",
+            self.fill_s, self.rounds_while_filling
         );
         println!(
             "rounds: {} closed, p50 {:.2} s, p99 {:.2} s, max {:.2} s ({:?})",

@@ -138,6 +138,8 @@ pub struct RulesMetrics {
     pub streaming: usize,
     /// Bytes of streaming state.
     pub state_bytes: usize,
+    /// Streaming states not filled yet.
+    pub states_filling: usize,
     pub rounds: RoundStats,
     /// Seconds of evaluations' wall time per phase.
     pub phases: Vec<(Phase, f64)>,
@@ -168,6 +170,11 @@ pub struct RulesEngine {
     /// Batch answers by (database, SQL, instant): batch rules with the same
     /// SQL evaluated at the same instant share one query.
     batch_answers: Mutex<BatchAnswers>,
+    /// Streaming states to fill (with the table's tag columns), queued
+    /// when a rule attaches: they fill in the background, so a rule's
+    /// first round finds its state ready instead of filling it.
+    fills: Mutex<std::collections::HashMap<crate::stream::StateKey, Vec<String>>>,
+    fills_queued: tokio::sync::Notify,
 }
 
 type BatchAnswers = std::collections::HashMap<
@@ -207,6 +214,8 @@ impl RulesEngine {
             http: reqwest::Client::new(),
             tasks: Mutex::new(JoinSet::new()),
             batch_answers: Mutex::new(BatchAnswers::new()),
+            fills: Mutex::new(std::collections::HashMap::new()),
+            fills_queued: tokio::sync::Notify::new(),
         })
     }
 
@@ -262,6 +271,7 @@ impl RulesEngine {
         info!(rules = names.len(), "rules loaded");
         tokio::spawn(self.hub.clone().run());
         tokio::spawn(self.clone().run_on_write(shutdown.clone()));
+        tokio::spawn(self.clone().run_fills(shutdown.clone()));
         tokio::spawn(self.clone().run_persister(shutdown.clone()));
         let me = self.clone();
         Ok(tokio::spawn(async move { me.run(shutdown).await }))
@@ -286,6 +296,7 @@ impl RulesEngine {
                 .filter(|l| matches!(l.mode, Mode::Streaming(_)))
                 .count(),
             state_bytes,
+            states_filling: self.hub.unfilled(),
             rounds: inner.rounds.stats.clone(),
             phases: self.phases.seconds(),
         }

@@ -260,6 +260,12 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Bytes of streaming-rule state (--rules-state-memory bounds it).",
         r.state_bytes as u64,
     );
+    gauge(
+        &mut out,
+        "fleetlake_rules_states_filling",
+        "Streaming states not filled yet from the table (their rules wait for the fill).",
+        r.states_filling as u64,
+    );
     counter(
         &mut out,
         "fleetlake_rules_evaluations_total",

@@ -181,7 +181,14 @@ impl RulesEngine {
                 let keep = c.shape.window_ns.saturating_add(def.every.ns());
                 let on_write = def.eval == definition::Eval::OnWrite;
                 match self.hub.attach(name, &c.key, keep, on_write) {
-                    Some(_) => Mode::Streaming(c),
+                    Some(_) => {
+                        self.fills
+                            .lock()
+                            .entry(c.key.clone())
+                            .or_insert_with(|| c.tags.clone());
+                        self.fills_queued.notify_one();
+                        Mode::Streaming(c)
+                    }
                     None => {
                         warn!(rule = %name, "streaming state over its memory budget; the rule runs as batch SQL");
                         Mode::Batch("the streaming state is over its memory budget".into())

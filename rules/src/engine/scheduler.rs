@@ -490,6 +490,38 @@ impl RulesEngine {
         self.stream_answer(c, at, expired_before).await
     }
 
+    /// Fills the streaming states rules attached to, as they attach (one
+    /// at a time, the oldest request first). A state that is ready already
+    /// is left as it is; one whose fill fails is filled by its rule's next
+    /// evaluation, or runs as batch SQL.
+    pub(super) async fn run_fills(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let queued: Vec<_> = self.fills.lock().drain().collect();
+            if queued.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.fills_queued.notified() => continue,
+                }
+            }
+            let Ok(q) = self.query() else { return };
+            for (key, tags) in queued {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                let t = std::time::Instant::now();
+                match self.hub.fill(q, &key, &tags, self.now()).await {
+                    Ok(true) => {
+                        info!(table = %key.table, field = ?key.field, seconds = t.elapsed().as_secs_f64(), "streaming state filled")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(table = %key.table, field = ?key.field, error = %e, "filling streaming state failed; its rules fill it when evaluated")
+                    }
+                }
+            }
+        }
+    }
+
     /// Rows past the table's retention are hidden from streaming rules as
     /// the query engine hides them: before the wall clock's now − retention.
     fn expired_before(&self, key: &crate::stream::StateKey) -> Option<i64> {

@@ -343,6 +343,17 @@ impl Hub {
             + inner.keys.values().map(Keys::bytes).sum::<usize>()
     }
 
+    /// States some rule reads that are not filled yet (nor refused for
+    /// the budget): their rules wait for the fill.
+    pub fn unfilled(&self) -> usize {
+        let readers: Vec<StateKey> = self.registry.lock().readers.keys().cloned().collect();
+        let inner = self.inner.read();
+        readers
+            .iter()
+            .filter(|k| inner.slots.get(*k).is_none_or(|s| !s.ready && !s.refused))
+            .count()
+    }
+
     /// Whether the state `key` was dropped for the memory budget (its
     /// rules run as batch SQL).
     pub fn refused(&self, key: &StateKey) -> bool {
@@ -408,7 +419,8 @@ impl Hub {
     }
 
     /// Fills the state `key` from the table's rows of the last `keep_ns`
-    /// before `now` (nanoseconds), then marks it ready.
+    /// before `now` (nanoseconds), then marks it ready; `false` when there
+    /// was nothing to fill (it is ready, refused, or no rule reads it).
     ///
     /// # Errors
     /// The query failed; the state stays not ready (rules run as batch).
@@ -418,7 +430,7 @@ impl Hub {
         key: &StateKey,
         tags: &[String],
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         // One fill at a time: rules of a new state all find it not ready,
         // and the first to get here fills it for the others.
         let _one = self.filling.lock().await;
@@ -432,7 +444,7 @@ impl Hub {
         })
         .await?;
         let Some(keep_ns) = keep_ns else {
-            return Ok(());
+            return Ok(false);
         };
         let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
         let mut cols: Vec<String> = tags.iter().map(|t| quote(t)).collect();
@@ -448,7 +460,8 @@ impl Hub {
         );
         let batches = crate::eval::run_sql(engine, &key.db, &sql, now).await?;
         let (me, key) = (self.clone(), key.clone());
-        off_workers(move || me.add_filled(&key, &batches)).await
+        off_workers(move || me.add_filled(&key, &batches)).await?;
+        Ok(true)
     }
 
     /// Adds the rows a fill read to the state `key` and marks it ready;

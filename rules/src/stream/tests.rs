@@ -211,9 +211,13 @@ async fn check_seed(seed: u64) {
         // write touched.
         hub.attach(&name, &key, shape.window_ns + 300 * S, i % 2 == 0)
             .unwrap();
+        if i == 0 {
+            assert_eq!(hub.unfilled(), 1, "a new state waits for its fill");
+        }
         hub.fill(&query, &key, &tags, T0).await.unwrap();
         rules.push((sql, shape, key, schema));
     }
+    assert_eq!(hub.unfilled(), 0);
     // Writes after the fill reach the state through the write path: late,
     // out of order, overwriting, with a new tag.
     write(lines(&mut rng, 200, true)).await;
