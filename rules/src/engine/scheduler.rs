@@ -102,7 +102,7 @@ impl RulesEngine {
                 let catalog = self.ingester.catalog().state();
                 let hub = self.hub.clone();
                 // A pass over every series: off the runtime's workers.
-                let _ = tokio::task::spawn_blocking(move || {
+                let _ = crate::background::run(move || {
                     hub.evict(now, |db, table| {
                         catalog
                             .databases
@@ -534,7 +534,7 @@ impl RulesEngine {
             .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl))
     }
 
-    /// [`crate::stream::Hub::evaluate_touched`] on a blocking thread: the
+    /// [`crate::stream::Hub::evaluate_touched`] on a rules thread: the
     /// answer for the groups `touched` series fall in, and those groups'
     /// rows before `HAVING`; `None` when the state is not ready.
     async fn stream_touched(
@@ -550,7 +550,7 @@ impl RulesEngine {
     > {
         let expired_before = self.expired_before(&c.key);
         let (hub, phases, c) = (self.hub.clone(), self.phases.clone(), c.clone());
-        tokio::task::spawn_blocking(move || {
+        crate::background::run(move || {
             hub.evaluate_touched(
                 &c.key,
                 &c.shape,
@@ -561,11 +561,10 @@ impl RulesEngine {
                 &phases,
             )
         })
-        .await
-        .map_err(|e| crate::error::Error::Internal(format!("streaming evaluation: {e}")))?
+        .await?
     }
 
-    /// [`crate::stream::Hub::evaluate`] on a blocking thread: a pass over
+    /// [`crate::stream::Hub::evaluate`] on a rules thread ([`crate::background`]): a pass over
     /// a fleet's series is CPU work under the state's lock, and must not
     /// hold up the runtime's workers (which serve writes).
     async fn stream_answer(
@@ -575,11 +574,10 @@ impl RulesEngine {
         expired_before: Option<i64>,
     ) -> Result<Option<arrow::record_batch::RecordBatch>> {
         let (hub, phases, c) = (self.hub.clone(), self.phases.clone(), c.clone());
-        tokio::task::spawn_blocking(move || {
+        crate::background::run(move || {
             hub.evaluate(&c.key, &c.shape, at, expired_before, &c.schema, &phases)
         })
-        .await
-        .map_err(|e| crate::error::Error::Internal(format!("streaming evaluation: {e}")))?
+        .await?
     }
 }
 

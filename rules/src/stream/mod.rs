@@ -185,10 +185,7 @@ impl Hub {
             // Applying a write is CPU work under the state's lock: off the
             // runtime's workers, which serve the writes themselves.
             let me = self.clone();
-            if tokio::task::spawn_blocking(move || me.drain())
-                .await
-                .is_err()
-            {
+            if crate::background::run(move || me.drain()).await.is_err() {
                 warn!("applying writes to streaming state panicked");
             }
         }
@@ -644,12 +641,11 @@ impl Hub {
     }
 }
 
-/// Runs CPU work under the state's lock on a blocking thread, not on the
-/// runtime's workers (which serve the writes).
+/// Runs CPU work under the state's lock on a rules thread
+/// ([`crate::background`]), not on the runtime's workers (which serve the
+/// writes).
 async fn off_workers<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| crate::error::Error::Internal(format!("streaming state: {e}")))
+    crate::background::run(f).await
 }
 
 impl WriteObserver for Hub {
