@@ -490,10 +490,10 @@ impl RulesEngine {
         self.stream_answer(c, at, expired_before).await
     }
 
-    /// Fills the streaming states rules attached to, as they attach (one
-    /// at a time, the oldest request first). A state that is ready already
-    /// is left as it is; one whose fill fails is filled by its rule's next
-    /// evaluation, or runs as batch SQL.
+    /// Fills the streaming states rules attached to, as they attach: one
+    /// scan per table for the states of it queued together. A state that
+    /// is ready already is left as it is; one whose fill fails is filled
+    /// by its rule's next evaluation, or runs as batch SQL.
     pub(super) async fn run_fills(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let queued: Vec<_> = self.fills.lock().drain().collect();
@@ -504,18 +504,32 @@ impl RulesEngine {
                 }
             }
             let Ok(q) = self.query() else { return };
+            let mut tables: std::collections::BTreeMap<(String, String), (Vec<_>, Vec<String>)> =
+                Default::default();
             for (key, tags) in queued {
+                let t = tables
+                    .entry((key.db.clone(), key.table.clone()))
+                    .or_default();
+                // Tags only come: the union is the table's latest.
+                for tag in tags {
+                    if !t.1.contains(&tag) {
+                        t.1.push(tag);
+                    }
+                }
+                t.0.push(key);
+            }
+            for ((_, table), (keys, tags)) in tables {
                 if shutdown.is_cancelled() {
                     return;
                 }
                 let t = std::time::Instant::now();
-                match self.hub.fill(q, &key, &tags, self.now()).await {
-                    Ok(true) => {
-                        info!(table = %key.table, field = ?key.field, seconds = t.elapsed().as_secs_f64(), "streaming state filled")
+                match self.hub.fill_table(q, &keys, &tags, self.now()).await {
+                    Ok(0) => {}
+                    Ok(states) => {
+                        info!(%table, states, seconds = t.elapsed().as_secs_f64(), "streaming states filled")
                     }
-                    Ok(false) => {}
                     Err(e) => {
-                        warn!(table = %key.table, field = ?key.field, error = %e, "filling streaming state failed; its rules fill it when evaluated")
+                        warn!(%table, error = %e, "filling streaming states failed; their rules fill them when evaluated")
                     }
                 }
             }

@@ -430,70 +430,124 @@ impl Hub {
         tags: &[String],
         now: i64,
     ) -> Result<bool> {
+        Ok(self
+            .fill_table(engine, std::slice::from_ref(key), tags, now)
+            .await?
+            > 0)
+    }
+
+    /// Fills the states `keys` of one table with one scan of it (over the
+    /// longest window they keep), as [`Hub::fill`] does each; returns how
+    /// many it filled.
+    ///
+    /// # Errors
+    /// The query failed; the states stay not ready.
+    pub async fn fill_table(
+        self: &Arc<Self>,
+        engine: &QueryEngine,
+        keys: &[StateKey],
+        tags: &[String],
+        now: i64,
+    ) -> Result<usize> {
+        let Some(first) = keys.first() else {
+            return Ok(0);
+        };
+        debug_assert!(
+            keys.iter()
+                .all(|k| k.db == first.db && k.table == first.table)
+        );
         // One fill at a time: rules of a new state all find it not ready,
         // and the first to get here fills it for the others.
         let _one = self.filling.lock().await;
-        let (me, k) = (self.clone(), key.clone());
-        let keep_ns = off_workers(move || {
+        let (me, ks) = (self.clone(), keys.to_vec());
+        let todo: Vec<(StateKey, i64)> = off_workers(move || {
             me.drain();
-            match me.inner.read().slots.get(&k) {
-                Some(s) if !s.refused && !s.ready => Some(s.state.keep_ns),
-                _ => None,
-            }
+            let inner = me.inner.read();
+            ks.into_iter()
+                .filter_map(|k| match inner.slots.get(&k) {
+                    Some(s) if !s.refused && !s.ready => Some((k, s.state.keep_ns)),
+                    _ => None,
+                })
+                .collect()
         })
         .await?;
-        let Some(keep_ns) = keep_ns else {
-            return Ok(false);
+        let Some(keep_ns) = todo.iter().map(|(_, keep)| *keep).max() else {
+            return Ok(0);
         };
         let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
         let mut cols: Vec<String> = tags.iter().map(|t| quote(t)).collect();
         cols.push("time".into());
-        if let Some(f) = &key.field {
-            cols.push(quote(f));
-        }
+        let mut fields: Vec<&str> = todo
+            .iter()
+            .filter_map(|(k, _)| k.field.as_deref())
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        cols.extend(fields.iter().map(|f| quote(f)));
         let sql = format!(
             "SELECT {} FROM {} WHERE time > to_timestamp_nanos({})",
             cols.join(", "),
-            quote(&key.table),
+            quote(&first.table),
             now.saturating_sub(keep_ns)
         );
-        let batches = crate::eval::run_sql(engine, &key.db, &sql, now).await?;
-        let (me, key) = (self.clone(), key.clone());
-        off_workers(move || me.add_filled(&key, &batches)).await?;
-        Ok(true)
+        let batches = crate::eval::run_sql(engine, &first.db, &sql, now).await?;
+        let me = self.clone();
+        let n = todo.len();
+        off_workers(move || me.add_filled(&todo, &batches, now)).await?;
+        Ok(n)
     }
 
-    /// Adds the rows a fill read to the state `key` and marks it ready;
-    /// past the budget, empties it instead (its rules run as batch).
-    fn add_filled(&self, key: &StateKey, batches: &[RecordBatch]) {
+    /// Adds the rows a fill read to the states `keys` (of one table) and
+    /// marks them ready, each keeping its own window; past the budget,
+    /// empties one instead (its rules run as batch).
+    fn add_filled(&self, keys: &[(StateKey, i64)], batches: &[RecordBatch], now: i64) {
+        let Some((first, _)) = keys.first() else {
+            return;
+        };
         self.drain();
         let mut inner = self.inner.write();
-        let Inner { slots, keys, .. } = &mut *inner;
-        if let Some(slot) = slots.get_mut(key) {
-            let keys = keys.entry((key.db.clone(), key.table.clone())).or_default();
-            for b in batches {
-                let ks = keys.of_batch(b);
-                slot.state.add(b, &ks, key.field.as_deref(), 0);
+        let Inner {
+            slots,
+            keys: series,
+            ..
+        } = &mut *inner;
+        let table = (first.db.clone(), first.table.clone());
+        let series = series.entry(table.clone()).or_default();
+        for b in batches {
+            let ks = series.of_batch(b);
+            for (key, _) in keys {
+                if let Some(slot) = slots.get_mut(key) {
+                    slot.state.add(b, &ks, key.field.as_deref(), 0);
+                }
             }
-            slot.ready = true;
         }
-        let used = Self::used(&inner);
-        if used > self.budget_bytes
-            && let Some(slot) = inner.slots.get_mut(key)
-        {
-            warn!(
-                table = %key.table,
-                field = ?key.field,
-                used,
-                budget = self.budget_bytes,
-                "streaming state over its memory budget (--rules-state-memory); its rules run as batch SQL"
-            );
-            slot.state.clear();
-            slot.ready = false;
-            slot.refused = true;
-            if let Some(k) = inner.keys.get_mut(&(key.db.clone(), key.table.clone())) {
-                k.gc();
+        for (key, _) in keys {
+            if let Some(slot) = slots.get_mut(key) {
+                // The scan read the longest window of the table's states.
+                slot.state.evict(now, None);
+                slot.ready = true;
             }
+        }
+        for (key, _) in keys {
+            let used = Self::used(&inner);
+            if used <= self.budget_bytes {
+                break;
+            }
+            if let Some(slot) = inner.slots.get_mut(key) {
+                warn!(
+                    table = %key.table,
+                    field = ?key.field,
+                    used,
+                    budget = self.budget_bytes,
+                    "streaming state over its memory budget (--rules-state-memory); its rules run as batch SQL"
+                );
+                slot.state.clear();
+                slot.ready = false;
+                slot.refused = true;
+            }
+        }
+        if let Some(k) = inner.keys.get_mut(&table) {
+            k.gc();
         }
         self.used
             .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);

@@ -197,6 +197,7 @@ async fn check_seed(seed: u64) {
     write(lines(&mut rng, 100, false)).await;
 
     let mut rules = Vec::new();
+    let (mut later, mut all_tags) = (Vec::new(), Vec::new());
     for i in 0..12 {
         let sql = rule(&mut rng);
         let SqlCheck::Planned { plan, schema, .. } = query.check("fleet", &sql).await.unwrap()
@@ -214,9 +215,19 @@ async fn check_seed(seed: u64) {
         if i == 0 {
             assert_eq!(hub.unfilled(), 1, "a new state waits for its fill");
         }
-        hub.fill(&query, &key, &tags, T0).await.unwrap();
+        // The first half fill one state at a time, the rest with one scan
+        // of the table for all of theirs (each keeping its own window).
+        if i < 6 {
+            hub.fill(&query, &key, &tags, T0).await.unwrap();
+        } else {
+            later.push(key.clone());
+            all_tags = tags;
+        }
         rules.push((sql, shape, key, schema));
     }
+    let mut seen = std::collections::HashSet::new();
+    later.retain(|k| seen.insert(k.clone()));
+    hub.fill_table(&query, &later, &all_tags, T0).await.unwrap();
     assert_eq!(hub.unfilled(), 0);
     // Writes after the fill reach the state through the write path: late,
     // out of order, overwriting, with a new tag.
