@@ -140,6 +140,18 @@ impl Server {
         assert_eq!(status, 204, "write failed: {text}");
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("/metrics body")
+    }
+
     /// Runs SQL and returns (status, body text).
     pub async fn sql_raw(&self, db: &str, sql: &str, format: &str) -> (u16, String) {
         let r = self

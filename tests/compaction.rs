@@ -126,15 +126,7 @@ async fn compaction_keeps_every_answer_and_deletes_replaced_files() {
     assert_eq!(history.len(), 2, "{history:?}");
     assert_eq!(history[1]["output_rows"].as_i64(), Some(20 * 61));
     assert!(history.iter().all(|h| h["error"].is_null()), "{history:?}");
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("fleetlake_compactions_total 2"),
         "{metrics}"

@@ -1075,15 +1075,7 @@ async fn streaming_rules_answer_from_writes_and_say_so() {
     assert_eq!(modes[1]["evaluation"], "streaming");
     // The new state fills in the background; /metrics says when it has.
     wait_for(10, "the state to fill", || async {
-        let text = server
-            .client()
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics().await;
         let has = |line: &str| text.lines().any(|l| l == line);
         (has("fleetlake_rules_streaming 1") && has("fleetlake_rules_states_filling 0"))
             .then_some(())

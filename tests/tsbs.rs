@@ -259,15 +259,7 @@ async fn metrics_count_writes_and_fsyncs() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 204);
     }
-    let m = server
-        .client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     let value = |name: &str| -> u64 {
         m.lines()
             .find(|l| l.starts_with(name))
