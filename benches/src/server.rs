@@ -28,7 +28,11 @@ pub fn spawn(
         .args(["serve", "--http-bind", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        // Quiet unless asked: `FLEETLAKE_BENCH_SERVER_LOG=fleetlake_rules=info`.
+        .env(
+            "RUST_LOG",
+            std::env::var("FLEETLAKE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

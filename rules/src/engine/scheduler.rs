@@ -522,12 +522,9 @@ impl RulesEngine {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                let t = std::time::Instant::now();
+                // The fill logs its scan and its adding itself.
                 match self.hub.fill_table(q, &keys, &tags, self.now()).await {
-                    Ok(0) => {}
-                    Ok(states) => {
-                        info!(%table, states, seconds = t.elapsed().as_secs_f64(), "streaming states filled")
-                    }
+                    Ok(_) => {}
                     Err(e) => {
                         warn!(%table, error = %e, "filling streaming states failed; their rules fill them when evaluated")
                     }

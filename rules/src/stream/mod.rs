@@ -490,10 +490,24 @@ impl Hub {
             quote(&first.table),
             now.saturating_sub(keep_ns)
         );
+        let scan = Instant::now();
         let batches = crate::eval::run_sql(engine, &first.db, &sql, now).await?;
+        let (scanned, rows) = (
+            scan.elapsed(),
+            batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        );
         let me = self.clone();
         let n = todo.len();
+        let add = Instant::now();
         off_workers(move || me.add_filled(&todo, &batches, now)).await?;
+        tracing::info!(
+            table = %first.table,
+            states = n,
+            rows,
+            scan_seconds = scanned.as_secs_f64(),
+            add_seconds = add.elapsed().as_secs_f64(),
+            "streaming states filled"
+        );
         Ok(n)
     }
 
