@@ -68,6 +68,21 @@ impl Touches {
     }
 }
 
+/// A fill waits until no new state was queued for this long...
+const FILL_SETTLE: Duration = Duration::from_millis(250);
+/// ...but no longer than this after the first.
+const FILL_SETTLE_MAX: Duration = Duration::from_secs(2);
+
+/// Adds the tag columns of `more` missing from `into`. A table's tags
+/// only come, never go: the union is its latest set.
+fn union_tags(into: &mut Vec<String>, more: &[String]) {
+    for tag in more {
+        if !into.contains(tag) {
+            into.push(tag.clone());
+        }
+    }
+}
+
 /// The grid point of `every` at or before `now`.
 pub(super) fn grid(now: i64, every: i64) -> i64 {
     now - now.rem_euclid(every.max(1))
@@ -481,7 +496,19 @@ impl RulesEngine {
             return Ok(Some(b));
         }
         let t = std::time::Instant::now();
-        let filled = self.hub.fill(q, &c.key, &c.tags, self.now()).await;
+        // The table's other states queued for a fill come along: one scan.
+        let (mut keys, mut tags) = (vec![c.key.clone()], c.tags.clone());
+        self.fills.lock().retain(|k, t| {
+            if k.db != c.key.db || k.table != c.key.table {
+                return true;
+            }
+            if *k != c.key {
+                keys.push(k.clone());
+            }
+            union_tags(&mut tags, t);
+            false
+        });
+        let filled = self.hub.fill_table(q, &keys, &tags, self.now()).await;
         self.phases.add(Phase::Sql, t.elapsed());
         if let Err(e) = filled {
             warn!(table = %c.key.table, error = %e, "filling streaming state failed; the rule runs as batch SQL");
@@ -496,13 +523,26 @@ impl RulesEngine {
     /// by its rule's next evaluation, or runs as batch SQL.
     pub(super) async fn run_fills(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let queued: Vec<_> = self.fills.lock().drain().collect();
-            if queued.is_empty() {
+            if self.fills.lock().is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = self.fills_queued.notified() => continue,
                 }
             }
+            // Rules come in bursts (a rules file, a deployment's installs,
+            // a restart): let the burst end so that one scan per table
+            // fills all its states, but fill within FILL_SETTLE_MAX.
+            let settle = std::time::Instant::now();
+            let mut seen = self.fills.lock().len();
+            while settle.elapsed() < FILL_SETTLE_MAX {
+                tokio::time::sleep(FILL_SETTLE).await;
+                let now = self.fills.lock().len();
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+            let queued: Vec<_> = self.fills.lock().drain().collect();
             let Ok(q) = self.query() else { return };
             let mut tables: std::collections::BTreeMap<(String, String), (Vec<_>, Vec<String>)> =
                 Default::default();
@@ -510,12 +550,7 @@ impl RulesEngine {
                 let t = tables
                     .entry((key.db.clone(), key.table.clone()))
                     .or_default();
-                // Tags only come: the union is the table's latest.
-                for tag in tags {
-                    if !t.1.contains(&tag) {
-                        t.1.push(tag);
-                    }
-                }
+                union_tags(&mut t.1, &tags);
                 t.0.push(key);
             }
             for ((_, table), (keys, tags)) in tables {
