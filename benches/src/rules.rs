@@ -11,9 +11,10 @@
 //!    rule whose webhook is this process.
 //! 3. **With rules**, once the new states are filled from the tables
 //!    (the time this takes, and rounds that closed meanwhile, are reported
-//!    apart) and a round closed after, for `rounds` intervals: the same ingest figures and CPU; each round's
-//!    duration (from its grid instant to the end of its last evaluation,
-//!    from `/metrics`); the streaming state's bytes and the server's RSS;
+//!    apart) and a round closed after, for `rounds` intervals: the same
+//!    ingest figures and CPU; each round's duration (from its grid instant
+//!    to the end of its last evaluation, from `/metrics`); the streaming
+//!    state's bytes and the server's RSS;
 //!    and every `probe_every`, one row that makes a new probe host hot:
 //!    the time from that write's 204 to its alert reaching the webhook.
 //!

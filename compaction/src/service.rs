@@ -227,15 +227,8 @@ impl Compactor {
 }
 
 /// Ingest keeps priority: the compactor thread (and the threads it starts,
-/// which inherit it) runs at nice 10. On Linux a "process" priority set for
-/// a thread id applies to that thread only, so call it on a thread of its own
-/// (never on a pooled one, which would keep the priority for other work).
-pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
-        warn!(error = %e, "cannot lower the compactor's priority");
-    }
-}
+/// which inherit it) runs at nice 10.
+pub use fleetlake_storage::priority::lower_priority;
 
 #[cfg(test)]
 mod tests {

@@ -17,10 +17,6 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 
-/// How much lower the pool's threads run than the rest of the server
-/// (Linux nice increment; 19 is the lowest priority).
-const NICE: i32 = 10;
-
 type Job = Box<dyn FnOnce() + Send>;
 
 struct Pool {
@@ -38,7 +34,7 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| {
         std::thread::Builder::new()
             .name(format!("rules-bg-{i}"))
             .spawn(move || {
-                lower_priority();
+                fleetlake_storage::priority::lower_priority();
                 loop {
                     let job = rx.lock().recv();
                     match job {
@@ -53,20 +49,6 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| {
         jobs: Mutex::new(tx),
     }
 });
-
-/// Renices the calling thread (on Linux, a thread's nice value is its own).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{getpriority_process, setpriority_process};
-        let me = Some(rustix::thread::gettid());
-        // A failure leaves the thread at the process's priority: still
-        // correct, only less polite to the write path.
-        if let Ok(now) = getpriority_process(me) {
-            let _ = setpriority_process(me, (now + NICE).min(19));
-        }
-    }
-}
 
 /// Runs `f` on a rules thread and waits for its result without holding
 /// up the async runtime's workers.

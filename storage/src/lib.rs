@@ -22,6 +22,7 @@ pub mod fault;
 pub mod layout;
 pub mod parquet_file;
 pub mod path_map;
+pub mod priority;
 pub mod schema;
 pub mod series_index;
 pub mod series_sort;

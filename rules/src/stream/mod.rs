@@ -345,6 +345,8 @@ impl Hub {
     /// States some rule reads that are not filled yet (nor refused for
     /// the budget): their rules wait for the fill.
     pub fn unfilled(&self) -> usize {
+        // Copied out: a drain takes the registry under the state's lock,
+        // so the two are never held in the other order.
         let readers: Vec<StateKey> = self.registry.lock().readers.keys().cloned().collect();
         let inner = self.inner.read();
         readers
@@ -460,7 +462,7 @@ impl Hub {
         // and the first to get here fills it for the others.
         let _one = self.filling.lock().await;
         let (me, ks) = (self.clone(), keys.to_vec());
-        let todo: Vec<(StateKey, i64)> = off_workers(move || {
+        let todo: Vec<(StateKey, i64)> = crate::background::run(move || {
             me.drain();
             let inner = me.inner.read();
             ks.into_iter()
@@ -497,9 +499,10 @@ impl Hub {
             batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
         );
         let me = self.clone();
-        let n = todo.len();
+        let filled: Vec<StateKey> = todo.into_iter().map(|(k, _)| k).collect();
+        let n = filled.len();
         let add = Instant::now();
-        off_workers(move || me.add_filled(&todo, &batches, now)).await?;
+        crate::background::run(move || me.add_filled(&filled, &batches, now)).await?;
         tracing::info!(
             table = %first.table,
             states = n,
@@ -514,8 +517,8 @@ impl Hub {
     /// Adds the rows a fill read to the states `keys` (of one table) and
     /// marks them ready, each keeping its own window; past the budget,
     /// empties one instead (its rules run as batch).
-    fn add_filled(&self, keys: &[(StateKey, i64)], batches: &[RecordBatch], now: i64) {
-        let Some((first, _)) = keys.first() else {
+    fn add_filled(&self, keys: &[StateKey], batches: &[RecordBatch], now: i64) {
+        let Some(first) = keys.first() else {
             return;
         };
         self.drain();
@@ -529,20 +532,20 @@ impl Hub {
         let series = series.entry(table.clone()).or_default();
         for b in batches {
             let ks = series.of_batch(b);
-            for (key, _) in keys {
+            for key in keys {
                 if let Some(slot) = slots.get_mut(key) {
                     slot.state.add(b, &ks, key.field.as_deref(), 0);
                 }
             }
         }
-        for (key, _) in keys {
+        for key in keys {
             if let Some(slot) = slots.get_mut(key) {
                 // The scan read the longest window of the table's states.
                 slot.state.evict(now, None);
                 slot.ready = true;
             }
         }
-        for (key, _) in keys {
+        for key in keys {
             let used = Self::used(&inner);
             if used <= self.budget_bytes {
                 break;
@@ -722,13 +725,6 @@ impl Hub {
             .get(db)
             .is_some_and(|t| t.contains_key(table))
     }
-}
-
-/// Runs CPU work under the state's lock on a rules thread
-/// ([`crate::background`]), not on the runtime's workers (which serve the
-/// writes).
-async fn off_workers<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    crate::background::run(f).await
 }
 
 impl WriteObserver for Hub {
