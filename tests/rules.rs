@@ -1211,3 +1211,81 @@ async fn on_write_evaluations_answer_for_the_groups_a_write_touched() {
     })
     .await;
 }
+
+/// Batch rules of a round with different SQL over one table and window
+/// read it once (`/metrics` counts the shared reads) and each still
+/// answers its own SQL: its filters, grouping and order apply to the
+/// shared rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_rules_over_one_window_share_its_scan() {
+    let server = Server::start(ALLOW_LOOPBACK);
+    write_probe(&server, &[(1, 1, 30.0), (2, 2, 20.0)]).await;
+    const W: &str = "time > now() - INTERVAL '10 minutes' AND time <= now()";
+    let rules = [
+        (
+            "hot_rows",
+            format!("SELECT hostname, v AS value FROM probe WHERE {W} AND v > 50"),
+        ),
+        (
+            "rack_spread",
+            format!(
+                "SELECT rack, max(v) - min(v) AS value FROM probe WHERE {W} \
+                 GROUP BY rack HAVING max(v) - min(v) > 50"
+            ),
+        ),
+        (
+            "coolest_but_h2",
+            format!(
+                "SELECT hostname, v AS value FROM probe WHERE {W} AND hostname <> 'h2' \
+                 ORDER BY v LIMIT 1"
+            ),
+        ),
+    ];
+    for (name, sql) in &rules {
+        let rule = json!({"name": name, "kind": "alert", "every": "1s", "sql": sql});
+        let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+        assert_eq!(s, 201, "{v}");
+        let (_, v) = call(&server, "GET", &format!("/api/v1/rules/{name}"), None).await;
+        assert_eq!(v["evaluation"]["mode"], "batch", "{name}: {v}");
+    }
+    write_probe(&server, &[(2, 2, 95.0)]).await;
+    let firing = wait_for(15, "the three rules firing", || async {
+        let mut a: Vec<(String, String, String)> = alerts(&server)
+            .await
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .map(|a| {
+                let l = &a["labels"];
+                let who = l["hostname"].as_str().or(l["rack"].as_str()).unwrap_or("");
+                (
+                    l["alertname"].as_str().unwrap_or("").to_string(),
+                    who.to_string(),
+                    a["value"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        a.sort();
+        (a.len() == 3).then_some(a)
+    })
+    .await;
+    let want = [
+        ("coolest_but_h2", "h1", "30"),
+        ("hot_rows", "h2", "95"),
+        ("rack_spread", "r2", "75"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(firing, want);
+    let counter = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    };
+    let text = server.metrics().await;
+    let (scans, reuses) = (
+        counter(&text, "fleetlake_rules_shared_scans_total "),
+        counter(&text, "fleetlake_rules_shared_scan_reuses_total "),
+    );
+    // A round's rules read its window once and then from the share (a
+    // rule still evaluating the last round sits one out).
+    assert!(scans >= 1 && reuses >= 1, "scans {scans}, reuses {reuses}");
+}

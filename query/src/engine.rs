@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use crate::catalog::{CATALOG_NAME, FleetCatalog};
 use crate::error::{Error, Result};
 use crate::last_value::{LastValueCaches, LastValueRule};
+use crate::shared_scan::ScanShare;
 use crate::system::SystemTable;
 
 /// Limits every query runs under.
@@ -205,7 +206,9 @@ impl QueryEngine {
     /// Runs a plan [`QueryEngine::check`] made (a rule's, planned once)
     /// with `now()` at `now`, against the tables as they are now: each scan
     /// reads its table afresh. `None` when a table's schema changed since
-    /// the plan was made (or the table is gone): plan the SQL again.
+    /// the plan was made (or the table is gone): plan the SQL again. The
+    /// tables `share` covers are read through it (one scan of a window for
+    /// the plans that share it).
     ///
     /// # Errors
     /// As [`QueryEngine::query_at`].
@@ -214,6 +217,7 @@ impl QueryEngine {
         db: &str,
         plan: &LogicalPlan,
         now: chrono::DateTime<chrono::Utc>,
+        share: Option<&Arc<ScanShare>>,
     ) -> Result<Option<QueryStream>> {
         let mem = self.config.memory_limit;
         let err = |e| Error::from_datafusion(e, mem);
@@ -234,6 +238,13 @@ impl QueryEngine {
             if provider.schema() != planned {
                 return Ok(None);
             }
+            let in_db = name.schema().unwrap_or(db);
+            let provider = match share {
+                Some(share) if share.covers(in_db, name.table()) => {
+                    share.wrap(in_db, name.table(), provider)
+                }
+                _ => provider,
+            };
             fresh.insert(name, provider_as_source(provider));
         }
         let plan = plan

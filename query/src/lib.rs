@@ -20,9 +20,11 @@ pub mod front_door;
 pub mod functions;
 pub mod last_value;
 pub mod parquet_reader;
+pub mod shared_scan;
 pub mod system;
 pub mod table;
 pub mod time_range;
 
 pub use engine::{QueryConfig, QueryEngine, QueryStream, SqlCheck};
 pub use error::{Error, Result};
+pub use shared_scan::{ScanShare, ScanShareStats};

@@ -30,6 +30,7 @@ mod views;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -143,6 +144,10 @@ pub struct RulesMetrics {
     pub rounds: RoundStats,
     /// Seconds of evaluations' wall time per phase.
     pub phases: Vec<(Phase, f64)>,
+    /// Windows batch rules of a round read once for several of them.
+    pub shared_scans: u64,
+    /// Batch rules' reads of a window another rule of the round read.
+    pub shared_scan_reuses: u64,
 }
 
 pub struct RulesEngine {
@@ -170,6 +175,9 @@ pub struct RulesEngine {
     /// Batch answers by (database, SQL, instant): batch rules with the same
     /// SQL evaluated at the same instant share one query.
     batch_answers: Mutex<BatchAnswers>,
+    /// Windows of tables that several batch rules of a round read, read
+    /// once for them ([`fleetlake_query::ScanShare`]).
+    scan_stats: Arc<fleetlake_query::ScanShareStats>,
     /// Streaming states to fill (with the table's tag columns), queued
     /// when a rule attaches: they fill in the background, so a rule's
     /// first round finds its state ready instead of filling it.
@@ -214,6 +222,7 @@ impl RulesEngine {
             http: reqwest::Client::new(),
             tasks: Mutex::new(JoinSet::new()),
             batch_answers: Mutex::new(BatchAnswers::new()),
+            scan_stats: Arc::default(),
             fills: Mutex::new(std::collections::HashMap::new()),
             fills_queued: tokio::sync::Notify::new(),
         })
@@ -299,6 +308,8 @@ impl RulesEngine {
             states_filling: self.hub.unfilled(),
             rounds: inner.rounds.stats.clone(),
             phases: self.phases.seconds(),
+            shared_scans: self.scan_stats.scans.load(Ordering::Relaxed),
+            shared_scan_reuses: self.scan_stats.reused.load(Ordering::Relaxed),
         }
     }
 }

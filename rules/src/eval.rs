@@ -46,9 +46,13 @@ pub async fn run_plan(
     db: &str,
     plan: &datafusion::logical_expr::LogicalPlan,
     now_ns: i64,
+    share: Option<&std::sync::Arc<fleetlake_query::ScanShare>>,
 ) -> Result<Option<Vec<RecordBatch>>> {
     use futures::StreamExt;
-    let Some(mut s) = engine.query_plan_at(db, plan, ns_to_utc(now_ns)).await? else {
+    let Some(mut s) = engine
+        .query_plan_at(db, plan, ns_to_utc(now_ns), share)
+        .await?
+    else {
         return Ok(None);
     };
     let mut out = Vec::new();

@@ -268,6 +268,18 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     );
     counter(
         &mut out,
+        "fleetlake_rules_shared_scans_total",
+        "Windows of a table read once for several batch rules of a round.",
+        r.shared_scans,
+    );
+    counter(
+        &mut out,
+        "fleetlake_rules_shared_scan_reuses_total",
+        "Batch rules' reads of a window another rule of the round had read.",
+        r.shared_scan_reuses,
+    );
+    counter(
+        &mut out,
         "fleetlake_rules_evaluations_total",
         "Scheduled rule evaluations finished.",
         r.rounds.evaluations,

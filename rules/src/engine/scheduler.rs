@@ -11,11 +11,11 @@
 //! - An evaluation whose rule changed while its SQL ran is dropped: the
 //!   next one uses the new definition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetlake_query::QueryEngine;
+use fleetlake_query::{QueryEngine, ScanShare};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -83,6 +83,25 @@ fn union_tags(into: &mut Vec<String>, more: &[String]) {
     }
 }
 
+/// How an evaluation reads besides running its rule's SQL.
+#[derive(Default)]
+struct Reads {
+    /// A streaming rule answers for the groups of these series only (an
+    /// `on_write` evaluation).
+    touched: Option<Vec<Touched>>,
+    /// A batch rule reads the tables this covers through it.
+    share: Option<Arc<ScanShare>>,
+}
+
+/// A rule due at a tick.
+struct Due {
+    name: String,
+    at: i64,
+    on_write: bool,
+    /// The (database, table)s it reads, when it runs as batch SQL.
+    reads: Vec<(String, String)>,
+}
+
 /// The grid point of `every` at or before `now`.
 pub(super) fn grid(now: i64, every: i64) -> i64 {
     now - now.rem_euclid(every.max(1))
@@ -127,7 +146,7 @@ impl RulesEngine {
                 })
                 .await;
             }
-            let due: Vec<(String, i64, bool)> = {
+            let due: Vec<Due> = {
                 let mut inner = self.inner.lock();
                 inner
                     .rules
@@ -138,20 +157,38 @@ impl RulesEngine {
                         let every = l.def.every.ns();
                         let at = grid(now, every);
                         l.next_eval = at + every;
-                        (n.clone(), at, l.def.eval == Eval::OnWrite)
+                        let reads = match l.mode {
+                            Mode::Batch(_) => l
+                                .tables
+                                .iter()
+                                .map(|t| (l.def.db.clone(), t.clone()))
+                                .collect(),
+                            Mode::Streaming(_) => Vec::new(),
+                        };
+                        Due {
+                            name: n.clone(),
+                            at,
+                            on_write: l.def.eval == Eval::OnWrite,
+                            reads,
+                        }
                     })
                     .collect()
             };
             {
                 let mut inner = self.inner.lock();
-                for (_, at, _) in &due {
-                    inner.rounds.begin(*at, 1);
+                for d in &due {
+                    inner.rounds.begin(d.at, 1);
                 }
             }
-            for (name, at, on_write) in due {
+            let shares = self.scan_shares(&due);
+            for Due {
+                name, at, on_write, ..
+            } in due
+            {
                 let me = self.clone();
                 let permits = permits.clone();
                 let dispatched = std::time::Instant::now();
+                let share = shares.get(&at).cloned();
                 evals.spawn(async move {
                     // An on_write rule does not queue behind a round's
                     // evaluations: while it waits, its writes would wait.
@@ -163,7 +200,15 @@ impl RulesEngine {
                         permits.acquire_owned().await.ok()
                     };
                     me.phases.add(Phase::Queued, dispatched.elapsed());
-                    me.evaluate(&name, at).await;
+                    me.evaluate_in(
+                        &name,
+                        at,
+                        Reads {
+                            touched: None,
+                            share,
+                        },
+                    )
+                    .await;
                     me.inner.lock().rounds.finish(at, me.now());
                     me.evaluated(&name);
                 });
@@ -179,14 +224,50 @@ impl RulesEngine {
         .await;
     }
 
-    /// Evaluates rule `name` at `at` and carries out what follows.
-    pub async fn evaluate(self: &Arc<Self>, name: &str, at: i64) {
-        self.evaluate_in(name, at, None).await;
+    /// For each instant of `due`, the share of the table windows that
+    /// several of its batch rules read (dropped with the last evaluation
+    /// holding it).
+    fn scan_shares(&self, due: &[Due]) -> HashMap<i64, Arc<ScanShare>> {
+        let Ok(q) = self.query() else {
+            return HashMap::new();
+        };
+        let mut readers: HashMap<i64, HashMap<(String, String), usize>> = HashMap::new();
+        for d in due {
+            for t in &d.reads {
+                *readers
+                    .entry(d.at)
+                    .or_default()
+                    .entry(t.clone())
+                    .or_default() += 1;
+            }
+        }
+        readers
+            .into_iter()
+            .filter_map(|(at, tables)| {
+                let shared: HashSet<(String, String)> = tables
+                    .into_iter()
+                    .filter(|(_, n)| *n > 1)
+                    .map(|(t, _)| t)
+                    .collect();
+                // A shared window holds no more than one query may.
+                let cap = q.config().memory_limit;
+                (!shared.is_empty()).then(|| {
+                    (
+                        at,
+                        Arc::new(ScanShare::new(shared, cap, self.scan_stats.clone())),
+                    )
+                })
+            })
+            .collect()
     }
 
-    /// [`RulesEngine::evaluate`]; with `touched`, a streaming rule answers
-    /// for the groups of those series only (an `on_write` evaluation).
-    async fn evaluate_in(self: &Arc<Self>, name: &str, at: i64, touched: Option<Vec<Touched>>) {
+    /// Evaluates rule `name` at `at` and carries out what follows.
+    pub async fn evaluate(self: &Arc<Self>, name: &str, at: i64) {
+        self.evaluate_in(name, at, Reads::default()).await;
+    }
+
+    /// [`RulesEngine::evaluate`], reading as `reads` says.
+    async fn evaluate_in(self: &Arc<Self>, name: &str, at: i64, reads: Reads) {
         let started = std::time::Instant::now();
         let Some((def, mut tables, mut mode, mut plan)) = ({
             let inner = self.inner.lock();
@@ -208,7 +289,7 @@ impl RulesEngine {
             return;
         };
         let result = self
-            .gather(&def, &mut tables, &mut mode, &mut plan, at, touched)
+            .gather(&def, &mut tables, &mut mode, &mut plan, at, reads)
             .await;
         let (samples, inventory, scope) = match result {
             Ok(x) => x,
@@ -315,8 +396,9 @@ impl RulesEngine {
         mode: &mut Mode,
         plan: &mut Option<Arc<datafusion::logical_expr::LogicalPlan>>,
         at: i64,
-        touched: Option<Vec<Touched>>,
+        reads: Reads,
     ) -> Result<(Vec<Sample>, Option<Inventory>, Option<BTreeSet<String>>)> {
+        let Reads { touched, share } = reads;
         let q = self.query()?;
         if tables.is_empty() {
             // Planned before its tables existed: plan again (cheap) to learn
@@ -361,7 +443,7 @@ impl RulesEngine {
             Some(b) => vec![b],
             None => {
                 let t = std::time::Instant::now();
-                let b = self.run_batch(q, def, plan, at).await;
+                let b = self.run_batch(q, def, plan, at, share.as_ref()).await;
                 self.phases.add(Phase::Sql, t.elapsed());
                 b?
             }
@@ -423,7 +505,15 @@ impl RulesEngine {
                 .rules
                 .get_mut(&name)
                 .and_then(|l| l.touched.take());
-            me.evaluate_in(&name, me.now(), touched).await;
+            me.evaluate_in(
+                &name,
+                me.now(),
+                Reads {
+                    touched,
+                    share: None,
+                },
+            )
+            .await;
             me.evaluated(&name);
         });
     }
@@ -448,13 +538,15 @@ impl RulesEngine {
     /// A batch rule's rows: its plan, made when it was installed, run
     /// again; when a table's schema changed, the SQL is planned anew (and
     /// the new plan kept). Rules with the same SQL at the same instant
-    /// share one run.
+    /// share one run; rules with other SQL over the same table and window
+    /// share its scan through `share`.
     async fn run_batch(
         &self,
         q: &QueryEngine,
         def: &RuleDef,
         plan: &mut Option<Arc<datafusion::logical_expr::LogicalPlan>>,
         at: i64,
+        share: Option<&Arc<ScanShare>>,
     ) -> Result<Vec<arrow::record_batch::RecordBatch>> {
         let cell = {
             let mut shared = self.batch_answers.lock();
@@ -468,7 +560,7 @@ impl RulesEngine {
         let answer = cell
             .get_or_try_init(|| async {
                 if let Some(p) = plan.as_deref()
-                    && let Some(b) = eval::run_plan(q, &def.db, p, at).await?
+                    && let Some(b) = eval::run_plan(q, &def.db, p, at, share).await?
                 {
                     return Ok(b);
                 }

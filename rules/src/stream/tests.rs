@@ -448,3 +448,96 @@ async fn retention_shorter_than_the_window_hides_the_same_rows() {
         }
     }
 }
+
+/// Batch rules of one round with different SQL over one table's window
+/// read it once ([`fleetlake_query::ScanShare`]) and answer as each
+/// reading it on its own does: through flushed files, the buffer, late
+/// rows, overwrites and a delete; a window over the share's cap is read
+/// by each on its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_rules_sharing_a_scan_answer_as_their_own_scans_do() {
+    use std::collections::HashSet;
+    use std::sync::atomic::Ordering;
+
+    use fleetlake_query::{ScanShare, ScanShareStats};
+
+    let mut rng = Rng(7);
+    let (ingester, query, _wal) = engines().await;
+    let write = |body: String| {
+        let ingester = ingester.clone();
+        async move {
+            ingester
+                .write_lp("fleet", body, Precision::Nanosecond, true)
+                .await
+                .unwrap();
+        }
+    };
+    write(lines(&mut rng, 300, false)).await;
+    ingester.flush().await.unwrap();
+    write(lines(&mut rng, 300, true)).await;
+    ingester
+        .delete(
+            "fleet",
+            "m",
+            T0 - 400 * S,
+            T0 - 300 * S,
+            vec![("host".into(), "h2".into())],
+        )
+        .await
+        .unwrap();
+    write(lines(&mut rng, 100, true)).await;
+
+    const TEN: &str = "time > now() - INTERVAL '10 minutes' AND time <= now()";
+    let sqls = [
+        format!("SELECT host, time, v AS value FROM m WHERE {TEN} AND v > 40"),
+        format!("SELECT rack, max(v) - min(v) AS value FROM m WHERE {TEN} GROUP BY rack"),
+        format!(
+            "SELECT host, c AS value FROM m WHERE {TEN} AND host <> 'h1' ORDER BY c DESC, host LIMIT 3"
+        ),
+        format!(
+            "SELECT zone, count(*) AS value FROM m WHERE {TEN} AND zone IS NOT NULL GROUP BY zone"
+        ),
+        // Another window: a scan of its own.
+        "SELECT host, sum(c) AS value FROM m WHERE time > now() - INTERVAL '5 minutes' GROUP BY host"
+            .to_string(),
+    ];
+    let mut plans = Vec::new();
+    for sql in &sqls {
+        let SqlCheck::Planned { plan, .. } = query.check("fleet", sql).await.unwrap() else {
+            panic!("{sql}: not planned");
+        };
+        plans.push(plan);
+    }
+    let tables: HashSet<(String, String)> = [("fleet".to_string(), "m".to_string())].into();
+    for (cap, shared) in [(1 << 30, true), (0, false)] {
+        for at in [T0, T0 - 200 * S] {
+            let stats = Arc::new(ScanShareStats::default());
+            let share = Arc::new(ScanShare::new(tables.clone(), cap, stats.clone()));
+            for (sql, plan) in sqls.iter().zip(&plans) {
+                let through = crate::eval::run_plan(&query, "fleet", plan, at, Some(&share))
+                    .await
+                    .unwrap()
+                    .expect("the schema did not change");
+                let own = crate::eval::run_sql(&query, "fleet", sql, at)
+                    .await
+                    .unwrap();
+                let (a, b) = (rows(&through), rows(&own));
+                assert!(!b.is_empty(), "{sql} at {at}: no rows to compare");
+                assert_eq!(a.len(), b.len(), "{sql} at {at}");
+                for (k, v) in &b {
+                    assert!(same(a[k], *v), "{sql} at {at}: {k}: {:?} vs {v:?}", a[k]);
+                }
+            }
+            let (scans, reused) = (
+                stats.scans.load(Ordering::Relaxed),
+                stats.reused.load(Ordering::Relaxed),
+            );
+            if shared {
+                // Two windows; four rules read the first.
+                assert_eq!((scans, reused), (2, 3), "at {at}");
+            } else {
+                assert_eq!(reused, 0, "over the cap nothing is held");
+            }
+        }
+    }
+}
