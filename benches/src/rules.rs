@@ -17,6 +17,10 @@
 //!    state's bytes and the server's RSS;
 //!    and every `probe_every`, one row that makes a new probe host hot:
 //!    the time from that write's 204 to its alert reaching the webhook.
+//! 4. **Without rules again**, once every rule is deleted and its state
+//!    dropped, for `rounds` intervals: the two phases without rules
+//!    bracket the one with them (the store holds more data by then and
+//!    the machine's speed drifts), and the ratio is to their mean.
 //!
 //! The rules cycle through ten shapes a fleet's operators write — per-host
 //! and per-rack/datacenter thresholds, standard deviation, the z-score,
@@ -72,6 +76,8 @@ pub struct Phase {
     pub rows_per_s: f64,
     /// Server CPU seconds ÷ wall seconds (1.0 = one core busy).
     pub cpu_cores: f64,
+    /// Server CPU µs per row written (the rules' work included).
+    pub cpu_us_per_row: f64,
     /// Ticks whose rows took longer to send than the interval.
     pub late_ticks: usize,
 }
@@ -84,9 +90,11 @@ pub struct RulesReport {
     pub cores: usize,
     pub without_rules: Phase,
     pub with_rules: Phase,
-    /// with ÷ without.
+    /// Once the rules are deleted again.
+    pub without_rules_after: Phase,
+    /// with ÷ the mean of the two phases without.
     pub ingest_ratio: f64,
-    /// CPU cores the rules added.
+    /// CPU cores the rules added (over the mean of the phases without).
     pub rules_cpu_cores: f64,
     pub install_ms_p50: f64,
     pub install_ms_p99: f64,
@@ -351,6 +359,11 @@ fn phase(ticks: &[Tick], from: Instant, to: Instant, cpu: f64, interval: Duratio
         rows,
         rows_per_s: if busy > 0.0 { rows as f64 / busy } else { 0.0 },
         cpu_cores: cpu / seconds,
+        cpu_us_per_row: if rows > 0 {
+            cpu * 1e6 / rows as f64
+        } else {
+            0.0
+        },
         late_ticks: mine
             .iter()
             .filter(|t| t.secs > interval.as_secs_f64())
@@ -597,9 +610,42 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
     let rss_with = proc_status_kb(s.pid(), "VmRSS").unwrap_or(0);
     // Late alerts get a moment.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    hook_task.abort();
+
+    // Without rules again: the server now holds more data than in the
+    // first phase, and this machine's speed drifts; the two phases
+    // without rules bracket the one with them.
+    let names = (0..o.rules)
+        .map(|i| format!("fleet_{i:04}"))
+        .chain(["probe_hot".to_string()]);
+    for name in names {
+        let r = c
+            .delete(format!("{}/api/v1/rules/{name}", s.url))
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "deleting {name}: {}", r.status());
+    }
+    let deadline = Instant::now() + o.every * 2;
+    loop {
+        let m = metrics().await?;
+        if metric(&m, "fleetlake_rules") == Some(0.0)
+            && metric(&m, "fleetlake_rules_state_bytes") == Some(0.0)
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the rules' states were not dropped within two intervals"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let c0 = Instant::now();
+    let cpu2 = cpu_seconds(s.pid())?;
+    tokio::time::sleep(window).await;
+    let c1 = Instant::now();
+    let cpu_c = cpu_seconds(s.pid())? - cpu2;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     ingest.await??;
-    hook_task.abort();
 
     let seen = arrivals.lock().clone();
     let latencies: Vec<f64> = probes
@@ -612,6 +658,9 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
     let ticks = ticks.lock().clone();
     let without = phase(&ticks, a0, a1, cpu_a, o.interval);
     let with = phase(&ticks, b0, b1, cpu_b, o.interval);
+    let after = phase(&ticks, c0, c1, cpu_c, o.interval);
+    let mean = |f: fn(&Phase) -> f64| (f(&without) + f(&after)) / 2.0;
+    let (base_rate, base_cpu) = (mean(|p| p.rows_per_s), mean(|p| p.cpu_cores));
     let r = sorted(&rounds);
     let l = sorted(&latencies);
     let report = RulesReport {
@@ -619,10 +668,11 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
         rules: o.rules,
         every_s: o.every.as_secs_f64(),
         cores,
-        ingest_ratio: with.rows_per_s / without.rows_per_s.max(f64::MIN_POSITIVE),
-        rules_cpu_cores: with.cpu_cores - without.cpu_cores,
+        ingest_ratio: with.rows_per_s / base_rate.max(f64::MIN_POSITIVE),
+        rules_cpu_cores: with.cpu_cores - base_cpu,
         without_rules: without,
         with_rules: with,
+        without_rules_after: after,
         install_ms_p50: percentile(&inst, 50.0),
         install_ms_p99: percentile(&inst, 99.0),
         install_ms_max: inst.last().copied().unwrap_or(0.0),
@@ -656,8 +706,8 @@ impl RulesReport {
     pub fn print(&self) {
         let p = |name: &str, ph: &Phase| {
             println!(
-                "{name}: {} ticks, {} rows, {:.0} rows/s while sending, {} ticks over the interval, server CPU {:.2} cores",
-                ph.ticks, ph.rows, ph.rows_per_s, ph.late_ticks, ph.cpu_cores
+                "{name}: {} ticks, {} rows, {:.0} rows/s while sending, {} ticks over the interval, server CPU {:.2} cores ({:.1} µs a row)",
+                ph.ticks, ph.rows, ph.rows_per_s, ph.late_ticks, ph.cpu_cores, ph.cpu_us_per_row
             );
         };
         println!(
@@ -666,8 +716,9 @@ impl RulesReport {
         );
         p("without rules", &self.without_rules);
         p("with rules", &self.with_rules);
+        p("without rules again", &self.without_rules_after);
         println!(
-            "ingest with rules ÷ without: {:.2}; the rules' CPU: {:.2} cores",
+            "ingest with rules ÷ without (the mean of both phases): {:.2}; the rules' CPU: {:.2} cores",
             self.ingest_ratio, self.rules_cpu_cores
         );
         println!(
