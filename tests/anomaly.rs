@@ -119,16 +119,22 @@ async fn window_form_and_absence() {
         (4.0 - 10.0 / 3.0) / (4.0f64 / 3.0).sqrt(),
         "z row 3",
     );
-    // Row 4 (5) against 4, 4, 4: no spread, above → +Infinity (JSON null),
-    // which a comparison still sees.
-    let inf = server
-        .sql(
-            "t",
-            "SELECT count(*) AS n FROM (SELECT zscore(v, time) OVER (PARTITION BY host ORDER BY time \
-             ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS z FROM s WHERE host = 'a') WHERE z > 1e300",
-        )
-        .await;
-    assert_eq!(inf[0]["n"], 1, "{inf:?}");
+    // Row 4 (5) against 4, 4, 4: no spread; above it by 1, in halves of
+    // the step of whole numbers: 2.
+    close(f64_of(&rows[4], "z"), 2.0, "z row 4");
+    // Results spell non-finite floats (JSON strings, CSV fields) and JSON
+    // writes SQL NULL as null.
+    let sql = "SELECT CAST('inf' AS DOUBLE) AS p, CAST('-inf' AS DOUBLE) AS m, \
+               CAST('NaN' AS DOUBLE) AS n, CAST(NULL AS DOUBLE) AS z, 1.5 AS f";
+    let (status, json) = server.sql_raw("t", sql, "json").await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        json,
+        r#"[{"p":"Infinity","m":"-Infinity","n":"NaN","z":null,"f":1.5}]"#
+    );
+    let (status, csv) = server.sql_raw("t", sql, "csv").await;
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(csv, "p,m,n,z,f\nInfinity,-Infinity,NaN,,1.5\n");
     // Row 8 (12) against 5, 7, 9: mean 7, sd 2.
     close(f64_of(&rows[8], "z"), 2.5, "z row 8");
     // Counter over pairs: 15−10, reset to 3, 8−3, 0.

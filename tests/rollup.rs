@@ -417,7 +417,7 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
             .any(|r| r["target"] == "cpu_1h" && r["late_buckets"].as_i64() > Some(0))
     );
     assert!(
-        history.iter().all(|r| r.get("error").is_none()),
+        history.iter().all(|r| r["error"].is_null()),
         "{history:?}"
     );
 

@@ -33,8 +33,11 @@
 //! - Too few points give NULL: the scores need [`score::MIN_BASELINE`] (3)
 //!   points before the latest; `increase` and `rate` need 2;
 //!   `seasonal_delta` needs a point at or before `latest − period`.
-//! - A baseline with no spread scores 0 if the latest value equals it, else
-//!   ±Infinity (JSON shows it as `null`; comparisons like `> 3` hold).
+//! - Scores are finite: the spread divided by is at least half the
+//!   series' decimal step ([`score::Baseline`]); a value equal to a flat
+//!   baseline (min = max) scores exactly 0.
+//! - Per row (window frames), the scored point is the current row: a row
+//!   whose value is NULL scores NULL.
 //! - Counter resets follow Prometheus: a decrease means the counter
 //!   restarted from 0, so the new value is all increase. Unlike
 //!   Prometheus's `rate`, nothing is extrapolated to the window's edges.
@@ -66,6 +69,7 @@
 pub mod bounded;
 pub mod score;
 pub mod udaf;
+pub mod window;
 
 use datafusion::logical_expr::AggregateUDF;
 use datafusion::prelude::SessionContext;

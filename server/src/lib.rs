@@ -30,6 +30,7 @@
 mod admin;
 pub mod auth;
 pub mod error;
+mod float_text;
 mod grafana;
 mod health;
 mod limits;

@@ -2,7 +2,9 @@
 //!
 //! Formats: `json` (array of objects), `jsonl`, `csv`, `pretty`, `arrow`
 //! (IPC stream), `parquet`. json, jsonl, csv and arrow stream batch by batch;
-//! pretty and parquet are built whole. Timestamps are RFC 3339.
+//! pretty and parquet are built whole. Timestamps are RFC 3339. JSON writes
+//! SQL NULL as `null` and CSV as an empty field; both spell non-finite
+//! floats `Infinity`, `-Infinity` and `NaN` (JSON as strings).
 
 use std::time::Instant;
 
@@ -298,13 +300,13 @@ impl Encoder {
         }
         match self.format {
             Format::JsonLines => {
-                let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+                let mut w = json_lines(&mut out);
                 w.write(b)?;
                 w.finish()?;
             }
             Format::Json => {
                 let mut lines = Vec::new();
-                let mut w = arrow::json::LineDelimitedWriter::new(&mut lines);
+                let mut w = json_lines(&mut lines);
                 w.write(b)?;
                 w.finish()?;
                 for row in lines.split(|&c| c == b'\n').filter(|r| !r.is_empty()) {
@@ -319,7 +321,7 @@ impl Encoder {
                 let mut w = arrow::csv::WriterBuilder::new()
                     .with_header(false)
                     .build(&mut out);
-                w.write(b)?;
+                w.write(&crate::float_text::csv_batch(b)?)?;
             }
             Format::Arrow => {
                 let w = self.ipc.as_mut().expect("header created the writer");
@@ -370,6 +372,17 @@ impl Encoder {
         }
         Ok(out)
     }
+}
+
+/// A JSON-lines writer: SQL NULL as `null`, non-finite floats as strings
+/// ([`crate::float_text`]).
+fn json_lines(
+    out: &mut Vec<u8>,
+) -> arrow::json::writer::Writer<&mut Vec<u8>, arrow::json::writer::LineDelimited> {
+    arrow::json::writer::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .with_encoder_factory(std::sync::Arc::new(crate::float_text::JsonFloats))
+        .build(out)
 }
 
 fn csv_escape(s: &str) -> String {

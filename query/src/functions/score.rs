@@ -10,9 +10,12 @@
 //! - The scored point is the last one; the baseline is every point before
 //!   it and must hold at least [`MIN_BASELINE`] points, else the answer is
 //!   `None` (SQL NULL).
-//! - A baseline without spread (all equal values) scores 0 when the last
-//!   point equals it and ±Infinity otherwise: a counter that never moved
-//!   and then jumps is infinitely unusual, and `score > 3` is true for it.
+//! - A score is finite. It divides by the baseline's spread estimate, but
+//!   never by less than half the series' step (see [`Baseline`]): a
+//!   quantized series (utilisation in whole percent) or a flat one (a
+//!   counter that never moved) is only as precise as its values are. A
+//!   flat baseline (min = max, decided exactly) scores exactly 0 for a
+//!   last value equal to it.
 
 /// One sample: Unix nanoseconds and a value.
 pub type Point = (i64, f64);
@@ -23,17 +26,60 @@ pub const MIN_BASELINE: usize = 3;
 /// MAD × this estimates the standard deviation of normal data.
 pub const MAD_TO_SIGMA: f64 = 1.4826;
 
-/// `(x - center) / scale`, with the zero-spread rule of the module docs.
-fn standardize(x: f64, center: f64, scale: f64) -> f64 {
-    if scale > 0.0 {
-        (x - center) / scale
-    } else if x == center {
-        0.0
-    } else if x > center {
-        f64::INFINITY
-    } else {
-        f64::NEG_INFINITY
+/// Mean absolute deviation × this estimates the standard deviation of
+/// normal data (√(π/2)); `robust_zscore`'s estimate when the MAD is 0
+/// (more than half the baseline is one value).
+pub const MEAN_AD_TO_SIGMA: f64 = 1.253_314;
+
+/// The decimal exponent `e` (at most 0) of a value's step `10^e`: the
+/// coarsest power of ten it is a multiple of, to about nine significant
+/// digits. Integers (and 0) have step 1; 0.25 has 0.01; 1e-12 has 1e-12.
+pub fn step_exponent(v: f64) -> i32 {
+    if v == 0.0 || !v.is_finite() {
+        return 0;
     }
+    let top = v.abs().log10().floor() as i32;
+    let start = top.min(0);
+    let finest = (top - 9).min(start);
+    // From the coarsest step down: the first that divides v.
+    for e in (finest..=start).rev() {
+        let scaled = v * 10f64.powi(-e);
+        if (scaled - scaled.round()).abs() <= 1e-9 * scaled.abs().max(1.0) {
+            return e;
+        }
+    }
+    finest
+}
+
+/// A baseline's summary, from which a value is scored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    pub center: f64,
+    /// The spread estimate (in units of a standard deviation).
+    pub spread: f64,
+    /// min = max.
+    pub flat: bool,
+    /// The finest step exponent among the baseline's values (see
+    /// [`step_exponent`]).
+    pub step_exp: i32,
+}
+
+impl Baseline {
+    /// `(x − center) / scale` with `scale = max(spread, step / 2)`, the step
+    /// being the finer of the baseline's and `x`'s. A flat baseline scores
+    /// exactly 0 at its value (its float mean may not equal it).
+    pub fn score(&self, x: f64) -> f64 {
+        if self.flat && x == self.center {
+            return 0.0;
+        }
+        let step = 10f64.powi(self.step_exp.min(step_exponent(x)));
+        (x - self.center) / self.spread.max(step / 2.0)
+    }
+}
+
+/// The finest step exponent of `values`.
+fn finest_step(values: impl Iterator<Item = f64>) -> i32 {
+    values.map(step_exponent).min().unwrap_or(0)
 }
 
 fn split_last(points: &[Point]) -> Option<(&[Point], f64)> {
@@ -41,57 +87,150 @@ fn split_last(points: &[Point]) -> Option<(&[Point], f64)> {
     (baseline.len() >= MIN_BASELINE).then_some((baseline, last.1))
 }
 
+/// `(min, max)` of the values.
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    })
+}
+
+/// The z-score's baseline: the mean and the sample standard deviation
+/// (n − 1) of `values`.
+pub fn mean_baseline(values: &[f64]) -> Baseline {
+    let n = values.len() as f64;
+    let (lo, hi) = range(values.iter().copied());
+    if lo == hi {
+        return flat(lo);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Baseline {
+        center: mean,
+        spread: var.sqrt(),
+        flat: false,
+        step_exp: finest_step(values.iter().copied()),
+    }
+}
+
+fn flat(v: f64) -> Baseline {
+    Baseline {
+        center: v,
+        spread: 0.0,
+        flat: true,
+        step_exp: step_exponent(v),
+    }
+}
+
 /// Rolling z-score: the last value against the mean and the sample
 /// standard deviation (n − 1) of the points before it.
 pub fn zscore(points: &[Point]) -> Option<f64> {
     let (baseline, x) = split_last(points)?;
-    let n = baseline.len() as f64;
-    let mean = baseline.iter().map(|p| p.1).sum::<f64>() / n;
-    let var = baseline.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    Some(standardize(x, mean, var.sqrt()))
+    let values: Vec<f64> = baseline.iter().map(|p| p.1).collect();
+    Some(mean_baseline(&values).score(x))
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
+/// The median of sorted values.
+pub fn median_of_sorted(n: usize, at: impl Fn(usize) -> f64) -> f64 {
     if n % 2 == 1 {
-        values[n / 2]
+        at(n / 2)
     } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+        (at(n / 2 - 1) + at(n / 2)) / 2.0
+    }
+}
+
+/// The robust z-score's baseline from sorted values: the median, and
+/// 1.4826 × the median absolute deviation from it (1.2533 × the mean
+/// absolute deviation when the MAD is 0).
+pub fn median_baseline(sorted: &[f64]) -> Baseline {
+    let n = sorted.len();
+    let (lo, hi) = (sorted[0], sorted[n - 1]);
+    if lo == hi {
+        return flat(lo);
+    }
+    let med = median_of_sorted(n, |i| sorted[i]);
+    let mut dev: Vec<f64> = sorted.iter().map(|v| (v - med).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    let mad = median_of_sorted(n, |i| dev[i]);
+    let spread = if mad > 0.0 {
+        MAD_TO_SIGMA * mad
+    } else {
+        MEAN_AD_TO_SIGMA * dev.iter().sum::<f64>() / n as f64
+    };
+    Baseline {
+        center: med,
+        spread,
+        flat: false,
+        step_exp: finest_step(sorted.iter().copied()),
     }
 }
 
 /// Robust z-score: the last value against the median of the points before
-/// it, in units of 1.4826 × their median absolute deviation. One outlier
+/// it, in units of 1.4826 × their median absolute deviation (1.2533 × their
+/// mean absolute deviation when more than half are one value). One outlier
 /// in the baseline moves neither.
 pub fn robust_zscore(points: &[Point]) -> Option<f64> {
     let (baseline, x) = split_last(points)?;
     let mut values: Vec<f64> = baseline.iter().map(|p| p.1).collect();
-    let med = median(&mut values);
-    for v in &mut values {
-        *v = (*v - med).abs();
+    values.sort_by(f64::total_cmp);
+    Some(median_baseline(&values).score(x))
+}
+
+/// The EWMA recurrence: starts at the first value with variance 0; for
+/// each later value `x`: `d = x − m`, `m += α·d`, `v = (1 − α)(v + α·d²)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ewma {
+    mean: f64,
+    var: f64,
+    lo: f64,
+    hi: f64,
+    step_exp: i32,
+}
+
+impl Ewma {
+    pub fn new(first: f64) -> Self {
+        Self {
+            mean: first,
+            var: 0.0,
+            lo: first,
+            hi: first,
+            step_exp: step_exponent(first),
+        }
     }
-    let mad = median(&mut values);
-    Some(standardize(x, med, MAD_TO_SIGMA * mad))
+
+    pub fn push(&mut self, x: f64, alpha: f64) {
+        let diff = x - self.mean;
+        let incr = alpha * diff;
+        self.mean += incr;
+        self.var = (1.0 - alpha) * (self.var + diff * incr);
+        self.lo = self.lo.min(x);
+        self.hi = self.hi.max(x);
+        self.step_exp = self.step_exp.min(step_exponent(x));
+    }
+
+    pub fn baseline(&self) -> Baseline {
+        if self.lo == self.hi {
+            return flat(self.lo);
+        }
+        Baseline {
+            center: self.mean,
+            spread: self.var.sqrt(),
+            flat: false,
+            step_exp: self.step_exp,
+        }
+    }
 }
 
 /// EWMA deviation: the last value against the exponentially weighted mean
 /// of the points before it, in units of their exponentially weighted
-/// standard deviation. `alpha` in (0, 1] is the weight of each new point.
-///
-/// The recurrence starts at the first baseline value with variance 0; for
-/// each later value `x`: `d = x − m`, `m += α·d`, `v = (1 − α)(v + α·d²)`.
+/// standard deviation ([`Ewma`]). `alpha` in (0, 1] is the weight of each
+/// new point.
 pub fn ewma_deviation(points: &[Point], alpha: f64) -> Option<f64> {
     let (baseline, x) = split_last(points)?;
-    let mut mean = baseline[0].1;
-    let mut var = 0.0;
+    let mut e = Ewma::new(baseline[0].1);
     for p in &baseline[1..] {
-        let diff = p.1 - mean;
-        let incr = alpha * diff;
-        mean += incr;
-        var = (1.0 - alpha) * (var + diff * incr);
+        e.push(p.1, alpha);
     }
-    Some(standardize(x, mean, var.sqrt()))
+    Some(e.baseline().score(x))
 }
 
 /// Seasonal delta: the last value minus the value one `period_ns` earlier,
@@ -175,17 +314,63 @@ mod tests {
     }
 
     #[test]
-    fn zero_spread() {
+    fn step_exponents() {
+        for (v, e) in [
+            (0.0, 0),
+            (7.0, 0),
+            (2000.0, 0),
+            (1e15, 0),
+            (-3.0, 0),
+            (0.1, -1),
+            (0.3, -1),
+            (0.25, -2),
+            (50.0123, -4),
+            (-0.007, -3),
+            (1e-12, -12),
+            (123456.5, -1),
+        ] {
+            assert_eq!(step_exponent(v), e, "{v}");
+        }
+        // Float noise past nine significant digits is not a step.
+        assert_eq!(step_exponent(0.1 + 0.2), -1);
+        assert!(step_exponent(std::f64::consts::PI) <= -8);
+    }
+
+    #[test]
+    fn flat_baselines_score_finite_in_steps() {
+        // Equal to a flat baseline: exactly 0, even where the float mean
+        // of the baseline is not its value (ten 0.1s sum to 0.9999…).
         assert_eq!(zscore(&pts(&[3.0, 3.0, 3.0, 3.0])), Some(0.0));
-        assert_eq!(zscore(&pts(&[3.0, 3.0, 3.0, 4.0])), Some(f64::INFINITY));
-        assert_eq!(
-            robust_zscore(&pts(&[3.0, 3.0, 3.0, 1.0])),
-            Some(f64::NEG_INFINITY)
-        );
-        assert_eq!(
-            ewma_deviation(&pts(&[3.0, 3.0, 3.0, 9.0]), 0.5),
-            Some(f64::INFINITY)
-        );
+        assert_eq!(zscore(&pts(&[0.1; 4])), Some(0.0));
+        assert_eq!(zscore(&pts(&[0.1; 11])), Some(0.0));
+        assert_eq!(robust_zscore(&pts(&[0.1; 11])), Some(0.0));
+        assert_eq!(ewma_deviation(&pts(&[0.1; 11]), 0.3), Some(0.0));
+        // Away from it: in halves of the step (1 for whole numbers).
+        close(zscore(&pts(&[3.0, 3.0, 3.0, 4.0])), 2.0);
+        close(robust_zscore(&pts(&[3.0, 3.0, 3.0, 1.0])), -4.0);
+        close(ewma_deviation(&pts(&[3.0, 3.0, 3.0, 9.0]), 0.5), 12.0);
+        // The finer step of the baseline and the value counts.
+        close(zscore(&pts(&[3.0, 3.0, 3.0, 3.5])), 0.5 / 0.05);
+        close(zscore(&pts(&[0.0, 0.0, 0.0, 1.0])), 2.0);
+    }
+
+    #[test]
+    fn quantized_and_nearly_flat_baselines_score_finite() {
+        // More than half the baseline is 50: the MAD is 0, the mean
+        // absolute deviation (3/8) × 1.2533 = 0.47 is below half the step,
+        // so the step's half scales.
+        let p = pts(&[50.0, 50.0, 50.0, 51.0, 50.0, 52.0, 50.0, 50.0, 51.0]);
+        close(robust_zscore(&p), 2.0);
+        // Mean absolute deviation above the step's half: it scales.
+        let p = pts(&[0.5, 0.5, 0.5, 0.5, 0.5, 0.7, 0.9, 0.9, 1.5]);
+        let sd = MEAN_AD_TO_SIGMA * (0.2 + 0.4 + 0.4) / 8.0;
+        close(robust_zscore(&p), 1.0 / sd);
+        // A spread of float noise is no spread.
+        let p = pts(&[100.0, 100.0 + 1e-12, 100.0 - 1e-12, 100.0, 101.0]);
+        let z = zscore(&p).unwrap();
+        assert!((z - 2.0).abs() < 1e-6, "{z}");
+        let r = robust_zscore(&p).unwrap();
+        assert!((r - 2.0).abs() < 1e-6, "{r}");
     }
 
     #[test]

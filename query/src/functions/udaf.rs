@@ -19,7 +19,8 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 use datafusion::physical_expr::expressions::Literal;
 
-use super::score::{self, Point};
+use super::score::{self, Ewma, Point};
+use super::window::WindowIndex;
 
 /// Which score a [`SeriesFunction`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,9 +180,38 @@ impl AggregateUDFImpl for SeriesFunction {
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(self.series_accumulator(&acc_args)?))
+    }
+
+    /// A bounded window frame: rows leave it as it slides, and each row
+    /// is scored as the frame's current row.
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let mut acc = self.series_accumulator(&args)?;
+        acc.window = true;
+        Ok(Box::new(acc))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![
+            Arc::new(Field::new_list(
+                format!("{}[times]", args.name),
+                Field::new_list_field(DataType::Int64, true),
+                true,
+            )),
+            Arc::new(Field::new_list(
+                format!("{}[values]", args.name),
+                Field::new_list_field(DataType::Float64, true),
+                true,
+            )),
+        ])
+    }
+}
+
+impl SeriesFunction {
+    fn series_accumulator(&self, acc_args: &AccumulatorArgs) -> Result<SeriesAccumulator> {
         let param = match self.kind {
             Kind::EwmaDeviation => {
-                let alpha = match literal(self.kind, &acc_args)? {
+                let alpha = match literal(self.kind, acc_args)? {
                     ScalarValue::Float64(Some(a)) => a,
                     other => {
                         return plan_err!(
@@ -198,29 +228,10 @@ impl AggregateUDFImpl for SeriesFunction {
                 }
                 Param::Alpha(alpha)
             }
-            Kind::SeasonalDelta => Param::PeriodNs(period_ns(&literal(self.kind, &acc_args)?)?),
+            Kind::SeasonalDelta => Param::PeriodNs(period_ns(&literal(self.kind, acc_args)?)?),
             _ => Param::None,
         };
-        Ok(Box::new(SeriesAccumulator {
-            kind: self.kind,
-            param,
-            points: VecDeque::new(),
-        }))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![
-            Arc::new(Field::new_list(
-                format!("{}[times]", args.name),
-                Field::new_list_field(DataType::Int64, true),
-                true,
-            )),
-            Arc::new(Field::new_list(
-                format!("{}[values]", args.name),
-                Field::new_list_field(DataType::Float64, true),
-                true,
-            )),
-        ])
+        Ok(SeriesAccumulator::new(self.kind, param))
     }
 }
 
@@ -265,14 +276,48 @@ fn period_ns(v: &ScalarValue) -> Result<i64> {
 /// The points of one group or window frame, in arrival order. A row with a
 /// NULL, NaN or infinite value (or a NULL time) is kept as an invalid point
 /// so that `retract_batch` stays aligned with the rows DataFusion added.
+///
+/// In a window (a sliding frame, or a frame evaluated row after row), the
+/// scored row is the current one: when its value is invalid the scores are
+/// NULL, not an earlier row's. While rows come in time order, the window's
+/// baselines are kept up to date row by row ([`WindowIndex`], a running
+/// EWMA) instead of sorting the frame for each row.
 #[derive(Debug)]
 pub struct SeriesAccumulator {
     kind: Kind,
     param: Param,
     points: VecDeque<Point>,
+    /// Evaluated as a window: set for sliding frames, and once evaluated
+    /// (a group is evaluated once; a growing frame once per row).
+    window: bool,
+    evaluated: bool,
+    /// Every valid point so far came at or after the one before it.
+    in_order: bool,
+    last_time: i64,
+    retracted: bool,
+    /// `zscore` and `robust_zscore` in a window: the frame's valid values.
+    index: Option<WindowIndex>,
+    /// `ewma_deviation` in a growing window: the recurrence over every
+    /// valid point but the newest, and the newest.
+    ewma: Option<(Option<Ewma>, usize, Option<f64>)>,
 }
 
 impl SeriesAccumulator {
+    fn new(kind: Kind, param: Param) -> Self {
+        Self {
+            kind,
+            param,
+            points: VecDeque::new(),
+            window: false,
+            evaluated: false,
+            in_order: true,
+            last_time: i64::MIN,
+            retracted: false,
+            index: None,
+            ewma: None,
+        }
+    }
+
     fn push_arrays(&mut self, values: &ArrayRef, times: &ArrayRef) -> Result<()> {
         let values = match values.data_type() {
             // staleness: the `at` timestamps, as nanoseconds.
@@ -285,14 +330,36 @@ impl SeriesAccumulator {
         if values.len() != times.len() {
             return exec_err!("series function: value and time columns differ in length");
         }
-        self.points.extend((0..values.len()).map(|i| {
-            if values.is_valid(i) && times.is_valid(i) {
+        for i in 0..values.len() {
+            let p = if values.is_valid(i) && times.is_valid(i) {
                 (times.value(i), values.value(i))
             } else {
                 (0, f64::NAN)
-            }
-        }));
+            };
+            self.push(p);
+        }
         Ok(())
+    }
+
+    fn push(&mut self, p: Point) {
+        self.points.push_back(p);
+        if !p.1.is_finite() {
+            return;
+        }
+        if p.0 < self.last_time {
+            self.in_order = false;
+            self.index = None;
+            self.ewma = None;
+        }
+        self.last_time = self.last_time.max(p.0);
+        if let Some(idx) = &mut self.index {
+            idx.add(p.1);
+        }
+        if let Some((run, folded, newest)) = &mut self.ewma
+            && let Some(prev) = newest.replace(p.1)
+        {
+            fold_ewma(run, folded, prev, self.param);
+        }
     }
 
     /// The valid points, sorted by time (stable: ties keep arrival order).
@@ -303,9 +370,66 @@ impl SeriesAccumulator {
             .copied()
             .filter(|p| p.1.is_finite())
             .collect();
-        v.sort_by_key(|p| p.0);
+        if !self.in_order {
+            v.sort_by_key(|p| p.0);
+        }
         v
     }
+
+    /// The score of a window's current row from the kept baselines;
+    /// `None` when they are not kept (the caller scores the points).
+    fn window_score(&mut self, x: f64) -> Option<Option<f64>> {
+        if !self.in_order {
+            return None;
+        }
+        match self.kind {
+            Kind::ZScore | Kind::RobustZScore => {
+                if self.index.is_none() {
+                    let mut idx = WindowIndex::default();
+                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
+                        idx.add(p.1);
+                    }
+                    self.index = Some(idx);
+                }
+                let idx = self.index.as_mut().expect("made above");
+                if idx.len() <= score::MIN_BASELINE {
+                    return Some(None);
+                }
+                let b = match self.kind {
+                    Kind::ZScore => idx.mean_baseline(x),
+                    _ => idx.median_baseline(x),
+                };
+                Some(Some(b.score(x)))
+            }
+            Kind::EwmaDeviation if !self.retracted => {
+                if self.ewma.is_none() {
+                    let (mut run, mut folded, mut newest) = (None, 0, None);
+                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
+                        if let Some(prev) = newest.replace(p.1) {
+                            fold_ewma(&mut run, &mut folded, prev, self.param);
+                        }
+                    }
+                    self.ewma = Some((run, folded, newest));
+                }
+                let (run, folded, _) = self.ewma.as_ref().expect("made above");
+                Some(
+                    run.filter(|_| *folded >= score::MIN_BASELINE)
+                        .map(|r| r.baseline().score(x)),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Adds `v` to a running EWMA of `folded` points.
+fn fold_ewma(run: &mut Option<Ewma>, folded: &mut usize, v: f64, param: Param) {
+    let Param::Alpha(alpha) = param else { return };
+    match run {
+        Some(r) => r.push(v, alpha),
+        None => *run = Some(Ewma::new(v)),
+    }
+    *folded += 1;
 }
 
 impl Accumulator for SeriesAccumulator {
@@ -326,7 +450,15 @@ impl Accumulator for SeriesAccumulator {
                 self.points.len()
             );
         }
-        self.points.drain(..n);
+        for p in self.points.drain(..n) {
+            if let Some(idx) = &mut self.index
+                && p.1.is_finite()
+            {
+                idx.remove(p.1);
+            }
+        }
+        self.retracted = true;
+        self.ewma = None;
         Ok(())
     }
 
@@ -335,6 +467,22 @@ impl Accumulator for SeriesAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
+        let window = self.window || self.evaluated;
+        self.evaluated = true;
+        let scores_current_row = matches!(
+            self.kind,
+            Kind::ZScore | Kind::RobustZScore | Kind::EwmaDeviation | Kind::SeasonalDelta
+        );
+        if window && scores_current_row {
+            match self.points.back() {
+                Some(p) if p.1.is_finite() => {
+                    if let Some(v) = self.window_score(p.1) {
+                        return Ok(ScalarValue::Float64(v));
+                    }
+                }
+                _ => return Ok(ScalarValue::Float64(None)),
+            }
+        }
         let p = self.sorted();
         let v = match (self.kind, self.param) {
             (Kind::ZScore, _) => score::zscore(&p),
@@ -352,7 +500,9 @@ impl Accumulator for SeriesAccumulator {
     }
 
     fn size(&self) -> usize {
-        size_of_val(self) + self.points.capacity() * size_of::<Point>()
+        // The index holds each valid value again, with a step count.
+        let index = self.index.as_ref().map_or(0, |i| i.len() * 16);
+        size_of_val(self) + self.points.capacity() * size_of::<Point>() + index
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
