@@ -416,10 +416,7 @@ async fn rollups_equal_direct_aggregation_through_late_data_restarts_and_compact
             .iter()
             .any(|r| r["target"] == "cpu_1h" && r["late_buckets"].as_i64() > Some(0))
     );
-    assert!(
-        history.iter().all(|r| r["error"].is_null()),
-        "{history:?}"
-    );
+    assert!(history.iter().all(|r| r["error"].is_null()), "{history:?}");
 
     // A restart keeps the progress: the flush at shutdown holds only rows
     // the last run saw, so nothing is recomputed.

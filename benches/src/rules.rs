@@ -4,7 +4,8 @@
 //! `rack`, `sku`) every `interval` in real time, after a backfill of
 //! `history` so every window is full from the start. Then:
 //!
-//! 1. **Without rules** for `rounds` rule intervals: ingest throughput
+//! 1. **Without rules**, once the server is done with the backfill
+//!    (flushes, compaction), for `rounds` rule intervals: ingest throughput
 //!    (rows ÷ the seconds spent sending each tick's rows) and server CPU.
 //! 2. `rules` rules are installed one by one through `POST /api/v1/rules`
 //!    (each request timed), plus one `eval = "on_write"`, `for = 0` probe
@@ -450,6 +451,20 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
             anyhow::Ok(())
         })
     };
+
+    // The backfill leaves the server flushing and compacting for a while:
+    // the first phase starts once that is over (the server's CPU over 10 s
+    // back near the real-time ingest's), or after five minutes.
+    let quiet_by = Instant::now() + Duration::from_secs(300);
+    loop {
+        let c0 = cpu_seconds(s.pid())?;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let cores = (cpu_seconds(s.pid())? - c0) / 10.0;
+        if cores < 0.15 || Instant::now() >= quiet_by {
+            println!("server quiet after the backfill ({cores:.2} cores over 10 s)");
+            break;
+        }
+    }
 
     let window = o.every * o.rounds;
     let a0 = Instant::now();

@@ -60,9 +60,13 @@ pub struct Baseline {
     /// min = max.
     pub flat: bool,
     /// The finest step exponent among the baseline's values (see
-    /// [`step_exponent`]).
+    /// [`step_exponent`]). Only a spread below 0.5 can be floored (a step
+    /// is at most 1), so only then is it computed; 0 otherwise.
     pub step_exp: i32,
 }
+
+/// Below this spread the step's floor may apply ([`Baseline::step_exp`]).
+pub const FLOORED_BELOW: f64 = 0.5;
 
 impl Baseline {
     /// `(x − center) / scale` with `scale = max(spread, step / 2)`, the step
@@ -104,12 +108,18 @@ pub fn mean_baseline(values: &[f64]) -> Baseline {
     }
     let mean = values.iter().sum::<f64>() / n;
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let spread = var.sqrt();
     Baseline {
         center: mean,
-        spread: var.sqrt(),
+        spread,
         flat: false,
-        step_exp: finest_step(values.iter().copied()),
+        step_exp: step_if_floored(spread, || finest_step(values.iter().copied())),
     }
+}
+
+/// The step exponent when `spread` may be floored, else 0 (unused).
+pub fn step_if_floored(spread: f64, step: impl FnOnce() -> i32) -> i32 {
+    if spread < FLOORED_BELOW { step() } else { 0 }
 }
 
 fn flat(v: f64) -> Baseline {
@@ -160,7 +170,7 @@ pub fn median_baseline(sorted: &[f64]) -> Baseline {
         center: med,
         spread,
         flat: false,
-        step_exp: finest_step(sorted.iter().copied()),
+        step_exp: step_if_floored(spread, || finest_step(sorted.iter().copied())),
     }
 }
 
@@ -183,7 +193,6 @@ pub struct Ewma {
     var: f64,
     lo: f64,
     hi: f64,
-    step_exp: i32,
 }
 
 impl Ewma {
@@ -193,7 +202,6 @@ impl Ewma {
             var: 0.0,
             lo: first,
             hi: first,
-            step_exp: step_exponent(first),
         }
     }
 
@@ -204,18 +212,20 @@ impl Ewma {
         self.var = (1.0 - alpha) * (self.var + diff * incr);
         self.lo = self.lo.min(x);
         self.hi = self.hi.max(x);
-        self.step_exp = self.step_exp.min(step_exponent(x));
     }
 
-    pub fn baseline(&self) -> Baseline {
+    /// The baseline, with `step` the finest step exponent of the values
+    /// (asked for only when the floor may apply).
+    pub fn baseline(&self, step: impl FnOnce() -> i32) -> Baseline {
         if self.lo == self.hi {
             return flat(self.lo);
         }
+        let spread = self.var.sqrt();
         Baseline {
             center: self.mean,
-            spread: self.var.sqrt(),
+            spread,
             flat: false,
-            step_exp: self.step_exp,
+            step_exp: step_if_floored(spread, step),
         }
     }
 }
@@ -230,7 +240,10 @@ pub fn ewma_deviation(points: &[Point], alpha: f64) -> Option<f64> {
     for p in &baseline[1..] {
         e.push(p.1, alpha);
     }
-    Some(e.baseline().score(x))
+    Some(
+        e.baseline(|| finest_step(baseline.iter().map(|p| p.1)))
+            .score(x),
+    )
 }
 
 /// Seasonal delta: the last value minus the value one `period_ns` earlier,

@@ -299,7 +299,7 @@ pub struct SeriesAccumulator {
     index: Option<WindowIndex>,
     /// `ewma_deviation` in a growing window: the recurrence over every
     /// valid point but the newest, and the newest.
-    ewma: Option<(Option<Ewma>, usize, Option<f64>)>,
+    ewma: Option<EwmaRun>,
 }
 
 impl SeriesAccumulator {
@@ -355,10 +355,8 @@ impl SeriesAccumulator {
         if let Some(idx) = &mut self.index {
             idx.add(p.1);
         }
-        if let Some((run, folded, newest)) = &mut self.ewma
-            && let Some(prev) = newest.replace(p.1)
-        {
-            fold_ewma(run, folded, prev, self.param);
+        if let Some(run) = &mut self.ewma {
+            run.push(p.1, self.param);
         }
     }
 
@@ -403,33 +401,50 @@ impl SeriesAccumulator {
             }
             Kind::EwmaDeviation if !self.retracted => {
                 if self.ewma.is_none() {
-                    let (mut run, mut folded, mut newest) = (None, 0, None);
+                    let mut run = EwmaRun::default();
                     for p in self.points.iter().filter(|p| p.1.is_finite()) {
-                        if let Some(prev) = newest.replace(p.1) {
-                            fold_ewma(&mut run, &mut folded, prev, self.param);
-                        }
+                        run.push(p.1, self.param);
                     }
-                    self.ewma = Some((run, folded, newest));
+                    self.ewma = Some(run);
                 }
-                let (run, folded, _) = self.ewma.as_ref().expect("made above");
-                Some(
-                    run.filter(|_| *folded >= score::MIN_BASELINE)
-                        .map(|r| r.baseline().score(x)),
-                )
+                let run = self.ewma.as_ref().expect("made above");
+                Some(run.score(x))
             }
             _ => None,
         }
     }
 }
 
-/// Adds `v` to a running EWMA of `folded` points.
-fn fold_ewma(run: &mut Option<Ewma>, folded: &mut usize, v: f64, param: Param) {
-    let Param::Alpha(alpha) = param else { return };
-    match run {
-        Some(r) => r.push(v, alpha),
-        None => *run = Some(Ewma::new(v)),
+/// A growing window's EWMA: the recurrence over every valid point but the
+/// newest (the one a row scores), and the newest.
+#[derive(Debug, Default)]
+struct EwmaRun {
+    run: Option<Ewma>,
+    folded: usize,
+    /// The finest step exponent of the folded points.
+    step_exp: i32,
+    newest: Option<f64>,
+}
+
+impl EwmaRun {
+    fn push(&mut self, v: f64, param: Param) {
+        let Param::Alpha(alpha) = param else { return };
+        let Some(prev) = self.newest.replace(v) else {
+            return;
+        };
+        match &mut self.run {
+            Some(r) => r.push(prev, alpha),
+            None => self.run = Some(Ewma::new(prev)),
+        }
+        self.folded += 1;
+        self.step_exp = self.step_exp.min(score::step_exponent(prev));
     }
-    *folded += 1;
+
+    /// The newest point `x`'s score.
+    fn score(&self, x: f64) -> Option<f64> {
+        let run = self.run.filter(|_| self.folded >= score::MIN_BASELINE)?;
+        Some(run.baseline(|| self.step_exp).score(x))
+    }
 }
 
 impl Accumulator for SeriesAccumulator {
