@@ -20,7 +20,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatil
 use datafusion::physical_expr::expressions::Literal;
 
 use super::score::{self, Ewma, Point};
-use super::window::WindowIndex;
+use super::window::{Steps, WindowIndex};
 
 /// Which score a [`SeriesFunction`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -300,6 +300,9 @@ pub struct SeriesAccumulator {
     /// `ewma_deviation` in a growing window: the recurrence over every
     /// valid point but the newest, and the newest.
     ewma: Option<EwmaRun>,
+    /// `ewma_deviation` in a sliding window: the steps of the frame's
+    /// valid values (its recurrence is run over the frame for each row).
+    steps: Option<Steps>,
 }
 
 impl SeriesAccumulator {
@@ -315,6 +318,7 @@ impl SeriesAccumulator {
             retracted: false,
             index: None,
             ewma: None,
+            steps: None,
         }
     }
 
@@ -350,6 +354,7 @@ impl SeriesAccumulator {
             self.in_order = false;
             self.index = None;
             self.ewma = None;
+            self.steps = None;
         }
         self.last_time = self.last_time.max(p.0);
         if let Some(idx) = &mut self.index {
@@ -357,6 +362,9 @@ impl SeriesAccumulator {
         }
         if let Some(run) = &mut self.ewma {
             run.push(p.1, self.param);
+        }
+        if let Some(steps) = &mut self.steps {
+            steps.add(p.1);
         }
     }
 
@@ -409,6 +417,32 @@ impl SeriesAccumulator {
                 }
                 let run = self.ewma.as_ref().expect("made above");
                 Some(run.score(x))
+            }
+            Kind::EwmaDeviation => {
+                let Param::Alpha(alpha) = self.param else {
+                    return None;
+                };
+                if self.steps.is_none() {
+                    let mut steps = Steps::default();
+                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
+                        steps.add(p.1);
+                    }
+                    self.steps = Some(steps);
+                }
+                let steps = self.steps.as_ref().expect("made above");
+                // Every valid value but the newest (x, the back).
+                let mut values = self.points.iter().map(|p| p.1).filter(|v| v.is_finite());
+                let valid = self.points.iter().filter(|p| p.1.is_finite()).count();
+                if valid <= score::MIN_BASELINE {
+                    return Some(None);
+                }
+                let mut run = Ewma::new(values.next().expect("counted"));
+                for v in values.take(valid - 2) {
+                    run.push(v, alpha);
+                }
+                // x's step is in `steps`; the baseline's finest is no
+                // coarser, and Baseline::score takes the finer of the two.
+                Some(Some(run.baseline(|| steps.finest()).score(x)))
             }
             _ => None,
         }
@@ -466,10 +500,14 @@ impl Accumulator for SeriesAccumulator {
             );
         }
         for p in self.points.drain(..n) {
-            if let Some(idx) = &mut self.index
-                && p.1.is_finite()
-            {
+            if !p.1.is_finite() {
+                continue;
+            }
+            if let Some(idx) = &mut self.index {
                 idx.remove(p.1);
+            }
+            if let Some(steps) = &mut self.steps {
+                steps.remove(p.1);
             }
         }
         self.retracted = true;
@@ -550,5 +588,81 @@ impl Accumulator for SeriesAccumulator {
             self.push_arrays(&values.value(i), &times.value(i))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    /// Row `i`'s value: quantized noise, flat stretches, and NULLs.
+    fn value(i: usize) -> Option<f64> {
+        let noise = ((i * 7919) % 13) as f64 - 6.0;
+        match i % 97 {
+            0 | 45 => None,
+            _ if (i / 120) % 3 == 1 => Some(40.0),
+            _ => Some(50.0 + noise * 0.5),
+        }
+    }
+
+    fn arrays(rows: std::ops::Range<usize>) -> Vec<ArrayRef> {
+        let v: Float64Array = rows.clone().map(value).collect();
+        let t = Int64Array::from_iter_values(rows.map(|i| i as i64 * S));
+        vec![Arc::new(v), Arc::new(t)]
+    }
+
+    /// Scored row by row as DataFusion drives a window — sliding (rows
+    /// added and retracted) and growing — each row scores as the slice
+    /// function does over its frame, and a row without a value scores
+    /// NULL.
+    #[test]
+    fn window_rows_score_as_their_frames_do() {
+        let kinds = [
+            (Kind::ZScore, Param::None),
+            (Kind::RobustZScore, Param::None),
+            (Kind::EwmaDeviation, Param::Alpha(0.2)),
+        ];
+        for (kind, param) in kinds {
+            for width in [Some(5usize), Some(60), None] {
+                let mut acc = SeriesAccumulator::new(kind, param);
+                acc.window = width.is_some();
+                for i in 0..700 {
+                    acc.update_batch(&arrays(i..i + 1)).unwrap();
+                    let first = width.map_or(0, |w| (i + 1).saturating_sub(w));
+                    if let Some(w) = width
+                        && i >= w
+                    {
+                        acc.retract_batch(&arrays(i - w..i - w + 1)).unwrap();
+                    }
+                    let got = match acc.evaluate().unwrap() {
+                        ScalarValue::Float64(v) => v,
+                        other => panic!("{other:?}"),
+                    };
+                    let frame: Vec<Point> = (first..=i)
+                        .filter_map(|j| value(j).map(|v| (j as i64 * S, v)))
+                        .collect();
+                    let want = match value(i) {
+                        // The first row scores as a group would (nothing
+                        // before it); later NULL rows score NULL.
+                        None if i > 0 => None,
+                        _ => match kind {
+                            Kind::ZScore => score::zscore(&frame),
+                            Kind::RobustZScore => score::robust_zscore(&frame),
+                            _ => score::ewma_deviation(&frame, 0.2),
+                        },
+                    };
+                    let same = match (got, want) {
+                        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
+                        (a, b) => a == b,
+                    };
+                    assert!(
+                        same,
+                        "{kind:?} width {width:?} row {i}: {got:?} vs {want:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -191,12 +191,37 @@ fn kth_of_two(
     }
 }
 
+/// How many of a frame's values have each step exponent
+/// ([`step_exponent`]): the frame's finest step as values come and go.
+#[derive(Debug, Default)]
+pub struct Steps(BTreeMap<i32, usize>);
+
+impl Steps {
+    pub fn add(&mut self, v: f64) {
+        *self.0.entry(step_exponent(v)).or_default() += 1;
+    }
+
+    pub fn remove(&mut self, v: f64) {
+        let e = step_exponent(v);
+        if let Some(n) = self.0.get_mut(&e) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&e);
+            }
+        }
+    }
+
+    /// The finest step exponent held (0 when none is).
+    pub fn finest(&self) -> i32 {
+        self.0.keys().next().copied().unwrap_or(0)
+    }
+}
+
 /// The valid values of a window frame, sorted, with their moments.
 #[derive(Debug, Default)]
 pub struct WindowIndex {
     sorted: Sorted,
-    /// Count of values per step exponent.
-    steps: BTreeMap<i32, usize>,
+    steps: Steps,
 }
 
 impl WindowIndex {
@@ -210,19 +235,12 @@ impl WindowIndex {
 
     pub fn add(&mut self, v: f64) {
         self.sorted.insert(v);
-        *self.steps.entry(step_exponent(v)).or_default() += 1;
+        self.steps.add(v);
     }
 
     pub fn remove(&mut self, v: f64) {
-        if !self.sorted.remove(v) {
-            return;
-        }
-        let e = step_exponent(v);
-        if let Some(n) = self.steps.get_mut(&e) {
-            *n -= 1;
-            if *n == 0 {
-                self.steps.remove(&e);
-            }
+        if self.sorted.remove(v) {
+            self.steps.remove(v);
         }
     }
 
@@ -230,23 +248,14 @@ impl WindowIndex {
     fn without<T>(&mut self, x: f64, f: impl FnOnce(&Self) -> T) -> T {
         let held = self.sorted.remove(x);
         debug_assert!(held, "the scored value is in the frame");
-        let e = step_exponent(x);
-        if let Some(n) = self.steps.get_mut(&e) {
-            *n -= 1;
-        }
+        self.steps.remove(x);
         let out = f(self);
-        self.sorted.insert(x);
-        if let Some(n) = self.steps.get_mut(&e) {
-            *n += 1;
-        }
+        self.add(x);
         out
     }
 
     fn finest_step(&self) -> i32 {
-        self.steps
-            .iter()
-            .find(|(_, n)| **n > 0)
-            .map_or(0, |(e, _)| *e)
+        self.steps.finest()
     }
 
     /// The z-score's baseline: every value but one `x`.
