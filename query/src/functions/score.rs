@@ -35,7 +35,8 @@ pub const MEAN_AD_TO_SIGMA: f64 = 1.253_314;
 /// coarsest power of ten it is a multiple of, to about nine significant
 /// digits. Integers (and 0) have step 1; 0.25 has 0.01; 1e-12 has 1e-12.
 pub fn step_exponent(v: f64) -> i32 {
-    if v == 0.0 || !v.is_finite() {
+    if v.fract() == 0.0 || !v.is_finite() {
+        // Whole numbers (0 too): the common case, without a logarithm.
         return 0;
     }
     let top = v.abs().log10().floor() as i32;

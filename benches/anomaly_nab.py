@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Anomaly detectors against a labeled corpus, scored as the Numenta
+Anomaly Benchmark (NAB) scores them.
+
+The corpus is generated here (seeded, so it can be shipped and re-made):
+streams of the kinds fleet telemetry has — machine temperature (slow
+drift, daily cycle, sensor noise), cloud CPU (bursty, whole percent),
+request traffic (daily and weekly seasonality, counts), ad clicks (small
+Poisson counts), quantized utilisation (steps of 5 with flat stretches),
+flat counters (rare increments) — with gaps (missing points), and labeled
+anomalies of the kinds operators chase: spikes and dips, level shifts,
+drifts before a failure, a change in variance, a lost seasonal cycle, a
+flatline. Each stream is written to a real `fleetlake` server (the binary
+given) and every detector is run there as SQL, per row:
+
+    SELECT stream, time, <f>(v, time) OVER (PARTITION BY stream ORDER BY time
+        ROWS BETWEEN <w> PRECEDING AND CURRENT ROW) FROM nab
+
+Scoring follows NAB (github.com/numenta/NAB, `nab/scorer.py`, standard
+profile): each labeled anomaly gets a window of 10% of the stream's length
+÷ its number of anomalies, centred on it; the first 15% of a stream is
+probationary (not scored); inside a window the first detection scores
+A_TP × σ(position) (earlier is better), later ones nothing; a window
+without detection scores −A_FN; a detection outside windows scores
+A_FP × σ(distance past the last window) (≈ −A_FP far from it). Weights
+A_TP = 1, A_FP = 0.11, A_FN = 1. The total over the corpus is normalized
+to 100 × (raw − null) / (perfect − null), "null" being a detector that
+never fires. One threshold per detector for the whole corpus: the one
+that scores best (as NAB's optimizer picks it).
+
+    python3 benches/anomaly_nab.py --bin target/release/fleetlake [--write-corpus DIR]
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+STEP_S = 300  # one point every 5 minutes
+T0 = 1_700_000_000
+DAY = 86_400 // STEP_S
+A_TP, A_FP, A_FN = 1.0, 0.11, 1.0
+
+
+def scaled_sigmoid(pos):
+    if pos > 3.0:
+        return -1.0
+    return 2.0 / (1.0 + math.exp(5.0 * pos)) - 1.0
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def base_stream(kind, n, rng):
+    """Normal behaviour of one stream kind: a list of floats."""
+    out = []
+    level = rng.uniform(40, 60)
+    ar = 0.0
+    for i in range(n):
+        day = math.sin(2 * math.pi * i / DAY)
+        week = math.sin(2 * math.pi * i / (7 * DAY))
+        if kind == "machine_temp":
+            ar = 0.97 * ar + rng.gauss(0, 0.4)
+            out.append(round(level + 3 * day + ar, 2))
+        elif kind == "cloud_cpu":
+            burst = rng.expovariate(1 / 4) if rng.random() < 0.05 else 0
+            out.append(float(min(100, max(0, round(25 + 5 * day + rng.gauss(0, 2) + burst)))))
+        elif kind == "traffic":
+            rate = 800 * (1.2 + day + 0.3 * week)
+            out.append(float(max(0, round(rng.gauss(rate, math.sqrt(max(rate, 1)))))))
+        elif kind == "ad_clicks":
+            lam = 3 + 2 * max(day, -0.9)
+            # Poisson by inversion (small means).
+            k, p, u = 0, math.exp(-lam), rng.random()
+            s = p
+            while u > s:
+                k += 1
+                p *= lam / k
+                s += p
+            out.append(float(k))
+        elif kind == "quantized_util":
+            v = 60 + 15 * day + rng.gauss(0, 3)
+            if (i // 500) % 4 == 3:
+                v = 60  # a flat stretch: the collector reports its last value
+            out.append(float(5 * round(v / 5)))
+        elif kind == "flat_counter":
+            out.append(float(int(i / 700)))  # a counter that rarely moves
+        else:
+            raise ValueError(kind)
+    return out
+
+
+ANOMALIES = ["spike", "dip", "level_shift", "drift", "variance", "flatline", "season_loss"]
+
+
+def inject(kind, values, at, rng):
+    """Puts one anomaly of `kind` at index `at`; returns the labeled index."""
+    n = len(values)
+    spread = (max(values) - min(values)) or 1.0
+    if kind == "spike":
+        values[at] += spread * rng.uniform(0.6, 1.2)
+    elif kind == "dip":
+        values[at] -= spread * rng.uniform(0.6, 1.2)
+    elif kind == "level_shift":
+        shift = spread * rng.uniform(0.3, 0.6) * rng.choice([-1, 1])
+        for j in range(at, min(n, at + 300)):
+            values[j] += shift
+    elif kind == "drift":
+        # A failure announced by a slow climb; labeled where it becomes clear.
+        start = max(0, at - 150)
+        for j in range(start, min(n, at + 20)):
+            values[j] += spread * 0.8 * (j - start) / 170
+    elif kind == "variance":
+        mean = sum(values[max(0, at - 50):at]) / max(1, len(values[max(0, at - 50):at]))
+        for j in range(at, min(n, at + 200)):
+            values[j] = mean + (values[j] - mean) * 4 + rng.gauss(0, spread * 0.15)
+    elif kind == "flatline":
+        for j in range(at, min(n, at + 250)):
+            values[j] = values[at - 1]
+    elif kind == "season_loss":
+        mean = sum(values[max(0, at - DAY):at]) / max(1, len(values[max(0, at - DAY):at]))
+        for j in range(at, min(n, at + DAY)):
+            values[j] = mean + (values[j] - mean) * 0.1
+    return at
+
+
+def corpus(seed, streams_per_kind=4, n=4000):
+    rng = random.Random(seed)
+    kinds = ["machine_temp", "cloud_cpu", "traffic", "ad_clicks", "quantized_util", "flat_counter"]
+    out = []
+    for kind in kinds:
+        for k in range(streams_per_kind):
+            values = base_stream(kind, n, rng)
+            labels = []
+            count = rng.choice([1, 2, 3])
+            # Anomalies after the probationary 15%, apart from each other.
+            slots = sorted(rng.sample(range(int(n * 0.2) // 400, n // 400 - 1), count))
+            for s in slots:
+                a = rng.choice(ANOMALIES)
+                if kind == "flat_counter" and a in ("variance", "season_loss", "flatline"):
+                    a = "spike"
+                at = s * 400 + rng.randrange(50, 350)
+                labels.append(inject(a, values, at, rng))
+            # Gaps: the collector was down; no rows.
+            present = [True] * n
+            for _ in range(rng.choice([0, 1, 2])):
+                g = rng.randrange(int(n * 0.2), n - 40)
+                for j in range(g, g + rng.randrange(5, 30)):
+                    if j not in labels:
+                        present[j] = False
+            out.append({"name": f"{kind}_{k}", "values": values, "present": present, "labels": labels})
+    return out
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def windows_of(stream):
+    n = len(stream["values"])
+    labels = stream["labels"]
+    width = int(0.1 * n / max(1, len(labels)))
+    return [(max(0, a - width // 2), min(n - 1, a + width // 2)) for a in labels]
+
+
+def nab_score(stream, fired):
+    """Raw NAB score of one stream given the indices where the detector fired."""
+    n = len(stream["values"])
+    probation = int(0.15 * n)
+    wins = windows_of(stream)
+    hit = [False] * len(wins)
+    score = 0.0
+    for i in sorted(fired):
+        if i < probation:
+            continue
+        inside = None
+        for w, (lo, hi) in enumerate(wins):
+            if lo <= i <= hi:
+                inside = w
+        if inside is not None:
+            if not hit[inside]:
+                lo, hi = wins[inside]
+                pos = -(hi - i + 1) / (hi - lo + 1)
+                score += A_TP * scaled_sigmoid(pos)
+                hit[inside] = True
+            continue
+        before = [w for w in wins if w[1] < i]
+        if before:
+            lo, hi = before[-1]
+            score += A_FP * scaled_sigmoid(abs(i - hi) / (hi - lo + 1))
+        else:
+            score -= A_FP
+    score -= A_FN * hit.count(False)
+    return score
+
+
+def normalized(streams, fired_by_stream):
+    raw = sum(nab_score(s, fired_by_stream.get(s["name"], [])) for s in streams)
+    null = -A_FN * sum(len(s["labels"]) for s in streams)
+    perfect = sum(A_TP * scaled_sigmoid(-1.0) * len(s["labels"]) for s in streams)
+    return 100 * (raw - null) / (perfect - null)
+
+
+def best_threshold(streams, scores):
+    """scores: stream -> list of (index, score). The single threshold (on
+    |score|) that scores best, from the quantiles of all scores."""
+    every = sorted(abs(v) for rows in scores.values() for _, v in rows if v is not None)
+    if not every:
+        return None, 0.0
+    candidates = sorted({every[int(q * (len(every) - 1))] for q in
+                         [1 - 10 ** (-k / 4) for k in range(4, 25)]})
+    best = (None, -1e9)
+    for t in candidates:
+        fired = {name: [i for i, v in rows if v is not None and abs(v) >= t and abs(v) > 0]
+                 for name, rows in scores.items()}
+        s = normalized(streams, fired)
+        if s > best[1]:
+            best = (t, s)
+    return best
+
+
+# ---------------------------------------------------------------- server
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url, body, ctype):
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return r.read()
+
+
+DETECTORS = {
+    "zscore, 288 rows (a day)": "zscore(v, time) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 288 PRECEDING AND CURRENT ROW)",
+    "zscore, 2000 rows": "zscore(v, time) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 2000 PRECEDING AND CURRENT ROW)",
+    "robust_zscore, 288 rows": "robust_zscore(v, time) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 288 PRECEDING AND CURRENT ROW)",
+    "robust_zscore, 2000 rows": "robust_zscore(v, time) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 2000 PRECEDING AND CURRENT ROW)",
+    "ewma_deviation 0.05, 2000 rows": "ewma_deviation(v, time, 0.05) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 2000 PRECEDING AND CURRENT ROW)",
+    "ewma_deviation 0.005, 2000 rows": "ewma_deviation(v, time, 0.005) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 2000 PRECEDING AND CURRENT ROW)",
+    "seasonal_delta 1 day": "seasonal_delta(v, time, INTERVAL '1 day') OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 400 PRECEDING AND CURRENT ROW)",
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--write-corpus", help="also write the corpus (CSV + labels JSON) here")
+    a = ap.parse_args()
+    streams = corpus(a.seed)
+    if a.write_corpus:
+        os.makedirs(a.write_corpus, exist_ok=True)
+        for s in streams:
+            with open(os.path.join(a.write_corpus, s["name"] + ".csv"), "w") as f:
+                f.write("timestamp,value\n")
+                for i, (v, p) in enumerate(zip(s["values"], s["present"])):
+                    if p:
+                        f.write(f"{T0 + i * STEP_S},{v}\n")
+        with open(os.path.join(a.write_corpus, "labels.json"), "w") as f:
+            json.dump({s["name"]: [T0 + i * STEP_S for i in s["labels"]] for s in streams}, f, indent=1)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as d:
+        server = subprocess.Popen(
+            [a.bin, "serve", "--data-dir", d, "--http-bind", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            for s in streams:
+                lines = [f"nab,stream={s['name']} v={v} {(T0 + i * STEP_S) * 10**9}"
+                         for i, (v, p) in enumerate(zip(s["values"], s["present"])) if p]
+                post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
+            print(f"{len(streams)} streams, {sum(len(s['labels']) for s in streams)} labeled anomalies, "
+                  f"{sum(sum(s['present']) for s in streams)} points")
+            results = []
+            for name, expr in DETECTORS.items():
+                sql = (f"SELECT stream, CAST(time AS BIGINT) AS t, {expr} AS s FROM nab "
+                       "ORDER BY stream, time")
+                t = time.perf_counter()
+                rows = json.loads(post(f"{url}/api/v1/sql",
+                                       json.dumps({"sql": sql, "db": "fleet"}).encode(),
+                                       "application/json"))
+                took = time.perf_counter() - t
+                scores = {}
+                for r in rows:
+                    i = (r["t"] // 10**9 - T0) // STEP_S
+                    v = r["s"]
+                    if isinstance(v, str):  # Infinity, -Infinity, NaN
+                        v = {"Infinity": math.inf, "-Infinity": math.inf}.get(v)
+                    scores.setdefault(r["stream"], []).append((i, v))
+                threshold, score = best_threshold(streams, scores)
+                results.append((name, threshold, score, took))
+                print(f"{name:34} NAB standard {score:6.1f}  threshold {threshold}  ({took:.1f} s)")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
