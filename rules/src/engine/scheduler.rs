@@ -68,6 +68,13 @@ impl Touches {
     }
 }
 
+/// How often streaming states drop points past their windows. Answers
+/// never depend on it (an evaluation reads its window's points only, and
+/// retention is applied when answering); it bounds how much past the
+/// window a state holds. A pass over every series under the state's write
+/// lock: every second it cost a quarter of the rules' CPU at 100,000 hosts.
+const EVICT_EVERY: Duration = Duration::from_secs(15);
+
 /// A fill waits until no new state was queued for this long...
 const FILL_SETTLE: Duration = Duration::from_millis(250);
 /// ...but no longer than this after the first.
@@ -131,7 +138,7 @@ impl RulesEngine {
             }
             self.expire_approvals().await;
             let now = self.now();
-            if last_evict.elapsed() >= Duration::from_secs(1) {
+            if last_evict.elapsed() >= EVICT_EVERY {
                 last_evict = std::time::Instant::now();
                 let catalog = self.ingester.catalog().state();
                 let hub = self.hub.clone();

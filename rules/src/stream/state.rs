@@ -104,8 +104,9 @@ fn hash_str(s: &str) -> u64 {
     h.finish()
 }
 
-static FIXED: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher> =
-    std::hash::BuildHasherDefault::new();
+/// Series keys are hashed once per written row: a fast, fixed-seed hash
+/// (in memory only; collisions are told apart by comparing the keys).
+static FIXED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5eed);
 
 impl Keys {
     /// The key of every row of `batch` (a table write, or the rows a fill
