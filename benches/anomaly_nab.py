@@ -36,11 +36,9 @@ import json
 import math
 import os
 import random
-import socket
-import subprocess
-import tempfile
 import time
-import urllib.request
+
+from fleetlake_server import post, running
 
 STEP_S = 300  # one point every 5 minutes
 T0 = 1_700_000_000
@@ -227,18 +225,6 @@ def best_threshold(streams, scores):
 # ---------------------------------------------------------------- server
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url, body, ctype):
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        return r.read()
-
-
 DETECTORS = {
     "zscore, 288 rows (a day)": "zscore(v, time) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 288 PRECEDING AND CURRENT ROW)",
     "zscore, 2000 rows": "zscore(v, time) OVER (PARTITION BY stream ORDER BY time ROWS BETWEEN 2000 PRECEDING AND CURRENT ROW)",
@@ -268,47 +254,30 @@ def main():
         with open(os.path.join(a.write_corpus, "labels.json"), "w") as f:
             json.dump({s["name"]: [T0 + i * STEP_S for i in s["labels"]] for s in streams}, f, indent=1)
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as d:
-        server = subprocess.Popen(
-            [a.bin, "serve", "--data-dir", d, "--http-bind", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(f"{url}/health", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            for s in streams:
-                lines = [f"nab,stream={s['name']} v={v} {(T0 + i * STEP_S) * 10**9}"
-                         for i, (v, p) in enumerate(zip(s["values"], s["present"])) if p]
-                post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
-            print(f"{len(streams)} streams, {sum(len(s['labels']) for s in streams)} labeled anomalies, "
-                  f"{sum(sum(s['present']) for s in streams)} points")
-            results = []
-            for name, expr in DETECTORS.items():
-                sql = (f"SELECT stream, CAST(time AS BIGINT) AS t, {expr} AS s FROM nab "
-                       "ORDER BY stream, time")
-                t = time.perf_counter()
-                rows = json.loads(post(f"{url}/api/v1/sql",
-                                       json.dumps({"sql": sql, "db": "fleet"}).encode(),
-                                       "application/json"))
-                took = time.perf_counter() - t
-                scores = {}
-                for r in rows:
-                    i = (r["t"] // 10**9 - T0) // STEP_S
-                    v = r["s"]
-                    if isinstance(v, str):  # Infinity, -Infinity, NaN
-                        v = {"Infinity": math.inf, "-Infinity": math.inf}.get(v)
-                    scores.setdefault(r["stream"], []).append((i, v))
-                threshold, score = best_threshold(streams, scores)
-                results.append((name, threshold, score, took))
-                print(f"{name:34} NAB standard {score:6.1f}  threshold {threshold}  ({took:.1f} s)")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with running(a.bin) as url:
+        for s in streams:
+            lines = [f"nab,stream={s['name']} v={v} {(T0 + i * STEP_S) * 10**9}"
+                     for i, (v, p) in enumerate(zip(s["values"], s["present"])) if p]
+            post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
+        print(f"{len(streams)} streams, {sum(len(s['labels']) for s in streams)} labeled anomalies, "
+              f"{sum(sum(s['present']) for s in streams)} points")
+        for name, expr in DETECTORS.items():
+            sql = (f"SELECT stream, CAST(time AS BIGINT) AS t, {expr} AS s FROM nab "
+                   "ORDER BY stream, time")
+            t = time.perf_counter()
+            rows = json.loads(post(f"{url}/api/v1/sql",
+                                   json.dumps({"sql": sql, "db": "fleet"}).encode(),
+                                   "application/json"))
+            took = time.perf_counter() - t
+            scores = {}
+            for r in rows:
+                i = (r["t"] // 10**9 - T0) // STEP_S
+                v = r["s"]
+                if isinstance(v, str):  # Infinity, -Infinity, NaN
+                    v = {"Infinity": math.inf, "-Infinity": math.inf}.get(v)
+                scores.setdefault(r["stream"], []).append((i, v))
+            threshold, score = best_threshold(streams, scores)
+            print(f"{name:34} NAB standard {score:6.1f}  threshold {threshold}  ({took:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -18,25 +18,10 @@ to avg.
 import argparse
 import json
 import math
-import os
 import random
-import socket
-import subprocess
-import tempfile
 import time
-import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url, body, ctype):
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        return r.read()
+from fleetlake_server import post, running
 
 
 def main():
@@ -47,57 +32,40 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as d:
-        server = subprocess.Popen(
-            [a.bin, "serve", "--data-dir", d, "--http-bind", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(f"{url}/health", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            rng = random.Random(1)
-            t0 = 1_700_000_000 * 10**9
-            lines = []
-            for i in range(a.rows):
-                if (i // 5000) % 3 == 2:
-                    v = 40  # a flat stretch
-                else:
-                    v = round(50 + 10 * math.sin(i / 900) + rng.gauss(0, 2))
-                lines.append(f"w,host=h v={v} {t0 + i * 10**9}")
-                if len(lines) == 50_000:
-                    post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
-                    lines = []
-            if lines:
+    with running(a.bin) as url:
+        rng = random.Random(1)
+        t0 = 1_700_000_000 * 10**9
+        lines = []
+        for i in range(a.rows):
+            if (i // 5000) % 3 == 2:
+                v = 40  # a flat stretch
+            else:
+                v = round(50 + 10 * math.sin(i / 900) + rng.gauss(0, 2))
+            lines.append(f"w,host=h v={v} {t0 + i * 10**9}")
+            if len(lines) == 50_000:
                 post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
-            frame = f"ROWS BETWEEN {a.frame - 1} PRECEDING AND CURRENT ROW"
-            funcs = {
-                "avg (reference)": "avg(v)",
-                "zscore": "zscore(v, time)",
-                "robust_zscore": "robust_zscore(v, time)",
-                "ewma_deviation": "ewma_deviation(v, time, 0.05)",
-            }
-            best = {}
-            for name, f in funcs.items():
-                sql = f"SELECT max(s) AS m FROM (SELECT {f} OVER (ORDER BY time {frame}) AS s FROM w)"
-                times = []
-                for _ in range(a.repeat):
-                    t = time.perf_counter()
-                    out = post(f"{url}/api/v1/sql", json.dumps({"sql": sql, "db": "fleet"}).encode(), "application/json")
-                    times.append(time.perf_counter() - t)
-                best[name] = min(times)
-                print(f"{name:18} {best[name] * 1e6 / a.rows:8.2f} µs/row  max score {json.loads(out)[0]['m']}")
-            ref = best["avg (reference)"]
-            print("ratio to avg: " + ", ".join(f"{n} {t / ref:.1f}x" for n, t in best.items() if n != "avg (reference)"))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+                lines = []
+        if lines:
+            post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
+        frame = f"ROWS BETWEEN {a.frame - 1} PRECEDING AND CURRENT ROW"
+        funcs = {
+            "avg (reference)": "avg(v)",
+            "zscore": "zscore(v, time)",
+            "robust_zscore": "robust_zscore(v, time)",
+            "ewma_deviation": "ewma_deviation(v, time, 0.05)",
+        }
+        best = {}
+        for name, f in funcs.items():
+            sql = f"SELECT max(s) AS m FROM (SELECT {f} OVER (ORDER BY time {frame}) AS s FROM w)"
+            times = []
+            for _ in range(a.repeat):
+                t = time.perf_counter()
+                out = post(f"{url}/api/v1/sql", json.dumps({"sql": sql, "db": "fleet"}).encode(), "application/json")
+                times.append(time.perf_counter() - t)
+            best[name] = min(times)
+            print(f"{name:18} {best[name] * 1e6 / a.rows:8.2f} µs/row  max score {json.loads(out)[0]['m']}")
+        ref = best["avg (reference)"]
+        print("ratio to avg: " + ", ".join(f"{n} {t / ref:.1f}x" for n, t in best.items() if n != "avg (reference)"))
 
 
 if __name__ == "__main__":

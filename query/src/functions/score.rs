@@ -123,7 +123,8 @@ pub fn step_if_floored(spread: f64, step: impl FnOnce() -> i32) -> i32 {
     if spread < FLOORED_BELOW { step() } else { 0 }
 }
 
-fn flat(v: f64) -> Baseline {
+/// The baseline of values all equal to `v`.
+pub fn flat(v: f64) -> Baseline {
     Baseline {
         center: v,
         spread: 0.0,

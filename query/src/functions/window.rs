@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::score::{self, Baseline, MAD_TO_SIGMA, MEAN_AD_TO_SIGMA, step_exponent};
+use super::score::{self, Baseline, MAD_TO_SIGMA, MEAN_AD_TO_SIGMA, flat, step_exponent};
 
 /// Values per chunk of [`Sorted`] before it splits in two.
 const CHUNK: usize = 512;
@@ -309,15 +309,6 @@ impl WindowIndex {
                 step_exp: score::step_if_floored(spread, || me.finest_step()),
             }
         })
-    }
-}
-
-fn flat(v: f64) -> Baseline {
-    Baseline {
-        center: v,
-        spread: 0.0,
-        flat: true,
-        step_exp: step_exponent(v),
     }
 }
 

@@ -1,0 +1,48 @@
+"""Starting a `fleetlake` binary on a temporary directory for the Python
+benches, and talking to it over HTTP."""
+
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url, body, ctype):
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return r.read()
+
+
+@contextlib.contextmanager
+def running(binary):
+    """Yields the base URL of `binary serve` on a free loopback port and a
+    temporary data directory, once it answers /health; stops it after."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as d:
+        server = subprocess.Popen(
+            [binary, "serve", "--data-dir", d, "--http-bind", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=1)
+                    break
+                except OSError:
+                    if server.poll() is not None:
+                        raise RuntimeError(f"{binary} exited with {server.returncode}")
+                    time.sleep(0.1)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
