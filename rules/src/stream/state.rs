@@ -212,7 +212,9 @@ impl Keys {
 /// one table.
 #[derive(Debug, Default)]
 pub struct FieldState {
-    series: HashMap<KeyId, (SeriesKey, Series)>,
+    /// Looked up once per written row and state: a fast hash of the key's
+    /// address.
+    series: HashMap<KeyId, (SeriesKey, Series), foldhash::fast::FixedState>,
     /// How far back points are kept (the longest window over this field).
     pub keep_ns: i64,
     points: usize,
@@ -246,7 +248,7 @@ impl FieldState {
 
     /// Drops every point (the window stays).
     pub fn clear(&mut self) {
-        self.series = HashMap::new();
+        self.series = HashMap::default();
         self.points = 0;
     }
 
