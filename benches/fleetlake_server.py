@@ -2,6 +2,7 @@
 benches, and talking to it over HTTP."""
 
 import contextlib
+import os
 import socket
 import subprocess
 import tempfile
@@ -13,6 +14,17 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The process id of each running server, by base URL.
+_PIDS = {}
+
+
+def cpu_seconds(url):
+    """CPU seconds (user + system) the server at `url` has used so far."""
+    with open(f"/proc/{_PIDS[url]}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def post(url, body, ctype):
@@ -42,7 +54,9 @@ def running(binary):
                     if server.poll() is not None:
                         raise RuntimeError(f"{binary} exited with {server.returncode}")
                     time.sleep(0.1)
+            _PIDS[url] = server.pid
             yield url
         finally:
+            _PIDS.pop(url, None)
             server.terminate()
             server.wait(timeout=30)

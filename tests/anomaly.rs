@@ -164,6 +164,68 @@ async fn window_form_and_absence() {
     close(f64_of(&rows[0], "value"), 180.0, "staleness");
 }
 
+/// `anomaly_score` through SQL: per row (a growing frame, the detector
+/// learning each row once) and per series (the latest point), over two
+/// hosts of noise, one of which spikes and has a gap of NULL values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anomaly_score_per_row_and_per_series() {
+    let server = Server::start(&[]);
+    let noise = |i: u64| ((i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % 1000) as f64 / 250.0;
+    let mut lines = Vec::new();
+    for i in 0..600u64 {
+        let t = T0 + i as i64 * 60 * S;
+        let a = 50.0 + noise(i);
+        let b = if i == 599 { 95.0 } else { 50.0 + noise(i + 7) };
+        lines.push(format!("d,host=a v={a} {t}"));
+        if (400..405).contains(&i) {
+            // A row without the field: v is NULL.
+            lines.push(format!("d,host=b w=1 {t}"));
+        } else {
+            lines.push(format!("d,host=b v={b} {t}"));
+        }
+    }
+    // Written out of time order: the function orders by its time argument.
+    lines.reverse();
+    server.write_ok("t", &lines.join("\n")).await;
+
+    let rows = server
+        .sql(
+            "t",
+            "SELECT host, anomaly_score(v, time) AS s FROM d GROUP BY host ORDER BY host",
+        )
+        .await;
+    let a = f64_of(&rows[0], "s").expect("a scored");
+    let b = f64_of(&rows[1], "s").expect("b scored");
+    assert!((0.0..0.5).contains(&a), "a's last point is ordinary: {a}");
+    assert!((0.5..=1.0).contains(&b), "b's last point is a spike: {b}");
+
+    let rows = server
+        .sql(
+            "t",
+            "SELECT time, v, anomaly_score(v, time) OVER (PARTITION BY host ORDER BY time) AS s \
+             FROM d WHERE host = 'b' ORDER BY time",
+        )
+        .await;
+    assert_eq!(rows.len(), 600);
+    let scores: Vec<Option<f64>> = rows.iter().map(|r| f64_of(r, "s")).collect();
+    // Learning: the first 150 points score NULL.
+    assert!(
+        scores[..150].iter().all(Option::is_none),
+        "{:?}",
+        &scores[..150]
+    );
+    // A row without a value scores NULL; the others are in [0, 1].
+    assert!(scores[400..405].iter().all(Option::is_none));
+    assert!(
+        scores[150..400]
+            .iter()
+            .chain(&scores[405..])
+            .all(|s| s.is_some_and(|s| (0.0..=1.0).contains(&s))),
+    );
+    // The last row scores as the per-series form does.
+    assert_eq!(scores[599], Some(b));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_arguments_are_user_errors() {
     let server = Server::start(&[]);
@@ -189,6 +251,11 @@ async fn bad_arguments_are_user_errors() {
             "months have no fixed length",
         ),
         ("SELECT staleness(v, time) FROM s", "two timestamps"),
+        (
+            "SELECT anomaly_score(v, time, 3) FROM s",
+            "anomaly_score takes 2 arguments, got 3: use anomaly_score(value, time)",
+        ),
+        ("SELECT anomaly_score(host, time) FROM s", "must be numeric"),
     ] {
         let (status, body) = server.sql_raw("t", sql, "json").await;
         assert_eq!(status, 400, "{sql}: {body}");

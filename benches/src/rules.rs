@@ -81,6 +81,9 @@ pub struct Phase {
     pub cpu_us_per_row: f64,
     /// Ticks whose rows took longer to send than the interval.
     pub late_ticks: usize,
+    /// Each tick's sending time (s) with its start, in seconds since the
+    /// Unix epoch (the rule rounds fall on multiples of `every`).
+    pub tick_secs: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -285,6 +288,8 @@ async fn hook(State(seen): State<Arrivals>, body: axum::body::Bytes) -> StatusCo
 #[derive(Debug, Clone, Copy)]
 struct Tick {
     at: Instant,
+    /// Unix seconds at the start.
+    unix: f64,
     rows: u64,
     secs: f64,
 }
@@ -369,6 +374,7 @@ fn phase(ticks: &[Tick], from: Instant, to: Instant, cpu: f64, interval: Duratio
             .iter()
             .filter(|t| t.secs > interval.as_secs_f64())
             .count(),
+        tick_secs: mine.iter().map(|t| (t.unix, t.secs)).collect(),
     }
 }
 
@@ -439,9 +445,11 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
                     tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
                 }
                 let at = Instant::now();
+                let unix = now_ns() as f64 / 1e9;
                 let rows = write_tick(&c, &url, &o, tick).await?;
                 ticks.lock().push(Tick {
                     at,
+                    unix,
                     rows,
                     secs: at.elapsed().as_secs_f64(),
                 });

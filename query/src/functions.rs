@@ -25,6 +25,7 @@
 //! | `increase(counter, time)` | the counter's increase, resets handled |
 //! | `rate(counter, time)` | `increase` per second between the first and last point |
 //! | `staleness(time, now())` | seconds since the latest point (absence) |
+//! | `anomaly_score(value, time)` | in [0, 1]: how unusual the last point is for this series, learned online ([`detector`]); ≥ 0.5 is anomalous |
 //!
 //! # Semantics shared by all
 //!
@@ -32,7 +33,10 @@
 //! - Points are ordered by time; rows with equal times keep arrival order.
 //! - Too few points give NULL: the scores need [`score::MIN_BASELINE`] (3)
 //!   points before the latest; `increase` and `rate` need 2;
-//!   `seasonal_delta` needs a point at or before `latest − period`.
+//!   `seasonal_delta` needs a point at or before `latest − period`;
+//!   `anomaly_score` learns from [`detector::LEARN`] (150) points before it
+//!   scores, and scores 0 for [`detector::REST`] (100) points after a
+//!   detection.
 //! - Scores are finite: the spread divided by is at least half the
 //!   series' decimal step ([`score::Baseline`]); a value equal to a flat
 //!   baseline (min = max) scores exactly 0.
@@ -67,6 +71,7 @@
 //! ```
 
 pub mod bounded;
+pub mod detector;
 pub mod score;
 pub mod udaf;
 pub mod window;

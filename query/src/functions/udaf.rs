@@ -19,6 +19,7 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 use datafusion::physical_expr::expressions::Literal;
 
+use super::detector::{self, Detector};
 use super::score::{self, Ewma, Point};
 use super::window::{Steps, WindowIndex};
 
@@ -35,10 +36,12 @@ pub enum Kind {
     Rate,
     /// `(time, at)`: seconds from the latest `time` to `at` (absence).
     Staleness,
+    /// The learning detector ([`super::detector`]).
+    AnomalyScore,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ZScore,
         Kind::RobustZScore,
         Kind::EwmaDeviation,
@@ -46,6 +49,7 @@ impl Kind {
         Kind::Increase,
         Kind::Rate,
         Kind::Staleness,
+        Kind::AnomalyScore,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Kind {
             Kind::Increase => "increase",
             Kind::Rate => "rate",
             Kind::Staleness => "staleness",
+            Kind::AnomalyScore => "anomaly_score",
         }
     }
 
@@ -70,6 +75,7 @@ impl Kind {
             Kind::Increase => "increase(counter, time)",
             Kind::Rate => "rate(counter, time)",
             Kind::Staleness => "staleness(time, now())",
+            Kind::AnomalyScore => "anomaly_score(value, time)",
         }
     }
 
@@ -303,6 +309,9 @@ pub struct SeriesAccumulator {
     /// `ewma_deviation` in a sliding window: the steps of the frame's
     /// valid values (its recurrence is run over the frame for each row).
     steps: Option<Steps>,
+    /// `anomaly_score` in a growing window: the detector over every valid
+    /// point so far, and the newest one's score.
+    detector: Option<(Detector, Option<f64>)>,
 }
 
 impl SeriesAccumulator {
@@ -319,6 +328,7 @@ impl SeriesAccumulator {
             index: None,
             ewma: None,
             steps: None,
+            detector: None,
         }
     }
 
@@ -355,6 +365,7 @@ impl SeriesAccumulator {
             self.index = None;
             self.ewma = None;
             self.steps = None;
+            self.detector = None;
         }
         self.last_time = self.last_time.max(p.0);
         if let Some(idx) = &mut self.index {
@@ -365,6 +376,9 @@ impl SeriesAccumulator {
         }
         if let Some(steps) = &mut self.steps {
             steps.add(p.1);
+        }
+        if let Some((d, last)) = &mut self.detector {
+            *last = d.push(p.1);
         }
     }
 
@@ -444,6 +458,19 @@ impl SeriesAccumulator {
                 // coarser, and Baseline::score takes the finer of the two.
                 Some(Some(run.baseline(|| steps.finest()).score(x)))
             }
+            // A growing frame: the detector learns each row once. (A
+            // sliding one runs it over the frame: the caller does.)
+            Kind::AnomalyScore if !self.retracted => {
+                let (_, last) = self.detector.get_or_insert_with(|| {
+                    let mut d = Detector::default();
+                    let mut last = None;
+                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
+                        last = d.push(p.1);
+                    }
+                    (d, last)
+                });
+                Some(*last)
+            }
             _ => None,
         }
     }
@@ -512,6 +539,7 @@ impl Accumulator for SeriesAccumulator {
         }
         self.retracted = true;
         self.ewma = None;
+        self.detector = None;
         Ok(())
     }
 
@@ -524,7 +552,11 @@ impl Accumulator for SeriesAccumulator {
         self.evaluated = true;
         let scores_current_row = matches!(
             self.kind,
-            Kind::ZScore | Kind::RobustZScore | Kind::EwmaDeviation | Kind::SeasonalDelta
+            Kind::ZScore
+                | Kind::RobustZScore
+                | Kind::EwmaDeviation
+                | Kind::SeasonalDelta
+                | Kind::AnomalyScore
         );
         if window && scores_current_row {
             match self.points.back() {
@@ -545,6 +577,7 @@ impl Accumulator for SeriesAccumulator {
             (Kind::Increase, _) => score::increase(&p),
             (Kind::Rate, _) => score::rate(&p),
             (Kind::Staleness, _) => score::staleness(&p),
+            (Kind::AnomalyScore, _) => detector::anomaly_score(&p),
             (kind, param) => {
                 return exec_err!("{}: missing parameter ({param:?})", kind.name());
             }
@@ -555,6 +588,7 @@ impl Accumulator for SeriesAccumulator {
     fn size(&self) -> usize {
         // The index holds each valid value again, with a step count.
         let index = self.index.as_ref().map_or(0, |i| i.len() * 16);
+        // The detector is inline (Detector::BYTES).
         size_of_val(self) + self.points.capacity() * size_of::<Point>() + index
     }
 
@@ -623,9 +657,10 @@ mod tests {
             (Kind::ZScore, Param::None),
             (Kind::RobustZScore, Param::None),
             (Kind::EwmaDeviation, Param::Alpha(0.2)),
+            (Kind::AnomalyScore, Param::None),
         ];
         for (kind, param) in kinds {
-            for width in [Some(5usize), Some(60), None] {
+            for width in [Some(5usize), Some(60), Some(200), None] {
                 let mut acc = SeriesAccumulator::new(kind, param);
                 acc.window = width.is_some();
                 for i in 0..700 {
@@ -650,6 +685,7 @@ mod tests {
                         _ => match kind {
                             Kind::ZScore => score::zscore(&frame),
                             Kind::RobustZScore => score::robust_zscore(&frame),
+                            Kind::AnomalyScore => detector::anomaly_score(&frame),
                             _ => score::ewma_deviation(&frame, 0.2),
                         },
                     };

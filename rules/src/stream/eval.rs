@@ -10,7 +10,7 @@ use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use fleetlake_query::functions::Kind;
-use fleetlake_query::functions::score;
+use fleetlake_query::functions::{detector, score};
 
 use super::shape::{Agg, Shape};
 use super::state::{FieldState, Point, SeriesKey};
@@ -342,6 +342,7 @@ fn value(agg: Agg, g: &mut Group, now: i64) -> Option<f64> {
                 Kind::Rate => score::rate(p),
                 Kind::Staleness => g.last.map(|(t, _)| (now - t) as f64 / 1e9),
                 Kind::SeasonalDelta => None,
+                Kind::AnomalyScore => detector::anomaly_score(p),
             }
         }
     }

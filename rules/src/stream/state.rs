@@ -83,7 +83,9 @@ impl Series {
 /// - A key stays while a state holds it; [`Keys::gc`] drops the others.
 #[derive(Debug, Default)]
 pub struct Keys {
-    by_hash: HashMap<u64, Vec<SeriesKey>>,
+    /// Looked up once per written row: the key's hash hashed again
+    /// cheaply (not SipHash).
+    by_hash: HashMap<u64, Vec<SeriesKey>, foldhash::fast::FixedState>,
     bytes: usize,
 }
 

@@ -88,6 +88,7 @@ fn rule(rng: &mut Rng) -> String {
         "zscore(v, time)",
         "robust_zscore(v, time)",
         "ewma_deviation(v, time, 0.3)",
+        "anomaly_score(v, time)",
         "increase(c, time)",
         "rate(c, time)",
         "staleness(time, now())",

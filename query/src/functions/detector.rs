@@ -1,0 +1,389 @@
+//! `anomaly_score`: an online detector that learns each series' normal
+//! behaviour and scores every point in [0, 1], with one threshold
+//! ([`THRESHOLD`]) that means the same on every series.
+//!
+//! # How it works
+//!
+//! Three statistics are taken of each point against the state before it:
+//!
+//! 1. **surprise**: |value − a fast EWMA (α 0.1) of the series| ÷ the
+//!    long-run mean absolute size of that residual (α 0.01): spikes, dips,
+//!    the start of a level shift;
+//! 2. **volatility**: |ln(short-run mean absolute residual (α 0.1) ÷ the
+//!    long-run one)|: a change in variance, a noisy series going flat;
+//! 3. **displacement**: |value − a slow EW mean (α 0.003)| ÷ its EW
+//!    standard deviation: a drift or a level that stays away.
+//!
+//! Each statistic is not compared with a fixed cut but with its own
+//! history: a decayed histogram of the statistic's past values (96 bins,
+//! a quarter of a binary order of magnitude each; decay 0.0005 per point,
+//! i.e. about the last 2,000 points) gives the empirical probability `p`
+//! of a value at least as large. A series whose residuals are heavy-tailed
+//! (bursty CPU, small counts) thus learns that large residuals are normal
+//! for it; a calm one that they are not. The point's probability is
+//! `min(1, 3 × min(p₁, p₂, p₃))` (Bonferroni over the three) and its score
+//! `min(1, −log₁₀(p) ÷ 4)`: 0.5 is a tail probability of 1%, 0.75 of
+//! 0.1‰ — and a statistic beyond everything in its history scores about
+//! 0.78 after 2,000 points.
+//!
+//! Scales are floored at half the series' decimal step (as in
+//! [`super::score::Baseline`]) so quantized and flat series give finite,
+//! meaningful statistics.
+//!
+//! After a point scores at or above [`THRESHOLD`], the next [`REST`]
+//! points score 0: one incident, one detection, as the detectors that lead
+//! the Numenta Anomaly Benchmark do (CAD OSE, ARTime). The first [`LEARN`]
+//! points of a series score NULL: there is nothing to compare them with
+//! yet.
+//!
+//! # Invariants
+//! - The state is a fixed size ([`Detector::BYTES`]), whatever the number
+//!   of points.
+//! - Every score is in [0, 1]; the input is finite (the caller filters
+//!   NULL, NaN and ±Infinity out).
+
+use super::score::{Point, step_exponent};
+
+/// Points a series must have had before its points are scored.
+pub const LEARN: usize = 150;
+/// Points before the statistics are ranked against their history: the
+/// first residuals are measured against scales made of a handful of
+/// points (or of none, floored at the step), and would stay in the
+/// histograms as outliers for thousands of points.
+const WARM: usize = 16;
+/// Points scored 0 after a detection.
+pub const REST: usize = 100;
+/// The score at and above which a point is anomalous.
+pub const THRESHOLD: f64 = 0.5;
+
+/// Decay of the statistics' histograms per point.
+const DECAY: f64 = 0.0005;
+/// Histogram bins: `BINS_PER_OCTAVE` per binary order of magnitude from
+/// 2^`LOWEST_OCTAVE` up.
+const BINS: usize = 96;
+const BINS_PER_OCTAVE: f64 = 4.0;
+const LOWEST_OCTAVE: f64 = -12.0;
+/// Decimal orders of magnitude of probability that make a score of 1.
+const DECADES: f64 = 4.0;
+
+/// An exponentially weighted mean (and variance), that is a plain mean
+/// of the first `1/α` values (so the first values do not dominate).
+#[derive(Debug, Clone, Copy, Default)]
+struct Ewm {
+    n: u32,
+    mean: f64,
+    var: f64,
+}
+
+impl Ewm {
+    fn add(&mut self, x: f64, alpha: f64) {
+        self.n = self.n.saturating_add(1);
+        let a = alpha.max(1.0 / f64::from(self.n));
+        let d = x - self.mean;
+        self.mean += a * d;
+        self.var = (1.0 - a) * (self.var + a * d * d);
+    }
+
+    fn sd(&self) -> f64 {
+        self.var.max(0.0).sqrt()
+    }
+}
+
+/// A decayed histogram of a statistic's values: how often a value at
+/// least this large came, lately.
+#[derive(Debug, Clone)]
+struct Tail {
+    bins: [f64; BINS],
+    total: f64,
+    /// The weight of the next value: it grows by 1/(1 − decay) per value,
+    /// which decays every earlier one without touching the bins.
+    weight: f64,
+}
+
+impl Default for Tail {
+    fn default() -> Self {
+        Self {
+            bins: [0.0; BINS],
+            total: 0.0,
+            weight: 1.0,
+        }
+    }
+}
+
+/// `⌊4 · log₂ x⌋` shifted to start at [`LOWEST_OCTAVE`], clamped to the
+/// bins; 0 for x ≤ 0. From the float's bits (exponent, then the mantissa
+/// against 2^¼, 2^½, 2^¾): a logarithm per statistic would cost more than
+/// the rest of the point.
+fn bin(x: f64) -> usize {
+    // The mantissa bits of 2^0.25, 2^0.5 and 2^0.75.
+    const QUARTERS: [u64; 3] = [
+        0x0306_fe0a_31b7_15,
+        0x06a0_9e66_7f3b_cd,
+        0x0ae8_9f99_5ad3_ad,
+    ];
+    if !(x > 0.0) {
+        return 0;
+    }
+    let bits = x.to_bits();
+    let octave = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mantissa = bits & ((1u64 << 52) - 1);
+    let quarter = QUARTERS.iter().filter(|q| mantissa >= **q).count() as i64;
+    let b = (octave - LOWEST_OCTAVE as i64) * BINS_PER_OCTAVE as i64 + quarter;
+    b.clamp(0, BINS as i64 - 1) as usize
+}
+
+impl Tail {
+    /// The probability of a value at least as large as `x` (by bin), with
+    /// half a value of prior: never 0.
+    fn p(&self, x: f64) -> f64 {
+        let at_least: f64 = self.bins[bin(x)..].iter().sum();
+        (at_least + 0.5 * self.weight) / (self.total + self.weight)
+    }
+
+    fn add(&mut self, x: f64) {
+        self.bins[bin(x)] += self.weight;
+        self.total += self.weight;
+        self.weight /= 1.0 - DECAY;
+        if self.weight > 1e200 {
+            for b in &mut self.bins {
+                *b /= self.weight;
+            }
+            self.total /= self.weight;
+            self.weight = 1.0;
+        }
+    }
+}
+
+/// One series' detector: feed it the series' values in time order.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    seen: usize,
+    fast: Ewm,
+    residual: Ewm,
+    residual_short: Ewm,
+    slow: Ewm,
+    tails: [Tail; 3],
+    /// The finest decimal step exponent seen, and 10^−step_exp.
+    step_exp: i32,
+    step_inverse: f64,
+    rest: usize,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Self {
+            seen: 0,
+            fast: Ewm::default(),
+            residual: Ewm::default(),
+            residual_short: Ewm::default(),
+            slow: Ewm::default(),
+            tails: Default::default(),
+            step_exp: 0,
+            step_inverse: 1.0,
+            rest: 0,
+        }
+    }
+}
+
+impl Detector {
+    /// What one series' detector holds, in bytes.
+    pub const BYTES: usize = std::mem::size_of::<Detector>();
+
+    /// Learns `v` (finite) and scores it: `None` while learning (the
+    /// first [`LEARN`] points), else in [0, 1].
+    pub fn push(&mut self, v: f64) -> Option<f64> {
+        self.seen += 1;
+        // A multiple of the finest step so far cannot make it finer: the
+        // exponent is looked for only when v is not one.
+        let scaled = v * self.step_inverse;
+        if (scaled - scaled.round()).abs() > 1e-9 * scaled.abs().max(1.0) {
+            let e = step_exponent(v);
+            if e < self.step_exp {
+                self.step_exp = e;
+                self.step_inverse = 10f64.powi(-e);
+            }
+        }
+        if self.seen == 1 {
+            self.fast.add(v, 1.0);
+            self.slow.add(v, 1.0);
+            return None;
+        }
+        let floor = (0.5 / self.step_inverse).max(1e-9 * self.slow.mean.abs());
+        let r = v - self.fast.mean;
+        let stats = [
+            r.abs() / self.residual.mean.max(floor),
+            ((self.residual_short.mean + floor) / (self.residual.mean + floor))
+                .ln()
+                .abs(),
+            (v - self.slow.mean).abs() / self.slow.sd().max(floor),
+        ];
+        let mut p = 1.0f64;
+        if self.seen > WARM {
+            for (tail, s) in self.tails.iter_mut().zip(stats) {
+                p = p.min(tail.p(s));
+                tail.add(s);
+            }
+        }
+        self.residual.add(r.abs(), 0.01);
+        self.residual_short.add(r.abs(), 0.1);
+        self.fast.add(v, 0.1);
+        self.slow.add(v, 0.003);
+        if self.seen <= LEARN {
+            return None;
+        }
+        if self.rest > 0 {
+            self.rest -= 1;
+            return Some(0.0);
+        }
+        let p = (3.0 * p).min(1.0);
+        let score = (-p.log10() / DECADES).clamp(0.0, 1.0);
+        if score >= THRESHOLD {
+            self.rest = REST;
+        }
+        Some(score)
+    }
+}
+
+/// The last point's score after learning every point before it (sorted
+/// by time, finite values): the per-series (`GROUP BY`) form.
+pub fn anomaly_score(points: &[Point]) -> Option<f64> {
+    let mut d = Detector::default();
+    let mut last = None;
+    for p in points {
+        last = d.push(p.1);
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic noise in [-1, 1).
+    fn noise(i: usize) -> f64 {
+        let x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+        (x as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn scores(values: impl Iterator<Item = f64>) -> Vec<Option<f64>> {
+        let mut d = Detector::default();
+        values.map(|v| d.push(v)).collect()
+    }
+
+    #[test]
+    fn learns_before_scoring_and_stays_in_range() {
+        let s = scores((0..2_000).map(|i| 50.0 + 3.0 * noise(i)));
+        assert!(s[..LEARN].iter().all(Option::is_none));
+        assert!(
+            s[LEARN..]
+                .iter()
+                .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)))
+        );
+        // Noise like the noise learned: rarely above the threshold.
+        let over = s.iter().flatten().filter(|v| **v >= THRESHOLD).count();
+        assert!(over <= 10, "{over} detections in plain noise");
+    }
+
+    #[test]
+    fn a_spike_is_detected_once() {
+        let mut values: Vec<f64> = (0..1_000).map(|i| 50.0 + noise(i)).collect();
+        values[800] = 70.0;
+        values[801] = 70.0;
+        let s = scores(values.into_iter());
+        // Beyond everything in ~660 points of decayed history: p ≈ 3 × 0.5 / 660.
+        assert!(s[800].unwrap() >= 0.6, "{:?}", s[800]);
+        // The rest period: the next points score 0.
+        assert_eq!(s[801], Some(0.0));
+        assert_eq!(s[800 + REST], Some(0.0));
+    }
+
+    #[test]
+    fn flat_and_quantized_series_score_finite() {
+        // A counter that never moves, then moves once.
+        let mut values = vec![7.0; 600];
+        values.push(8.0);
+        let s = scores(values.into_iter());
+        assert!(
+            s[..600]
+                .iter()
+                .flatten()
+                .all(|v| *v == 0.0 || *v < THRESHOLD)
+        );
+        assert!(s[600].unwrap() >= THRESHOLD, "{:?}", s[600]);
+        // Whole percent utilisation with flat stretches.
+        let s = scores((0..3_000).map(|i| {
+            if (i / 400) % 3 == 2 {
+                60.0
+            } else {
+                (60.0 + 10.0 * noise(i)).round()
+            }
+        }));
+        assert!(s.iter().flatten().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn a_variance_change_and_a_level_shift_are_detected() {
+        let s = scores((0..2_000).map(|i| {
+            let n = noise(i);
+            if i >= 1_500 { 50.0 + 8.0 * n } else { 50.0 + n }
+        }));
+        assert!(
+            s[1_500..1_520].iter().flatten().any(|v| *v >= THRESHOLD),
+            "variance"
+        );
+        let s = scores((0..2_000).map(|i| 50.0 + noise(i) + if i >= 1_500 { 6.0 } else { 0.0 }));
+        assert!(s[1_500].unwrap() >= THRESHOLD, "level shift {:?}", s[1_500]);
+    }
+
+    #[test]
+    fn the_group_form_scores_the_last_point() {
+        let points: Vec<Point> = (0..500)
+            .map(|i| (i as i64, if i == 499 { 90.0 } else { 50.0 + noise(i) }))
+            .collect();
+        let s = anomaly_score(&points).unwrap();
+        assert!(s >= THRESHOLD);
+        assert_eq!(anomaly_score(&points[..LEARN]), None);
+        assert_eq!(anomaly_score(&[]), None);
+    }
+
+    #[test]
+    fn bins_are_quarter_octaves() {
+        for i in 0..20_000 {
+            let x = 2f64.powf(i as f64 / 1_000.0 - 14.0) * (1.0 + 1e-12);
+            let want = ((x.log2() - LOWEST_OCTAVE) * BINS_PER_OCTAVE)
+                .floor()
+                .clamp(0.0, (BINS - 1) as f64) as usize;
+            assert_eq!(bin(x), want, "{x}");
+        }
+        assert_eq!(bin(0.0), 0);
+        assert_eq!(bin(-3.0), 0);
+        assert_eq!(bin(f64::MAX), BINS - 1);
+    }
+
+    #[test]
+    fn steps_follow_the_finest_value() {
+        let mut d = Detector::default();
+        d.push(50.0);
+        assert_eq!(d.step_exp, 0);
+        d.push(50.5);
+        assert_eq!(d.step_exp, -1);
+        d.push(41.25);
+        assert_eq!(d.step_exp, -2);
+        d.push(7.0);
+        assert_eq!(d.step_exp, -2);
+    }
+
+    #[test]
+    fn the_state_is_bounded() {
+        assert!(Detector::BYTES < 2_600, "{}", Detector::BYTES);
+        // Past ~920,000 values the weights are rescaled, not overflowed,
+        // and the probabilities stay what they were.
+        let mut t = Tail::default();
+        for i in 0..1_000_000 {
+            t.add(if i % 2 == 0 { 1.0 } else { 4.0 });
+        }
+        assert!(t.weight < 1e200 && t.total.is_finite());
+        assert!((t.p(4.0) - 0.5).abs() < 0.01, "{}", t.p(4.0));
+        assert!((t.p(0.5) - 1.0).abs() < 1e-3);
+    }
+}
