@@ -22,7 +22,7 @@ import math
 import random
 import time
 
-from fleetlake_server import cpu_seconds, post, running
+from fleetlake_server import cpu_seconds, post, running, write_lines
 
 
 def main():
@@ -37,21 +37,19 @@ def main():
     with running(a.bin) as url:
         rng = random.Random(1)
         t0 = 1_700_000_000 * 10**9
-        lines = []
-        for s in range(a.series):
-            level = rng.uniform(20, 80)
-            for i in range(a.points):
-                v = level + 10 * math.sin(i * 2 * math.pi / 288) + rng.gauss(0, 2)
-                if i % 5000 == 4999:
-                    v += 40
-                if s % 2:
-                    v = round(v)
-                lines.append(f"t,s=s{s} v={v} {t0 + i * 300 * 10**9}")
-                if len(lines) == 100_000:
-                    post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
-                    lines = []
-        if lines:
-            post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
+
+        def rows():
+            for s in range(a.series):
+                level = rng.uniform(20, 80)
+                for i in range(a.points):
+                    v = level + 10 * math.sin(i * 2 * math.pi / 288) + rng.gauss(0, 2)
+                    if i % 5000 == 4999:
+                        v += 40
+                    if s % 2:
+                        v = round(v)
+                    yield f"t,s=s{s} v={v} {t0 + i * 300 * 10**9}"
+
+        write_lines(url, rows())
         post(f"{url}/api/v1/admin/flush", b"", "application/json")
         print(f"{a.series} series x {a.points} points = {total:,} points")
         funcs = {

@@ -33,6 +33,19 @@ def post(url, body, ctype):
         return r.read()
 
 
+def write_lines(url, lines, db="fleet", chunk=100_000):
+    """Writes line-protocol `lines` (any iterable of str) to `db`, `chunk`
+    lines per request."""
+    batch = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == chunk:
+            post(f"{url}/api/v3/write_lp?db={db}", "\n".join(batch).encode(), "text/plain")
+            batch = []
+    if batch:
+        post(f"{url}/api/v3/write_lp?db={db}", "\n".join(batch).encode(), "text/plain")
+
+
 @contextlib.contextmanager
 def running(binary):
     """Yields the base URL of `binary serve` on a free loopback port and a

@@ -21,7 +21,7 @@ import math
 import random
 import time
 
-from fleetlake_server import post, running
+from fleetlake_server import post, running, write_lines
 
 
 def main():
@@ -35,18 +35,16 @@ def main():
     with running(a.bin) as url:
         rng = random.Random(1)
         t0 = 1_700_000_000 * 10**9
-        lines = []
-        for i in range(a.rows):
-            if (i // 5000) % 3 == 2:
-                v = 40  # a flat stretch
-            else:
-                v = round(50 + 10 * math.sin(i / 900) + rng.gauss(0, 2))
-            lines.append(f"w,host=h v={v} {t0 + i * 10**9}")
-            if len(lines) == 50_000:
-                post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
-                lines = []
-        if lines:
-            post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
+
+        def rows():
+            for i in range(a.rows):
+                if (i // 5000) % 3 == 2:
+                    v = 40  # a flat stretch
+                else:
+                    v = round(50 + 10 * math.sin(i / 900) + rng.gauss(0, 2))
+                yield f"w,host=h v={v} {t0 + i * 10**9}"
+
+        write_lines(url, rows(), chunk=50_000)
         frame = f"ROWS BETWEEN {a.frame - 1} PRECEDING AND CURRENT ROW"
         funcs = {
             "avg (reference)": "avg(v)",
