@@ -43,6 +43,11 @@ impl Series {
     /// Per column, the last non-null value wins: a null (NaN) only marks
     /// that a row exists at its time.
     fn put(&mut self, p: Point) {
+        // Most rows come after the series' latest: no search.
+        if self.points.last().is_none_or(|q| q.time < p.time) {
+            self.points.push(p);
+            return;
+        }
         match self.points.binary_search_by_key(&p.time, |q| q.time) {
             Ok(i) => {
                 let old = &mut self.points[i];
