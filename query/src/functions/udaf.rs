@@ -404,14 +404,11 @@ impl SeriesAccumulator {
         }
         match self.kind {
             Kind::ZScore | Kind::RobustZScore => {
-                if self.index.is_none() {
+                let idx = self.index.get_or_insert_with(|| {
                     let mut idx = WindowIndex::default();
-                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
-                        idx.add(p.1);
-                    }
-                    self.index = Some(idx);
-                }
-                let idx = self.index.as_mut().expect("made above");
+                    finite(&self.points).for_each(|v| idx.add(v));
+                    idx
+                });
                 if idx.len() <= score::MIN_BASELINE {
                     return Some(None);
                 }
@@ -422,31 +419,26 @@ impl SeriesAccumulator {
                 Some(Some(b.score(x)))
             }
             Kind::EwmaDeviation if !self.retracted => {
-                if self.ewma.is_none() {
+                let param = self.param;
+                let run = self.ewma.get_or_insert_with(|| {
                     let mut run = EwmaRun::default();
-                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
-                        run.push(p.1, self.param);
-                    }
-                    self.ewma = Some(run);
-                }
-                let run = self.ewma.as_ref().expect("made above");
+                    finite(&self.points).for_each(|v| run.push(v, param));
+                    run
+                });
                 Some(run.score(x))
             }
             Kind::EwmaDeviation => {
                 let Param::Alpha(alpha) = self.param else {
                     return None;
                 };
-                if self.steps.is_none() {
+                let steps = self.steps.get_or_insert_with(|| {
                     let mut steps = Steps::default();
-                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
-                        steps.add(p.1);
-                    }
-                    self.steps = Some(steps);
-                }
-                let steps = self.steps.as_ref().expect("made above");
+                    finite(&self.points).for_each(|v| steps.add(v));
+                    steps
+                });
                 // Every valid value but the newest (x, the back).
-                let mut values = self.points.iter().map(|p| p.1).filter(|v| v.is_finite());
-                let valid = self.points.iter().filter(|p| p.1.is_finite()).count();
+                let mut values = finite(&self.points);
+                let valid = finite(&self.points).count();
                 if valid <= score::MIN_BASELINE {
                     return Some(None);
                 }
@@ -463,10 +455,7 @@ impl SeriesAccumulator {
             Kind::AnomalyScore if !self.retracted => {
                 let (_, last) = self.detector.get_or_insert_with(|| {
                     let mut d = Detector::default();
-                    let mut last = None;
-                    for p in self.points.iter().filter(|p| p.1.is_finite()) {
-                        last = d.push(p.1);
-                    }
+                    let last = finite(&self.points).fold(None, |_, v| d.push(v));
                     (d, last)
                 });
                 Some(*last)
@@ -474,6 +463,11 @@ impl SeriesAccumulator {
             _ => None,
         }
     }
+}
+
+/// The valid (finite) values of `points`, in arrival order.
+fn finite(points: &VecDeque<Point>) -> impl Iterator<Item = f64> + '_ {
+    points.iter().map(|p| p.1).filter(|v| v.is_finite())
 }
 
 /// A growing window's EWMA: the recurrence over every valid point but the
