@@ -194,30 +194,13 @@ impl Detector {
     /// first [`LEARN`] points), else in [0, 1].
     pub fn push(&mut self, v: f64) -> Option<f64> {
         self.seen += 1;
-        // A multiple of the finest step so far cannot make it finer: the
-        // exponent is looked for only when v is not one.
-        let scaled = v * self.step_inverse;
-        if (scaled - scaled.round()).abs() > 1e-9 * scaled.abs().max(1.0) {
-            let e = step_exponent(v);
-            if e < self.step_exp {
-                self.step_exp = e;
-                self.step_inverse = 10f64.powi(-e);
-            }
-        }
+        self.follow_step(v);
         if self.seen == 1 {
             self.fast.add(v, 1.0);
             self.slow.add(v, 1.0);
             return None;
         }
-        let floor = (0.5 / self.step_inverse).max(1e-9 * self.slow.mean.abs());
-        let r = v - self.fast.mean;
-        let stats = [
-            r.abs() / self.residual.mean.max(floor),
-            ((self.residual_short.mean + floor) / (self.residual.mean + floor))
-                .ln()
-                .abs(),
-            (v - self.slow.mean).abs() / self.slow.sd().max(floor),
-        ];
+        let stats = self.stats(v);
         let mut p = 1.0f64;
         if self.seen > WARM {
             for (tail, s) in self.tails.iter_mut().zip(stats) {
@@ -225,8 +208,9 @@ impl Detector {
                 tail.add(s);
             }
         }
-        self.residual.add(r.abs(), 0.01);
-        self.residual_short.add(r.abs(), 0.1);
+        let r = (v - self.fast.mean).abs();
+        self.residual.add(r, 0.01);
+        self.residual_short.add(r, 0.1);
         self.fast.add(v, 0.1);
         self.slow.add(v, 0.003);
         if self.seen <= LEARN {
@@ -236,13 +220,66 @@ impl Detector {
             self.rest -= 1;
             return Some(0.0);
         }
-        let p = (3.0 * p).min(1.0);
-        let score = (-p.log10() / DECADES).clamp(0.0, 1.0);
+        let score = score_of(p);
         if score >= THRESHOLD {
             self.rest = REST;
         }
         Some(score)
     }
+
+    /// Scores `v` against what was learned without learning it: the
+    /// long-run state (scales, slow mean, histograms) stays; only the
+    /// short-run one (fast EWMA, short-run residual) follows `v`, so a
+    /// run of probes measures how far the run as a whole is from normal.
+    /// No rest period. `None` while learning.
+    fn probe(&mut self, v: f64) -> Option<f64> {
+        if self.seen <= LEARN {
+            return None;
+        }
+        let stats = self.stats(v);
+        let p = self
+            .tails
+            .iter()
+            .zip(stats)
+            .map(|(tail, s)| tail.p(s))
+            .fold(1.0f64, f64::min);
+        let r = (v - self.fast.mean).abs();
+        self.residual_short.add(r, 0.1);
+        self.fast.add(v, 0.1);
+        Some(score_of(p))
+    }
+
+    /// A multiple of the finest step so far cannot make it finer: the
+    /// exponent is looked for only when v is not one.
+    fn follow_step(&mut self, v: f64) {
+        let scaled = v * self.step_inverse;
+        if (scaled - scaled.round()).abs() > 1e-9 * scaled.abs().max(1.0) {
+            let e = step_exponent(v);
+            if e < self.step_exp {
+                self.step_exp = e;
+                self.step_inverse = 10f64.powi(-e);
+            }
+        }
+    }
+
+    /// Surprise, volatility and displacement of `v` against the state.
+    fn stats(&self, v: f64) -> [f64; 3] {
+        let floor = (0.5 / self.step_inverse).max(1e-9 * self.slow.mean.abs());
+        let r = v - self.fast.mean;
+        [
+            r.abs() / self.residual.mean.max(floor),
+            ((self.residual_short.mean + floor) / (self.residual.mean + floor))
+                .ln()
+                .abs(),
+            (v - self.slow.mean).abs() / self.slow.sd().max(floor),
+        ]
+    }
+}
+
+/// The score of the smallest of three tail probabilities (Bonferroni).
+fn score_of(p: f64) -> f64 {
+    let p = (3.0 * p).min(1.0);
+    (-p.log10() / DECADES).clamp(0.0, 1.0)
 }
 
 /// The last point's score after learning every point before it (sorted
@@ -254,6 +291,34 @@ pub fn anomaly_score(points: &[Point]) -> Option<f64> {
         last = d.push(p.1);
     }
     last
+}
+
+/// The sustained form, `anomaly_score(value, time, span)`: how anomalous
+/// the last `span_ns` of the series is as a whole. The detector learns
+/// every point up to the span (the points at or before the latest time
+/// minus `span_ns`), then probes each point of the span against that state
+/// without learning it ([`Detector::probe`]); the span scores as its least
+/// anomalous point. A lone outlier thus does not make the span anomalous;
+/// a level, a variance or a pattern that stays away from normal for the
+/// whole span does — what a rule evaluated every minute over a 10-s
+/// series needs, where the per-point form would see one point in six and
+/// its rest period would hide a fault that persists.
+///
+/// `None` when fewer than [`LEARN`] points come before the span or the
+/// span holds none. `points`: sorted by time, finite values.
+pub fn span_score(points: &[Point], span_ns: i64) -> Option<f64> {
+    let latest = points.last()?.0;
+    let from = points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns));
+    let mut d = Detector::default();
+    for p in &points[..from] {
+        d.push(p.1);
+    }
+    let mut lowest: Option<f64> = None;
+    for p in &points[from..] {
+        let s = d.probe(p.1)?;
+        lowest = Some(lowest.map_or(s, |l| l.min(s)));
+    }
+    lowest
 }
 
 #[cfg(test)]
@@ -345,6 +410,51 @@ mod tests {
         assert!(s >= THRESHOLD);
         assert_eq!(anomaly_score(&points[..LEARN]), None);
         assert_eq!(anomaly_score(&[]), None);
+    }
+
+    /// The sustained form: a lone outlier in the span does not make it
+    /// anomalous, a shift that lasts the whole span does; plain noise
+    /// almost never does; too little history is NULL.
+    #[test]
+    fn the_span_form_scores_runs_not_points() {
+        const SPAN: i64 = 6;
+        let series = |shift_from: usize, spike_at: Option<usize>| -> Vec<Point> {
+            (0..600)
+                .map(|i| {
+                    let mut v = 50.0 + noise(i);
+                    if i >= shift_from {
+                        v += 8.0;
+                    }
+                    if spike_at == Some(i) {
+                        v = 90.0;
+                    }
+                    (i as i64, v)
+                })
+                .collect()
+        };
+        // A spike one point before the end: the per-point form fires on
+        // it, the span form does not.
+        let spiked = series(usize::MAX, Some(597));
+        assert!(anomaly_score(&spiked[..598]).unwrap() >= THRESHOLD);
+        assert!(span_score(&spiked, SPAN).unwrap() < THRESHOLD);
+        // A shift over the whole span (the last 6 points).
+        let shifted = series(594, None);
+        let s = span_score(&shifted, SPAN).unwrap();
+        assert!(s >= THRESHOLD, "{s}");
+        // ... but not when it covers only part of the span.
+        assert!(span_score(&shifted[..596], SPAN).unwrap() < THRESHOLD);
+        // Plain noise: span after span, (almost) never anomalous.
+        let calm = series(usize::MAX, None);
+        let over = (300..600)
+            .filter(|&end| span_score(&calm[..end], SPAN).unwrap() >= THRESHOLD)
+            .count();
+        assert!(over <= 1, "{over} anomalous spans of noise");
+        // Learning: LEARN points before the span are needed.
+        let few = &calm[..LEARN + SPAN as usize];
+        assert_eq!(span_score(few, SPAN), None);
+        assert!(span_score(&calm[..LEARN + 1 + SPAN as usize], SPAN).is_some());
+        assert_eq!(span_score(&calm[..10], 1_000), None);
+        assert_eq!(span_score(&[], SPAN), None);
     }
 
     #[test]

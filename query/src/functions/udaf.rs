@@ -36,7 +36,8 @@ pub enum Kind {
     Rate,
     /// `(time, at)`: seconds from the latest `time` to `at` (absence).
     Staleness,
-    /// The learning detector ([`super::detector`]).
+    /// The learning detector ([`super::detector`]). Optional third
+    /// argument: a span, an `INTERVAL` (the sustained form).
     AnomalyScore,
 }
 
@@ -75,12 +76,19 @@ impl Kind {
             Kind::Increase => "increase(counter, time)",
             Kind::Rate => "rate(counter, time)",
             Kind::Staleness => "staleness(time, now())",
-            Kind::AnomalyScore => "anomaly_score(value, time)",
+            Kind::AnomalyScore => {
+                "anomaly_score(value, time), or anomaly_score(value, time, INTERVAL '1 minute') for how anomalous the last minute is as a whole"
+            }
         }
     }
 
-    fn has_param(self) -> bool {
-        matches!(self, Kind::EwmaDeviation | Kind::SeasonalDelta)
+    /// The argument counts the function takes.
+    fn arities(self) -> &'static [usize] {
+        match self {
+            Kind::EwmaDeviation | Kind::SeasonalDelta => &[3],
+            Kind::AnomalyScore => &[2, 3],
+            _ => &[2],
+        }
     }
 }
 
@@ -90,6 +98,8 @@ enum Param {
     None,
     Alpha(f64),
     PeriodNs(i64),
+    /// `anomaly_score`'s span.
+    SpanNs(i64),
 }
 
 /// An aggregate UDF over `(value, time[, parameter])`.
@@ -119,8 +129,12 @@ impl AggregateUDFImpl for SeriesFunction {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let kind = self.kind;
-        let want = if kind.has_param() { 3 } else { 2 };
-        if arg_types.len() != want {
+        let arities = kind.arities();
+        if !arities.contains(&arg_types.len()) {
+            let want = match arities {
+                [n] => n.to_string(),
+                _ => format!("{} or {}", arities[0], arities[arities.len() - 1]),
+            };
             return plan_err!(
                 "{} takes {want} arguments, got {}: use {}",
                 kind.name(),
@@ -161,10 +175,13 @@ impl AggregateUDFImpl for SeriesFunction {
         let mut out = vec![DataType::Float64, time];
         match kind {
             Kind::EwmaDeviation if arg_types[2].is_numeric() => out.push(DataType::Float64),
-            Kind::SeasonalDelta if matches!(arg_types[2], DataType::Interval(_)) => {
+            Kind::SeasonalDelta | Kind::AnomalyScore
+                if matches!(arg_types.get(2), Some(DataType::Interval(_))) =>
+            {
                 out.push(arg_types[2].clone())
             }
-            Kind::EwmaDeviation | Kind::SeasonalDelta => {
+            Kind::AnomalyScore if arg_types.len() == 2 => {}
+            Kind::EwmaDeviation | Kind::SeasonalDelta | Kind::AnomalyScore => {
                 return plan_err!(
                     "{}: bad third argument of type {}: use {}",
                     kind.name(),
@@ -234,7 +251,12 @@ impl SeriesFunction {
                 }
                 Param::Alpha(alpha)
             }
-            Kind::SeasonalDelta => Param::PeriodNs(period_ns(&literal(self.kind, acc_args)?)?),
+            Kind::SeasonalDelta => {
+                Param::PeriodNs(interval_ns(self.kind, &literal(self.kind, acc_args)?)?)
+            }
+            Kind::AnomalyScore if acc_args.exprs.len() == 3 => {
+                Param::SpanNs(interval_ns(self.kind, &literal(self.kind, acc_args)?)?)
+            }
             _ => Param::None,
         };
         Ok(SeriesAccumulator::new(self.kind, param))
@@ -253,28 +275,47 @@ fn literal(kind: Kind, args: &AccumulatorArgs) -> Result<ScalarValue> {
     }
 }
 
-fn period_ns(v: &ScalarValue) -> Result<i64> {
+/// An `INTERVAL` of days and smaller units, in nanoseconds, if it is one.
+pub fn interval_literal_ns(v: &ScalarValue) -> Option<i64> {
     const DAY_NS: i64 = 86_400 * 1_000_000_000;
-    let ns = match v {
+    match v {
         ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
-            i64::from(i.days) * DAY_NS + i.nanoseconds
+            Some(i64::from(i.days) * DAY_NS + i.nanoseconds)
         }
         ScalarValue::IntervalDayTime(Some(i)) => {
-            i64::from(i.days) * DAY_NS + i64::from(i.milliseconds) * 1_000_000
+            Some(i64::from(i.days) * DAY_NS + i64::from(i.milliseconds) * 1_000_000)
         }
-        ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)) => {
+        _ => None,
+    }
+}
+
+/// The third argument as a positive interval (`seasonal_delta`'s period,
+/// `anomaly_score`'s span), in nanoseconds.
+fn interval_ns(kind: Kind, v: &ScalarValue) -> Result<i64> {
+    let name = kind.name();
+    let ns = match (interval_literal_ns(v), v) {
+        (Some(ns), _) => ns,
+        (
+            None,
+            ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)),
+        ) => {
             return plan_err!(
-                "seasonal_delta: months have no fixed length; give the period in days or smaller units, e.g. INTERVAL '7 days'"
+                "{name}: months have no fixed length; give the interval in days or smaller units, e.g. INTERVAL '7 days': use {}",
+                kind.usage()
             );
         }
-        other => {
+        (None, other) => {
             return plan_err!(
-                "seasonal_delta: the period must be an INTERVAL, got {other}: use seasonal_delta(value, time, INTERVAL '1 day')"
+                "{name}: the third argument must be an INTERVAL, got {other}: use {}",
+                kind.usage()
             );
         }
     };
     if ns <= 0 {
-        return plan_err!("seasonal_delta: the period must be positive, got {v}");
+        return plan_err!(
+            "{name}: the interval must be positive, got {v}: use {}",
+            kind.usage()
+        );
     }
     Ok(ns)
 }
@@ -452,7 +493,7 @@ impl SeriesAccumulator {
             }
             // A growing frame: the detector learns each row once. (A
             // sliding one runs it over the frame: the caller does.)
-            Kind::AnomalyScore if !self.retracted => {
+            Kind::AnomalyScore if !self.retracted && matches!(self.param, Param::None) => {
                 let (_, last) = self.detector.get_or_insert_with(|| {
                     let mut d = Detector::default();
                     let last = finite(&self.points).fold(None, |_, v| d.push(v));
@@ -571,6 +612,7 @@ impl Accumulator for SeriesAccumulator {
             (Kind::Increase, _) => score::increase(&p),
             (Kind::Rate, _) => score::rate(&p),
             (Kind::Staleness, _) => score::staleness(&p),
+            (Kind::AnomalyScore, Param::SpanNs(ns)) => detector::span_score(&p, ns),
             (Kind::AnomalyScore, _) => detector::anomaly_score(&p),
             (kind, param) => {
                 return exec_err!("{}: missing parameter ({param:?})", kind.name());

@@ -342,7 +342,10 @@ fn value(agg: Agg, g: &mut Group, now: i64) -> Option<f64> {
                 Kind::Rate => score::rate(p),
                 Kind::Staleness => g.last.map(|(t, _)| (now - t) as f64 / 1e9),
                 Kind::SeasonalDelta => None,
-                Kind::AnomalyScore => detector::anomaly_score(p),
+                Kind::AnomalyScore => match param {
+                    Some(span_ns) => detector::span_score(p, span_ns as i64),
+                    None => detector::anomaly_score(p),
+                },
             }
         }
     }

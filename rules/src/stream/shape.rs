@@ -21,6 +21,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::{AggregateFunction, Alias};
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 use fleetlake_query::functions::Kind;
+use fleetlake_query::functions::udaf::interval_literal_ns;
 
 /// A comparison with a constant.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,7 +85,8 @@ pub enum Agg {
     Stddev,
     /// `last_value(field ORDER BY time)`.
     Last,
-    /// A series function of the query crate over `(field, time[, param])`;
+    /// A series function of the query crate over `(field, time[, param])`
+    /// (`ewma_deviation`'s alpha, `anomaly_score`'s span in nanoseconds);
     /// `staleness(time, now())` reads no field.
     Series(Kind, Option<f64>),
 }
@@ -414,6 +416,13 @@ fn aggregate(e: &Expr, columns: &dyn Columns) -> Found<(Agg, Option<String>)> {
                 (Kind::SeasonalDelta, _) => {
                     return no(format!("{e} (seasonal_delta reaches before the window)"));
                 }
+                // The span, in nanoseconds (exact in an f64 up to 104 days).
+                (Kind::AnomalyScore, Some(Expr::Literal(v, _))) => Some(
+                    interval_literal_ns(v)
+                        .filter(|ns| *ns > 0)
+                        .ok_or_else(|| NotStreamable(format!("{e} (span not an interval)")))?
+                        as f64,
+                ),
                 (_, None) => None,
                 (_, Some(_)) => return no(format!("{e}")),
             };
