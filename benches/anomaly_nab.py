@@ -29,9 +29,17 @@ never fires. One threshold per detector for the whole corpus: the one
 that scores best (as NAB's optimizer picks it).
 
     python3 benches/anomaly_nab.py --bin target/release/fleetlake [--write-corpus DIR]
+
+`--nab DIR` scores a corpus in NAB's own layout instead (`DIR/data/<category>/<name>.csv`
+with `timestamp,value` rows, `DIR/labels/combined_windows.json`): NAB's
+real-world streams, if you have a copy, with their labeled windows as given.
+Streams listed in the labels but missing under `data/` are skipped.
 """
 
 import argparse
+import bisect
+import csv
+import datetime
 import json
 import math
 import os
@@ -159,7 +167,36 @@ def corpus(seed, streams_per_kind=4, n=4000):
 # ---------------------------------------------------------------- scoring
 
 
+def nab_corpus(root, categories=None):
+    """NAB's layout: the streams of `root/labels/combined_windows.json`
+    found under `root/data/` (optionally only those whose category is in
+    `categories`), with their windows as row index ranges."""
+    def seconds(text):
+        return int(datetime.datetime.fromisoformat(text).replace(
+            tzinfo=datetime.timezone.utc).timestamp())
+    with open(os.path.join(root, "labels", "combined_windows.json")) as f:
+        labels = json.load(f)
+    out = []
+    for rel, wins in sorted(labels.items()):
+        path = os.path.join(root, "data", rel)
+        if not os.path.exists(path) or (categories and rel.split("/")[0] not in categories):
+            continue
+        times, values = [], []
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                times.append(seconds(row["timestamp"]))
+                values.append(float(row["value"]))
+        windows = [(bisect.bisect_left(times, seconds(lo)), bisect.bisect_right(times, seconds(hi)) - 1)
+                   for lo, hi in wins]
+        out.append({"name": rel.removesuffix(".csv").replace("/", "."), "values": values,
+                    "present": [True] * len(values), "labels": windows, "windows": windows,
+                    "times": times})
+    return out
+
+
 def windows_of(stream):
+    if "windows" in stream:
+        return stream["windows"]
     n = len(stream["values"])
     labels = stream["labels"]
     width = int(0.1 * n / max(1, len(labels)))
@@ -247,8 +284,18 @@ def main():
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--length", type=int, default=4000, help="points per stream")
     ap.add_argument("--write-corpus", help="also write the corpus (CSV + labels JSON) here")
+    ap.add_argument("--nab", help="score NAB's layout under this directory instead of the generated corpus")
+    ap.add_argument("--categories", help="with --nab: only these categories (comma-separated, e.g. realKnownCause)")
     a = ap.parse_args()
-    streams = corpus(a.seed, n=a.length)
+    if a.nab:
+        streams = nab_corpus(a.nab, a.categories and a.categories.split(","))
+        if not streams:
+            raise SystemExit(f"no NAB streams under {a.nab}")
+    else:
+        streams = corpus(a.seed, n=a.length)
+    for s in streams:
+        s.setdefault("times", [T0 + i * STEP_S for i in range(len(s["values"]))])
+        s["index"] = {t: i for i, t in enumerate(s["times"])}
     if a.write_corpus:
         os.makedirs(a.write_corpus, exist_ok=True)
         for s in streams:
@@ -262,8 +309,8 @@ def main():
 
     with running(a.bin) as url:
         for s in streams:
-            lines = [f"nab,stream={s['name']} v={v} {(T0 + i * STEP_S) * 10**9}"
-                     for i, (v, p) in enumerate(zip(s["values"], s["present"])) if p]
+            lines = [f"nab,stream={s['name']} v={v} {t * 10**9}"
+                     for t, v, p in zip(s["times"], s["values"], s["present"]) if p]
             post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
         print(f"{len(streams)} streams, {sum(len(s['labels']) for s in streams)} labeled anomalies, "
               f"{sum(sum(s['present']) for s in streams)} points")
@@ -276,8 +323,9 @@ def main():
                                    "application/json"))
             took = time.perf_counter() - t
             scores = {}
+            index = {s["name"]: s["index"] for s in streams}
             for r in rows:
-                i = (r["t"] // 10**9 - T0) // STEP_S
+                i = index[r["stream"]][r["t"] // 10**9]
                 v = r["s"]
                 if isinstance(v, str):  # Infinity, -Infinity, NaN
                     v = {"Infinity": math.inf, "-Infinity": math.inf}.get(v)

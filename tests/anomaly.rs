@@ -224,6 +224,32 @@ async fn anomaly_score_per_row_and_per_series() {
     );
     // The last row scores as the per-series form does.
     assert_eq!(scores[599], Some(b));
+
+    // The sustained form: c's last five minutes sit 8 above its normal,
+    // b has one spike at the very end, a is ordinary. Only c's span is
+    // anomalous as a whole.
+    let mut lines = Vec::new();
+    for i in 0..600u64 {
+        let t = T0 + i as i64 * 60 * S;
+        let c = 50.0 + noise(i + 13) + if i >= 595 { 8.0 } else { 0.0 };
+        lines.push(format!("d,host=c v={c} {t}"));
+    }
+    server.write_ok("t", &lines.join("\n")).await;
+    let rows = server
+        .sql(
+            "t",
+            "SELECT host, anomaly_score(v, time, INTERVAL '5 minutes') AS s FROM d \
+             GROUP BY host ORDER BY host",
+        )
+        .await;
+    let span: Vec<f64> = rows
+        .iter()
+        .map(|r| f64_of(r, "s").expect("scored"))
+        .collect();
+    assert_eq!(span.len(), 3, "{rows:?}");
+    assert!(span[0] < 0.5, "a: {span:?}");
+    assert!(span[1] < 0.5, "b's lone spike: {span:?}");
+    assert!(span[2] >= 0.5, "c's shift: {span:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +279,19 @@ async fn bad_arguments_are_user_errors() {
         ("SELECT staleness(v, time) FROM s", "two timestamps"),
         (
             "SELECT anomaly_score(v, time, 3) FROM s",
-            "anomaly_score takes 2 arguments, got 3: use anomaly_score(value, time)",
+            "anomaly_score: bad third argument of type Int64: use anomaly_score(value, time), or anomaly_score(value, time, INTERVAL '1 minute')",
+        ),
+        (
+            "SELECT anomaly_score(v) FROM s",
+            "anomaly_score takes 2 or 3 arguments, got 1",
+        ),
+        (
+            "SELECT anomaly_score(v, time, INTERVAL '0 seconds') FROM s",
+            "anomaly_score: the interval must be positive",
+        ),
+        (
+            "SELECT anomaly_score(v, time, INTERVAL '1 month') FROM s",
+            "months have no fixed length",
         ),
         ("SELECT anomaly_score(host, time) FROM s", "must be numeric"),
     ] {
@@ -305,8 +343,9 @@ fn target(rule: &str) -> FaultKind {
     match rule {
         "smart_sectors_rising" | "disk_stuck" => FaultKind::FailingDisk,
         "ecc_storm" | "host_down" => FaultKind::BadDimm,
-        "thermal_throttling" => FaultKind::ThermalThrottling,
+        "thermal_throttling" | "cpu_temp_anomaly" => FaultKind::ThermalThrottling,
         "nic_flapping" => FaultKind::FlappingNic,
+        "disk_latency_anomaly" => FaultKind::FailingDisk,
         other => panic!("rule {other} has no target fault in this test"),
     }
 }

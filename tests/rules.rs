@@ -961,6 +961,7 @@ async fn example_pack_validates() {
         .status()
         .expect("fleetlake gen");
     assert!(status.success());
+    let mut detectors = 0;
     let mut n = 0;
     for e in std::fs::read_dir(&dir).expect("rules/examples") {
         let path = e.unwrap().path();
@@ -980,10 +981,30 @@ async fn example_pack_validates() {
             .await;
             assert_eq!(s, 200, "{}: {v}", path.display());
             assert_eq!(v["warnings"], json!([]), "{}: {v}", path.display());
+            // The detector rules are answered from streaming state.
+            if r.sql.contains("anomaly_score") {
+                let (s, v) = call(
+                    &server,
+                    "POST",
+                    "/api/v1/rules",
+                    Some(serde_json::to_value(&r).unwrap()),
+                )
+                .await;
+                assert_eq!(s, 201, "{}: {v}", path.display());
+                let (_, v) = call(&server, "GET", &format!("/api/v1/rules/{}", r.name), None).await;
+                let e = &v["evaluation"];
+                assert_eq!(e["mode"], "streaming", "{}: {v}", r.name);
+                assert_eq!(e["aggregate"], "anomaly_score", "{}: {v}", r.name);
+                detectors += 1;
+            }
             n += 1;
         }
     }
     assert!(n >= 5, "{n} example rules");
+    assert!(
+        detectors >= 2,
+        "{detectors} example rules use anomaly_score"
+    );
 }
 
 /// One default database for every API: writes, SQL and rules that name

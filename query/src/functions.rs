@@ -26,6 +26,7 @@
 //! | `rate(counter, time)` | `increase` per second between the first and last point |
 //! | `staleness(time, now())` | seconds since the latest point (absence) |
 //! | `anomaly_score(value, time)` | in [0, 1]: how unusual the last point is for this series, learned online ([`detector`]); ≥ 0.5 is anomalous |
+//! | `anomaly_score(value, time, INTERVAL '1 minute')` | how anomalous the last span is as a whole ([`detector::span_score`]) |
 //!
 //! # Semantics shared by all
 //!

@@ -6,7 +6,10 @@
 //! --faults K --truth …` into it, flush, then backtest every rule — its SQL
 //! run at each step of the range with `now()` replaced by the step's time —
 //! applying the rule's `for` (an instance fires once it has been returned
-//! at every step for that long). The same again with `--faults 0`.
+//! at every step for that long) and `keep_firing_for` (an instance returned
+//! again within that long of its last return is the same alert). The same
+//! again with `--faults 0`: its alerts are false ones, reported per 1,000
+//! host-hours.
 //!
 //! ```sh
 //! cargo build --bin fleetlake && cargo run -p fleetlake-benches --bin anomaly_eval -- \
@@ -64,6 +67,8 @@ struct Rule {
     sql: String,
     #[serde(rename = "for", default)]
     for_: Option<String>,
+    #[serde(default)]
+    keep_firing_for: Option<String>,
 }
 
 fn duration_ns(s: &str) -> Result<i64> {
@@ -99,8 +104,9 @@ fn target(rule: &str) -> Option<&'static str> {
     Some(match rule {
         "smart_sectors_rising" | "disk_stuck" => "failing_disk",
         "ecc_storm" | "host_down" => "bad_dimm",
-        "thermal_throttling" => "thermal_throttling",
+        "thermal_throttling" | "cpu_temp_anomaly" => "thermal_throttling",
         "nic_flapping" => "flapping_nic",
+        "disk_latency_anomaly" => "failing_disk",
         _ => return None,
     })
 }
@@ -110,7 +116,7 @@ fn target(rule: &str) -> Option<&'static str> {
 /// host dies at the window's end.
 fn onset(rule: &str, start: i64, end: i64) -> i64 {
     match rule {
-        "disk_stuck" => start + (end - start) / 5,
+        "disk_stuck" | "disk_latency_anomaly" => start + (end - start) / 5,
         "host_down" => end,
         _ => start,
     }
@@ -134,7 +140,7 @@ async fn sql(client: &reqwest::Client, url: &str, q: &str) -> Result<Vec<Value>>
     Ok(serde_json::from_str(&text)?)
 }
 
-/// One firing: rule, host, first firing time.
+/// One alert: rule, host, the time it started firing.
 #[derive(Debug, Clone)]
 struct Firing {
     rule: String,
@@ -159,9 +165,8 @@ struct Run {
     seed: u64,
     faults: Vec<Fault>,
     firings: Vec<Firing>,
-    /// Rule evaluations and the seconds they took.
-    evals: usize,
-    eval_secs: f64,
+    /// Per rule: evaluations and the seconds they took.
+    evals: BTreeMap<String, (usize, f64)>,
 }
 
 async fn run_one(args: &Args, rules: &[Rule], seed: u64, faults: u32) -> Result<Run> {
@@ -205,24 +210,25 @@ async fn run_one(args: &Args, rules: &[Rule], seed: u64, faults: u32) -> Result<
         .expect("in range");
     let end = start + (args.hours * 3600.0) as i64 * S;
     let mut firings = Vec::new();
-    let (mut evals, mut eval_secs) = (0, 0.0);
+    let mut evals = BTreeMap::new();
     for rule in rules {
-        let for_ns = rule
-            .for_
-            .as_deref()
-            .map(duration_ns)
-            .transpose()?
-            .unwrap_or(0);
+        let ns = |d: &Option<String>| -> Result<i64> {
+            Ok(d.as_deref().map(duration_ns).transpose()?.unwrap_or(0))
+        };
+        let for_ns = ns(&rule.for_)?;
+        let keep_ns = ns(&rule.keep_firing_for)?;
         // Host → since when it has been returned at every step.
         let mut pending: HashMap<String, i64> = HashMap::new();
-        let mut fired: BTreeMap<String, i64> = BTreeMap::new();
+        // Host → the last step at which it was firing.
+        let mut firing: HashMap<String, i64> = HashMap::new();
+        let (evals, eval_secs) = evals.entry(rule.name.clone()).or_insert((0, 0.0));
         let mut t = start + args.step * S;
         while t <= end {
             let q = rule.sql.replace("now()", &ts_literal(t));
             let e = Instant::now();
             let rows = sql(&client, &server.url, &q).await?;
-            eval_secs += e.elapsed().as_secs_f64();
-            evals += 1;
+            *eval_secs += e.elapsed().as_secs_f64();
+            *evals += 1;
             let mut now_present: HashMap<String, i64> = HashMap::new();
             for r in rows {
                 let host = r["hostname"]
@@ -231,18 +237,20 @@ async fn run_one(args: &Args, rules: &[Rule], seed: u64, faults: u32) -> Result<
                     .to_string();
                 let since = pending.get(&host).copied().unwrap_or(t);
                 if t - since >= for_ns {
-                    fired.entry(host.clone()).or_insert(t);
+                    let last = firing.insert(host.clone(), t);
+                    if last.is_none_or(|l| t - l > keep_ns) {
+                        firings.push(Firing {
+                            rule: rule.name.clone(),
+                            host: host.clone(),
+                            at: t,
+                        });
+                    }
                 }
                 now_present.insert(host, since);
             }
             pending = now_present;
             t += args.step * S;
         }
-        firings.extend(fired.into_iter().map(|(host, at)| Firing {
-            rule: rule.name.clone(),
-            host,
-            at,
-        }));
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&tmp);
@@ -251,7 +259,6 @@ async fn run_one(args: &Args, rules: &[Rule], seed: u64, faults: u32) -> Result<
         faults: truth.faults,
         firings,
         evals,
-        eval_secs,
     })
 }
 
@@ -396,9 +403,10 @@ async fn main() -> Result<()> {
         args.hosts, args.hours, args.faults, args.seeds, args.step
     );
     println!(
-        "| rule | target fault | precision | recall | delay from fault start, median / max (min) | from signature onset | healthy-fleet alerts |"
+        "| rule | target fault | precision | recall | delay from fault start, median / max (min) | from signature onset | healthy-fleet alerts (per 1,000 host-hours) | mean evaluation (ms) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
+    let host_hours = args.hosts as f64 * args.hours * healthy.len() as f64;
     for rule in &rules {
         let sc = &by_rule[&rule.name];
         let healthy_fp: usize = healthy
@@ -406,7 +414,7 @@ async fn main() -> Result<()> {
             .map(|r| r.firings.iter().filter(|f| f.rule == rule.name).count())
             .sum();
         println!(
-            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
             rule.name,
             target(&rule.name).unwrap_or("-"),
             pct(sc.tp, sc.tp + sc.fp),
@@ -416,7 +424,17 @@ async fn main() -> Result<()> {
             if args.no_healthy {
                 "not run".to_string()
             } else {
-                healthy_fp.to_string()
+                format!(
+                    "{healthy_fp} ({:.2})",
+                    1000.0 * healthy_fp as f64 / host_hours
+                )
+            },
+            {
+                let (n, secs) = faulty.iter().chain(&healthy).fold((0, 0.0), |(n, s), r| {
+                    let (rn, rs) = r.evals.get(&rule.name).copied().unwrap_or_default();
+                    (n + rn, s + rs)
+                });
+                format!("{:.1}", 1e3 * secs / n.max(1) as f64)
             }
         );
     }
@@ -452,7 +470,8 @@ async fn main() -> Result<()> {
     let (evals, secs): (usize, f64) = faulty
         .iter()
         .chain(&healthy)
-        .fold((0, 0.0), |(n, s), r| (n + r.evals, s + r.eval_secs));
+        .flat_map(|r| r.evals.values())
+        .fold((0, 0.0), |(n, s), (rn, rs)| (n + rn, s + rs));
     println!(
         "\n{evals} rule evaluations, mean {:.1} ms each (this binary's build, with the other work on the machine)",
         1e3 * secs / evals.max(1) as f64

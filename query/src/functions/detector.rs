@@ -23,8 +23,9 @@
 //! for it; a calm one that they are not. The point's probability is
 //! `min(1, 3 × min(p₁, p₂, p₃))` (Bonferroni over the three) and its score
 //! `min(1, −log₁₀(p) ÷ 4)`: 0.5 is a tail probability of 1%, 0.75 of
-//! 0.1‰ — and a statistic beyond everything in its history scores about
-//! 0.78 after 2,000 points.
+//! 0.1‰. A statistic beyond everything in its history scores about 0.78
+//! after 2,000 points, and more the further beyond it is: past the
+//! highest value seen, each quarter octave halves the probability.
 //!
 //! Scales are floored at half the series' decimal step (as in
 //! [`super::score::Baseline`]) so quantized and flat series give finite,
@@ -95,6 +96,8 @@ impl Ewm {
 struct Tail {
     bins: [f64; BINS],
     total: f64,
+    /// The highest bin any value reached.
+    top: usize,
     /// The weight of the next value: it grows by 1/(1 − decay) per value,
     /// which decays every earlier one without touching the bins.
     weight: f64,
@@ -105,6 +108,7 @@ impl Default for Tail {
         Self {
             bins: [0.0; BINS],
             total: 0.0,
+            top: 0,
             weight: 1.0,
         }
     }
@@ -135,14 +139,25 @@ fn bin(x: f64) -> usize {
 
 impl Tail {
     /// The probability of a value at least as large as `x` (by bin), with
-    /// half a value of prior: never 0.
+    /// half a value of prior: never 0. Beyond the highest bin reached, the
+    /// tail is extrapolated: each further quarter octave halves it (about
+    /// an exponential tail's rate at the largest of a few thousand values),
+    /// so a value far beyond everything in the history is told from one
+    /// just beyond it.
     fn p(&self, x: f64) -> f64 {
-        let at_least: f64 = self.bins[bin(x)..].iter().sum();
-        (at_least + 0.5 * self.weight) / (self.total + self.weight)
+        let b = bin(x);
+        let at_least: f64 = self.bins[b..].iter().sum();
+        let p = (at_least + 0.5 * self.weight) / (self.total + self.weight);
+        match b.checked_sub(self.top + 1) {
+            Some(beyond) if self.total > 0.0 => p * 0.5f64.powi(beyond as i32),
+            _ => p,
+        }
     }
 
     fn add(&mut self, x: f64) {
-        self.bins[bin(x)] += self.weight;
+        let b = bin(x);
+        self.top = self.top.max(b);
+        self.bins[b] += self.weight;
         self.total += self.weight;
         self.weight /= 1.0 - DECAY;
         if self.weight > 1e200 {
@@ -279,7 +294,8 @@ impl Detector {
 /// The score of the smallest of three tail probabilities (Bonferroni).
 fn score_of(p: f64) -> f64 {
     let p = (3.0 * p).min(1.0);
-    (-p.log10() / DECADES).clamp(0.0, 1.0)
+    // + 0.0: −log₁₀ 1 is −0, which prints as "-0".
+    (-p.log10() / DECADES).clamp(0.0, 1.0) + 0.0
 }
 
 /// The last point's score after learning every point before it (sorted
@@ -297,12 +313,15 @@ pub fn anomaly_score(points: &[Point]) -> Option<f64> {
 /// the last `span_ns` of the series is as a whole. The detector learns
 /// every point up to the span (the points at or before the latest time
 /// minus `span_ns`), then probes each point of the span against that state
-/// without learning it ([`Detector::probe`]); the span scores as its least
-/// anomalous point. A lone outlier thus does not make the span anomalous;
-/// a level, a variance or a pattern that stays away from normal for the
-/// whole span does — what a rule evaluated every minute over a 10-s
-/// series needs, where the per-point form would see one point in six and
-/// its rest period would hide a fault that persists.
+/// without learning it ([`Detector::probe`]); the span scores what at
+/// least half its points score (the ⌈n/2⌉-th highest). A lone outlier thus
+/// does not make a span of three or more points anomalous; a level, a
+/// variance or a pattern that stays away from normal for most of the span
+/// does — what a rule evaluated every minute over a 10-s series needs,
+/// where the per-point form would see one point in six and its rest period
+/// would hide a fault that persists. Half, not all: a minute that holds
+/// the last normal point before a fault is anomalous already (the next
+/// evaluation would have learned the fault's first points).
 ///
 /// `None` when fewer than [`LEARN`] points come before the span or the
 /// span holds none. `points`: sorted by time, finite values.
@@ -313,12 +332,13 @@ pub fn span_score(points: &[Point], span_ns: i64) -> Option<f64> {
     for p in &points[..from] {
         d.push(p.1);
     }
-    let mut lowest: Option<f64> = None;
-    for p in &points[from..] {
-        let s = d.probe(p.1)?;
-        lowest = Some(lowest.map_or(s, |l| l.min(s)));
-    }
-    lowest
+    let mut scores = points[from..]
+        .iter()
+        .map(|p| d.probe(p.1))
+        .collect::<Option<Vec<f64>>>()?;
+    let half = scores.len().div_ceil(2);
+    scores.sort_by(|a, b| b.total_cmp(a));
+    scores.get(half.checked_sub(1)?).copied()
 }
 
 #[cfg(test)]
@@ -410,6 +430,23 @@ mod tests {
         assert!(s >= THRESHOLD);
         assert_eq!(anomaly_score(&points[..LEARN]), None);
         assert_eq!(anomaly_score(&[]), None);
+    }
+
+    /// Past the highest value of its history, a statistic's probability
+    /// keeps falling: far beyond scores higher than just beyond.
+    #[test]
+    fn far_beyond_the_history_scores_higher() {
+        let last = |x: f64| {
+            let mut d = Detector::default();
+            for i in 0..1_000 {
+                d.push(50.0 + noise(i));
+            }
+            d.push(x).unwrap()
+        };
+        let (near, mid, far) = (last(53.0), last(60.0), last(90.0));
+        assert!(near < mid && mid < far, "{near} {mid} {far}");
+        assert!(far >= 0.99, "{far}");
+        assert!(near >= THRESHOLD, "{near}");
     }
 
     /// The sustained form: a lone outlier in the span does not make it

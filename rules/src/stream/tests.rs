@@ -89,6 +89,7 @@ fn rule(rng: &mut Rng) -> String {
         "robust_zscore(v, time)",
         "ewma_deviation(v, time, 0.3)",
         "anomaly_score(v, time)",
+        "anomaly_score(v, time, INTERVAL '30 seconds')",
         "increase(c, time)",
         "rate(c, time)",
         "staleness(time, now())",
