@@ -181,11 +181,14 @@ def nab_corpus(root, categories=None):
         path = os.path.join(root, "data", rel)
         if not os.path.exists(path) or (categories and rel.split("/")[0] not in categories):
             continue
-        times, values = [], []
-        with open(path) as f:
+        # By time, one row per timestamp (the last, as the server keeps
+        # it): a few NAB files repeat an hour (daylight saving) or a row.
+        by_time = {}
+        with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                times.append(seconds(row["timestamp"]))
-                values.append(float(row["value"]))
+                by_time[seconds(row["timestamp"])] = float(row["value"])
+        times = sorted(by_time)
+        values = [by_time[t] for t in times]
         windows = [(bisect.bisect_left(times, seconds(lo)), bisect.bisect_right(times, seconds(hi)) - 1)
                    for lo, hi in wins]
         out.append({"name": rel.removesuffix(".csv").replace("/", "."), "values": values,

@@ -311,10 +311,14 @@ pub fn anomaly_score(points: &[Point]) -> Option<f64> {
 
 /// The sustained form, `anomaly_score(value, time, span)`: how anomalous
 /// the last `span_ns` of the series is as a whole. The detector learns
-/// every point up to the span (the points at or before the latest time
-/// minus `span_ns`), then probes each point of the span against that state
-/// without learning it ([`Detector::probe`]); the span scores what at
-/// least half its points score (the ⌈n/2⌉-th highest). A lone outlier thus
+/// every point up to one span before the span (the points at or before
+/// the latest time minus twice `span_ns`), then probes each later point
+/// against that state without learning it ([`Detector::probe`]); the span
+/// scores what at least half its points score (the ⌈n/2⌉-th highest).
+/// The span before the span is a guard: the first evaluation that finds
+/// half the span anomalous has learned none of it (as long as evaluations
+/// come at least every 1.5 spans), where learning even two points of a
+/// jump would make the rest of it look ordinary. A lone outlier thus
 /// does not make a span of three or more points anomalous; a level, a
 /// variance or a pattern that stays away from normal for most of the span
 /// does — what a rule evaluated every minute over a 10-s series needs,
@@ -323,19 +327,23 @@ pub fn anomaly_score(points: &[Point]) -> Option<f64> {
 /// the last normal point before a fault is anomalous already (the next
 /// evaluation would have learned the fault's first points).
 ///
-/// `None` when fewer than [`LEARN`] points come before the span or the
-/// span holds none. `points`: sorted by time, finite values.
+/// `None` when fewer than [`LEARN`] points come before the guard.
+/// `points`: sorted by time, finite values.
 pub fn span_score(points: &[Point], span_ns: i64) -> Option<f64> {
     let latest = points.last()?.0;
-    let from = points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns));
+    let learned = points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns.saturating_mul(2)));
+    let span = points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns));
     let mut d = Detector::default();
-    for p in &points[..from] {
+    for p in &points[..learned] {
         d.push(p.1);
     }
-    let mut scores = points[from..]
-        .iter()
-        .map(|p| d.probe(p.1))
-        .collect::<Option<Vec<f64>>>()?;
+    let mut scores = Vec::with_capacity(points.len() - span);
+    for (i, p) in points.iter().enumerate().skip(learned) {
+        let s = d.probe(p.1)?;
+        if i >= span {
+            scores.push(s);
+        }
+    }
     let half = scores.len().div_ceil(2);
     scores.sort_by(|a, b| b.total_cmp(a));
     scores.get(half.checked_sub(1)?).copied()
@@ -486,10 +494,17 @@ mod tests {
             .filter(|&end| span_score(&calm[..end], SPAN).unwrap() >= THRESHOLD)
             .count();
         assert!(over <= 1, "{over} anomalous spans of noise");
-        // Learning: LEARN points before the span are needed.
-        let few = &calm[..LEARN + SPAN as usize];
+        // Learning: LEARN points before the span and its guard (one more
+        // span) are needed.
+        let few = &calm[..LEARN + 2 * SPAN as usize];
         assert_eq!(span_score(few, SPAN), None);
-        assert!(span_score(&calm[..LEARN + 1 + SPAN as usize], SPAN).is_some());
+        assert!(span_score(&calm[..LEARN + 1 + 2 * SPAN as usize], SPAN).is_some());
+        // A jump learned for two points before the span would hide the
+        // rest of it; the guard keeps it out: the evaluation a minute
+        // after the jump still sees it whole.
+        let jumped = series(592, None);
+        let s = span_score(&jumped, SPAN).unwrap();
+        assert!(s >= 0.9, "{s}");
         assert_eq!(span_score(&calm[..10], 1_000), None);
         assert_eq!(span_score(&[], SPAN), None);
     }
