@@ -306,8 +306,8 @@ pub fn anomaly_score(points: &[Point]) -> Option<f64> {
 /// The sustained form, `anomaly_score(value, time, span)`: how anomalous
 /// the last `span_ns` of the series is as a whole. The detector learns
 /// every point up to one span before the span (the points at or before
-/// the latest time minus twice `span_ns`), then probes each later point
-/// against that state without learning it ([`Detector::probe`]); the span
+/// the latest time minus twice `span_ns`), then probes each point of the
+/// span against that state without learning it ([`Detector::probe`]); the span
 /// scores what at least half its points score (the ⌈n/2⌉-th highest).
 /// The span before the span is a guard: the first evaluation that finds
 /// half the span anomalous has learned none of it (as long as evaluations
@@ -317,9 +317,8 @@ pub fn anomaly_score(points: &[Point]) -> Option<f64> {
 /// variance or a pattern that stays away from normal for most of the span
 /// does — what a rule evaluated every minute over a 10-s series needs,
 /// where the per-point form would see one point in six and its rest period
-/// would hide a fault that persists. Half, not all: a minute that holds
-/// the last normal point before a fault is anomalous already (the next
-/// evaluation would have learned the fault's first points).
+/// would hide a fault that persists. Half, not all: the evaluation whose
+/// span holds the start of a fault fires already.
 ///
 /// `None` when fewer than [`LEARN`] points come before the guard.
 /// `points`: sorted by time, finite values.
