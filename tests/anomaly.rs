@@ -287,7 +287,7 @@ async fn bad_arguments_are_user_errors() {
         ),
         (
             "SELECT anomaly_score(v, time, INTERVAL '0 seconds') FROM s",
-            "anomaly_score: the interval must be positive",
+            "anomaly_score: the span must be positive",
         ),
         (
             "SELECT anomaly_score(v, time, INTERVAL '1 month') FROM s",

@@ -293,6 +293,11 @@ pub fn interval_literal_ns(v: &ScalarValue) -> Option<i64> {
 /// `anomaly_score`'s span), in nanoseconds.
 fn interval_ns(kind: Kind, v: &ScalarValue) -> Result<i64> {
     let name = kind.name();
+    let what = if kind == Kind::SeasonalDelta {
+        "period"
+    } else {
+        "span"
+    };
     let ns = match (interval_literal_ns(v), v) {
         (Some(ns), _) => ns,
         (
@@ -300,7 +305,7 @@ fn interval_ns(kind: Kind, v: &ScalarValue) -> Result<i64> {
             ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)),
         ) => {
             return plan_err!(
-                "{name}: months have no fixed length; give the interval in days or smaller units, e.g. INTERVAL '7 days': use {}",
+                "{name}: months have no fixed length; give the {what} in days or smaller units, e.g. INTERVAL '7 days': use {}",
                 kind.usage()
             );
         }
@@ -313,7 +318,7 @@ fn interval_ns(kind: Kind, v: &ScalarValue) -> Result<i64> {
     };
     if ns <= 0 {
         return plan_err!(
-            "{name}: the interval must be positive, got {v}: use {}",
+            "{name}: the {what} must be positive, got {v}: use {}",
             kind.usage()
         );
     }
