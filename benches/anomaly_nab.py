@@ -46,7 +46,7 @@ import os
 import random
 import time
 
-from fleetlake_server import post, running
+from fleetlake_server import running, sql, write_lines
 
 STEP_S = 300  # one point every 5 minutes
 T0 = 1_700_000_000
@@ -311,22 +311,18 @@ def main():
             json.dump({s["name"]: [T0 + i * STEP_S for i in s["labels"]] for s in streams}, f, indent=1)
 
     with running(a.bin) as url:
-        for s in streams:
-            lines = [f"nab,stream={s['name']} v={v} {t * 10**9}"
-                     for t, v, p in zip(s["times"], s["values"], s["present"]) if p]
-            post(f"{url}/api/v3/write_lp?db=fleet", "\n".join(lines).encode(), "text/plain")
+        write_lines(url, (f"nab,stream={s['name']} v={v} {t * 10**9}"
+                          for s in streams
+                          for t, v, p in zip(s["times"], s["values"], s["present"]) if p))
         print(f"{len(streams)} streams, {sum(len(s['labels']) for s in streams)} labeled anomalies, "
               f"{sum(sum(s['present']) for s in streams)} points")
+        index = {s["name"]: s["index"] for s in streams}
         for name, expr in DETECTORS.items():
-            sql = (f"SELECT stream, CAST(time AS BIGINT) AS t, {expr} AS s FROM nab "
-                   "ORDER BY stream, time")
             t = time.perf_counter()
-            rows = json.loads(post(f"{url}/api/v1/sql",
-                                   json.dumps({"sql": sql, "db": "fleet"}).encode(),
-                                   "application/json"))
+            rows = sql(url, f"SELECT stream, CAST(time AS BIGINT) AS t, {expr} AS s FROM nab "
+                            "ORDER BY stream, time")
             took = time.perf_counter() - t
             scores = {}
-            index = {s["name"]: s["index"] for s in streams}
             for r in rows:
                 i = index[r["stream"]][r["t"] // 10**9]
                 v = r["s"]

@@ -17,12 +17,11 @@ included, so the detector's own rate is higher.
 """
 
 import argparse
-import json
 import math
 import random
 import time
 
-from fleetlake_server import cpu_seconds, post, running, write_lines
+from fleetlake_server import cpu_seconds, post, running, sql, write_lines
 
 
 def main():
@@ -58,13 +57,12 @@ def main():
             "anomaly_score": "anomaly_score(v, time)",
         }
         for name, f in funcs.items():
-            sql = f"SELECT s, {f} AS x FROM t GROUP BY s"
+            query = f"SELECT s, {f} AS x FROM t GROUP BY s"
             best = None
             for _ in range(a.repeat):
                 c = cpu_seconds(url)
                 t = time.perf_counter()
-                out = json.loads(post(f"{url}/api/v1/sql", json.dumps({"sql": sql, "db": "fleet"}).encode(),
-                                      "application/json"))
+                out = sql(url, query)
                 wall = time.perf_counter() - t
                 cpu = cpu_seconds(url) - c
                 assert len(out) == a.series, out[:3]

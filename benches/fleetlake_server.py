@@ -2,6 +2,7 @@
 benches, and talking to it over HTTP."""
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +34,12 @@ def post(url, body, ctype):
         return r.read()
 
 
+def sql(url, query, db="fleet"):
+    """The rows of `query` on `db`, as JSON objects."""
+    body = json.dumps({"sql": query, "db": db}).encode()
+    return json.loads(post(f"{url}/api/v1/sql", body, "application/json"))
+
+
 def write_lines(url, lines, db="fleet", chunk=100_000):
     """Writes line-protocol `lines` (any iterable of str) to `db`, `chunk`
     lines per request."""
@@ -40,10 +47,14 @@ def write_lines(url, lines, db="fleet", chunk=100_000):
     for line in lines:
         batch.append(line)
         if len(batch) == chunk:
-            post(f"{url}/api/v3/write_lp?db={db}", "\n".join(batch).encode(), "text/plain")
+            _write(url, batch, db)
             batch = []
     if batch:
-        post(f"{url}/api/v3/write_lp?db={db}", "\n".join(batch).encode(), "text/plain")
+        _write(url, batch, db)
+
+
+def _write(url, lines, db):
+    post(f"{url}/api/v3/write_lp?db={db}", "\n".join(lines).encode(), "text/plain")
 
 
 @contextlib.contextmanager

@@ -16,12 +16,11 @@ to avg.
 """
 
 import argparse
-import json
 import math
 import random
 import time
 
-from fleetlake_server import post, running, write_lines
+from fleetlake_server import running, sql, write_lines
 
 
 def main():
@@ -54,14 +53,14 @@ def main():
         }
         best = {}
         for name, f in funcs.items():
-            sql = f"SELECT max(s) AS m FROM (SELECT {f} OVER (ORDER BY time {frame}) AS s FROM w)"
+            query = f"SELECT max(s) AS m FROM (SELECT {f} OVER (ORDER BY time {frame}) AS s FROM w)"
             times = []
             for _ in range(a.repeat):
                 t = time.perf_counter()
-                out = post(f"{url}/api/v1/sql", json.dumps({"sql": sql, "db": "fleet"}).encode(), "application/json")
+                out = sql(url, query)
                 times.append(time.perf_counter() - t)
             best[name] = min(times)
-            print(f"{name:18} {best[name] * 1e6 / a.rows:8.2f} µs/row  max score {json.loads(out)[0]['m']}")
+            print(f"{name:18} {best[name] * 1e6 / a.rows:8.2f} µs/row  max score {out[0]['m']}")
         ref = best["avg (reference)"]
         print("ratio to avg: " + ", ".join(f"{n} {t / ref:.1f}x" for n, t in best.items() if n != "avg (reference)"))
 

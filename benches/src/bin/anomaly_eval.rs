@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use fleetlake_benches::server::Server;
-use fleetlake_time::rfc3339;
+use fleetlake_time::{duration_ns, parse_duration, rfc3339};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -69,17 +69,6 @@ struct Rule {
     for_: Option<String>,
     #[serde(default)]
     keep_firing_for: Option<String>,
-}
-
-fn duration_ns(s: &str) -> Result<i64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().with_context(|| format!("duration {s:?}"))?;
-    Ok(n * match unit {
-        "s" | "" => S,
-        "m" => 60 * S,
-        "h" => 3600 * S,
-        _ => bail!("duration {s:?}: unit must be s, m or h"),
-    })
 }
 
 fn load_pack(dir: &Path) -> Result<Vec<Rule>> {
@@ -213,7 +202,11 @@ async fn run_one(args: &Args, rules: &[Rule], seed: u64, faults: u32) -> Result<
     let mut evals = BTreeMap::new();
     for rule in rules {
         let ns = |d: &Option<String>| -> Result<i64> {
-            Ok(d.as_deref().map(duration_ns).transpose()?.unwrap_or(0))
+            d.as_deref().map_or(Ok(0), |d| {
+                parse_duration(d)
+                    .map(duration_ns)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", rule.name))
+            })
         };
         let for_ns = ns(&rule.for_)?;
         let keep_ns = ns(&rule.keep_firing_for)?;

@@ -205,6 +205,14 @@ impl Detector {
     /// What one series' detector holds, in bytes.
     pub const BYTES: usize = std::mem::size_of::<Detector>();
 
+    /// A detector that has learned `values` (finite, in time order), and
+    /// the last one's score.
+    pub fn learned(values: impl IntoIterator<Item = f64>) -> (Self, Option<f64>) {
+        let mut d = Self::default();
+        let last = values.into_iter().fold(None, |_, v| d.push(v));
+        (d, last)
+    }
+
     /// Learns `v` (finite) and scores it: `None` while learning (the
     /// first [`LEARN`] points), else in [0, 1].
     pub fn push(&mut self, v: f64) -> Option<f64> {
@@ -285,7 +293,9 @@ impl Detector {
     }
 }
 
-/// The score of the smallest of three tail probabilities (Bonferroni).
+/// The score of the smallest tail probability `p` of a point's statistics,
+/// Bonferroni over the three (the span form's probes rank two, and keep
+/// the factor: a little more conservative).
 fn score_of(p: f64) -> f64 {
     let p = (3.0 * p).min(1.0);
     // + 0.0: −log₁₀ 1 is −0, which prints as "-0".
@@ -295,12 +305,7 @@ fn score_of(p: f64) -> f64 {
 /// The last point's score after learning every point before it (sorted
 /// by time, finite values): the per-series (`GROUP BY`) form.
 pub fn anomaly_score(points: &[Point]) -> Option<f64> {
-    let mut d = Detector::default();
-    let mut last = None;
-    for p in points {
-        last = d.push(p.1);
-    }
-    last
+    Detector::learned(points.iter().map(|p| p.1)).1
 }
 
 /// The sustained form, `anomaly_score(value, time, span)`: how anomalous
@@ -327,10 +332,7 @@ pub fn span_score(points: &[Point], span_ns: i64) -> Option<f64> {
     let learned =
         points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns.saturating_mul(2)));
     let span = points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns));
-    let mut d = Detector::default();
-    for p in &points[..learned] {
-        d.push(p.1);
-    }
+    let (d, _) = Detector::learned(points[..learned].iter().map(|p| p.1));
     let mut scores = points[span..]
         .iter()
         .map(|p| d.probe(p.1))

@@ -499,11 +499,9 @@ impl SeriesAccumulator {
             // A growing frame: the detector learns each row once. (A
             // sliding one runs it over the frame: the caller does.)
             Kind::AnomalyScore if !self.retracted && matches!(self.param, Param::None) => {
-                let (_, last) = self.detector.get_or_insert_with(|| {
-                    let mut d = Detector::default();
-                    let last = finite(&self.points).fold(None, |_, v| d.push(v));
-                    (d, last)
-                });
+                let (_, last) = self
+                    .detector
+                    .get_or_insert_with(|| Detector::learned(finite(&self.points)));
                 Some(*last)
             }
             _ => None,
