@@ -1,0 +1,272 @@
+//! The critical path: the chain of things the job's wall time waited on.
+//!
+//! Walking back from the job's end: the stage that finished last (the failed
+//! stage of a failed job), within it the task whose last attempt finished
+//! last (the failed task of a failed stage), that task's attempts and retry
+//! gaps, the launch gap back to the stage's start, then the scheduling gap
+//! back to the parent stage that ended last, and so on to the job's start;
+//! before that, the queue wait from submit to start.
+//!
+//! # Invariants
+//! Segments are contiguous, chronological and non-empty, and their durations
+//! sum to the wall time (submit, or start when submit is unknown, to end).
+//! Where rows overlap or disagree the walk clamps rather than double counts,
+//! and time it cannot attribute is an [`SegmentKind::Other`] segment.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dag::{Dag, StageNode};
+use crate::model::{Attempt, Status};
+
+/// What a segment of the critical path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentKind {
+    /// Submit → start: waiting in the queue.
+    QueueWait,
+    /// Job start → a root stage's start, or a parent stage's end → a child
+    /// stage's start. Names the stage that waited.
+    SchedulingGap,
+    /// Stage start → the critical task's first attempt start.
+    TaskLaunch,
+    /// An attempt that failed (and was retried, or failed the task).
+    FailedAttempt,
+    /// A failed attempt's end → the retry's start. Names the failed attempt.
+    RetryGap,
+    /// The critical task's final, successful attempt.
+    Attempt,
+    /// The critical task's end → the stage's end.
+    StageTail,
+    /// The last stage's end → the job's end (commit, or still running).
+    JobTail,
+    /// Time the walk could not attribute.
+    Other,
+}
+
+/// One piece of the critical path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub kind: SegmentKind,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub duration_ns: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// The job's span as the path needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSpan {
+    pub submit_ns: Option<i64>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub failed: bool,
+}
+
+/// The critical path, chronological.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CriticalPath {
+    pub segments: Vec<Segment>,
+}
+
+impl CriticalPath {
+    /// Walks the path of `dag` over `span` (see the module doc).
+    pub fn compute(dag: &Dag<'_>, span: JobSpan) -> CriticalPath {
+        let mut walk = Walk {
+            segments: Vec::new(),
+            cursor: span.end_ns,
+            floor: span.start_ns,
+        };
+        let terminal = dag
+            .stages()
+            .filter(|s| !span.failed || s.status == Status::Failed)
+            .max_by_key(|s| (s.last_ns, s.stage_id))
+            .or_else(|| dag.stages().max_by_key(|s| (s.last_ns, s.stage_id)));
+        let mut current = terminal;
+        let mut first = true;
+        while let Some(stage) = current {
+            if first {
+                walk.push(SegmentKind::JobTail, stage.last_ns, Ids::default());
+                first = false;
+            }
+            walk.stage(dag, stage);
+            let parent = stage
+                .parents
+                .iter()
+                .filter_map(|p| dag.stage(*p))
+                .max_by_key(|p| (p.last_ns, p.stage_id));
+            let gap_to = parent.map_or(span.start_ns, |p| p.last_ns);
+            walk.push(
+                SegmentKind::SchedulingGap,
+                gap_to,
+                Ids::stage(stage.stage_id),
+            );
+            current = parent;
+            if walk.cursor <= walk.floor {
+                break;
+            }
+        }
+        walk.push(SegmentKind::Other, span.start_ns, Ids::default());
+        if let Some(submit) = span.submit_ns {
+            walk.floor = submit.min(span.start_ns);
+            walk.push(SegmentKind::QueueWait, submit, Ids::default());
+        }
+        walk.segments.reverse();
+        CriticalPath {
+            segments: walk.segments,
+        }
+    }
+
+    /// Sum of the segments: the wall time.
+    pub fn total_ns(&self) -> i64 {
+        self.segments.iter().map(|s| s.duration_ns).sum()
+    }
+
+    /// Time this attempt spent on the path (0 when off it).
+    pub fn attempt_ns(&self, a: &Attempt) -> i64 {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s.kind, SegmentKind::Attempt | SegmentKind::FailedAttempt))
+            .filter(|s| {
+                s.stage_id == Some(a.stage_id)
+                    && s.task_id == Some(a.task_id)
+                    && s.attempt == Some(a.attempt)
+            })
+            .map(|s| s.duration_ns)
+            .sum()
+    }
+
+    /// Time a failed attempt cost the path: itself plus the retry gap after it.
+    pub fn failure_ns(&self, a: &Attempt) -> i64 {
+        let gap: i64 = self
+            .segments
+            .iter()
+            .filter(|s| s.kind == SegmentKind::RetryGap)
+            .filter(|s| {
+                s.stage_id == Some(a.stage_id)
+                    && s.task_id == Some(a.task_id)
+                    && s.attempt == Some(a.attempt)
+            })
+            .map(|s| s.duration_ns)
+            .sum();
+        self.attempt_ns(a) + gap
+    }
+
+    /// Whether any attempt of this task is on the path.
+    pub fn has_task(&self, stage_id: u32, task_id: u32) -> bool {
+        self.segments
+            .iter()
+            .any(|s| s.stage_id == Some(stage_id) && s.task_id == Some(task_id))
+    }
+
+    /// Total time per segment kind, for notes and summaries.
+    pub fn by_kind(&self) -> HashMap<SegmentKind, i64> {
+        let mut m = HashMap::new();
+        for s in &self.segments {
+            *m.entry(s.kind).or_insert(0) += s.duration_ns;
+        }
+        m
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Ids {
+    stage_id: Option<u32>,
+    task_id: Option<u32>,
+    attempt: Option<u32>,
+    hostname: Option<String>,
+}
+
+impl Ids {
+    fn stage(stage_id: u32) -> Ids {
+        Ids {
+            stage_id: Some(stage_id),
+            ..Ids::default()
+        }
+    }
+
+    fn attempt(a: &Attempt) -> Ids {
+        Ids {
+            stage_id: Some(a.stage_id),
+            task_id: Some(a.task_id),
+            attempt: Some(a.attempt),
+            hostname: Some(a.hostname.clone()),
+        }
+    }
+}
+
+/// Builds the path backwards: every segment ends at `cursor` and moves it to
+/// the segment's (clamped) start, so the segments tile [floor, end].
+struct Walk {
+    segments: Vec<Segment>,
+    cursor: i64,
+    floor: i64,
+}
+
+impl Walk {
+    fn push(&mut self, kind: SegmentKind, start_ns: i64, ids: Ids) {
+        let start = start_ns.max(self.floor).min(self.cursor);
+        if start < self.cursor {
+            self.segments.push(Segment {
+                kind,
+                start_ns: start,
+                end_ns: self.cursor,
+                duration_ns: self.cursor - start,
+                stage_id: ids.stage_id,
+                task_id: ids.task_id,
+                attempt: ids.attempt,
+                hostname: ids.hostname,
+            });
+        }
+        self.cursor = start;
+    }
+
+    /// From the stage's end back to its start through its critical task.
+    fn stage(&mut self, dag: &Dag<'_>, stage: &StageNode) {
+        let finals = dag.final_attempts(stage);
+        let critical = finals
+            .iter()
+            .filter(|a| stage.status != Status::Failed || a.status == Status::Failed)
+            .max_by_key(|a| (a.end_ns, a.task_id))
+            .or_else(|| finals.iter().max_by_key(|a| (a.end_ns, a.task_id)));
+        let Some(last) = critical else {
+            self.push(
+                SegmentKind::Other,
+                stage.start_ns,
+                Ids::stage(stage.stage_id),
+            );
+            return;
+        };
+        self.push(
+            SegmentKind::StageTail,
+            last.end_ns,
+            Ids::stage(stage.stage_id),
+        );
+        let chain = dag.task_attempts(stage, last.task_id);
+        for (i, a) in chain.iter().enumerate().rev() {
+            let kind = if a.status == Status::Failed {
+                SegmentKind::FailedAttempt
+            } else {
+                SegmentKind::Attempt
+            };
+            self.push(kind, a.start_ns, Ids::attempt(a));
+            if i > 0 {
+                let prev = chain[i - 1];
+                self.push(SegmentKind::RetryGap, prev.end_ns, Ids::attempt(prev));
+            }
+        }
+        self.push(
+            SegmentKind::TaskLaunch,
+            stage.start_ns,
+            Ids::stage(stage.stage_id),
+        );
+    }
+}

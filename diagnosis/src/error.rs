@@ -1,0 +1,41 @@
+//! Diagnosis errors, classified once: the server maps them to HTTP statuses.
+//! Every variant here is a problem with the job's rows (or the caller's
+//! configuration), never a bug: a caller answers it as a user error.
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The stage DAG has a cycle; the stages that could not be ordered.
+    #[error("job {job_id}: the stage DAG has a cycle through stages {stages:?}")]
+    Cycle { job_id: String, stages: Vec<u32> },
+
+    /// A stage names a parent that has no row.
+    #[error("job {job_id}: stage {stage} names parent stage {parent}, which has no row")]
+    UnknownParent {
+        job_id: String,
+        stage: u32,
+        parent: u32,
+    },
+
+    /// Two rows for the same stage, or for the same attempt of a task.
+    #[error("job {job_id}: duplicate row for {what}")]
+    Duplicate { job_id: String, what: String },
+
+    /// A time range that ends before it starts.
+    #[error("job {job_id}: {what} ends ({end_ns}) before it starts ({start_ns})")]
+    Backwards {
+        job_id: String,
+        what: String,
+        start_ns: i64,
+        end_ns: i64,
+    },
+
+    /// The job has no stage and no attempt row: nothing to diagnose.
+    #[error("job {job_id}: no stage or task rows")]
+    Empty { job_id: String },
+
+    /// A row or setting that cannot be read (e.g. a `parents` list).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
