@@ -3,8 +3,8 @@
 //! Host-blaming errors (see `error_class.rs`) point at a host: 0.65 for one
 //! attempt, 0.8 for several, 0.9 when they failed a task. Memory errors point
 //! at the job: one is the fleet's background noise (about one job in ten
-//! retries one), so 0.3; the same task failing twice, or three failures,
-//! 0.55; a task that ran out of attempts, 0.85. The cost is the failed
+//! retries one, scattered over its stages), so 0.3; the same task failing
+//! twice, or three failures in one stage, 0.55; a task that ran out of attempts, 0.85. The cost is the failed
 //! attempts' time on the critical path plus the retry gaps after them, or
 //! the whole wall time when they failed the job.
 
@@ -39,13 +39,18 @@ pub(crate) fn detect(cx: &Context<'_>) -> Vec<Cause> {
             *per_task.entry((a.stage_id, a.task_id)).or_default() += 1;
         }
         let repeated = per_task.values().any(|&n| n >= 2);
+        let mut per_stage: BTreeMap<u32, usize> = BTreeMap::new();
+        for a in &attempts {
+            *per_stage.entry(a.stage_id).or_default() += 1;
+        }
+        let clustered = per_stage.values().any(|&n| n >= 3);
         let n = attempts.len();
         let confidence = match (host_error, failed_task) {
             (true, true) => 0.9,
             (true, false) if n >= 2 => 0.8,
             (true, false) => 0.65,
             (false, true) => 0.85,
-            (false, false) if repeated || n >= 3 => 0.55,
+            (false, false) if repeated || clustered => 0.55,
             (false, false) => 0.3,
         };
         let cost = if failed_task && cx.span.failed {
