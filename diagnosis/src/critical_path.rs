@@ -270,3 +270,141 @@ impl Walk {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::JobInput;
+    use crate::testing::{JobBuilder, OOM, S, secs};
+
+    fn path(input: &JobInput) -> CriticalPath {
+        let dag = Dag::build(input).unwrap();
+        let run = input.run.as_ref().unwrap();
+        CriticalPath::compute(
+            &dag,
+            JobSpan {
+                submit_ns: run.submit_ns,
+                start_ns: run.start_ns.unwrap(),
+                end_ns: run.end_ns.unwrap(),
+                failed: run.status == Status::Failed,
+            },
+        )
+    }
+
+    fn assert_tiles(p: &CriticalPath, from: i64, to: i64) {
+        assert_eq!(p.segments.first().unwrap().start_ns, from);
+        assert_eq!(p.segments.last().unwrap().end_ns, to);
+        for w in p.segments.windows(2) {
+            assert_eq!(w[0].end_ns, w[1].start_ns, "{w:?}");
+        }
+        assert!(
+            p.segments
+                .iter()
+                .all(|s| s.duration_ns > 0 && s.duration_ns == s.end_ns - s.start_ns)
+        );
+        assert_eq!(p.total_ns(), to - from);
+    }
+
+    fn shape(p: &CriticalPath) -> Vec<(SegmentKind, Option<u32>, Option<u32>)> {
+        p.segments
+            .iter()
+            .map(|s| (s.kind, s.stage_id, s.task_id))
+            .collect()
+    }
+
+    /// 0 → {1, 2} → 3, where 2 ends after 1: the path runs 0, 2, 3.
+    #[test]
+    fn diamond_goes_through_the_later_parent() {
+        let mut b = JobBuilder::new("job_1");
+        b.stage(0, &[], 11.0);
+        b.task(0, 0, "host_1", 12.0, 20.0, 100.0)
+            .task(0, 1, "host_2", 12.0, 25.0, 100.0); // ends 37, stage 38
+        b.stage(1, &[0], 40.0);
+        b.task(1, 0, "host_3", 41.0, 30.0, 100.0); // stage 1 ends 72
+        b.stage(2, &[0], 40.0);
+        b.task(2, 0, "host_4", 41.0, 60.0, 100.0)
+            .task(2, 1, "host_5", 42.0, 10.0, 100.0); // ends 101, stage 102
+        b.stage(3, &[1, 2], 105.0);
+        b.task(3, 0, "host_6", 106.0, 14.0, 100.0); // ends 120, stage 121, job 122
+        let input = b.build();
+        let p = path(&input);
+        assert_tiles(&p, 0, 122 * S);
+        use SegmentKind::*;
+        assert_eq!(
+            shape(&p),
+            vec![
+                (QueueWait, None, None),
+                (SchedulingGap, Some(0), None),
+                (TaskLaunch, Some(0), None),
+                (Attempt, Some(0), Some(1)),
+                (StageTail, Some(0), None),
+                (SchedulingGap, Some(2), None),
+                (TaskLaunch, Some(2), None),
+                (Attempt, Some(2), Some(0)),
+                (StageTail, Some(2), None),
+                (SchedulingGap, Some(3), None),
+                (TaskLaunch, Some(3), None),
+                (Attempt, Some(3), Some(0)),
+                (StageTail, Some(3), None),
+                (JobTail, None, None),
+            ]
+        );
+        // The gap from stage 2's end (102 s) to stage 3's start (105 s).
+        let gap = &p.segments[9];
+        assert_eq!((gap.start_ns, gap.end_ns), (102 * S, 105 * S));
+        assert!(!p.segments.iter().any(|s| s.stage_id == Some(1)));
+        assert_eq!(p.segments[7].hostname.as_deref(), Some("host_4"));
+    }
+
+    #[test]
+    fn a_retried_attempt_puts_the_failure_and_the_gap_on_the_path() {
+        let mut b = JobBuilder::new("job_1");
+        b.stage(0, &[], 11.0);
+        b.task(0, 0, "host_1", 12.0, 20.0, 100.0);
+        b.failed(0, 1, "host_2", 12.0, 15.0, OOM); // 12-27
+        b.task(0, 1, "host_3", 30.0, 20.0, 100.0); // 30-50
+        let input = b.build();
+        let p = path(&input);
+        assert_tiles(&p, 0, input.run.as_ref().unwrap().end_ns.unwrap());
+        let kinds: Vec<_> = p.segments.iter().map(|s| (s.kind, s.attempt)).collect();
+        use SegmentKind::*;
+        assert_eq!(
+            kinds,
+            vec![
+                (QueueWait, None),
+                (SchedulingGap, None),
+                (TaskLaunch, None),
+                (FailedAttempt, Some(0)),
+                (RetryGap, Some(0)),
+                (Attempt, Some(1)),
+                (StageTail, None),
+                (JobTail, None),
+            ]
+        );
+        let failed = &input.attempts[1];
+        assert_eq!(p.attempt_ns(failed), 15 * S);
+        assert_eq!(
+            p.failure_ns(failed),
+            18 * S,
+            "15 s failed + 3 s before the retry"
+        );
+        assert_eq!(
+            p.attempt_ns(&input.attempts[0]),
+            0,
+            "task 0 finished first: off the path"
+        );
+    }
+
+    #[test]
+    fn overlapping_rows_are_clamped_not_double_counted() {
+        let mut b = JobBuilder::new("job_1");
+        b.stage(0, &[], 11.0);
+        b.task(0, 0, "host_1", 12.0, 30.0, 100.0); // ends 42
+        b.stage(1, &[0], 40.0); // starts before its parent ended
+        b.task(1, 0, "host_2", 39.0, 10.0, 100.0); // and its task before the stage
+        let mut input = b.build();
+        input.run.as_mut().unwrap().start_ns = Some(secs(11.5)); // after stage 0's start
+        let p = path(&input);
+        assert_tiles(&p, 0, input.run.as_ref().unwrap().end_ns.unwrap());
+    }
+}

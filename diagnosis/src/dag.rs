@@ -250,3 +250,92 @@ fn topo_order(job_id: &str, stages: &BTreeMap<u32, StageNode>) -> Result<Vec<u32
     }
     Ok(order)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::JobBuilder;
+
+    fn job(stages: &[(u32, &[u32])]) -> JobInput {
+        let mut b = JobBuilder::new("job_1");
+        for (id, parents) in stages {
+            b.stage(*id, parents, 20.0 * f64::from(*id));
+            b.task(*id, 0, "host_1", 20.0 * f64::from(*id) + 1.0, 5.0, 100.0);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn orders_parents_first() {
+        let input = job(&[(3, &[1, 2]), (2, &[0]), (1, &[0]), (0, &[])]);
+        let dag = Dag::build(&input).unwrap();
+        assert_eq!(dag.order(), &[0, 1, 2, 3]);
+        let input = job(&[(0, &[]), (1, &[2]), (2, &[])]);
+        assert_eq!(Dag::build(&input).unwrap().order(), &[0, 2, 1]);
+    }
+
+    #[test]
+    fn a_cycle_is_an_error_naming_its_stages() {
+        let input = job(&[(0, &[]), (1, &[0, 2]), (2, &[1]), (3, &[0])]);
+        let err = Dag::build(&input).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Cycle {
+                job_id: "job_1".into(),
+                stages: vec![1, 2]
+            }
+        );
+        let input = job(&[(0, &[0])]);
+        assert!(matches!(Dag::build(&input), Err(Error::Cycle { .. })));
+    }
+
+    #[test]
+    fn bad_rows_are_typed_errors() {
+        let input = job(&[(0, &[]), (1, &[7])]);
+        assert_eq!(
+            Dag::build(&input).unwrap_err(),
+            Error::UnknownParent {
+                job_id: "job_1".into(),
+                stage: 1,
+                parent: 7
+            }
+        );
+        let mut dup = job(&[(0, &[])]);
+        dup.attempts.push(dup.attempts[0].clone());
+        assert!(matches!(Dag::build(&dup), Err(Error::Duplicate { .. })));
+        let mut backwards = job(&[(0, &[])]);
+        backwards.attempts[0].end_ns = backwards.attempts[0].start_ns - 1;
+        assert!(matches!(
+            Dag::build(&backwards),
+            Err(Error::Backwards { .. })
+        ));
+        let empty = JobInput {
+            job_id: "job_2".into(),
+            ..JobInput::default()
+        };
+        assert!(matches!(Dag::build(&empty), Err(Error::Empty { .. })));
+    }
+
+    #[test]
+    fn a_stage_without_a_row_comes_from_its_attempts() {
+        let mut input = job(&[(0, &[]), (1, &[0])]);
+        input.stages.retain(|s| s.stage_id == 0);
+        input.attempts.push(Attempt {
+            task_id: 1,
+            ..input.attempts[1].clone()
+        });
+        let dag = Dag::build(&input).unwrap();
+        let s1 = dag.stage(1).unwrap();
+        assert!(!s1.reported && s1.end_ns.is_none() && s1.parents.is_empty());
+        assert_eq!(s1.start_ns, input.attempts[1].start_ns);
+        assert_eq!(s1.tasks.len(), 2);
+        assert!(dag.running());
+    }
+
+    #[test]
+    fn parses_parents() {
+        assert_eq!(crate::Stage::parse_parents("").unwrap(), Vec::<u32>::new());
+        assert_eq!(crate::Stage::parse_parents("0,2").unwrap(), vec![0, 2]);
+        assert!(crate::Stage::parse_parents("0,x").is_err());
+    }
+}

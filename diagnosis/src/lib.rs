@@ -73,6 +73,11 @@ mod report;
 mod sql;
 mod stats;
 
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
 pub use cause::{AttemptRef, Cause, CauseKind, Evidence};
 pub use config::Config;
 pub use critical_path::{CriticalPath, JobSpan, Segment, SegmentKind};
