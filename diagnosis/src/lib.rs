@@ -102,8 +102,9 @@ pub fn diagnose(input: &JobInput, config: &Config) -> Result<Report> {
     let dag = Dag::build(input)?;
     let run = input.run.as_ref();
     let (first_ns, last_ns) = dag.span();
-    let running =
-        run.is_none_or(|r| r.end_ns.is_none() || r.status == Status::Running) || dag.running();
+    // A job_runs row with an end is final, even if a stage row is missing
+    // (a note says so); without one, the job is still running.
+    let running = run.is_none_or(|r| r.end_ns.is_none() || r.status == Status::Running);
     let start_ns = run.and_then(|r| r.start_ns).unwrap_or(first_ns);
     let end_ns = match run.and_then(|r| r.end_ns) {
         Some(end) => end,

@@ -379,3 +379,117 @@ fn the_report_round_trips_as_json() {
     let back: Report = serde_json::from_value(json).unwrap();
     assert_eq!(back, r);
 }
+
+#[test]
+fn a_host_slow_on_every_task_is_a_slow_host() {
+    // host_99 runs one task in each stage, each 2.1x its stage's median:
+    // under the straggler cut alone, a pattern together.
+    let mut b = JobBuilder::new("job_1");
+    for (stage, start) in [(0u32, 11.0), (1, 64.0)] {
+        b.stage(stage, if stage == 0 { &[] } else { &[0] }, start);
+        for t in 0..8 {
+            let host = format!("host_{}", 10 * stage + t);
+            b.task(
+                stage,
+                t,
+                &host,
+                start + 1.0,
+                20.0 + f64::from(t),
+                500.0 + 10.0 * f64::from(t),
+            );
+        }
+        b.task(stage, 8, "host_99", start + 1.0, 50.0, 540.0);
+    }
+    let r = run(&b);
+    let top = r.top().unwrap();
+    assert_eq!(top.kind, CauseKind::SlowHost, "{:#?}", r.causes);
+    assert_eq!(top.hosts, vec!["host_99".to_owned()]);
+    assert_eq!(top.attempts.len(), 2);
+    assert_eq!(
+        top.cost_ns,
+        2 * 26 * S,
+        "both are critical: 50 s vs the median 24 s"
+    );
+    assert!(
+        r.causes
+            .iter()
+            .filter(|c| c.kind == CauseKind::Straggler)
+            .all(|c| !c.reported)
+    );
+}
+
+#[test]
+fn io_errors_on_a_failing_disk_are_the_disk() {
+    let mut b = base();
+    b.failed(
+        1,
+        8,
+        "host_12",
+        43.0,
+        9.0,
+        "java.io.IOException: Input/output error reading a local block on host_12",
+    );
+    b.task(1, 8, "host_40", 55.0, 21.0, 540.0); // 55-76: the critical task
+    b.signal("host_12", SignalKind::DiskSmart, 0.0, 1000.0);
+    let r = run(&b);
+    let top = r.top().unwrap();
+    assert_eq!(top.kind, CauseKind::FailingDisk, "{:#?}", r.causes);
+    assert_eq!(top.hosts, vec!["host_12".to_owned()]);
+    assert!(top.confidence >= 0.95);
+    assert_eq!(top.cost_ns, 12 * S, "9 s failed + 3 s until the retry");
+    assert_eq!(r.reported().count(), 1, "{:#?}", kinds(&r));
+}
+
+/// The latency target is one job of 10,000 tasks in <= 1 s; this
+/// checks the pure core stays far under it (SQL fetching is extra).
+#[test]
+fn ten_thousand_tasks() {
+    let mut b = JobBuilder::new("job_big");
+    for s in 0..5u32 {
+        b.stage(
+            s,
+            if s == 0 { &[] } else { &[0] },
+            11.0 + 200.0 * f64::from(s),
+        );
+    }
+    let mut input = b.build();
+    for i in 0..10_000u32 {
+        let stage = i % 5;
+        let start = secs(12.0 + 200.0 * f64::from(stage));
+        input.attempts.push(crate::Attempt {
+            stage_id: stage,
+            task_id: i,
+            attempt: 0,
+            hostname: format!("host_{}", i % 3000),
+            status: Status::Succeeded,
+            start_ns: start,
+            end_ns: start + secs(20.0 + f64::from(i % 97) / 10.0),
+            bytes_read: 500 * MIB + i64::from(i % 89) * MIB,
+            shuffle_read_bytes: 0,
+            records_read: 1000,
+            error: None,
+        });
+    }
+    for s in &mut input.stages {
+        s.end_ns = Some(s.start_ns.unwrap() + secs(40.0));
+    }
+    input.run.as_mut().unwrap().end_ns = Some(secs(11.0 + 1000.0));
+    input.signals = Some(
+        (0..100)
+            .map(|h| crate::HostSignal {
+                hostname: format!("host_{h}"),
+                kind: SignalKind::DiskLatency,
+                start_ns: 0,
+                end_ns: secs(2000.0),
+                detail: String::new(),
+                sql: String::new(),
+            })
+            .collect(),
+    );
+    let t = std::time::Instant::now();
+    let r = diagnose(&input, &Config::default()).unwrap();
+    let took = t.elapsed();
+    assert_eq!(r.stages.iter().map(|s| s.tasks).sum::<usize>(), 10_000);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    eprintln!("10,000 tasks, 100 signals: {took:?}");
+}
