@@ -1,6 +1,9 @@
 //! Diagnosis errors, classified once: the server maps them to HTTP statuses.
-//! Every variant here is a problem with the job's rows (or the caller's
-//! configuration), never a bug: a caller answers it as a user error.
+//! [`Error::NotFound`] is an unknown job; [`Error::Query`] carries the
+//! classification of a failed query (a time or memory limit, storage);
+//! every other variant is a problem with the request or the job's rows (or
+//! the caller's configuration), never a bug: a caller answers it as a user
+//! error.
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
@@ -36,6 +39,37 @@ pub enum Error {
     /// A row or setting that cannot be read (e.g. a `parents` list).
     #[error("{0}")]
     Invalid(String),
+
+    /// A job id that is not one (empty, too long, or a character outside
+    /// `[A-Za-z0-9._:-]`): refused before any SQL is built.
+    #[error("invalid job id {job_id:?}: {reason}")]
+    BadJobId { job_id: String, reason: String },
+
+    /// No row of any job table names the job.
+    #[error("job {job_id:?} not found in database {db:?}")]
+    NotFound { job_id: String, db: String },
+
+    /// A query reading the job's rows failed.
+    #[error("job {job_id}: reading {what} failed: {message}")]
+    Query {
+        job_id: String,
+        what: String,
+        kind: QueryFailure,
+        message: String,
+    },
+}
+
+/// How a query failed, as the query engine classified it (kept as a kind
+/// and a message so [`Error`] stays `Clone` and comparable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryFailure {
+    /// The SQL or the table's columns do not fit (e.g. a job table without
+    /// a column diagnosis needs).
+    User,
+    NotFound,
+    Timeout,
+    MemoryLimit,
+    Internal,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

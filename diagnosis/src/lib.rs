@@ -1,11 +1,13 @@
 //! Job diagnosis: why a job was slow or failed, from its own rows and its
 //! hosts' hardware signals.
 //!
-//! This crate is the pure core: plain rows in ([`JobInput`]: the `job_runs`
-//! row, `job_stages`, `job_tasks` and [`HostSignal`]s found elsewhere),
-//! a serializable [`Report`] out. It owns no I/O and no SQL engine; the
-//! caller fetches the rows (tags are strings in the tables: it parses the
-//! ids) and serves the report.
+//! The core is pure: plain rows in ([`JobInput`]: the `job_runs` row,
+//! `job_stages`, `job_tasks` and [`HostSignal`]s), a serializable
+//! [`Report`] out, with no I/O. [`fetch::load`] fills a [`JobInput`] from
+//! the store through the query engine: the job's rows by SQL (tags are
+//! strings there: it parses the ids) and its hosts' hardware signals, found
+//! with the rule pack's SQL functions and thresholds. The server and the
+//! CLI serve the report.
 //!
 //! [`diagnose`] rebuilds the stage DAG ([`Dag`]), walks the
 //! [`CriticalPath`] (queue wait, then back from the job's end through the
@@ -51,6 +53,7 @@
 //!     }],
 //!     attempts,
 //!     signals: None,
+//!     notes: vec![],
 //! };
 //! let report = diagnose(&input, &Config::default()).unwrap();
 //! assert_eq!(report.wall_ns, 393 * S);
@@ -66,6 +69,7 @@ mod critical_path;
 mod dag;
 mod error;
 mod error_class;
+pub mod fetch;
 mod heuristics;
 mod model;
 mod rank;
@@ -82,7 +86,7 @@ pub use cause::{AttemptRef, Cause, CauseKind, Evidence};
 pub use config::Config;
 pub use critical_path::{CriticalPath, JobSpan, Segment, SegmentKind};
 pub use dag::{Dag, StageNode};
-pub use error::{Error, Result};
+pub use error::{Error, QueryFailure, Result};
 pub use error_class::ErrorClass;
 pub use model::{Attempt, HostSignal, JobInput, JobRun, SignalKind, Stage, Status};
 pub use report::{Report, StageTimeline};
@@ -177,6 +181,7 @@ pub fn diagnose(input: &JobInput, config: &Config) -> Result<Report> {
     if input.signals.is_none() {
         notes.push("no hardware telemetry: job-only causes".to_owned());
     }
+    notes.extend(input.notes.iter().cloned());
     if run.is_some() && submit_ns.is_none() {
         notes.push("submit time unknown: queue wait not judged".to_owned());
     }

@@ -167,4 +167,8 @@ pub struct JobInput {
     /// report then holds job-only causes and says so. `Some(vec![])` means
     /// the telemetry was searched and showed nothing.
     pub signals: Option<Vec<HostSignal>>,
+    /// What the caller could not gather (a missing hardware table, a signal
+    /// query that failed): copied into the report's notes.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }

@@ -7,6 +7,18 @@ pub fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// A SQL timestamp literal for Unix nanoseconds (`TIMESTAMP
+/// '2026-01-01T00:00:00Z'`): the planner folds it into the scan's time
+/// range, so partitions and files outside it are pruned.
+pub fn ts(ns: i64) -> String {
+    format!("TIMESTAMP {}", lit(&fleetlake_time::rfc3339(ns)))
+}
+
+/// `'a', 'b'`: string literals for an `IN (...)` list.
+pub fn lits<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    values.into_iter().map(lit).collect::<Vec<_>>().join(", ")
+}
+
 /// The attempts of a job, optionally of one stage, one host, or failed only.
 pub fn tasks(
     job_id: &str,
@@ -51,5 +63,7 @@ mod tests {
         assert!(
             super::tasks("j", Some(3), None, true).contains("stage_id = '3' AND status = 'FAILED'")
         );
+        assert_eq!(super::lits(["a", "b'c"]), "'a', 'b''c'");
+        assert_eq!(super::ts(0), "TIMESTAMP '1970-01-01T00:00:00Z'");
     }
 }

@@ -37,6 +37,7 @@ impl JobBuilder {
                 stages: Vec::new(),
                 attempts: Vec::new(),
                 signals: Some(Vec::new()),
+                notes: Vec::new(),
             },
             stages: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ job_id.len() as u64,
