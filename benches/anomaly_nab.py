@@ -18,8 +18,8 @@ given) and every detector is run there as SQL, per row:
 
 Scoring follows NAB (github.com/numenta/NAB, `nab/scorer.py`, standard
 profile): each labeled anomaly gets a window of 10% of the stream's length
-÷ its number of anomalies, centred on it; the first 15% of a stream is
-probationary (not scored); inside a window the first detection scores
+÷ its number of anomalies, centred on it; the first 15% of a stream (at
+most 750 points, as NAB's getProbationPeriod) is probationary (not scored); inside a window the first detection scores
 A_TP × σ(position) (earlier is better), later ones nothing; a window
 without detection scores −A_FN; a detection outside windows scores
 A_FP × σ(distance past the last window) (≈ −A_FP far from it). Weights
@@ -209,7 +209,8 @@ def windows_of(stream):
 def nab_score(stream, fired):
     """Raw NAB score of one stream given the indices where the detector fired."""
     n = len(stream["values"])
-    probation = int(0.15 * n)
+    # NAB's getProbationPeriod: 15 % of the stream, at most 750 points.
+    probation = min(int(0.15 * n), 750)
     wins = windows_of(stream)
     hit = [False] * len(wins)
     score = 0.0
@@ -223,14 +224,14 @@ def nab_score(stream, fired):
         if inside is not None:
             if not hit[inside]:
                 lo, hi = wins[inside]
-                pos = -(hi - i + 1) / (hi - lo + 1)
+                pos = -(hi - i) / (hi - lo) if hi > lo else -2.0
                 score += A_TP * scaled_sigmoid(pos)
                 hit[inside] = True
             continue
         before = [w for w in wins if w[1] < i]
         if before:
             lo, hi = before[-1]
-            score += A_FP * scaled_sigmoid(abs(i - hi) / (hi - lo + 1))
+            score += A_FP * scaled_sigmoid((i - hi) / (hi - lo) if hi > lo else 2.0)
         else:
             score -= A_FP
     score -= A_FN * hit.count(False)
