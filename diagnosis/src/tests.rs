@@ -213,6 +213,16 @@ fn thermal_throttling_is_blamed_below_the_straggler_bar() {
     assert_eq!(top.cost_ns, 23 * S);
 }
 
+#[test]
+fn a_nic_signal_does_not_explain_a_task_within_the_noise() {
+    let mut b = base();
+    b.task(1, 8, "host_77", 43.0, 35.0, 540.0); // 1.4x: healthy variance
+    b.signal("host_77", SignalKind::NicErrors, 40.0, 100.0);
+    assert!(run(&b).top().is_none(), "{:#?}", run(&b).causes);
+    b.signal("host_77", SignalKind::Thermal, 40.0, 100.0);
+    assert_eq!(run(&b).top().unwrap().kind, CauseKind::ThermalThrottling);
+}
+
 fn fetch_failed() -> JobBuilder {
     let mut b = base();
     b.failed(

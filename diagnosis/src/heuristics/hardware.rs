@@ -9,7 +9,12 @@
 //!   another kind: 0.8;
 //! - succeeded with a slowdown ≥ `hardware_slow_ratio` (1.3×) vs its stage:
 //!   0.6, rising to 0.9 at 2.5×. The bar is lower than a straggler's because
-//!   the signal corroborates (thermal throttling costs 1.7-2.3×);
+//!   the signal corroborates (thermal throttling costs 1.7-2.3×). Only
+//!   signals that slow the work itself lower it (disk, thermal, a generic
+//!   anomaly); a NIC, memory or heartbeat signal fails attempts rather than
+//!   slowing them, so against those a successful attempt must reach the
+//!   straggler bar (`straggler_ratio`): on the simulated fleet a 1.4×
+//!   healthy task beside a flapping NIC was otherwise blamed on it;
 //! - succeeded in a stage too small to compare (< 3 successful tasks): 0.45;
 //! - succeeded at normal speed: 0.15 (the signal was there, the job did not
 //!   feel it).
@@ -180,9 +185,14 @@ fn effect(cx: &Context<'_>, s: &HostSignal, a: &Attempt) -> Option<Effect> {
     };
     let slowdown = st.slowdown(a);
     let on_path = cx.path.attempt_ns(a) > 0;
-    Some(if slowdown >= cx.config.hardware_slow_ratio {
+    let bar = if slows_work(&s.kind) {
+        cx.config.hardware_slow_ratio
+    } else {
+        cx.config.straggler_ratio
+    };
+    Some(if slowdown >= bar {
         Effect {
-            confidence: ramp(slowdown, cx.config.hardware_slow_ratio, 0.6, 2.5, 0.9),
+            confidence: ramp(slowdown, bar, 0.6, 2.5_f64.max(bar + 0.5), 0.9),
             cost_ns: if on_path { st.excess_ns(a) } else { 0 },
             what: format!(
                 "{} ran {slowdown:.1}x slower than its siblings{}",
@@ -197,6 +207,17 @@ fn effect(cx: &Context<'_>, s: &HostSignal, a: &Attempt) -> Option<Effect> {
             what: format!("{} ran at normal speed ({slowdown:.1}x)", a.label()),
         }
     })
+}
+
+/// Whether the signal slows an attempt that still succeeds.
+fn slows_work(kind: &SignalKind) -> bool {
+    matches!(
+        kind,
+        SignalKind::DiskLatency
+            | SignalKind::DiskSmart
+            | SignalKind::Thermal
+            | SignalKind::Anomaly(_)
+    )
 }
 
 fn name(kind: CauseKind) -> &'static str {
