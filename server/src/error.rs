@@ -163,6 +163,32 @@ impl From<fleetlake_rules::Error> for ApiError {
     }
 }
 
+impl From<fleetlake_diagnosis::Error> for ApiError {
+    fn from(e: fleetlake_diagnosis::Error) -> Self {
+        use fleetlake_diagnosis::{Error as E, QueryFailure as Q};
+        let kind = match &e {
+            E::NotFound { .. } => ErrorKind::NotFound,
+            E::Query { kind, .. } => match kind {
+                Q::User => ErrorKind::BadRequest,
+                Q::NotFound => ErrorKind::NotFound,
+                Q::Timeout => ErrorKind::Timeout,
+                Q::MemoryLimit => ErrorKind::Unprocessable,
+                Q::Internal => ErrorKind::Internal,
+            },
+            // A bad id, or rows that do not form a job: the request or the
+            // data, never a bug.
+            E::BadJobId { .. }
+            | E::Cycle { .. }
+            | E::UnknownParent { .. }
+            | E::Duplicate { .. }
+            | E::Backwards { .. }
+            | E::Empty { .. }
+            | E::Invalid(_) => ErrorKind::BadRequest,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
 impl From<fleetlake_storage::Error> for ApiError {
     fn from(e: fleetlake_storage::Error) -> Self {
         ApiError::internal(e)
@@ -297,5 +323,29 @@ mod tests {
         assert_eq!(status(E::NotFound("x".into())), 404);
         assert_eq!(status(E::Timeout { limit_ms: 5 }), 408);
         assert_eq!(status(E::Internal("x".into())), 500);
+    }
+
+    #[test]
+    fn diagnosis_errors_map_once() {
+        use fleetlake_diagnosis::{Error as E, QueryFailure};
+        let status = |e| ApiError::from(e).status().as_u16();
+        let e = E::NotFound {
+            job_id: "job_9".into(),
+            db: "fleet".into(),
+        };
+        assert!(ApiError::from(e.clone()).message.contains("job_9"));
+        assert_eq!(status(e), 404);
+        let bad = E::BadJobId {
+            job_id: "j'".into(),
+            reason: "quote".into(),
+        };
+        assert_eq!(status(bad), 400);
+        let slow = E::Query {
+            job_id: "j".into(),
+            what: "job_tasks".into(),
+            kind: QueryFailure::Timeout,
+            message: "late".into(),
+        };
+        assert_eq!(status(slow), 408);
     }
 }

@@ -14,6 +14,7 @@
 //! | `prometheus.rs`, `prom_labels.rs` | the Prometheus query and label APIs |
 //! | `grafana.rs` | the Grafana JSON datasource |
 //! | `rules.rs` | rules, alerts, approvals, backtests |
+//! | `diagnosis.rs` | job diagnosis: `/api/v1/diagnosis/jobs/{job_id}` |
 //! | `tokens.rs` | API tokens |
 //! | `auth.rs` | who asks and what their token allows; the audit trail |
 //! | `admin.rs` | flush, compact, rollup, retention |
@@ -29,6 +30,7 @@
 
 mod admin;
 pub mod auth;
+mod diagnosis;
 pub mod error;
 mod float_text;
 mod grafana;
@@ -173,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .merge(prometheus::routes())
         .merge(prom_labels::routes())
         .merge(rules::routes())
+        .merge(diagnosis::routes())
         .merge(tokens::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.max_request_bytes,
