@@ -127,11 +127,7 @@ pub async fn load(
     if !JOB_TABLES.iter().any(|t| tables.contains(*t)) {
         return Err(not_found());
     }
-    let reader = Reader {
-        engine,
-        db,
-        job_id,
-    };
+    let reader = Reader { engine, db, job_id };
     let run = if tables.contains("job_runs") {
         reader.run().await?
     } else {
@@ -203,10 +199,7 @@ impl Reader<'_> {
 
     /// The `job_runs` row and its `time`; the latest if there are several.
     async fn run(&self) -> Result<Option<(JobRun, i64)>> {
-        let sql = format!(
-            "SELECT * FROM job_runs WHERE job_id = {}",
-            lit(self.job_id)
-        );
+        let sql = format!("SELECT * FROM job_runs WHERE job_id = {}", lit(self.job_id));
         let mut best: Option<(JobRun, i64)> = None;
         for b in self.query("job_runs", &sql).await? {
             let r = Rows::new(&b);
@@ -312,7 +305,11 @@ impl Reader<'_> {
                         .get(i)
                         .and_then(|v| u32::try_from(v).ok())
                         .ok_or_else(|| {
-                            self.invalid("job_tasks", ["stage_id", "task_id", "attempt"][k], text.get(i))
+                            self.invalid(
+                                "job_tasks",
+                                ["stage_id", "task_id", "attempt"][k],
+                                text.get(i),
+                            )
                         })?;
                 }
                 let Some(end_ns) = end.get(i).or(time.get(i)) else {
@@ -436,9 +433,9 @@ async fn hardware(
         if tables.contains("heartbeat") {
             match signals::heartbeat_gaps(engine, db, &scope).await {
                 Ok(s) => found.extend(s),
-                Err(e) => input
-                    .notes
-                    .push(format!("hardware signal host_down (heartbeat) not searched: {e}")),
+                Err(e) => input.notes.push(format!(
+                    "hardware signal host_down (heartbeat) not searched: {e}"
+                )),
             }
         }
     }
@@ -508,7 +505,9 @@ mod tests {
             a("host_1", None),
             a(
                 "host_2",
-                Some("FetchFailed: failed to fetch a shuffle block from host_9: Connection reset by peer"),
+                Some(
+                    "FetchFailed: failed to fetch a shuffle block from host_9: Connection reset by peer",
+                ),
             ),
         ]);
         assert_eq!(hosts, ["host_1", "host_2", "host_9"]);

@@ -45,11 +45,16 @@ impl<'a> Rows<'a> {
         let c = self.batch.column_by_name(name);
         let c = match c.map(|c| c.data_type()) {
             Some(DataType::Timestamp(_, _)) => c
-                .and_then(|c| cast(c, &DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None)).ok())
+                .and_then(|c| {
+                    cast(
+                        c,
+                        &DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None),
+                    )
+                    .ok()
+                })
                 .and_then(|c| cast(&c, &DataType::Int64).ok()),
-            Some(DataType::Float32 | DataType::Float64) => c
-                .and_then(|c| cast(c, &DataType::Float64).ok())
-                .map(|f| {
+            Some(DataType::Float32 | DataType::Float64) => {
+                c.and_then(|c| cast(c, &DataType::Float64).ok()).map(|f| {
                     let f = f.as_any().downcast_ref::<Float64Array>().cloned();
                     let ints: Int64Array = f
                         .iter()
@@ -57,7 +62,8 @@ impl<'a> Rows<'a> {
                         .map(|v| v.filter(|v| v.is_finite()).map(|v| v.round() as i64))
                         .collect();
                     Arc::new(ints) as ArrayRef
-                }),
+                })
+            }
             Some(_) => self.column(name, &DataType::Int64),
             None => None,
         };

@@ -247,8 +247,7 @@ impl Probe {
     ) -> fleetlake_query::Result<Vec<HostSignal>> {
         let (_, batches) = engine.query_collect(db, &self.sql(scope)).await?;
         // (host, device) → minutes with their value and extra.
-        let mut minutes: BTreeMap<(String, String), Vec<(i64, f64, Option<f64>)>> =
-            BTreeMap::new();
+        let mut minutes: BTreeMap<(String, String), Vec<(i64, f64, Option<f64>)>> = BTreeMap::new();
         for b in &batches {
             let rows = Rows::new(b);
             let (host, device, minute, value, extra) = (
@@ -408,7 +407,10 @@ mod tests {
         for p in probes() {
             let sql = p.sql(&scope);
             assert!(sql.contains("hostname IN ('host_1', 'h''x')"), "{sql}");
-            assert!(sql.contains("time <= TIMESTAMP '1970-01-01T00:01:00Z'"), "{sql}");
+            assert!(
+                sql.contains("time <= TIMESTAMP '1970-01-01T00:01:00Z'"),
+                "{sql}"
+            );
             assert!(sql.contains(p.table));
         }
         assert!(heartbeat_sql(&scope).contains("staleness(time, TIMESTAMP"));
