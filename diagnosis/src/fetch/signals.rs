@@ -247,7 +247,7 @@ impl Probe {
     ) -> fleetlake_query::Result<Vec<HostSignal>> {
         let (_, batches) = engine.query_collect(db, &self.sql(scope)).await?;
         // (host, device) → minutes with their value and extra.
-        let mut minutes: BTreeMap<(String, String), Vec<(i64, f64, Option<f64>)>> = BTreeMap::new();
+        let mut minutes: BTreeMap<(String, String), Vec<Minute>> = BTreeMap::new();
         for b in &batches {
             let rows = Rows::new(b);
             let (host, device, minute, value, extra) = (
@@ -300,6 +300,9 @@ impl Probe {
         Ok(out)
     }
 }
+
+/// A flagged minute: its start, the maxima of `value` and `extra`.
+type Minute = (i64, f64, Option<f64>);
 
 /// Splits sorted minutes into runs, bridging a one-minute hole (a rule
 /// evaluated every minute keeps firing through one quiet sample).
