@@ -1,9 +1,10 @@
-//! The `fleetlake` binary: the server (`serve`), the SQL client (`sql`) and
-//! the fleet simulator (`gen`).
+//! The `fleetlake` binary: the server (`serve`), the SQL client (`sql`), the
+//! job diagnosis client (`diagnose`) and the fleet simulator (`gen`).
 
 use clap::{Parser, Subcommand};
 
 mod cli_bench;
+mod cli_diagnose;
 mod cli_gen;
 mod cli_sql;
 mod cli_token;
@@ -27,6 +28,9 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Run a SQL query against a running server and print the result.
     Sql(cli_sql::SqlArgs),
+    /// Diagnose a job on a running server: where its time went and the
+    /// ranked likely causes (data skew, stragglers, failures, hardware).
+    Diagnose(cli_diagnose::DiagnoseArgs),
     /// Generate a simulated fleet's telemetry as line protocol: TSBS
     /// cpu-only or devops, or a big-data fleet with injected faults.
     Gen(cli_gen::GenArgs),
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::serve(*args)),
         Command::Sql(args) => runtime.block_on(cli_sql::run(args)),
+        Command::Diagnose(args) => runtime.block_on(cli_diagnose::run(args)),
         Command::Gen(args) => cli_gen::run(args, &runtime),
         Command::Bench(args) => cli_bench::run(args, &runtime),
         Command::Token(args) => runtime.block_on(cli_token::run(args)),
