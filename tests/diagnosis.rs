@@ -1,0 +1,354 @@
+//! Job diagnosis over HTTP and the CLI: a simulated fleet with one fault of
+//! each kind, diagnosed job by job against the simulator's ground truth.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use fleetlake_sim::{FaultKind, Fleet, FleetOptions, GroundTruth, LineSource, SimConfig};
+use serde_json::Value;
+
+use crate::common::{Server, create_token};
+
+const S: i64 = 1_000_000_000;
+/// 2026-01-01T00:00:00Z
+const T0: i64 = 1_767_225_600 * S;
+
+/// 40 hosts × 3 hours at 10 s, one fault of each kind (seed 3, as the
+/// anomaly pack's test).
+async fn faulty_fleet(server: &Server) -> GroundTruth {
+    let config = SimConfig::new(40, T0, T0 + 3 * 3600 * S, 10 * S, 3).expect("config");
+    let mut fleet = Fleet::new(&config, &FleetOptions { faults: 5 }).expect("fleet");
+    let mut buf = Vec::new();
+    while fleet.next_chunk(&mut buf, 20_000) > 0 {
+        server
+            .write_ok("fleet", std::str::from_utf8(&buf).expect("utf8"))
+            .await;
+        buf.clear();
+    }
+    server.flush().await;
+    fleet.ground_truth()
+}
+
+/// `GET /api/v1/diagnosis/jobs/{job}` → (status, JSON body).
+async fn diagnose(server: &Server, job: &str, query: &str, token: Option<&str>) -> (u16, Value) {
+    let mut r = server
+        .client()
+        .get(format!("{}/api/v1/diagnosis/jobs/{job}{query}", server.url));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.expect("diagnosis request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+async fn report(server: &Server, job: &str) -> Value {
+    let (status, body) = diagnose(server, job, "", None).await;
+    assert_eq!(status, 200, "{job}: {body}");
+    body
+}
+
+fn reported(report: &Value) -> Vec<&Value> {
+    report["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter(|c| c["reported"] == true)
+        .collect()
+}
+
+fn names_host(cause: &Value, host: &str) -> bool {
+    cause["hosts"]
+        .as_array()
+        .is_some_and(|h| h.iter().any(|h| h == host))
+}
+
+const HARDWARE: [&str; 6] = [
+    "failing_disk",
+    "bad_memory",
+    "thermal_throttling",
+    "flapping_nic",
+    "host_lost",
+    "hardware_anomaly",
+];
+
+/// One line per job, for the test's output: what the report says.
+fn describe(report: &Value) -> String {
+    let causes: Vec<String> = reported(report)
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {:?} conf {:.2} cost {:.0}s",
+                c["kind"].as_str().unwrap_or("?"),
+                c["hosts"],
+                c["confidence"].as_f64().unwrap_or(0.0),
+                c["cost_ns"].as_f64().unwrap_or(0.0) / 1e9
+            )
+        })
+        .collect();
+    format!(
+        "{} wall {:.0}s: [{}]",
+        report["job_id"].as_str().unwrap_or("?"),
+        report["wall_ns"].as_f64().unwrap_or(0.0) / 1e9,
+        causes.join("; ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnoses_injected_faults_and_healthy_jobs() {
+    let server = Server::start(&[]);
+    let truth = faulty_fleet(&server).await;
+    let fault = |kind: FaultKind| {
+        truth
+            .faults
+            .iter()
+            .find(|f| f.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} fault injected"))
+    };
+
+    // Data skew: the skewed task is the top cause.
+    let skew = fault(FaultKind::DataSkew);
+    let job = skew.job.clone().expect("the skewed job");
+    let r = report(&server, &job).await;
+    eprintln!("data_skew: {}", describe(&r));
+    let top = reported(&r).first().copied().expect("a reported cause");
+    assert_eq!(top["kind"], "data_skew", "{r:#}");
+    assert_eq!(top["stage_id"], skew.stage.expect("stage"), "{top:#}");
+    assert_eq!(
+        top["attempts"][0]["task_id"],
+        skew.task.expect("task"),
+        "{top:#}"
+    );
+    assert!(!r["critical_path"].as_array().expect("path").is_empty());
+
+    // Failing disk and thermal throttling: every job with an attempt that
+    // started on the host inside the window (so was slowed) names the
+    // host's hardware among its reported causes, and first when no other
+    // fault touched the job.
+    for kind in [FaultKind::FailingDisk, FaultKind::ThermalThrottling] {
+        let f = fault(kind);
+        let host = f.host.clone().expect("host");
+        let rows = server
+            .sql(
+                "fleet",
+                &format!(
+                    "SELECT job_id, count(*) AS n FROM job_tasks WHERE hostname = '{host}' \
+                     AND start_ns >= {} AND start_ns < {} GROUP BY job_id ORDER BY job_id",
+                    f.start_ns, f.end_ns
+                ),
+            )
+            .await;
+        let others: BTreeSet<&str> = truth
+            .faults
+            .iter()
+            .filter(|o| o.id != f.id)
+            .flat_map(|o| o.affected_jobs.iter().map(String::as_str))
+            .collect();
+        let slowed: Vec<&str> = rows.iter().filter_map(|r| r["job_id"].as_str()).collect();
+        assert!(!slowed.is_empty(), "{kind:?} on {host}: no slowed job");
+        let (mut named, mut first, mut sole) = (Vec::new(), Vec::new(), Vec::new());
+        for job in &slowed {
+            assert!(
+                f.affected_jobs.iter().any(|j| j == job),
+                "{job} ran on {host} in the window but is not in the truth"
+            );
+            let r = report(&server, job).await;
+            eprintln!("{kind:?} on {host}: {}", describe(&r));
+            let blames = |c: &&Value| {
+                HARDWARE.contains(&c["kind"].as_str().unwrap_or("")) && names_host(c, &host)
+            };
+            let causes = reported(&r);
+            if causes.iter().any(blames) {
+                named.push(*job);
+            }
+            if causes.first().is_some_and(blames) {
+                first.push(*job);
+            }
+            if !others.contains(job) {
+                sole.push(*job);
+            }
+        }
+        eprintln!(
+            "{kind:?} on {host}: {} slowed job(s), {} name the host's hardware, {} first; \
+             {} touched by no other fault",
+            slowed.len(),
+            named.len(),
+            first.len(),
+            sole.len()
+        );
+        assert_eq!(named, slowed, "{kind:?}: jobs not blamed on {host}");
+        assert!(
+            !sole.is_empty(),
+            "{kind:?}: every slowed job also had another fault"
+        );
+        for job in &sole {
+            assert!(
+                first.contains(job),
+                "{kind:?}: {job} not blamed on {host} first"
+            );
+        }
+    }
+
+    // Healthy jobs: in no fault's affected_jobs, no failed attempt.
+    let affected: BTreeSet<&str> = truth
+        .faults
+        .iter()
+        .flat_map(|f| f.affected_jobs.iter().map(String::as_str))
+        .collect();
+    let rows = server
+        .sql(
+            "fleet",
+            "SELECT job_id FROM job_runs WHERE failed_attempts = 0 AND status = 'SUCCEEDED' ORDER BY job_id",
+        )
+        .await;
+    let healthy: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["job_id"].as_str())
+        .filter(|j| !affected.contains(j))
+        .collect();
+    assert!(healthy.len() >= 5, "{} healthy jobs", healthy.len());
+    let mut flagged = Vec::new();
+    for job in &healthy {
+        let r = report(&server, job).await;
+        if !reported(&r).is_empty() {
+            flagged.push(describe(&r));
+        }
+    }
+    eprintln!(
+        "healthy: {} jobs, {} with a reported cause",
+        healthy.len(),
+        flagged.len()
+    );
+    assert!(flagged.is_empty(), "healthy jobs with causes: {flagged:#?}");
+
+    // A job still running (no job_runs row yet) is diagnosed so far.
+    let rows = server
+        .sql(
+            "fleet",
+            "SELECT DISTINCT job_id FROM job_tasks WHERE job_id NOT IN (SELECT job_id FROM job_runs) ORDER BY job_id LIMIT 1",
+        )
+        .await;
+    if let Some(job) = rows.first().and_then(|r| r["job_id"].as_str()) {
+        let r = report(&server, job).await;
+        assert_eq!(r["running"], true, "{r:#}");
+        assert_eq!(r["status"], "RUNNING");
+    }
+
+    // Bad input.
+    let (status, body) = diagnose(&server, "job_999999", "", None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("job_999999"),
+        "{body}"
+    );
+    let (status, body) = diagnose(&server, "job%27%20OR%20%271", "", None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid job id"),
+        "{body}"
+    );
+    let (status, body) = diagnose(&server, &job, "?format=xml", None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("format must be json")
+    );
+    let (status, body) = diagnose(&server, &job, "?db=nope", None).await;
+    assert_eq!(status, 404, "{body}");
+
+    // Job tables without hardware telemetry: job-only causes, with a note.
+    let mut lp = format!(
+        "job_runs,job_id=job_x,user=u,queue=q status=\"SUCCEEDED\",submit_ns={}i,start_ns={}i,end_ns={}i {}\n\
+         job_stages,job_id=job_x,stage_id=0 status=\"SUCCEEDED\",parents=\"\",tasks=4i,attempts=4i,failed_attempts=0i,start_ns={}i,end_ns={}i {}\n",
+        T0,
+        T0 + 10 * S,
+        T0 + 200 * S,
+        T0 + 200 * S,
+        T0 + 11 * S,
+        T0 + 199 * S,
+        T0 + 199 * S
+    );
+    for t in 0..4 {
+        let (mib, secs): (i64, i64) = if t == 3 { (9000, 185) } else { (500, 25) };
+        lp.push_str(&format!(
+            "job_tasks,hostname=host_{t},job_id=job_x,stage_id=0,task_id={t},attempt=0 status=\"SUCCEEDED\",start_ns={}i,end_ns={}i,duration_ms={}i,bytes_read={}i,shuffle_read_bytes=0i,records_read={}i {}\n",
+            T0 + 12 * S,
+            T0 + (12 + secs) * S,
+            secs * 1000,
+            mib << 20,
+            mib * 4000,
+            T0 + (12 + secs) * S
+        ));
+    }
+    server.write_ok("jobsonly", &lp).await;
+    let (status, r) = diagnose(&server, "job_x", "?db=jobsonly", None).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(reported(&r)[0]["kind"], "data_skew", "{r:#}");
+    assert!(
+        r["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("no hardware telemetry")),
+        "{r:#}"
+    );
+
+    // The CLI: a summary for a person, and the JSON.
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args(["diagnose", &job, "--url", &server.url, "--db", "fleet"])
+        .env_remove("FLEETLAKE_TOKEN")
+        .output()
+        .expect("run fleetlake diagnose");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    for want in [
+        "wall time",
+        "queue wait",
+        "critical path:",
+        "1. data_skew",
+        "action:",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args(["diagnose", &job, "--url", &server.url, "--format", "json"])
+        .output()
+        .expect("run fleetlake diagnose --format json");
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(v["job_id"], job.as_str());
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args(["diagnose", "job_999999", "--url", &server.url])
+        .output()
+        .expect("run fleetlake diagnose");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("job_999999"));
+}
+
+#[tokio::test]
+async fn diagnosis_needs_a_read_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = create_token(dir.path(), "analyst", &["read:fleet"]);
+    let other = create_token(dir.path(), "elsewhere", &["read:other"]);
+    let server = Server::start_in(dir.path(), &["--auth"]);
+    let (status, body) = diagnose(&server, "job_000001", "", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = diagnose(&server, "job_000001", "", Some(&other)).await;
+    assert_eq!(status, 403, "{body}");
+    // Allowed, and the store holds no job: 404 naming it.
+    let (status, body) = diagnose(&server, "job_000001", "", Some(&reader)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("job_000001"),
+        "{body}"
+    );
+}
