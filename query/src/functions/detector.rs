@@ -247,7 +247,10 @@ impl Moves {
         let to = self.level(v);
         let from = std::mem::replace(&mut self.last, to);
         let len = usize::from(self.len);
-        match self.seen[..len].iter().position(|m| (m.0, m.1) == (from, to)) {
+        match self.seen[..len]
+            .iter()
+            .position(|m| (m.0, m.1) == (from, to))
+        {
             Some(mut i) => {
                 let before = self.seen[i].2;
                 self.seen[i].2 = before.saturating_add(1);
@@ -275,7 +278,11 @@ impl Moves {
         }
         let (from, to) = (self.level(prev), self.level(v));
         let seen = &self.seen[..usize::from(self.len)];
-        Some(seen.iter().find(|m| (m.0, m.1) == (from, to)).map_or(0, |m| m.2))
+        Some(
+            seen.iter()
+                .find(|m| (m.0, m.1) == (from, to))
+                .map_or(0, |m| m.2),
+        )
     }
 }
 
@@ -693,10 +700,18 @@ mod tests {
         // A walk through thousands of levels keeps at most MOVES, the
         // routine move first.
         for n in 0..10_000 {
-            m.add(if n % 2 == 0 { 0.0 } else { n as f64 }, MOVES_LEARN + 3 + n, 0.5);
+            m.add(
+                if n % 2 == 0 { 0.0 } else { n as f64 },
+                MOVES_LEARN + 3 + n,
+                0.5,
+            );
         }
         assert_eq!(usize::from(m.len), MOVES);
-        assert!(m.seen[..MOVES].windows(2).all(|w| w[0].2 >= w[1].2 || w[1].2 == 1));
+        assert!(
+            m.seen[..MOVES]
+                .windows(2)
+                .all(|w| w[0].2 >= w[1].2 || w[1].2 == 1)
+        );
         assert_eq!(m.level(1e300), i16::MAX);
         assert_eq!(m.level(-1e300), i16::MIN);
     }
