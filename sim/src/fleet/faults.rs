@@ -129,6 +129,8 @@ pub(crate) struct Fault {
     pub task: u32,
     /// Jobs the fault touched (see [`FaultTruth::affected_jobs`]).
     pub affected: BTreeSet<u64>,
+    /// The subset it slowed or failed (see [`FaultTruth::harmed_jobs`]).
+    pub harmed: BTreeSet<u64>,
     /// Per-fault strength, drawn once.
     pub slowdown: f64,
 }
@@ -216,6 +218,7 @@ impl FaultPlan {
                 stage: 0,
                 task: 0,
                 affected: BTreeSet::new(),
+                harmed: BTreeSet::new(),
                 slowdown: 1.0,
             };
             match kind {
@@ -356,6 +359,7 @@ impl FaultPlan {
                     start_ns: f.start_ns,
                     end_ns: f.end_ns,
                     affected_jobs: f.affected.iter().map(|&j| super::jobs::job_id(j)).collect(),
+                    harmed_jobs: f.harmed.iter().map(|&j| super::jobs::job_id(j)).collect(),
                     signature: f.kind.signature(),
                 })
                 .collect(),
@@ -407,6 +411,14 @@ pub struct FaultTruth {
     /// DIMM), tasks whose shuffle fetch from the host failed (flapping NIC),
     /// the skewed job (data skew).
     pub affected_jobs: Vec<String>,
+    /// The affected jobs that the fault actually harmed: with a reported
+    /// attempt it slowed (started on the host inside the window: failing
+    /// disk, thermal) or failed (I/O error, executor lost with the host,
+    /// shuffle fetch from the host), and the skewed job. `affected_jobs`
+    /// also holds jobs whose attempts merely overlapped the window (started
+    /// before it, so not slowed, or failed for reasons of their own); a
+    /// diagnosis can only be expected to find the fault in these.
+    pub harmed_jobs: Vec<String>,
     /// Where to see it, in words.
     pub signature: &'static str,
 }

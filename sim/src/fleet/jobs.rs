@@ -362,6 +362,8 @@ struct Planned {
     end: i64,
     /// Fault indices whose signature the job's reported tasks carry.
     affected: Vec<usize>,
+    /// The subset that slowed or failed one of its reported attempts.
+    harmed: Vec<usize>,
     /// (stage, task, attempt start, attempt end) of the injected skew.
     skew: Option<(u16, u16, i64, i64)>,
 }
@@ -418,12 +420,16 @@ impl Scheduler {
                     f.start_ns = start;
                     f.end_ns = end;
                     f.affected.insert(idx);
+                    f.harmed.insert(idx);
                     planned = Some(p);
                 }
             }
             let planned = planned.unwrap_or_else(|| self.plan_job(idx, submit, plan, false));
             for &f in &planned.affected {
                 plan.faults[f].affected.insert(idx);
+            }
+            for &f in &planned.harmed {
+                plan.faults[f].harmed.insert(idx);
             }
             for (time, row) in planned.rows {
                 debug_assert!(time < self.end_ns);
@@ -495,6 +501,7 @@ impl Scheduler {
         let n = shape.stages.len();
         let mut rows = Vec::new();
         let mut affected = Vec::new();
+        let mut harmed = Vec::new();
         let mut skew_span = None;
         let mut stage_end = vec![0i64; n];
         let mut stage_hosts: Vec<Vec<u32>> = vec![Vec::new(); n];
@@ -564,23 +571,30 @@ impl Scheduler {
                     let mut end = ms(t0 as f64 + dur);
                     let mut error = None;
                     let mut blame = None;
+                    // The blamed fault failed this attempt, or (disk,
+                    // thermal) it started inside the window and was slowed;
+                    // pure reads of the plan, no draw.
+                    let mut harm = plan.slowdown(host, t0) > 1.0;
                     let host_fault = plan.of_host(host);
                     if let Some(f) = plan.io_failing(host, t0) {
                         end = ms(t0 as f64 + dur * rng.range(0.2, 0.6));
                         error = Some(TaskError::Io { host });
                         blame = Some(f);
+                        harm = true;
                     } else if let Some(dead) = plan.dead_after(host)
                         && dead < end
                     {
                         end = dead.max(t0) + EXECUTOR_LOST_AFTER_NS;
                         error = Some(TaskError::ExecutorLost { host });
                         blame = host_fault.map(|(f, _)| f);
+                        harm = true;
                     } else if let Some((f, from)) = plan.flapping_among(&sources, t0)
                         && rng.chance(0.6)
                     {
                         end = ms(t0 as f64 + rng.range(5e9, 30e9));
                         error = Some(TaskError::FetchFailed { from });
                         blame = Some(f);
+                        harm = true;
                     } else if rng.chance(RANDOM_FAILURE) {
                         end = ms(t0 as f64 + dur * rng.range(0.3, 0.9));
                         error = Some(if rng.chance(0.5) {
@@ -615,6 +629,9 @@ impl Scheduler {
                     if end < self.end_ns {
                         if let Some(f) = blame {
                             affected.push(f);
+                            if harm {
+                                harmed.push(f);
+                            }
                         }
                         rows.push((
                             end,
@@ -712,11 +729,14 @@ impl Scheduler {
         }
         affected.sort_unstable();
         affected.dedup();
+        harmed.sort_unstable();
+        harmed.dedup();
         Planned {
             rows,
             status,
             end: job_end,
             affected,
+            harmed,
             skew: skew_span,
         }
     }

@@ -478,6 +478,43 @@ fn faults_match_their_ground_truth() {
                     "{job} not on {h}"
                 );
             }
+            // Harmed jobs: an attempt started on the host inside the window
+            // (slowed or failed there), or failed naming the host; every
+            // such attempt's job is harmed, unless a shuffle fetch from
+            // another host failed it first.
+            let names = |e: &str| {
+                e.ends_with(h) || e.contains(&format!("{h} ")) || e.contains(&format!("{h}:"))
+            };
+            let started_here = |r: &&Row| {
+                r.table == "job_tasks"
+                    && r.host() == h
+                    && (f.start_ns..f.end_ns).contains(&r.int("start_ns"))
+            };
+            let slows = matches!(
+                f.kind,
+                FaultKind::FailingDisk | FaultKind::ThermalThrottling
+            );
+            let mut harmed = BTreeSet::new();
+            for r in rows.iter().filter(|r| r.table == "job_tasks") {
+                let error = r.string("error");
+                let by_host_error = error.is_some_and(|e| {
+                    names(e) && thresholds::HOST_ERRORS.iter().any(|p| e.starts_with(p))
+                });
+                let slowed = slows
+                    && started_here(&r)
+                    && !error.is_some_and(|e| e.starts_with("FetchFailed"));
+                if by_host_error || slowed {
+                    harmed.insert(r.tag("job_id").unwrap().to_string());
+                }
+            }
+            let truth_harmed: BTreeSet<String> = f.harmed_jobs.iter().cloned().collect();
+            assert_eq!(truth_harmed, harmed, "{:?} on {h}", f.kind);
+            assert!(
+                f.harmed_jobs.iter().all(|j| f.affected_jobs.contains(j)),
+                "{f:?}"
+            );
+        } else {
+            assert_eq!(f.harmed_jobs, f.affected_jobs);
         }
     }
     assert!(io_errors > 0, "no task hit a failing disk");
