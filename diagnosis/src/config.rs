@@ -36,6 +36,11 @@ pub struct Config {
     /// "Now" for a running job: its wall time runs to here. `None`: to the
     /// latest reported end.
     pub now_ns: Option<i64>,
+    /// At most this many attempts ride in the report for its timeline (the
+    /// HTML Gantt): 2,000 bars keep the page around a megabyte. The critical
+    /// path's attempts and those a cause names are kept beyond it; see
+    /// [`Report::attempts`](crate::Report::attempts).
+    pub timeline_attempts: usize,
 }
 
 impl Default for Config {
@@ -49,6 +54,7 @@ impl Default for Config {
             hardware_slow_ratio: 1.3,
             signal_slack_ns: 120 * SECOND_NS,
             now_ns: None,
+            timeline_attempts: 2000,
         }
     }
 }

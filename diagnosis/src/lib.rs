@@ -63,6 +63,7 @@
 //! assert!(report.notes.iter().any(|n| n.contains("no hardware telemetry")));
 //! ```
 
+mod bars;
 mod cause;
 mod config;
 mod critical_path;
@@ -82,6 +83,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use bars::AttemptBar;
 pub use cause::{AttemptRef, Cause, CauseKind, Evidence};
 pub use config::Config;
 pub use critical_path::{CriticalPath, JobSpan, Segment, SegmentKind};
@@ -155,6 +157,7 @@ pub fn diagnose(input: &JobInput, config: &Config) -> Result<Report> {
     let causes = rank::rank(heuristics::run_all(&cx), config.confidence_cut);
 
     let stages = timeline(&dag, &stats, &path);
+    let (attempts, attempts_omitted) = bars::select(&dag, &path, &causes, config.timeline_attempts);
     let mut notes = Vec::new();
     if running {
         notes.push(format!(
@@ -213,6 +216,8 @@ pub fn diagnose(input: &JobInput, config: &Config) -> Result<Report> {
         stages,
         critical_path: path.segments,
         causes,
+        attempts,
+        attempts_omitted,
         notes,
     })
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bars::AttemptBar;
 use crate::cause::Cause;
 use crate::critical_path::Segment;
 use crate::model::Status;
@@ -50,6 +51,15 @@ pub struct Report {
     pub critical_path: Vec<Segment>,
     /// Reported causes first, by confidence × cost; then the rest.
     pub causes: Vec<Cause>,
+    /// Attempts for the timeline, in stage order then by task and attempt:
+    /// all of them up to [`Config::timeline_attempts`](crate::Config::timeline_attempts),
+    /// else a sample that always holds the critical path's attempts, those a
+    /// cause names, and the other attempts of their tasks (see `bars.rs`).
+    #[serde(default)]
+    pub attempts: Vec<AttemptBar>,
+    /// Attempts of the job not in [`Report::attempts`].
+    #[serde(default)]
+    pub attempts_omitted: usize,
     pub notes: Vec<String>,
 }
 
