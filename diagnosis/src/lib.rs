@@ -7,7 +7,9 @@
 //! the store through the query engine: the job's rows by SQL (tags are
 //! strings there: it parses the ids) and its hosts' hardware signals, found
 //! with the rule pack's SQL functions and thresholds. The server and the
-//! CLI serve the report.
+//! CLI serve the report, as JSON or as the self-contained HTML page of
+//! [`html::render`] (a Gantt of stages and attempts, critical path
+//! highlighted).
 //!
 //! [`diagnose`] rebuilds the stage DAG ([`Dag`]), walks the
 //! [`CriticalPath`] (queue wait, then back from the job's end through the
@@ -72,6 +74,7 @@ mod error;
 mod error_class;
 pub mod fetch;
 mod heuristics;
+pub mod html;
 mod model;
 mod rank;
 mod report;
