@@ -1,5 +1,6 @@
 //! `fleetlake diagnose <job_id>`: ask a running server why a job was slow
-//! or failed, and print the answer for a person (or the JSON report).
+//! or failed, and print the answer for a person, the JSON report, or the
+//! self-contained HTML page (`--format html > report.html`).
 
 use std::fmt::Write as _;
 
@@ -17,7 +18,8 @@ pub struct DiagnoseArgs {
     /// Database holding the job tables.
     #[arg(long, env = "FLEETLAKE_DB", default_value = "fleet")]
     pub db: String,
-    /// Output format: text (a summary for a person) or json (the report).
+    /// Output format: text (a summary for a person), json (the report) or
+    /// html (a self-contained page with a Gantt of the job: `> report.html`).
     #[arg(long, env = "FLEETLAKE_FORMAT", default_value = "text")]
     pub format: String,
     /// API token, when the server requires one (`fleetlake token create`).
@@ -26,8 +28,8 @@ pub struct DiagnoseArgs {
 }
 
 pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
-    if !matches!(args.format.as_str(), "text" | "json") {
-        bail!("unknown format {:?}: use text or json", args.format);
+    if !matches!(args.format.as_str(), "text" | "json" | "html") {
+        bail!("unknown format {:?}: use text, json or html", args.format);
     }
     let mut url =
         reqwest::Url::parse(&args.url).with_context(|| format!("invalid --url {:?}", args.url))?;
@@ -36,6 +38,9 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
         .pop_if_empty()
         .extend(["api", "v1", "diagnosis", "jobs", &args.job_id]);
     url.query_pairs_mut().append_pair("db", &args.db);
+    if args.format == "html" {
+        url.query_pairs_mut().append_pair("format", "html");
+    }
     let mut request = reqwest::Client::new().get(url.clone());
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
@@ -55,6 +60,10 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
     }
     if args.format == "json" {
         println!("{body}");
+        return Ok(());
+    }
+    if args.format == "html" {
+        print!("{body}");
         return Ok(());
     }
     let report: Report = serde_json::from_str(&body).context("reading the report")?;
