@@ -123,6 +123,32 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
     );
     assert!(!r["critical_path"].as_array().expect("path").is_empty());
 
+    // The same as a self-contained HTML page: a Gantt naming the skewed task.
+    let page = server
+        .client()
+        .get(format!(
+            "{}/api/v1/diagnosis/jobs/{job}?format=html",
+            server.url
+        ))
+        .send()
+        .await
+        .expect("html request");
+    assert_eq!(page.status().as_u16(), 200);
+    let content_type = page.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "text/html; charset=utf-8");
+    let html = page.text().await.expect("html body");
+    let skewed = format!(
+        "stage {} task {} attempt",
+        skew.stage.expect("stage"),
+        skew.task.expect("task")
+    );
+    assert!(html.contains(&skewed), "{skewed:?} missing from the page");
+    assert!(html.contains("<svg"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page links out"
+    );
+
     // Failing disk and thermal throttling: every job with an attempt that
     // started on the host inside the window (so was slowed) names the
     // host's hardware among its reported causes, and first when no other
@@ -255,7 +281,7 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
         body["error"]
             .as_str()
             .unwrap()
-            .contains("format must be json")
+            .contains("format must be json (the default) or html")
     );
     let (status, body) = diagnose(&server, &job, "?db=nope", None).await;
     assert_eq!(status, 404, "{body}");
@@ -326,6 +352,13 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(v["job_id"], job.as_str());
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args(["diagnose", &job, "--url", &server.url, "--format", "html"])
+        .output()
+        .expect("run fleetlake diagnose --format html");
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains(&skewed));
     let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
         .args(["diagnose", "job_999999", "--url", &server.url])
         .output()
