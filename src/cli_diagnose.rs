@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use fleetlake_diagnosis::{Report, Segment, SegmentKind};
+use fleetlake_diagnosis::Report;
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
@@ -41,23 +41,9 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
     if args.format == "html" {
         url.query_pairs_mut().append_pair("format", "html");
     }
-    let mut request = reqwest::Client::new().get(url.clone());
-    if let Some(token) = &args.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    let status = response.status();
-    let body = response.text().await.context("reading the response")?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or(body);
-        bail!("diagnosis failed ({status}): {message}");
-    }
+    let request = reqwest::Client::new().get(url.clone());
+    let body =
+        crate::cli_client::send(request, args.token.as_deref(), url.as_str(), "diagnosis").await?;
     if args.format == "json" {
         println!("{body}");
         return Ok(());
@@ -102,7 +88,7 @@ fn summary(r: &Report) -> String {
     );
     let _ = writeln!(out, "critical path:");
     for s in &r.critical_path {
-        let _ = writeln!(out, "  {:>10}  {}", secs(s.duration_ns), segment(s));
+        let _ = writeln!(out, "  {:>10}  {}", secs(s.duration_ns), s.label());
     }
     let reported: Vec<_> = r.reported().collect();
     if reported.is_empty() {
@@ -142,34 +128,6 @@ fn summary(r: &Report) -> String {
         let _ = writeln!(out, "note: {n}");
     }
     out
-}
-
-fn segment(s: &Segment) -> String {
-    let what = match s.kind {
-        SegmentKind::QueueWait => "queue wait",
-        SegmentKind::SchedulingGap => "scheduling gap before",
-        SegmentKind::TaskLaunch => "task launch in",
-        SegmentKind::FailedAttempt => "failed attempt in",
-        SegmentKind::RetryGap => "retry gap after",
-        SegmentKind::Attempt => "attempt in",
-        SegmentKind::StageTail => "stage tail of",
-        SegmentKind::JobTail => "job tail",
-        SegmentKind::Other => "unattributed",
-    };
-    let mut text = what.to_owned();
-    if let Some(st) = s.stage_id {
-        let _ = write!(text, " stage {st}");
-    }
-    if let Some(t) = s.task_id {
-        let _ = write!(text, " task {t}");
-    }
-    if let Some(a) = s.attempt {
-        let _ = write!(text, " attempt {a}");
-    }
-    if let Some(h) = &s.hostname {
-        let _ = write!(text, " on {h}");
-    }
-    text
 }
 
 fn secs(ns: i64) -> String {

@@ -1,6 +1,5 @@
 //! `fleetlake sql`: run a query on a running server and print the result.
 
-use anyhow::{Context, bail};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -23,25 +22,10 @@ pub struct SqlArgs {
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let url = format!("{}/api/v1/sql", args.url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(&url)
         .json(&serde_json::json!({"sql": args.query, "db": args.db, "format": args.format}));
-    if let Some(token) = &args.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    let status = response.status();
-    let body = response.text().await.context("reading the response")?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or(body);
-        bail!("query failed ({status}): {message}");
-    }
+    let body = crate::cli_client::send(request, args.token.as_deref(), &url, "query").await?;
     print!("{body}");
     Ok(())
 }

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod cli_bench;
+mod cli_client;
 mod cli_diagnose;
 mod cli_gen;
 mod cli_sql;

@@ -62,6 +62,38 @@ pub struct Segment {
     pub hostname: Option<String>,
 }
 
+impl Segment {
+    /// What the segment is, for a person: `attempt in stage 2 task 7
+    /// attempt 0 on host_5` (not escaped).
+    pub fn label(&self) -> String {
+        let what = match self.kind {
+            SegmentKind::QueueWait => "queue wait",
+            SegmentKind::SchedulingGap => "scheduling gap before",
+            SegmentKind::TaskLaunch => "task launch in",
+            SegmentKind::FailedAttempt => "failed attempt in",
+            SegmentKind::RetryGap => "retry gap after",
+            SegmentKind::Attempt => "attempt in",
+            SegmentKind::StageTail => "stage tail of",
+            SegmentKind::JobTail => "job tail",
+            SegmentKind::Other => "unattributed",
+        };
+        let mut text = what.to_owned();
+        if let Some(st) = self.stage_id {
+            text.push_str(&format!(" stage {st}"));
+        }
+        if let Some(t) = self.task_id {
+            text.push_str(&format!(" task {t}"));
+        }
+        if let Some(a) = self.attempt {
+            text.push_str(&format!(" attempt {a}"));
+        }
+        if let Some(h) = &self.hostname {
+            text.push_str(&format!(" on {h}"));
+        }
+        text
+    }
+}
+
 /// The job's span as the path needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobSpan {

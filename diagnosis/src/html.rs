@@ -20,7 +20,6 @@ mod gantt;
 use std::fmt::Write as _;
 
 use crate::cause::{Cause, CauseKind, human_ns};
-use crate::critical_path::{Segment, SegmentKind};
 use crate::model::Status;
 use crate::report::Report;
 
@@ -94,35 +93,6 @@ fn status_name(s: Status) -> &'static str {
         Status::Failed => "FAILED",
         Status::Running => "RUNNING",
     }
-}
-
-/// `attempt in stage 2 task 7 attempt 0 on host_5` (unescaped).
-fn segment_label(s: &Segment) -> String {
-    let what = match s.kind {
-        SegmentKind::QueueWait => "queue wait",
-        SegmentKind::SchedulingGap => "scheduling gap before",
-        SegmentKind::TaskLaunch => "task launch in",
-        SegmentKind::FailedAttempt => "failed attempt in",
-        SegmentKind::RetryGap => "retry gap after",
-        SegmentKind::Attempt => "attempt in",
-        SegmentKind::StageTail => "stage tail of",
-        SegmentKind::JobTail => "job tail",
-        SegmentKind::Other => "unattributed",
-    };
-    let mut text = what.to_owned();
-    if let Some(st) = s.stage_id {
-        let _ = write!(text, " stage {st}");
-    }
-    if let Some(t) = s.task_id {
-        let _ = write!(text, " task {t}");
-    }
-    if let Some(a) = s.attempt {
-        let _ = write!(text, " attempt {a}");
-    }
-    if let Some(h) = &s.hostname {
-        let _ = write!(text, " on {h}");
-    }
-    text
 }
 
 fn time(ns: i64) -> String {
@@ -348,7 +318,7 @@ fn path_table(out: &mut String, r: &Report) {
             human_ns(s.start_ns - t0),
             human_ns(s.duration_ns),
             100.0 * s.duration_ns as f64 / wall,
-            esc(&segment_label(s))
+            esc(&s.label())
         );
     }
     out.push_str("</tbody></table></section>\n");

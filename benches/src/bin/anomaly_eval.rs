@@ -116,16 +116,8 @@ fn ts_literal(ns: i64) -> String {
 }
 
 async fn sql(client: &reqwest::Client, url: &str, q: &str) -> Result<Vec<Value>> {
-    let r = client
-        .post(format!("{url}/api/v1/sql"))
-        .json(&serde_json::json!({"db": "fleet", "sql": q, "format": "json"}))
-        .send()
-        .await?;
-    let status = r.status();
-    let text = r.text().await?;
-    if !status.is_success() {
-        bail!("{status}: {text}\nSQL: {q}");
-    }
+    let (text, _) =
+        fleetlake_benches::query::fleetlake_sql(client, url, "fleet", q, "json").await?;
     Ok(serde_json::from_str(&text)?)
 }
 

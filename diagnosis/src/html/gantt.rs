@@ -15,7 +15,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
 
-use super::{esc, kind_name, segment_label};
+use super::{esc, kind_name};
 use crate::bars::AttemptBar;
 use crate::cause::{human_bytes, human_ns};
 use crate::model::Status;
@@ -263,7 +263,7 @@ pub(super) fn svg(r: &Report) -> String {
             y + 3.0,
             scale.width(s.start_ns, s.end_ns),
             ROW - 6.0,
-            esc(&segment_label(s)),
+            esc(&s.label()),
             human_ns(s.duration_ns),
         );
     }

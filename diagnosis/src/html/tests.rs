@@ -1,6 +1,6 @@
 use super::*;
 use crate::testing::{JobBuilder, MIB, OOM, secs};
-use crate::{Attempt, Config, diagnose};
+use crate::{Attempt, Config, SegmentKind, diagnose};
 
 /// Stage 0 → stage 1, 8 tasks each; stage 1 task 3 reads 18× its
 /// siblings' input (the top cause, and the end of the critical path).
