@@ -488,6 +488,78 @@ pub fn span_score(points: &[Point], span_ns: i64) -> Option<f64> {
     scores.get(half.checked_sub(1)?).copied()
 }
 
+/// [`span_score`] kept up to date point by point, for a frame that only
+/// grows (a window `ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`):
+/// each point is learned once, when it falls two spans behind the newest,
+/// so a row costs its span's probes, not a pass over everything before it.
+///
+/// Invariant: after pushing `points` (sorted by time), [`SpanRun::score`]
+/// equals `span_score(points, span_ns)`.
+#[derive(Debug, Clone)]
+pub struct SpanRun {
+    span_ns: i64,
+    detector: Detector,
+    /// The points not learned yet: newer than the newest minus two spans.
+    pending: std::collections::VecDeque<Point>,
+    /// The last point learned, and how many were.
+    last_learned: Option<f64>,
+    learned: usize,
+}
+
+impl SpanRun {
+    pub fn new(span_ns: i64) -> Self {
+        Self {
+            span_ns,
+            detector: Detector::default(),
+            pending: std::collections::VecDeque::new(),
+            last_learned: None,
+            learned: 0,
+        }
+    }
+
+    /// Adds a point no older than the ones before it.
+    pub fn push(&mut self, p: Point) {
+        self.pending.push_back(p);
+        let horizon = p.0.saturating_sub(self.span_ns.saturating_mul(2));
+        while let Some(&(t, v)) = self.pending.front() {
+            if t > horizon {
+                break;
+            }
+            self.pending.pop_front();
+            self.detector.push(v);
+            self.last_learned = Some(v);
+            self.learned += 1;
+        }
+    }
+
+    /// Points kept (not learned yet).
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The newest span's score, as [`span_score`] gives it.
+    pub fn score(&self) -> Option<f64> {
+        let latest = self.pending.back()?.0;
+        let from = self
+            .pending
+            .partition_point(|p| p.0 <= latest.saturating_sub(self.span_ns));
+        // The very first point has nothing before it to move from.
+        let from = if self.learned + from == 0 { 1 } else { from };
+        let mut prev = match from {
+            0 => self.last_learned?,
+            k => self.pending[k - 1].1,
+        };
+        let mut scores = Vec::with_capacity(self.pending.len() - from.min(self.pending.len()));
+        for &(_, v) in self.pending.iter().skip(from) {
+            scores.push(self.detector.probe(prev, v)?);
+            prev = v;
+        }
+        let half = scores.len().div_ceil(2);
+        scores.sort_by(|a, b| b.total_cmp(a));
+        scores.get(half.checked_sub(1)?).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

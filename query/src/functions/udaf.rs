@@ -358,6 +358,9 @@ pub struct SeriesAccumulator {
     /// `anomaly_score` in a growing window: the detector over every valid
     /// point so far, and the newest one's score.
     detector: Option<(Detector, Option<f64>)>,
+    /// `anomaly_score` with a span in a growing window: the sustained
+    /// score kept up to date (each point learned once).
+    span_run: Option<detector::SpanRun>,
 }
 
 impl SeriesAccumulator {
@@ -375,6 +378,7 @@ impl SeriesAccumulator {
             ewma: None,
             steps: None,
             detector: None,
+            span_run: None,
         }
     }
 
@@ -412,6 +416,7 @@ impl SeriesAccumulator {
             self.ewma = None;
             self.steps = None;
             self.detector = None;
+            self.span_run = None;
         }
         self.last_time = self.last_time.max(p.0);
         if let Some(idx) = &mut self.index {
@@ -425,6 +430,9 @@ impl SeriesAccumulator {
         }
         if let Some((d, last)) = &mut self.detector {
             *last = d.push(p.1);
+        }
+        if let Some(run) = &mut self.span_run {
+            run.push(p);
         }
     }
 
@@ -504,6 +512,20 @@ impl SeriesAccumulator {
                     .get_or_insert_with(|| Detector::learned(finite(&self.points)));
                 Some(*last)
             }
+            Kind::AnomalyScore if !self.retracted => {
+                let Param::SpanNs(span_ns) = self.param else {
+                    return None;
+                };
+                let run = self.span_run.get_or_insert_with(|| {
+                    let mut run = detector::SpanRun::new(span_ns);
+                    self.points
+                        .iter()
+                        .filter(|p| p.1.is_finite())
+                        .for_each(|p| run.push(*p));
+                    run
+                });
+                Some(run.score())
+            }
             _ => None,
         }
     }
@@ -578,6 +600,7 @@ impl Accumulator for SeriesAccumulator {
         self.retracted = true;
         self.ewma = None;
         self.detector = None;
+        self.span_run = None;
         Ok(())
     }
 
@@ -628,7 +651,11 @@ impl Accumulator for SeriesAccumulator {
         // The index holds each valid value again, with a step count.
         let index = self.index.as_ref().map_or(0, |i| i.len() * 16);
         // The detector is inline (Detector::BYTES).
-        size_of_val(self) + self.points.capacity() * size_of::<Point>() + index
+        let span = self
+            .span_run
+            .as_ref()
+            .map_or(0, |r| r.pending_len() * size_of::<Point>());
+        size_of_val(self) + self.points.capacity() * size_of::<Point>() + index + span
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -697,6 +724,7 @@ mod tests {
             (Kind::RobustZScore, Param::None),
             (Kind::EwmaDeviation, Param::Alpha(0.2)),
             (Kind::AnomalyScore, Param::None),
+            (Kind::AnomalyScore, Param::SpanNs(30 * S)),
         ];
         for (kind, param) in kinds {
             for width in [Some(5usize), Some(60), Some(200), None] {
@@ -724,7 +752,10 @@ mod tests {
                         _ => match kind {
                             Kind::ZScore => score::zscore(&frame),
                             Kind::RobustZScore => score::robust_zscore(&frame),
-                            Kind::AnomalyScore => detector::anomaly_score(&frame),
+                            Kind::AnomalyScore => match param {
+                                Param::SpanNs(ns) => detector::span_score(&frame, ns),
+                                _ => detector::anomaly_score(&frame),
+                            },
                             _ => score::ewma_deviation(&frame, 0.2),
                         },
                     };
