@@ -143,6 +143,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         query_config,
         system,
     )?);
+    // `job_diagnoses(start, end)` and `host_impact(start, end)` in SQL.
+    fleetlake_diagnosis::table_functions::register(&engine);
     let state = AppState::new(
         ingester.clone(),
         engine,

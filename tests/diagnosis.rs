@@ -149,6 +149,18 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
         "the page links out"
     );
 
+    // Each job's top reported kind ("" for none), from the per-job reports,
+    // to compare with the bulk form.
+    let mut tops: std::collections::BTreeMap<String, String> = Default::default();
+    let top_kind = |r: &Value| {
+        reported(r)
+            .first()
+            .and_then(|c| c["kind"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    tops.insert(job.clone(), top_kind(&r));
+
     // Failing disk and thermal throttling: every job with an attempt that
     // started on the host inside the window (so was slowed) names the
     // host's hardware among its reported causes, and first when no other
@@ -182,6 +194,7 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
             );
             let r = report(&server, job).await;
             eprintln!("{kind:?} on {host}: {}", describe(&r));
+            tops.insert(job.to_string(), top_kind(&r));
             let blames = |c: &&Value| {
                 HARDWARE.contains(&c["kind"].as_str().unwrap_or("")) && names_host(c, &host)
             };
@@ -238,6 +251,7 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
     let mut flagged = Vec::new();
     for job in &healthy {
         let r = report(&server, job).await;
+        tops.insert(job.to_string(), top_kind(&r));
         if !reported(&r).is_empty() {
             flagged.push(describe(&r));
         }
@@ -248,6 +262,103 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
         flagged.len()
     );
     assert!(flagged.is_empty(), "healthy jobs with causes: {flagged:#?}");
+
+    // The bulk forms: every job that ended in the range, in SQL and over HTTP.
+    let range = format!(
+        "TIMESTAMP '{}', TIMESTAMP '{}'",
+        fleetlake_time::rfc3339(T0),
+        fleetlake_time::rfc3339(T0 + 4 * 3600 * S)
+    );
+    let ended = server
+        .sql_i64("fleet", "SELECT count(DISTINCT job_id) FROM job_runs")
+        .await;
+    let rows = server
+        .sql(
+            "fleet",
+            &format!(
+                "SELECT job_id, rank, cause, hosts, error FROM job_diagnoses({range}) \
+                 ORDER BY job_id, rank"
+            ),
+        )
+        .await;
+    let bulk_jobs: BTreeSet<&str> = rows.iter().filter_map(|r| r["job_id"].as_str()).collect();
+    assert_eq!(bulk_jobs.len() as i64, ended, "every ended job has a row");
+    assert!(rows.iter().all(|r| r["error"].is_null()), "{rows:#?}");
+    let bulk_top = |job: &str| {
+        rows.iter()
+            .find(|r| r["job_id"] == job && (r["rank"] == 1 || r["rank"].is_null()))
+            .map(|r| r["cause"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(bulk_top(&job).as_deref(), Some("data_skew"));
+    let differ: Vec<String> = tops
+        .iter()
+        .filter(|(j, k)| bulk_top(j).is_some_and(|b| b != **k))
+        .map(|(j, k)| format!("{j}: per job {k:?}, bulk {:?}", bulk_top(j)))
+        .collect();
+    eprintln!(
+        "bulk: {} jobs; top cause differs from the per-job report for {} of {} compared: {differ:?}",
+        bulk_jobs.len(),
+        differ.len(),
+        tops.len()
+    );
+    assert!(
+        differ.len() * 10 <= tops.len(),
+        "the bulk form disagrees with the per-job reports: {differ:#?}"
+    );
+    // The fleet view names the failing disk's host, for its disk.
+    let disk_host = fault(FaultKind::FailingDisk).host.clone().expect("host");
+    let impact = server
+        .sql(
+            "fleet",
+            &format!("SELECT hostname, jobs, causes, top_cause FROM host_impact({range})"),
+        )
+        .await;
+    eprintln!("host_impact: {impact:?}");
+    let row = impact
+        .iter()
+        .find(|r| r["hostname"] == disk_host.as_str())
+        .unwrap_or_else(|| panic!("{disk_host} missing from host_impact: {impact:#?}"));
+    assert!(row["jobs"].as_i64().unwrap() >= 1, "{row}");
+    assert!(
+        row["causes"].as_str().unwrap().contains("failing_disk"),
+        "{row}"
+    );
+    // Over HTTP: the same hosts, first the one that hurt the most jobs.
+    let get = |path: String| {
+        let client = server.client();
+        async move {
+            let r = client.get(path).send().await.expect("request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let window = format!("db=fleet&start={}&end={}", T0 / S, T0 / S + 4 * 3600);
+    let (status, body) = get(format!("{}/api/v1/diagnosis/hosts?{window}", server.url)).await;
+    assert_eq!(status, 200, "{body}");
+    let hosts = body["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), impact.len(), "{body:#}");
+    assert_eq!(hosts[0]["hostname"], impact[0]["hostname"]);
+    let (status, body) = get(format!("{}/api/v1/diagnosis/jobs?{window}", server.url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["jobs"].as_array().expect("jobs").len() as i64, ended);
+    // Bad arguments: a 400 saying what to pass.
+    for (sql, want) in [
+        ("SELECT * FROM job_diagnoses(1)", "takes 2 arguments"),
+        (
+            "SELECT * FROM job_diagnoses('yesterday', now())",
+            "start must be a constant timestamp",
+        ),
+        (
+            "SELECT * FROM host_impact(now(), now() - INTERVAL '1 hour')",
+            "end is before start",
+        ),
+    ] {
+        let (status, body) = server.sql_raw("fleet", sql, "json").await;
+        assert_eq!(status, 400, "{sql}: {body}");
+        assert!(body.contains(want), "{sql}: {body}");
+    }
+    let (status, body) = get(format!("{}/api/v1/diagnosis/hosts?start=abc", server.url)).await;
+    assert_eq!(status, 400, "{body}");
 
     // A job still running (no job_runs row yet) is diagnosed so far.
     let rows = server

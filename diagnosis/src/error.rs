@@ -57,6 +57,20 @@ pub enum Error {
         kind: QueryFailure,
         message: String,
     },
+
+    /// A query of a bulk diagnosis (many jobs at once) failed.
+    #[error("bulk diagnosis: reading {what} failed: {message}")]
+    RangeQuery {
+        what: String,
+        kind: QueryFailure,
+        message: String,
+    },
+
+    /// More jobs in a bulk diagnosis's range than it reads at once.
+    #[error(
+        "{jobs} jobs ended in the range, more than the {max} a bulk diagnosis reads at once: narrow the range"
+    )]
+    TooManyJobs { jobs: usize, max: usize },
 }
 
 /// How a query failed, as the query engine classified it (kept as a kind

@@ -22,19 +22,23 @@
 //!   kept and a note says what was not searched. Neither is an error.
 //! - An unknown job is [`Error::NotFound`] naming it.
 
+mod range;
 mod rows;
 mod signals;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use arrow::record_batch::RecordBatch;
 use fleetlake_query::QueryEngine;
 
 use crate::error::{Error, QueryFailure, Result};
 use crate::error_class::ErrorClass;
-use crate::model::{Attempt, JobInput, JobRun, Stage, Status};
+use crate::model::{Attempt, HostSignal, JobInput, JobRun, Stage, Status};
 use crate::sql::{lit, ts};
 use rows::Rows;
 use signals::Scope;
+
+pub use range::{RangeOptions, load_range};
 
 const MINUTE_NS: i64 = 60_000_000_000;
 
@@ -183,18 +187,11 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn query(&self, what: &str, sql: &str) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    async fn query(&self, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
         match self.engine.query_collect(self.db, sql).await {
             Ok((_, batches)) => Ok(batches),
             Err(e) => Err(query_error(self.job_id, what, e)),
         }
-    }
-
-    fn invalid(&self, table: &str, column: &str, value: Option<&str>) -> Error {
-        Error::Invalid(format!(
-            "job {}: a {table} row has {column} {value:?}, not a number",
-            self.job_id
-        ))
     }
 
     /// The `job_runs` row and its `time`; the latest if there are several.
@@ -202,31 +199,10 @@ impl Reader<'_> {
         let sql = format!("SELECT * FROM job_runs WHERE job_id = {}", lit(self.job_id));
         let mut best: Option<(JobRun, i64)> = None;
         for b in self.query("job_runs", &sql).await? {
-            let r = Rows::new(&b);
-            let (user, queue, status, submit, start, end, time) = (
-                r.strings("user"),
-                r.strings("queue"),
-                r.strings("status"),
-                r.ints("submit_ns"),
-                r.ints("start_ns"),
-                r.ints("end_ns"),
-                r.ints("time"),
-            );
-            for i in 0..r.len() {
-                let Some(t) = time.get(i) else { continue };
-                if best.as_ref().is_some_and(|(_, bt)| *bt >= t) {
-                    continue;
+            for (run, t) in parse_runs(&b) {
+                if best.as_ref().is_none_or(|(_, bt)| *bt < t) {
+                    best = Some((run, t));
                 }
-                let run = JobRun {
-                    job_id: self.job_id.to_owned(),
-                    user: user.get(i).map(str::to_owned),
-                    queue: queue.get(i).map(str::to_owned),
-                    status: Status::parse(status.get(i).unwrap_or("")),
-                    submit_ns: submit.get(i),
-                    start_ns: start.get(i),
-                    end_ns: Some(end.get(i).unwrap_or(t)),
-                };
-                best = Some((run, t));
             }
         }
         Ok(best)
@@ -244,35 +220,7 @@ impl Reader<'_> {
         let sql = format!("SELECT * FROM job_stages WHERE {}", self.filter(span));
         let mut out = Vec::new();
         for b in self.query("job_stages", &sql).await? {
-            let r = Rows::new(&b);
-            let (id_text, id, parents, status, start, end, tasks, attempts, failed) = (
-                r.strings("stage_id"),
-                r.ints("stage_id"),
-                r.strings("parents"),
-                r.strings("status"),
-                r.ints("start_ns"),
-                r.ints("end_ns"),
-                r.ints("tasks"),
-                r.ints("attempts"),
-                r.ints("failed_attempts"),
-            );
-            let count = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-            for i in 0..r.len() {
-                let stage_id = id
-                    .get(i)
-                    .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(|| self.invalid("job_stages", "stage_id", id_text.get(i)))?;
-                out.push(Stage {
-                    stage_id,
-                    parents: Stage::parse_parents(parents.get(i).unwrap_or(""))?,
-                    status: Status::parse(status.get(i).unwrap_or("")),
-                    start_ns: start.get(i),
-                    end_ns: end.get(i),
-                    tasks: count(tasks.get(i)),
-                    attempts: count(attempts.get(i)),
-                    failed_attempts: count(failed.get(i)),
-                });
-            }
+            out.extend(parse_stages(&b, self.job_id)?.into_iter().map(|(_, s)| s));
         }
         out.sort_by_key(|s| s.stage_id);
         Ok(out)
@@ -282,77 +230,178 @@ impl Reader<'_> {
         let sql = format!("SELECT * FROM job_tasks WHERE {}", self.filter(span));
         let mut out = Vec::new();
         for b in self.query("job_tasks", &sql).await? {
-            let r = Rows::new(&b);
-            let ids = ["stage_id", "task_id", "attempt"].map(|c| (r.strings(c), r.ints(c)));
-            let (host, status, start, end, duration_ms, time) = (
-                r.strings("hostname"),
-                r.strings("status"),
-                r.ints("start_ns"),
-                r.ints("end_ns"),
-                r.ints("duration_ms"),
-                r.ints("time"),
-            );
-            let (read, shuffle, records, error) = (
-                r.ints("bytes_read"),
-                r.ints("shuffle_read_bytes"),
-                r.ints("records_read"),
-                r.strings("error"),
-            );
-            for i in 0..r.len() {
-                let mut id = [0u32; 3];
-                for (k, (text, num)) in ids.iter().enumerate() {
-                    id[k] = num
-                        .get(i)
-                        .and_then(|v| u32::try_from(v).ok())
-                        .ok_or_else(|| {
-                            self.invalid(
-                                "job_tasks",
-                                ["stage_id", "task_id", "attempt"][k],
-                                text.get(i),
-                            )
-                        })?;
-                }
-                let Some(end_ns) = end.get(i).or(time.get(i)) else {
-                    continue;
-                };
-                let start_ns = start
-                    .get(i)
-                    .or_else(|| duration_ms.get(i).map(|d| end_ns - d * 1_000_000))
-                    .unwrap_or(end_ns);
-                out.push(Attempt {
-                    stage_id: id[0],
-                    task_id: id[1],
-                    attempt: id[2],
-                    hostname: host.get(i).unwrap_or("").to_owned(),
-                    status: Status::parse(status.get(i).unwrap_or("")),
-                    start_ns,
-                    end_ns,
-                    bytes_read: read.get(i).unwrap_or(0),
-                    shuffle_read_bytes: shuffle.get(i).unwrap_or(0),
-                    records_read: records.get(i).unwrap_or(0),
-                    error: error.get(i).filter(|e| !e.is_empty()).map(str::to_owned),
-                });
-            }
+            out.extend(parse_attempts(&b, self.job_id)?.into_iter().map(|(_, a)| a));
         }
         out.sort_by_key(|a| (a.stage_id, a.task_id, a.attempt));
         Ok(out)
     }
 }
 
+/// A row whose id column does not parse.
+fn invalid(job_id: &str, table: &str, column: &str, value: Option<&str>) -> Error {
+    Error::Invalid(format!(
+        "job {job_id}: a {table} row has {column} {value:?}, not a number"
+    ))
+}
+
+/// The `job_runs` rows of a batch, with their `time`. A row without a
+/// `job_id` column (or value) is not a job's.
+fn parse_runs(b: &RecordBatch) -> Vec<(JobRun, i64)> {
+    let r = Rows::new(b);
+    let (job, user, queue, status, submit, start, end, time) = (
+        r.strings("job_id"),
+        r.strings("user"),
+        r.strings("queue"),
+        r.strings("status"),
+        r.ints("submit_ns"),
+        r.ints("start_ns"),
+        r.ints("end_ns"),
+        r.ints("time"),
+    );
+    let mut out = Vec::new();
+    for i in 0..r.len() {
+        let (Some(job_id), Some(t)) = (job.get(i), time.get(i)) else {
+            continue;
+        };
+        out.push((
+            JobRun {
+                job_id: job_id.to_owned(),
+                user: user.get(i).map(str::to_owned),
+                queue: queue.get(i).map(str::to_owned),
+                status: Status::parse(status.get(i).unwrap_or("")),
+                submit_ns: submit.get(i),
+                start_ns: start.get(i),
+                end_ns: Some(end.get(i).unwrap_or(t)),
+            },
+            t,
+        ));
+    }
+    out
+}
+
+/// The `job_stages` rows of a batch, with their job ids (`job` when the
+/// batch has none).
+fn parse_stages(b: &RecordBatch, job: &str) -> Result<Vec<(String, Stage)>> {
+    let r = Rows::new(b);
+    let (jobs, id_text, id, parents, status, start, end, tasks, attempts, failed) = (
+        r.strings("job_id"),
+        r.strings("stage_id"),
+        r.ints("stage_id"),
+        r.strings("parents"),
+        r.strings("status"),
+        r.ints("start_ns"),
+        r.ints("end_ns"),
+        r.ints("tasks"),
+        r.ints("attempts"),
+        r.ints("failed_attempts"),
+    );
+    let count = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let mut out = Vec::with_capacity(r.len());
+    for i in 0..r.len() {
+        let job_id = jobs.get(i).unwrap_or(job);
+        let stage_id = id
+            .get(i)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| invalid(job_id, "job_stages", "stage_id", id_text.get(i)))?;
+        out.push((
+            job_id.to_owned(),
+            Stage {
+                stage_id,
+                parents: Stage::parse_parents(parents.get(i).unwrap_or(""))?,
+                status: Status::parse(status.get(i).unwrap_or("")),
+                start_ns: start.get(i),
+                end_ns: end.get(i),
+                tasks: count(tasks.get(i)),
+                attempts: count(attempts.get(i)),
+                failed_attempts: count(failed.get(i)),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The `job_tasks` rows of a batch, with their job ids (`job` when the
+/// batch has none).
+fn parse_attempts(b: &RecordBatch, job: &str) -> Result<Vec<(String, Attempt)>> {
+    let r = Rows::new(b);
+    let jobs = r.strings("job_id");
+    let ids = ["stage_id", "task_id", "attempt"].map(|c| (r.strings(c), r.ints(c)));
+    let (host, status, start, end, duration_ms, time) = (
+        r.strings("hostname"),
+        r.strings("status"),
+        r.ints("start_ns"),
+        r.ints("end_ns"),
+        r.ints("duration_ms"),
+        r.ints("time"),
+    );
+    let (read, shuffle, records, error) = (
+        r.ints("bytes_read"),
+        r.ints("shuffle_read_bytes"),
+        r.ints("records_read"),
+        r.strings("error"),
+    );
+    let mut out = Vec::with_capacity(r.len());
+    for i in 0..r.len() {
+        let job_id = jobs.get(i).unwrap_or(job);
+        let mut id = [0u32; 3];
+        for (k, (text, num)) in ids.iter().enumerate() {
+            id[k] = num
+                .get(i)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| {
+                    invalid(
+                        job_id,
+                        "job_tasks",
+                        ["stage_id", "task_id", "attempt"][k],
+                        text.get(i),
+                    )
+                })?;
+        }
+        let Some(end_ns) = end.get(i).or(time.get(i)) else {
+            continue;
+        };
+        let start_ns = start
+            .get(i)
+            .or_else(|| duration_ms.get(i).map(|d| end_ns - d * 1_000_000))
+            .unwrap_or(end_ns);
+        out.push((
+            job_id.to_owned(),
+            Attempt {
+                stage_id: id[0],
+                task_id: id[1],
+                attempt: id[2],
+                hostname: host.get(i).unwrap_or("").to_owned(),
+                status: Status::parse(status.get(i).unwrap_or("")),
+                start_ns,
+                end_ns,
+                bytes_read: read.get(i).unwrap_or(0),
+                shuffle_read_bytes: shuffle.get(i).unwrap_or(0),
+                records_read: records.get(i).unwrap_or(0),
+                error: error.get(i).filter(|e| !e.is_empty()).map(str::to_owned),
+            },
+        ));
+    }
+    Ok(out)
+}
+
 fn query_error(job_id: &str, what: &str, e: fleetlake_query::Error) -> Error {
+    Error::Query {
+        job_id: job_id.to_owned(),
+        what: what.to_owned(),
+        kind: failure(&e),
+        message: e.to_string(),
+    }
+}
+
+/// How the query engine classified a failed query.
+fn failure(e: &fleetlake_query::Error) -> QueryFailure {
     use fleetlake_query::Error as E;
-    let kind = match &e {
+    match e {
         E::User(_) => QueryFailure::User,
         E::NotFound(_) => QueryFailure::NotFound,
         E::Timeout { .. } => QueryFailure::Timeout,
         E::MemoryLimit { .. } => QueryFailure::MemoryLimit,
         E::Internal(_) => QueryFailure::Internal,
-    };
-    Error::Query {
-        job_id: job_id.to_owned(),
-        what: what.to_owned(),
-        kind,
-        message: e.to_string(),
     }
 }
 
@@ -383,14 +432,35 @@ async fn hardware(
     input: &mut JobInput,
     options: &LoadOptions,
 ) {
-    let missing: Vec<&str> = HARDWARE_TABLES
-        .into_iter()
-        .filter(|t| !tables.contains(*t))
-        .collect();
-    if missing.len() == HARDWARE_TABLES.len() {
+    if !has_hardware(tables) {
         return; // signals: None, and the report says so.
     }
     let hosts = hosts(&input.attempts);
+    let Some((start, end)) = job_window(input) else {
+        input.signals = Some(Vec::new());
+        return;
+    };
+    let (found, notes) = search(
+        engine,
+        db,
+        tables,
+        &hosts,
+        start - options.hardware_lookback_ns,
+        end.max(start),
+    )
+    .await;
+    input.notes.extend(notes);
+    input.notes.extend(missing_note(tables));
+    input.signals = Some(found);
+}
+
+/// Whether any hardware table exists (else the job gets job-only causes).
+fn has_hardware(tables: &BTreeSet<String>) -> bool {
+    HARDWARE_TABLES.iter().any(|t| tables.contains(*t))
+}
+
+/// The job's start and end: its run row's, else its rows' extremes.
+fn job_window(input: &JobInput) -> Option<(i64, i64)> {
     let run = input.run.as_ref();
     let first = input
         .attempts
@@ -404,19 +474,30 @@ async fn hardware(
         .map(|a| a.end_ns)
         .chain(input.stages.iter().filter_map(|s| s.end_ns))
         .max();
-    let (Some(start), Some(end)) = (
-        run.and_then(|r| r.start_ns).or(first),
-        run.and_then(|r| r.end_ns).or(last),
-    ) else {
-        input.signals = Some(Vec::new());
-        return;
-    };
+    Some((
+        run.and_then(|r| r.start_ns).or(first)?,
+        run.and_then(|r| r.end_ns).or(last)?,
+    ))
+}
+
+/// The signals of `hosts` from `start_ns` to `end_ns`, from the hardware
+/// tables that exist, sorted by host, kind and start; a note for each
+/// probe that failed.
+async fn search(
+    engine: &QueryEngine,
+    db: &str,
+    tables: &BTreeSet<String>,
+    hosts: &[String],
+    start_ns: i64,
+    end_ns: i64,
+) -> (Vec<HostSignal>, Vec<String>) {
     let scope = Scope {
-        hosts: &hosts,
-        start_ns: start - options.hardware_lookback_ns,
-        end_ns: end.max(start),
+        hosts,
+        start_ns,
+        end_ns,
     };
     let mut found = Vec::new();
+    let mut notes = Vec::new();
     if !hosts.is_empty() {
         for probe in signals::probes() {
             if !tables.contains(probe.table) {
@@ -424,7 +505,7 @@ async fn hardware(
             }
             match probe.run(engine, db, &scope).await {
                 Ok(s) => found.extend(s),
-                Err(e) => input.notes.push(format!(
+                Err(e) => notes.push(format!(
                     "hardware signal {} ({}) not searched: {e}",
                     probe.rule, probe.table
                 )),
@@ -433,40 +514,50 @@ async fn hardware(
         if tables.contains("heartbeat") {
             match signals::heartbeat_gaps(engine, db, &scope).await {
                 Ok(s) => found.extend(s),
-                Err(e) => input.notes.push(format!(
+                Err(e) => notes.push(format!(
                     "hardware signal host_down (heartbeat) not searched: {e}"
                 )),
             }
         }
     }
-    if !missing.is_empty() {
-        let rules: BTreeMap<&str, Vec<&str>> = missing
-            .iter()
-            .map(|t| {
-                let mut rules: Vec<&str> = signals::probes()
-                    .into_iter()
-                    .filter(|p| p.table == *t)
-                    .map(|p| p.rule)
-                    .collect();
-                if *t == "heartbeat" {
-                    rules.push("host_down");
-                }
-                (*t, rules)
-            })
-            .collect();
-        input.notes.push(format!(
-            "no hardware table {}: those signals were not searched",
-            rules
-                .iter()
-                .map(|(t, r)| format!("{t} ({})", r.join(", ")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
     found.sort_by(|a, b| {
         (&a.hostname, &a.kind, a.start_ns).cmp(&(&b.hostname, &b.kind, b.start_ns))
     });
-    input.signals = Some(found);
+    (found, notes)
+}
+
+/// The note naming the hardware tables that do not exist and the signals
+/// they would have given; `None` when all exist.
+fn missing_note(tables: &BTreeSet<String>) -> Option<String> {
+    let missing: Vec<&str> = HARDWARE_TABLES
+        .into_iter()
+        .filter(|t| !tables.contains(*t))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let rules: BTreeMap<&str, Vec<&str>> = missing
+        .iter()
+        .map(|t| {
+            let mut rules: Vec<&str> = signals::probes()
+                .into_iter()
+                .filter(|p| p.table == *t)
+                .map(|p| p.rule)
+                .collect();
+            if *t == "heartbeat" {
+                rules.push("host_down");
+            }
+            (*t, rules)
+        })
+        .collect();
+    Some(format!(
+        "no hardware table {}: those signals were not searched",
+        rules
+            .iter()
+            .map(|(t, r)| format!("{t} ({})", r.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 #[cfg(test)]

@@ -66,6 +66,7 @@
 //! ```
 
 mod bars;
+pub mod bulk;
 mod cause;
 mod config;
 mod critical_path;
@@ -80,6 +81,7 @@ mod rank;
 mod report;
 mod sql;
 mod stats;
+pub mod table_functions;
 
 #[cfg(test)]
 mod testing;

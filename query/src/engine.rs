@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::SendableRecordBatchStream;
@@ -72,6 +73,9 @@ pub struct QueryEngine {
     base: SessionState,
     runtime: Arc<RuntimeEnv>,
     config: QueryConfig,
+    /// Table functions added after the engine was built (they may query
+    /// it: diagnosis's bulk forms), registered on every session.
+    table_functions: std::sync::RwLock<Vec<(String, Arc<dyn TableFunctionImpl>)>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -152,6 +156,7 @@ impl QueryEngine {
             base: ctx.state(),
             runtime,
             config,
+            table_functions: std::sync::RwLock::new(Vec::new()),
         })
     }
 
@@ -161,6 +166,17 @@ impl QueryEngine {
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    /// Adds table function `name` to every query from now on (`SELECT *
+    /// FROM name(args)`); a second registration of a name replaces it.
+    pub fn register_table_function(&self, name: &str, f: Arc<dyn TableFunctionImpl>) {
+        let mut fs = self
+            .table_functions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        fs.retain(|(n, _)| n != name);
+        fs.push((name.to_owned(), f));
     }
 
     /// A session for one query: database `db` as the default schema, and a
@@ -180,7 +196,15 @@ impl QueryEngine {
             .with_config(base_config(&self.config, db))
             .with_runtime_env(runtime)
             .build();
-        SessionContext::new_with_state(state)
+        let ctx = SessionContext::new_with_state(state);
+        let fs = self
+            .table_functions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (name, f) in fs.iter() {
+            ctx.register_udtf(name, Arc::clone(f));
+        }
+        ctx
     }
 
     /// Plans `sql` against database `db` and starts executing it. The stream
@@ -346,7 +370,13 @@ impl QueryEngine {
         let state = ctx.state();
         let dialect = state.config_options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect).map_err(err)?;
-        let tables = state.resolve_table_references(&statement).map_err(err)?;
+        // `FROM f(args)` is a reference too; a table function is no table.
+        let tables: Vec<_> = state
+            .resolve_table_references(&statement)
+            .map_err(err)?
+            .into_iter()
+            .filter(|t| !(t.schema().is_none() && state.table_functions().contains_key(t.table())))
+            .collect();
         let mut missing = Vec::new();
         for t in &tables {
             if !ctx.table_exist(t.clone()).map_err(err)? {

@@ -4,6 +4,14 @@
 //! JSON; `?format=html` is the self-contained page of [`html::render`]
 //! (a Gantt with the critical path highlighted), `text/html; charset=utf-8`.
 //!
+//!
+//! The bulk forms, over the jobs that ended from `start` to `end` (unix
+//! seconds or RFC 3339; the last 24 h by default):
+//! `GET /api/v1/diagnosis/jobs` lists each job with its top cause, and
+//! `GET /api/v1/diagnosis/hosts` is the fleet view, the hosts that hurt
+//! the most jobs (`?limit=`, 100 by default). SQL has the same as the
+//! `job_diagnoses` and `host_impact` table functions.
+//!
 //! [`Report`]: fleetlake_diagnosis::Report
 //! [`html::render`]: fleetlake_diagnosis::html::render
 
@@ -12,7 +20,8 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use fleetlake_diagnosis::fetch::{LoadOptions, load};
+use fleetlake_diagnosis::bulk::{diagnose_all, host_impact};
+use fleetlake_diagnosis::fetch::{LoadOptions, RangeOptions, load, load_range};
 use fleetlake_diagnosis::{Config, diagnose, html};
 use serde::Deserialize;
 
@@ -20,7 +29,10 @@ use crate::auth::{Permission, Principal};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/diagnosis/jobs/{job_id}", get(job))
+    Router::new()
+        .route("/api/v1/diagnosis/jobs/{job_id}", get(job))
+        .route("/api/v1/diagnosis/jobs", get(jobs))
+        .route("/api/v1/diagnosis/hosts", get(hosts))
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,4 +66,110 @@ async fn job(
     } else {
         Json(report.to_json()).into_response()
     })
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeParams {
+    db: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<usize>,
+}
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// The request's range in nanoseconds: `end` defaults to now, `start` to a
+/// day before `end`.
+fn range(p: &RangeParams) -> Result<(i64, i64), ApiError> {
+    let parse = |name: &str, v: &str| {
+        fleetlake_promql::params::parse_time(name, v)
+            .map(|ms| ms.saturating_mul(1_000_000))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    };
+    let end = match &p.end {
+        Some(v) => parse("end", v)?,
+        None => chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+    };
+    let start = match &p.start {
+        Some(v) => parse("start", v)?,
+        None => end.saturating_sub(DAY_NS),
+    };
+    if end < start {
+        return Err(ApiError::bad_request("end is before start"));
+    }
+    Ok((start, end))
+}
+
+/// Reads and diagnoses the range's jobs.
+async fn bulk(
+    state: &AppState,
+    principal: &Principal,
+    p: &RangeParams,
+) -> Result<
+    (
+        i64,
+        i64,
+        Vec<(
+            String,
+            fleetlake_diagnosis::Result<fleetlake_diagnosis::Report>,
+        )>,
+    ),
+    ApiError,
+> {
+    let (start, end) = range(p)?;
+    let db = state.db_or_default(p.db.as_deref());
+    principal.require(Permission::Read, Some(&db))?;
+    let db = state.existing_db(Some(&db)).map_err(ApiError::not_found)?;
+    let inputs = load_range(&state.engine, &db, start, end, &RangeOptions::default()).await?;
+    Ok((start, end, diagnose_all(&inputs, &Config::default())))
+}
+
+async fn jobs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<RangeParams>,
+) -> Result<Response, ApiError> {
+    let (start, end, reports) = bulk(&state, &principal, &p).await?;
+    let jobs: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|(id, r)| match r {
+            Ok(r) => serde_json::json!({
+                "job_id": id,
+                "status": r.status,
+                "user": r.user,
+                "queue": r.queue,
+                "start_ns": r.start_ns,
+                "end_ns": r.end_ns,
+                "wall_ns": r.wall_ns,
+                "causes": r.reported().map(|c| serde_json::json!({
+                    "kind": c.kind,
+                    "confidence": c.confidence,
+                    "cost_ns": c.cost_ns,
+                    "hosts": c.hosts,
+                    "summary": c.summary,
+                })).collect::<Vec<_>>(),
+            }),
+            Err(e) => serde_json::json!({ "job_id": id, "error": e.to_string() }),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "start_ns": start, "end_ns": end, "jobs": jobs })).into_response())
+}
+
+async fn hosts(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<RangeParams>,
+) -> Result<Response, ApiError> {
+    let (start, end, reports) = bulk(&state, &principal, &p).await?;
+    let mut impact = host_impact(reports.iter().filter_map(|(_, r)| r.as_ref().ok()));
+    let total = impact.len();
+    impact.truncate(p.limit.unwrap_or(100));
+    Ok(Json(serde_json::json!({
+        "start_ns": start,
+        "end_ns": end,
+        "jobs": reports.len(),
+        "hosts_total": total,
+        "hosts": impact,
+    }))
+    .into_response())
 }

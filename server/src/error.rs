@@ -168,7 +168,7 @@ impl From<fleetlake_diagnosis::Error> for ApiError {
         use fleetlake_diagnosis::{Error as E, QueryFailure as Q};
         let kind = match &e {
             E::NotFound { .. } => ErrorKind::NotFound,
-            E::Query { kind, .. } => match kind {
+            E::Query { kind, .. } | E::RangeQuery { kind, .. } => match kind {
                 Q::User => ErrorKind::BadRequest,
                 Q::NotFound => ErrorKind::NotFound,
                 Q::Timeout => ErrorKind::Timeout,
@@ -183,6 +183,7 @@ impl From<fleetlake_diagnosis::Error> for ApiError {
             | E::Duplicate { .. }
             | E::Backwards { .. }
             | E::Empty { .. }
+            | E::TooManyJobs { .. }
             | E::Invalid(_) => ErrorKind::BadRequest,
         };
         ApiError::new(kind, e.to_string())

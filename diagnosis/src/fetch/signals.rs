@@ -5,7 +5,8 @@
 //! Each probe is one rule's SQL turned from "the latest window" into "every
 //! row": the rule's functions (`increase`, `rate`, `anomaly_score`) run as
 //! window functions over the rule's own lookback (`RANGE BETWEEN <lookback>
-//! PRECEDING AND CURRENT ROW`), the rule's `HAVING` becomes a row filter
+//! PRECEDING AND CURRENT ROW`; the detector over the whole range searched,
+//! see [`Frame::Growing`]), the rule's `HAVING` becomes a row filter
 //! with the same thresholds, and the rows that pass are grouped by host,
 //! device and minute (`time_bucket`). Minutes a minute or less apart are
 //! merged into one signal. A signal's `sql` is the probe for that host
@@ -14,12 +15,12 @@
 //! | probe | table | row condition (the rule's thresholds) | signal |
 //! |---|---|---|---|
 //! | `disk_stuck` | `diskio_hw` | over 1 min: `min(util_pct) > 90 AND max(iops) < 100` (the rule asks 10 min before it acts; a minute dates the onset) | disk latency |
-//! | `disk_latency_anomaly` | `diskio_hw` | `anomaly_score(latency_ms, time, INTERVAL '1 minute') >= 0.9` over 2 h | disk latency |
+//! | `disk_latency_anomaly` | `diskio_hw` | `anomaly_score(latency_ms, time, INTERVAL '1 minute') >= 0.9` over the range searched (the rule: 2 h) | disk latency |
 //! | `smart_sectors_rising` | `smart` | `increase(reallocated_sector_ct) + increase(current_pending_sector) >= 3` over 15 min | disk SMART |
 //! | `ecc_storm` | `edac` | `increase(ce_count) >= 10` over 10 min | memory ECC |
 //! | `mce_uncorrected` | `mce` | an event with `corrected = false` (no rule in the pack: an uncorrected machine check is never noise) | memory ECC |
 //! | `thermal_throttling` | `cpu_thermal` | `rate(throttle_count) > 0 AND avg(freq_mhz / base_mhz) < 0.8` over 5 min | thermal |
-//! | `cpu_temp_anomaly` | `cpu_thermal` | `anomaly_score(temp_c, time, INTERVAL '1 minute') >= 0.9` over 2 h | thermal |
+//! | `cpu_temp_anomaly` | `cpu_thermal` | `anomaly_score(temp_c, time, INTERVAL '1 minute') >= 0.9` over the range searched (the rule: 2 h) | thermal |
 //! | `nic_flapping` | `nic` | `increase(carrier_changes) >= 2 OR increase(rx_errors) + increase(tx_errors) >= 100` over 10 min | NIC errors |
 //! | `host_down` | `heartbeat` | consecutive heartbeats more than 60 s apart, or `staleness(time, <end>) > 60` | heartbeat gap |
 //!
@@ -57,6 +58,23 @@ impl Scope<'_> {
     }
 }
 
+/// The rows a probe's window functions see for each row.
+#[derive(Clone, Copy)]
+enum Frame {
+    /// Each row on its own.
+    Row,
+    /// The rule's lookback: `RANGE BETWEEN <lookback> PRECEDING AND
+    /// CURRENT ROW`.
+    Range(&'static str),
+    /// Every row of the series so far in the range searched. For
+    /// `anomaly_score`'s span form: the detector learns each row once
+    /// (linear), where a sliding 2-h frame would learn the frame again
+    /// for every row. The scan already starts 30 min before the job, so
+    /// for jobs under 1.5 h both frames hold the same rows; longer ranges
+    /// (the bulk form, a day) learn from more history than the rule.
+    Growing,
+}
+
 /// One rule of the pack, as a per-minute probe.
 pub(crate) struct Probe {
     /// The rule it follows (named in each signal's detail).
@@ -65,8 +83,8 @@ pub(crate) struct Probe {
     pub kind: SignalKind,
     /// The device tag (`disk`, `dimm`, `interface`), or a constant.
     device: &'static str,
-    /// The window the rule looks back over; `None`: each row on its own.
-    lookback: Option<&'static str>,
+    /// The rows each row's functions see.
+    frame: Frame,
     /// The per-row select list: must define `value` and `extra` (DOUBLE).
     select: &'static str,
     /// The rule's threshold, on the select list's columns.
@@ -83,7 +101,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "diskio_hw",
             kind: SignalKind::DiskLatency,
             device: "disk",
-            lookback: Some("1 minute"),
+            frame: Frame::Range("1 minute"),
             select: "max(latency_ms) OVER w AS value, min(util_pct) OVER w AS extra, \
                      max(iops) OVER w AS iops_max",
             condition: "extra > 90 AND iops_max < 100",
@@ -99,7 +117,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "diskio_hw",
             kind: SignalKind::DiskLatency,
             device: "disk",
-            lookback: Some("2 hours"),
+            frame: Frame::Growing,
             select: "anomaly_score(latency_ms, time, INTERVAL '1 minute') OVER w AS value, \
                      CAST(latency_ms AS DOUBLE) AS extra",
             condition: "value >= 0.9",
@@ -115,7 +133,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "smart",
             kind: SignalKind::DiskSmart,
             device: "disk",
-            lookback: Some("15 minutes"),
+            frame: Frame::Range("15 minutes"),
             select: "increase(reallocated_sector_ct, time) OVER w \
                      + increase(current_pending_sector, time) OVER w AS value, \
                      CAST(reallocated_sector_ct AS DOUBLE) AS extra",
@@ -133,7 +151,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "edac",
             kind: SignalKind::MemoryEcc,
             device: "dimm",
-            lookback: Some("10 minutes"),
+            frame: Frame::Range("10 minutes"),
             select: "increase(ce_count, time) OVER w AS value, CAST(NULL AS DOUBLE) AS extra",
             condition: "value >= 10",
             describe: |d, v, _| format!("{d}: up to {v:.0} correctable ECC errors per 10 min"),
@@ -143,7 +161,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "mce",
             kind: SignalKind::MemoryEcc,
             device: "kind",
-            lookback: None,
+            frame: Frame::Row,
             select: "CASE WHEN corrected = false THEN 1.0 ELSE 0.0 END AS value, \
                      CAST(bank AS DOUBLE) AS extra",
             condition: "value >= 1",
@@ -159,7 +177,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "cpu_thermal",
             kind: SignalKind::Thermal,
             device: "'cpu'",
-            lookback: Some("5 minutes"),
+            frame: Frame::Range("5 minutes"),
             select: "rate(throttle_count, time) OVER w AS value, \
                      avg(CAST(freq_mhz AS DOUBLE) / base_mhz) OVER w AS freq_ratio, \
                      CAST(temp_c AS DOUBLE) AS extra",
@@ -176,7 +194,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "cpu_thermal",
             kind: SignalKind::Thermal,
             device: "'cpu'",
-            lookback: Some("2 hours"),
+            frame: Frame::Growing,
             select: "anomaly_score(temp_c, time, INTERVAL '1 minute') OVER w AS value, \
                      CAST(temp_c AS DOUBLE) AS extra",
             condition: "value >= 0.9",
@@ -192,7 +210,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "nic",
             kind: SignalKind::NicErrors,
             device: "interface",
-            lookback: Some("10 minutes"),
+            frame: Frame::Range("10 minutes"),
             select: "CAST(increase(carrier_changes, time) OVER w AS DOUBLE) AS value, \
                      increase(rx_errors, time) OVER w + increase(tx_errors, time) OVER w AS extra",
             condition: "value >= 2 OR extra >= 100",
@@ -214,13 +232,17 @@ impl Probe {
         } else {
             format!("hostname, {}", self.device)
         };
-        let window = match self.lookback {
-            Some(l) => format!(
+        let window = match self.frame {
+            Frame::Range(l) => format!(
                 " WINDOW w AS (PARTITION BY {partition} ORDER BY time \
                  RANGE BETWEEN INTERVAL {} PRECEDING AND CURRENT ROW)",
                 lit(l)
             ),
-            None => String::new(),
+            Frame::Growing => format!(
+                " WINDOW w AS (PARTITION BY {partition} ORDER BY time \
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+            ),
+            Frame::Row => String::new(),
         };
         format!(
             "SELECT hostname, device, time_bucket(INTERVAL '1 minute', time) AS minute, \
