@@ -160,6 +160,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         audit,
     );
     let rules_query = state.engine.clone();
+    rules.set_diagnoser(Arc::new(fleetlake_server::RuleDiagnoser::new(
+        state.engine.clone(),
+    )));
 
     let shutdown = CancellationToken::new();
     let flusher = tokio::spawn(ingester.clone().run_flusher(shutdown.clone()));

@@ -1310,3 +1310,123 @@ async fn batch_rules_over_one_window_share_its_scan() {
     // rule still evaluating the last round sits one out).
     assert!(scans >= 1 && reuses >= 1, "scans {scans}, reuses {reuses}");
 }
+
+/// A finished job `job_id` that began `ago` before now: one stage of four
+/// tasks, task 3 reading 18× the others' input (data skew).
+async fn write_skewed_job(server: &Server, job_id: &str, ago: i64) {
+    let t0 = now_ns() - ago;
+    let mut lp = format!(
+        "job_runs,job_id={job_id},user=u,queue=q status=\"SUCCEEDED\",submit_ns={}i,start_ns={}i,end_ns={}i {}\n\
+         job_stages,job_id={job_id},stage_id=0 status=\"SUCCEEDED\",parents=\"\",tasks=4i,attempts=4i,failed_attempts=0i,start_ns={}i,end_ns={}i {}\n",
+        t0,
+        t0 + 10 * S,
+        t0 + 200 * S,
+        t0 + 200 * S,
+        t0 + 11 * S,
+        t0 + 199 * S,
+        t0 + 199 * S
+    );
+    for t in 0..4 {
+        let (mib, secs): (i64, i64) = if t == 3 { (9000, 185) } else { (500, 25) };
+        lp.push_str(&format!(
+            "job_tasks,hostname=host_{t},job_id={job_id},stage_id=0,task_id={t},attempt=0 status=\"SUCCEEDED\",start_ns={}i,end_ns={}i,duration_ms={}i,bytes_read={}i,shuffle_read_bytes=0i,records_read={}i {}\n",
+            t0 + 12 * S,
+            t0 + (12 + secs) * S,
+            secs * 1000,
+            mib << 20,
+            mib * 4000,
+            t0 + (12 + secs) * S
+        ));
+    }
+    server.write_ok("fleet", &lp).await;
+}
+
+/// A rule on job duration: its webhook carries the job's diagnosis, and a
+/// `diagnose` action keeps the diagnosis in the action log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_diagnosis_rides_with_a_rule_or_is_its_action() {
+    let hook = receiver(200).await;
+    let server = Server::start(ALLOW_LOOPBACK);
+    write_skewed_job(&server, "job_slow_1", 600 * S).await;
+    let slow_jobs = "SELECT job_id, (end_ns - start_ns) / 1e9 AS value FROM job_runs \
+        WHERE time > now() - INTERVAL '1 hour' AND end_ns - start_ns > 100000000000";
+    let rule = json!({
+        "name": "slow_job", "kind": "alert", "every": "1s", "sql": slow_jobs,
+        "annotations": {"summary": "{{ job_id }} took {{ value }} s"},
+        "action": {"type": "webhook", "url": hook.url, "attach": ["diagnosis"]},
+    });
+    let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(s, 201, "{v}");
+    let body = wait_for(20, "the webhook", || async {
+        hook.bodies.lock().first().cloned()
+    })
+    .await;
+    let d = &body["diagnosis"];
+    assert_eq!(d["job_id"], "job_slow_1", "{body:#}");
+    assert_eq!(d["causes"][0]["kind"], "data_skew", "{body:#}");
+    assert!(
+        d["summary"].as_str().unwrap().starts_with("job_slow_1: data_skew"),
+        "{d:#}"
+    );
+    // The whole report, one GET away.
+    let url = d["report_url"].as_str().expect("report_url");
+    assert!(url.starts_with(&server.url), "{url}");
+    let page = server.client().get(url).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("<svg"));
+
+    // The diagnosis as the action: the action log keeps its summary.
+    let rule = json!({
+        "name": "diagnose_slow", "kind": "self_heal", "every": "1s", "sql": slow_jobs,
+        "action": {"type": "diagnose"},
+        "safety": {"mode": "auto", "entity": "job_id"},
+    });
+    let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(s, 201, "{v}");
+    let row = wait_for(20, "the diagnose action", || async {
+        actions(&server, "diagnose_slow")
+            .await
+            .into_iter()
+            .find(|r| r["outcome"] == "success")
+    })
+    .await;
+    assert!(
+        row["message"].as_str().unwrap().contains("job_slow_1: data_skew"),
+        "{row:#}"
+    );
+
+    // A row without a job: the action fails saying so.
+    write_probe(&server, &[(1, 1, 90.0)]).await;
+    let rule = json!({
+        "name": "diagnose_host", "kind": "self_heal", "every": "1s", "sql": HOT,
+        "action": {"type": "diagnose"},
+        "safety": {"mode": "auto", "entity": "hostname"},
+    });
+    let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(s, 201, "{v}");
+    let row = wait_for(20, "the failed diagnose action", || async {
+        actions(&server, "diagnose_host")
+            .await
+            .into_iter()
+            .find(|r| r["outcome"] == "failure")
+    })
+    .await;
+    assert!(
+        row["message"].as_str().unwrap().contains("no job_id"),
+        "{row:#}"
+    );
+    // Validation: a diagnose action takes no url; attach is not for exec.
+    for (action, want) in [
+        (json!({"type": "diagnose", "url": hook.url}), "a diagnose action takes no url"),
+        (
+            json!({"type": "exec", "command": ["/bin/true"], "attach": ["diagnosis"]}),
+            "`attach` is for webhook",
+        ),
+        (json!({"type": "log", "attach": ["coffee"]}), "coffee"),
+    ] {
+        let rule = json!({"name": "bad", "kind": "alert", "every": "1s", "sql": HOT, "action": action});
+        let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
+        assert_eq!(s, 400, "{v}");
+        assert!(v.to_string().contains(want), "{want}: {v}");
+    }
+}

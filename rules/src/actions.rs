@@ -31,6 +31,9 @@ pub struct ActionRequest {
     pub ends_at: i64,
     pub entity: Option<String>,
     pub generator_url: String,
+    /// What the action carries besides the row, by key (`diagnosis`),
+    /// filled just before it runs ([`crate::attach`]).
+    pub attachments: BTreeMap<String, Value>,
 }
 
 /// Stable per (rule, instance, firing episode): receivers de-duplicate retries with it.
@@ -66,11 +69,20 @@ pub async fn run(
                 labels = ?req.labels,
                 value = ?req.value,
                 annotations = ?req.annotations,
+                attachments = ?req.attachments,
                 idempotency_key = %req.idempotency_key,
                 "rule action"
             );
-            Ok("logged".into())
+            Ok(match req.attachments.get("diagnosis") {
+                Some(d) => format!("logged; diagnosis: {}", crate::attach::summary_line(d)),
+                None => "logged".into(),
+            })
         }
+        ActionKind::Diagnose => match req.attachments.get("diagnosis") {
+            Some(d) if d.get("error").is_none() => Ok(crate::attach::summary_line(d)),
+            Some(d) => Err(crate::attach::summary_line(d)),
+            None => Err("no diagnosis was made".into()),
+        },
     }
 }
 
@@ -147,6 +159,10 @@ async fn webhook(
         "value": req.value,
         "evidence": req.evidence,
     });
+    let mut body = body;
+    for (k, v) in &req.attachments {
+        body[k] = v.clone();
+    }
     let url = action.url.as_deref().unwrap_or_default();
     post_with_retries(
         client,
@@ -166,9 +182,14 @@ async fn alertmanager(
 ) -> Result<String, String> {
     let mut labels = req.labels.clone();
     labels.insert("alertname".into(), req.rule.clone());
+    // Annotations are strings: an attachment goes as its one-line summary.
+    let mut annotations = req.annotations.clone();
+    for (k, v) in &req.attachments {
+        annotations.insert(k.clone(), crate::attach::summary_line(v));
+    }
     let body = json!([{
         "labels": labels,
-        "annotations": req.annotations,
+        "annotations": annotations,
         "startsAt": rfc3339(req.starts_at),
         "endsAt": rfc3339(req.ends_at),
         "generatorURL": req.generator_url,
@@ -297,6 +318,7 @@ mod tests {
             timeout: Some(crate::duration::Dur::from_secs(5)),
             retries: None,
             resend: None,
+            attach: Vec::new(),
         };
         let mut row = serde_json::Map::new();
         row.insert("hostname".into(), "h7".into());
@@ -315,6 +337,7 @@ mod tests {
             ends_at: 0,
             entity: Some("h7".into()),
             generator_url: String::new(),
+            attachments: BTreeMap::new(),
         };
         exec(&action, &req).await.unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "h7 h7-arg");

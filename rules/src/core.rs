@@ -291,6 +291,7 @@ fn action_type(def: &RuleDef) -> String {
             ActionKind::Alertmanager => "alertmanager",
             ActionKind::Exec => "exec",
             ActionKind::Log => "log",
+            ActionKind::Diagnose => "diagnose",
         })
         .to_string()
 }
@@ -334,6 +335,7 @@ pub fn request(
             .as_ref()
             .and_then(|s| a.labels.get(s.entity()).cloned()),
         generator_url: generator_url.to_string(),
+        attachments: BTreeMap::new(),
     }
 }
 
@@ -389,7 +391,10 @@ fn notify(def: &RuleDef, st: &mut RuleState, now: i64, env: &mut Env<'_>, out: &
     for t in &transitions {
         let status = match t.change {
             Change::Firing => "firing",
-            Change::Resolved if action.kind != ActionKind::Exec => "resolved",
+            // A command or a diagnosis is for the firing only.
+            Change::Resolved if !matches!(action.kind, ActionKind::Exec | ActionKind::Diagnose) => {
+                "resolved"
+            }
             _ => continue,
         };
         let Some(a) = st.instances.get(&t.key).cloned() else {

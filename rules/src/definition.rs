@@ -104,6 +104,9 @@ pub enum ActionKind {
     Alertmanager,
     Exec,
     Log,
+    /// Diagnose the instance's job ([`crate::attach`]); the action log
+    /// keeps the summary.
+    Diagnose,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +130,11 @@ pub struct ActionDef {
     /// alertmanager: re-send active alerts this often (default: `every`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resend: Option<Dur>,
+    /// webhook / alertmanager / log: what to send besides the row, e.g.
+    /// `["diagnosis"]`, the diagnosis of the instance's job
+    /// ([`crate::attach`]); on firing notifications only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach: Vec<crate::attach::Attachment>,
 }
 
 impl ActionDef {
@@ -369,7 +377,7 @@ impl RuleDef {
         }
         if self.kind == Kind::SelfHeal && self.action.is_none() {
             return bad(
-                "a self_heal rule needs [rule.action] (type = webhook | alertmanager | exec | log)"
+                "a self_heal rule needs [rule.action] (type = webhook | alertmanager | exec | log | diagnose)"
                     .into(),
             );
         }
@@ -415,6 +423,17 @@ impl RuleDef {
                     return Err("a log action takes no url or command".into());
                 }
             }
+            ActionKind::Diagnose => {
+                if a.url.is_some() || a.command.is_some() || !a.attach.is_empty() {
+                    return Err(
+                        "a diagnose action takes no url, command or attach: it diagnoses the job in the row's job_id"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if !a.attach.is_empty() && a.kind == ActionKind::Exec {
+            return Err("`attach` is for webhook, alertmanager and log actions".into());
         }
         if a.timeout.is_some_and(|t| t.is_zero()) {
             return Err("action timeout must be positive".into());

@@ -156,6 +156,8 @@ pub struct RulesEngine {
     ingester: Arc<Ingester>,
     query: OnceLock<Arc<QueryEngine>>,
     external_url: OnceLock<String>,
+    /// Diagnoses jobs for `diagnose` actions and `attach = ["diagnosis"]`.
+    diagnoser: OnceLock<Arc<dyn crate::attach::Diagnoser>>,
     inner: Mutex<Inner>,
     /// Orders the decision log's objects (their sequence number).
     persist: tokio::sync::Mutex<u64>,
@@ -214,6 +216,7 @@ impl RulesEngine {
             ingester,
             query: OnceLock::new(),
             external_url: OnceLock::new(),
+            diagnoser: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             persist: tokio::sync::Mutex::new(0),
             state_locks: Mutex::new(std::collections::HashMap::new()),
@@ -232,6 +235,11 @@ impl RulesEngine {
         self.query
             .get()
             .ok_or_else(|| Error::Internal("the rules engine has not started".into()))
+    }
+
+    /// Gives the engine its job diagnoser (the first call wins).
+    pub fn set_diagnoser(&self, d: Arc<dyn crate::attach::Diagnoser>) {
+        let _ = self.diagnoser.set(d);
     }
 
     fn external_url(&self) -> &str {

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod actions;
+pub mod attach;
 pub mod background;
 pub mod backtest;
 pub mod clock;

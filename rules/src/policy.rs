@@ -50,7 +50,7 @@ impl ActionPolicy {
             ActionKind::Webhook | ActionKind::Alertmanager => {
                 self.check_url(action.url.as_deref().unwrap_or_default())
             }
-            ActionKind::Log => Ok(()),
+            ActionKind::Log | ActionKind::Diagnose => Ok(()),
         }
     }
 

@@ -173,3 +173,87 @@ async fn hosts(
     }))
     .into_response())
 }
+
+/// Diagnoses jobs for the rules engine's `diagnose` actions and
+/// `attach = ["diagnosis"]` (see `fleetlake_rules::attach`).
+pub struct RuleDiagnoser {
+    engine: std::sync::Arc<fleetlake_query::QueryEngine>,
+}
+
+impl RuleDiagnoser {
+    pub fn new(engine: std::sync::Arc<fleetlake_query::QueryEngine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait::async_trait]
+impl fleetlake_rules::attach::Diagnoser for RuleDiagnoser {
+    async fn diagnose(&self, db: &str, job_id: &str) -> Result<serde_json::Value, String> {
+        let input = load(&self.engine, db, job_id, &LoadOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let report = diagnose(&input, &Config::default()).map_err(|e| e.to_string())?;
+        Ok(compact(&report, db))
+    }
+}
+
+/// What an action carries: the reported causes without their evidence
+/// rows, a line for a person, and where the whole report is.
+fn compact(r: &fleetlake_diagnosis::Report, db: &str) -> serde_json::Value {
+    let causes: Vec<serde_json::Value> = r
+        .reported()
+        .map(|c| {
+            serde_json::json!({
+                "kind": c.kind,
+                "confidence": c.confidence,
+                "cost_ns": c.cost_ns,
+                "hosts": c.hosts,
+                "summary": c.summary,
+                "action": c.action,
+            })
+        })
+        .collect();
+    let summary = match r.top() {
+        Some(c) => format!(
+            "{}: {} (confidence {:.2}): {}",
+            r.job_id,
+            serde_json::to_value(c.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            c.confidence,
+            c.summary
+        ),
+        None => format!(
+            "{}: no cause reaches the confidence cut of {}",
+            r.job_id, r.confidence_cut
+        ),
+    };
+    serde_json::json!({
+        "job_id": r.job_id,
+        "db": db,
+        "status": r.status,
+        "running": r.running,
+        "wall_ns": r.wall_ns,
+        "causes": causes,
+        "notes": r.notes,
+        "summary": summary,
+        "report_path": format!(
+            "/api/v1/diagnosis/jobs/{}?db={}&format=html",
+            r.job_id,
+            url_encode(db)
+        ),
+    })
+}
+
+/// Percent-encodes a query value (database names are free text).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

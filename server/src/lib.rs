@@ -57,6 +57,7 @@ use fleetlake_query::QueryEngine;
 
 pub use auth::Auth;
 pub use auth::audit::AuditLog;
+pub use diagnosis::RuleDiagnoser;
 pub use error::{ApiError, ErrorKind, PromError};
 pub use metrics::ServerMetrics;
 

@@ -13,8 +13,9 @@ use tracing::warn;
 
 use super::{Inner, RulesEngine};
 use crate::actions::{self, ActionRequest};
+use crate::attach::{self, Attachment};
 use crate::core::{self, ActionRow, Live};
-use crate::definition::{ActionDef, RuleDef};
+use crate::definition::{ActionDef, ActionKind, RuleDef};
 
 const HOUR_NS: i64 = 3600 * 1_000_000_000;
 
@@ -76,11 +77,25 @@ impl RulesEngine {
         self: &Arc<Self>,
         def: Arc<RuleDef>,
         action: ActionDef,
-        req: ActionRequest,
+        mut req: ActionRequest,
         mut row: ActionRow,
     ) {
         let me = self.clone();
         self.tasks.lock().spawn(async move {
+            let wants_diagnosis = action.kind == ActionKind::Diagnose
+                || action.attach.contains(&Attachment::Diagnosis);
+            if wants_diagnosis && req.status == "firing" {
+                let d = attach::diagnosis(
+                    me.diagnoser.get().map(|d| d.as_ref()),
+                    &def.db,
+                    &req,
+                    action.timeout(),
+                    me.external_url(),
+                )
+                .await;
+                req.attachments
+                    .insert(Attachment::Diagnosis.key().to_owned(), d);
+            }
             // The policy is checked again here: file rules, and rules
             // defined before the server's allow-lists changed.
             let result = match me.config.action_policy.check(&action) {
