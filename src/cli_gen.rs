@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use fleetlake_sim::{
-    CpuOnly, Devops, Fleet, FleetOptions, GroundTruth, LineSource, SimConfig, time::HOUR_NS,
+    CpuOnly, Devops, FaultKind, Fleet, FleetOptions, GroundTruth, LineSource, SimConfig,
+    time::HOUR_NS,
 };
 use tokio::task::JoinSet;
 
@@ -59,6 +60,12 @@ pub struct GenArgs {
     #[arg(long, env = "FLEETLAKE_GEN_FAULTS", default_value_t = 0)]
     pub faults: u32,
 
+    /// fleet only: the kinds of the faults, in turn (comma-separated):
+    /// failing_disk, bad_dimm, thermal_throttling, flapping_nic, data_skew,
+    /// straggler_host, flaky_host, queueing. Default: the first five.
+    #[arg(long, env = "FLEETLAKE_GEN_FAULT_KINDS", value_delimiter = ',', value_parser = parse_fault_kind)]
+    pub fault_kinds: Vec<FaultKind>,
+
     /// fleet only: write the ground truth of the injected faults (JSON) here.
     #[arg(long, env = "FLEETLAKE_GEN_TRUTH")]
     pub truth: Option<PathBuf>,
@@ -83,6 +90,16 @@ pub struct GenArgs {
     /// Concurrent requests (with --url).
     #[arg(long, env = "FLEETLAKE_GEN_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+}
+
+fn parse_fault_kind(s: &str) -> Result<FaultKind, String> {
+    FaultKind::from_name(s.trim()).ok_or_else(|| {
+        let names: Vec<&str> = FaultKind::EVERY.iter().map(|k| k.name()).collect();
+        format!(
+            "unknown fault kind {s:?}: expected one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -115,8 +132,10 @@ impl Generator {
 }
 
 fn generator(args: &GenArgs) -> anyhow::Result<Generator> {
-    if args.use_case != UseCase::Fleet && (args.faults > 0 || args.truth.is_some()) {
-        bail!("--faults and --truth apply to the fleet use case only");
+    if args.use_case != UseCase::Fleet
+        && (args.faults > 0 || args.truth.is_some() || !args.fault_kinds.is_empty())
+    {
+        bail!("--faults, --fault-kinds and --truth apply to the fleet use case only");
     }
     if args.batch == 0 || args.concurrency == 0 {
         bail!("--batch and --concurrency must be positive");
@@ -136,6 +155,7 @@ fn generator(args: &GenArgs) -> anyhow::Result<Generator> {
             &config,
             &FleetOptions {
                 faults: args.faults,
+                fault_kinds: args.fault_kinds.clone(),
             },
         )?)),
     })

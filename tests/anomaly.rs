@@ -354,7 +354,14 @@ fn target(rule: &str) -> FaultKind {
 /// bad DIMM's host dies with time to spare before the end).
 async fn faulty_fleet(server: &Server) -> (SimConfig, fleetlake_sim::GroundTruth) {
     let config = SimConfig::new(40, T0, T0 + 3 * 3600 * S, 10 * S, 3).expect("config");
-    let mut fleet = Fleet::new(&config, &FleetOptions { faults: 5 }).expect("fleet");
+    let mut fleet = Fleet::new(
+        &config,
+        &FleetOptions {
+            faults: 5,
+            ..Default::default()
+        },
+    )
+    .expect("fleet");
     let mut buf = Vec::new();
     while fleet.next_chunk(&mut buf, 20_000) > 0 {
         server

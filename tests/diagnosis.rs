@@ -17,7 +17,14 @@ const T0: i64 = 1_767_225_600 * S;
 /// anomaly pack's test).
 async fn faulty_fleet(server: &Server) -> GroundTruth {
     let config = SimConfig::new(40, T0, T0 + 3 * 3600 * S, 10 * S, 3).expect("config");
-    let mut fleet = Fleet::new(&config, &FleetOptions { faults: 5 }).expect("fleet");
+    let mut fleet = Fleet::new(
+        &config,
+        &FleetOptions {
+            faults: 5,
+            ..Default::default()
+        },
+    )
+    .expect("fleet");
     let mut buf = Vec::new();
     while fleet.next_chunk(&mut buf, 20_000) > 0 {
         server

@@ -63,7 +63,16 @@ fn generate(c: &mut Criterion) {
     });
     group.bench_function("fleet (5 faults)", |b| {
         b.iter_batched_ref(
-            || Fleet::new(&cfg, &FleetOptions { faults: 5 }).expect("fleet"),
+            || {
+                Fleet::new(
+                    &cfg,
+                    &FleetOptions {
+                        faults: 5,
+                        ..Default::default()
+                    },
+                )
+                .expect("fleet")
+            },
             |source| drain(source, &mut buf),
             BatchSize::PerIteration,
         )

@@ -34,7 +34,16 @@ fn main() {
         let mut source: Box<dyn LineSource> = match name {
             "cpu-only" => Box::new(CpuOnly::new(&config)),
             "devops" => Box::new(Devops::new(&config)),
-            _ => Box::new(Fleet::new(&config, &FleetOptions { faults: 5 }).expect("fleet")),
+            _ => Box::new(
+                Fleet::new(
+                    &config,
+                    &FleetOptions {
+                        faults: 5,
+                        ..Default::default()
+                    },
+                )
+                .expect("fleet"),
+            ),
         };
         let mut buf = Vec::with_capacity(5000 * 400);
         let (mut lines, mut bytes) = (0u64, 0u64);

@@ -50,7 +50,8 @@
 //!
 //! See [`FaultKind`] for the signatures and [`thresholds`] for the lines a
 //! healthy fleet never crosses. Fault `i` of `K` is of kind
-//! `FaultKind::ALL[i % 5]`; hardware faults hit distinct hosts; windows last
+//! `kinds[i % kinds.len()]` ([`FleetOptions::fault_kinds`], by default the
+//! five of `FaultKind::ALL`); host faults hit distinct hosts; windows last
 //! 30 minutes to 3 hours (at most 60 % of the range) and start after the
 //! first 5 % of it. The ground truth is complete once the generator is
 //! exhausted ([`Fleet::ground_truth`]): affected jobs are known only as they
@@ -78,6 +79,9 @@ use jobs::Scheduler;
 pub struct FleetOptions {
     /// Number of faults to inject (0: a healthy fleet).
     pub faults: u32,
+    /// Their kinds, in turn; empty: [`FaultKind::ALL`], the five classic
+    /// ones (the opt-in kinds are in [`FaultKind::EVERY`]).
+    pub fault_kinds: Vec<FaultKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +132,7 @@ impl Fleet {
     pub fn new(config: &SimConfig, options: &FleetOptions) -> Result<Self> {
         config.validate()?;
         let slow_every = ((60 * SECOND_NS) / config.interval_ns).max(1) as u64;
-        let plan = FaultPlan::new(config, options.faults, slow_every)?;
+        let plan = FaultPlan::new(config, options.faults, &options.fault_kinds, slow_every)?;
         Ok(Self {
             config: config.clone(),
             epochs: config.epochs(),

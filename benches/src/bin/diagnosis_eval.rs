@@ -11,7 +11,9 @@
 //!   among the first three (top-3). Fault kind → cause kind: failing_disk →
 //!   failing_disk, thermal_throttling → thermal_throttling, bad_dimm →
 //!   bad_memory or host_lost, flapping_nic → flapping_nic, data_skew →
-//!   data_skew; a hardware cause must name the faulty host. When two faults
+//!   data_skew, and the opt-in kinds (`--fault-kinds`) straggler_host →
+//!   slow_host or straggler, flaky_host → host_errors, queueing →
+//!   queueing_delay; a cause of a host fault must name the faulty host. When two faults
 //!   harmed one job, naming either counts for both. The same figures over
 //!   the wider `affected_jobs` (any attempt overlapping the window) are
 //!   printed too.
@@ -42,7 +44,7 @@ use clap::Parser;
 use fleetlake_benches::server::{Server, cpu_seconds};
 use fleetlake_benches::stats::{percentile, sorted};
 use fleetlake_sim::time::HOUR_NS;
-use fleetlake_sim::{Fleet, FleetOptions, LineSource, SimConfig};
+use fleetlake_sim::{FaultKind, Fleet, FleetOptions, LineSource, SimConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -55,14 +57,29 @@ struct Args {
     hosts: u64,
     #[arg(long, default_value_t = 4.0)]
     hours: f64,
-    /// Faults per run (kinds cycle through the five).
+    /// Faults per run (kinds cycle through --fault-kinds).
     #[arg(long, default_value_t = 10)]
     faults: u32,
+    /// The fault kinds, in turn (as `fleetlake gen --fault-kinds`; default:
+    /// the five classic ones).
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind)]
+    fault_kinds: Vec<FaultKind>,
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     seeds: Vec<u64>,
     /// Print every scored job's verdict (stderr).
     #[arg(long)]
     verbose: bool,
+    /// Instead of scoring: load a healthy fleet (--hosts, --hours, the
+    /// first seed) plus one job of this many tasks, and time its diagnosis.
+    #[arg(long)]
+    big_job: Option<usize>,
+    /// With --big-job: diagnoses to time.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+}
+
+fn parse_fault_kind(s: &str) -> Result<FaultKind, String> {
+    FaultKind::from_name(s.trim()).ok_or_else(|| format!("unknown fault kind {s:?}"))
 }
 
 const S: i64 = 1_000_000_000;
@@ -91,6 +108,10 @@ fn expected(kind: &str) -> &'static [&'static str] {
         "bad_dimm" => &["bad_memory", "host_lost"],
         "flapping_nic" => &["flapping_nic"],
         "data_skew" => &["data_skew"],
+        // No hardware signal: the job's own tasks show the host.
+        "straggler_host" => &["slow_host", "straggler"],
+        "flaky_host" => &["host_errors"],
+        "queueing" => &["queueing_delay"],
         _ => &[],
     }
 }
@@ -165,6 +186,7 @@ fn truth_in_process(args: &Args, seed: u64, start: i64) -> Result<(Value, u64)> 
         &config,
         &FleetOptions {
             faults: args.faults,
+            fault_kinds: args.fault_kinds.clone(),
         },
     )?;
     let mut buf = Vec::new();
@@ -237,41 +259,72 @@ fn parse_causes(report: &Value) -> Vec<Cause> {
         .unwrap_or_default()
 }
 
-async fn run_one(args: &Args, seed: u64) -> Result<Run> {
-    let tmp = std::env::temp_dir().join(format!("diagnosis_eval-{}-{seed}", std::process::id()));
+/// A fresh scratch directory for one run.
+fn scratch(name: &str) -> Result<PathBuf> {
+    let tmp = std::env::temp_dir().join(format!("diagnosis_eval-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let server = Server::start(&args.bin, &tmp.join("data"), &[])?;
-    let truth_path = tmp.join("truth.json");
-    let t = Instant::now();
-    let out = Command::new(&args.bin)
-        .args(["gen", "fleet", "--start", START, "--url", &server.url])
+    Ok(tmp)
+}
+
+/// `fleetlake gen fleet` into `server` with `faults` faults of
+/// `--fault-kinds`; the rows it sent.
+fn gen_fleet(
+    args: &Args,
+    server: &Server,
+    seed: u64,
+    faults: u32,
+    truth: Option<&std::path::Path>,
+) -> Result<u64> {
+    let mut cmd = Command::new(&args.bin);
+    cmd.args(["gen", "fleet", "--start", START, "--url", &server.url])
         .args(["--hosts", &args.hosts.to_string()])
         .args(["--hours", &args.hours.to_string()])
-        .args(["--faults", &args.faults.to_string()])
+        .args(["--faults", &faults.to_string()])
         .args(["--seed", &seed.to_string()])
-        .arg("--truth")
-        .arg(&truth_path)
-        .stderr(Stdio::inherit())
-        .output()?;
+        .stderr(Stdio::inherit());
+    if faults > 0 {
+        cmd.args(fault_kinds_arg(&args.fault_kinds));
+    }
+    if let Some(t) = truth {
+        cmd.arg("--truth").arg(t);
+    }
+    let out = cmd.output()?;
     if !out.status.success() {
         bail!("fleetlake gen failed: {}", out.status);
     }
     // "N rows, X MB in T s: R rows/s"
     let summary = String::from_utf8_lossy(&out.stdout);
-    let loaded: u64 = summary
+    summary
         .lines()
         .find(|l| l.contains(" rows, "))
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("gen summary: {summary}"))?;
-    let client = reqwest::Client::builder()
+        .with_context(|| format!("gen summary: {summary}"))
+}
+
+fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
-        .build()?;
+        .build()?)
+}
+
+async fn flush(client: &reqwest::Client, server: &Server) -> Result<()> {
     client
         .post(format!("{}/api/v1/admin/flush", server.url))
         .send()
         .await?
         .error_for_status()?;
+    Ok(())
+}
+
+async fn run_one(args: &Args, seed: u64) -> Result<Run> {
+    let tmp = scratch(&seed.to_string())?;
+    let server = Server::start(&args.bin, &tmp.join("data"), &[])?;
+    let truth_path = tmp.join("truth.json");
+    let t = Instant::now();
+    let loaded = gen_fleet(args, &server, seed, args.faults, Some(&truth_path))?;
+    let client = client()?;
+    flush(&client, &server).await?;
     let load_s = t.elapsed().as_secs_f64();
     let start = fleetlake_time::parse_rfc3339(START).context("START")?;
     let (mine, rows) = truth_in_process(args, seed, start)?;
@@ -343,6 +396,15 @@ async fn run_one(args: &Args, seed: u64) -> Result<Run> {
         load_s,
         rows,
     })
+}
+
+/// `--fault-kinds a,b` for `fleetlake gen`, or nothing for the default.
+fn fault_kinds_arg(kinds: &[FaultKind]) -> Vec<String> {
+    if kinds.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    vec!["--fault-kinds".into(), names.join(",")]
 }
 
 fn harmed(f: &Fault) -> &[String] {
@@ -472,9 +534,159 @@ fn table(title: &str, by_kind: &BTreeMap<String, Score>) {
     );
 }
 
+/// Task `STRAGGLER.1` of stage `STRAGGLER.0` of the big job runs 5× long.
+const STRAGGLER: (usize, usize) = (2, 17);
+const BIG_JOB: &str = "job_900000";
+const BIG_STAGES: usize = 5;
+
+/// Line protocol of one job of `tasks` tasks in 5 chained stages over
+/// `hosts` hosts, starting at `t0`, shaped as the simulator's job rows
+/// (see `fleetlake_sim::fleet`).
+fn big_job_lines(tasks: usize, hosts: u64, t0: i64) -> Vec<String> {
+    let mut rng = fleetlake_sim::rng::stream(42, 7, 7);
+    let per_stage = tasks / BIG_STAGES;
+    let mut lines = Vec::with_capacity(tasks + BIG_STAGES + 1);
+    let mut stage_start = t0;
+    let (mut job_read, mut job_written) = (0i64, 0i64);
+    for stage in 0..BIG_STAGES {
+        // The last stage takes the remainder.
+        let n = if stage == BIG_STAGES - 1 {
+            tasks - per_stage * (BIG_STAGES - 1)
+        } else {
+            per_stage
+        };
+        let (mut end_max, mut read, mut written) = (stage_start, 0i64, 0i64);
+        for task in 0..n {
+            let host = rng.below(hosts);
+            let start = stage_start + (rng.range(0.0, 3.0) * S as f64) as i64;
+            let bytes = (rng.range(200.0, 300.0) * 1048576.0) as i64;
+            let mut dur = (rng.range(8.0, 12.0) * S as f64) as i64;
+            if (stage, task) == STRAGGLER {
+                dur *= 5;
+            }
+            let end = start + dur / 1_000_000 * 1_000_000;
+            end_max = end_max.max(end);
+            read += bytes;
+            written += bytes / 2;
+            lines.push(format!(
+                "job_tasks,hostname=host_{host},job_id={BIG_JOB},stage_id={stage},task_id={task},attempt=0 status=\"SUCCEEDED\",start_ns={start}i,end_ns={end}i,duration_ms={}i,bytes_read={bytes}i,bytes_written={}i,records_read={}i,records_written={}i,shuffle_read_bytes={}i {end}",
+                (end - start) / 1_000_000,
+                bytes / 2,
+                bytes / 200,
+                bytes / 400,
+                if stage == 0 { 0 } else { bytes },
+            ));
+        }
+        let parents = if stage == 0 {
+            String::new()
+        } else {
+            (stage - 1).to_string()
+        };
+        lines.push(format!(
+            "job_stages,job_id={BIG_JOB},stage_id={stage} status=\"SUCCEEDED\",parents=\"{parents}\",tasks={n}i,attempts={n}i,failed_attempts=0i,start_ns={stage_start}i,end_ns={end_max}i,duration_ms={}i,bytes_read={read}i,bytes_written={written}i {end_max}",
+            (end_max - stage_start) / 1_000_000
+        ));
+        job_read += read;
+        job_written += written;
+        stage_start = end_max + 2 * S;
+    }
+    let end = stage_start - 2 * S;
+    let submit = t0 - 10 * S;
+    lines.push(format!(
+        "job_runs,job_id={BIG_JOB},user=alice,queue=etl status=\"SUCCEEDED\",submit_ns={submit}i,start_ns={t0}i,end_ns={end}i,duration_ms={}i,stages={BIG_STAGES}i,tasks={tasks}i,attempts={tasks}i,failed_attempts=0i,bytes_read={job_read}i,bytes_written={job_written}i {end}",
+        (end - t0) / 1_000_000
+    ));
+    lines
+}
+
+/// `--big-job N`: one job of N tasks over a healthy fleet's telemetry,
+/// diagnosed `--repeat` times.
+async fn big_job(args: &Args, tasks: usize) -> Result<()> {
+    if tasks < BIG_STAGES * (STRAGGLER.1 + 1) {
+        bail!(
+            "--big-job needs at least {} tasks",
+            BIG_STAGES * (STRAGGLER.1 + 1)
+        );
+    }
+    let seed = args.seeds.first().copied().unwrap_or(1);
+    let tmp = scratch("big")?;
+    let server = Server::start(&args.bin, &tmp.join("data"), &[])?;
+    let t = Instant::now();
+    let rows = gen_fleet(args, &server, seed, 0, None)?;
+    let client = client()?;
+    let start = fleetlake_time::parse_rfc3339(START).context("START")?;
+    let t0 = start + (args.hours * HOUR_NS as f64 / 2.0) as i64;
+    for chunk in big_job_lines(tasks, args.hosts, t0).chunks(20_000) {
+        client
+            .post(format!("{}/write?db=fleet", server.url))
+            .body(chunk.join("\n"))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    flush(&client, &server).await?;
+    eprintln!(
+        "{rows} fleet rows + a job of {tasks} tasks loaded in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let cpu0 = cpu_seconds(server.pid())?;
+    let mut ms = Vec::new();
+    let mut first = None;
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        let r = client
+            .get(format!(
+                "{}/api/v1/diagnosis/jobs/{BIG_JOB}?db=fleet",
+                server.url
+            ))
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if !status.is_success() {
+            bail!("{BIG_JOB}: {status}: {text}");
+        }
+        first.get_or_insert(serde_json::from_str::<Value>(&text)?);
+    }
+    let cpu = cpu_seconds(server.pid())? - cpu0;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let report = first.context("no report")?;
+    let counted: u64 = report["stages"]
+        .as_array()
+        .context("stages")?
+        .iter()
+        .filter_map(|s| s["tasks"].as_u64())
+        .sum();
+    if counted != tasks as u64 {
+        bail!("the report counts {counted} tasks, the job has {tasks}");
+    }
+    let top = parse_causes(&report)
+        .into_iter()
+        .find(|c| c.reported)
+        .map_or("nothing".to_string(), |c| {
+            format!("{} {:?} {:.2}", c.kind, c.hosts, c.confidence)
+        });
+    let ms = sorted(&ms);
+    println!(
+        "one job of {tasks} tasks ({BIG_STAGES} stages) over {} hosts' telemetry ({rows} rows): {} diagnoses, p50 {:.0} ms, min {:.0} ms, max {:.0} ms as the client sees it; server CPU {:.0} ms a diagnosis; top cause: {top}",
+        args.hosts,
+        ms.len(),
+        percentile(&ms, 50.0),
+        ms[0],
+        ms[ms.len() - 1],
+        1e3 * cpu / ms.len() as f64
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(tasks) = args.big_job {
+        return big_job(&args, tasks).await;
+    }
     let mut runs = Vec::new();
     for &seed in &args.seeds {
         runs.push(run_one(&args, seed).await?);

@@ -13,7 +13,9 @@ use crate::rng::stream;
 use crate::time::{HOUR_NS, MINUTE_NS, SECOND_NS, rfc3339};
 use crate::{Error, Result, SimConfig};
 
-/// What `--faults K` injects: fault `i` is of kind `ALL[i % 5]`.
+/// What `--faults K` injects: fault `i` is of kind `kinds[i % kinds.len()]`
+/// for the kinds asked for (`--fault-kinds`), [`FaultKind::ALL`] (the five
+/// classic ones) by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
@@ -32,6 +34,18 @@ pub enum FaultKind {
     /// One task of a job stage reads ≥ 10× the stage's median input. Not a
     /// host fault.
     DataSkew,
+    /// A host that runs every task 2.5–4× slower with nothing in its
+    /// hardware telemetry (a noisy neighbour, a misconfigured kernel).
+    /// Opt-in.
+    StragglerHost,
+    /// A host whose executors crash on some attempts (40–70 % in the
+    /// window): the attempt fails with `ExecutorLostFailure ... exited with
+    /// code 134` and is retried elsewhere. Nothing in its hardware
+    /// telemetry. Opt-in.
+    FlakyHost,
+    /// One scheduler queue congested: jobs submitted to it in the window
+    /// wait 8–25 minutes more before they start. Not a host fault. Opt-in.
+    Queueing,
 }
 
 impl FaultKind {
@@ -43,6 +57,28 @@ impl FaultKind {
         FaultKind::DataSkew,
     ];
 
+    /// Every kind, the opt-in ones after [`FaultKind::ALL`].
+    pub const EVERY: [FaultKind; 8] = [
+        FaultKind::FailingDisk,
+        FaultKind::BadDimm,
+        FaultKind::ThermalThrottling,
+        FaultKind::FlappingNic,
+        FaultKind::DataSkew,
+        FaultKind::StragglerHost,
+        FaultKind::FlakyHost,
+        FaultKind::Queueing,
+    ];
+
+    /// The kind named `name` (as in the ground truth: `failing_disk`, …).
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        Self::EVERY.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Does the fault sit on one host (which then has no other fault)?
+    pub fn on_host(self) -> bool {
+        !matches!(self, FaultKind::DataSkew | FaultKind::Queueing)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::FailingDisk => "failing_disk",
@@ -50,6 +86,9 @@ impl FaultKind {
             FaultKind::ThermalThrottling => "thermal_throttling",
             FaultKind::FlappingNic => "flapping_nic",
             FaultKind::DataSkew => "data_skew",
+            FaultKind::StragglerHost => "straggler_host",
+            FaultKind::FlakyHost => "flaky_host",
+            FaultKind::Queueing => "queueing",
         }
     }
 
@@ -69,6 +108,15 @@ impl FaultKind {
             }
             FaultKind::DataSkew => {
                 "in job_tasks of the stage, one task's bytes_read is ≥ 10× the stage median and it runs far longer than its siblings"
+            }
+            FaultKind::StragglerHost => {
+                "job_tasks on the host take 2.5-4x as long as their siblings with normal input; its hardware tables look healthy"
+            }
+            FaultKind::FlakyHost => {
+                "job_tasks on the host fail with ExecutorLostFailure (exited with code 134) and are retried on other hosts; its hardware tables look healthy"
+            }
+            FaultKind::Queueing => {
+                "job_runs of the queue submitted in the window have start_ns - submit_ns of 8-25 minutes (a healthy fleet: seconds)"
             }
         }
     }
@@ -131,8 +179,11 @@ pub(crate) struct Fault {
     pub affected: BTreeSet<u64>,
     /// The subset it slowed or failed (see [`FaultTruth::harmed_jobs`]).
     pub harmed: BTreeSet<u64>,
-    /// Per-fault strength, drawn once.
+    /// Per-fault strength, drawn once: the slowdown factor (failing disk,
+    /// thermal, straggler host) or the crash probability (flaky host).
     pub slowdown: f64,
+    /// Queueing: the index of the congested queue.
+    pub queue: u8,
 }
 
 impl Fault {
@@ -173,9 +224,15 @@ pub(crate) struct FaultPlan {
 }
 
 impl FaultPlan {
-    /// `k` faults over `config`; `slow_every` is the SMART/EDAC cadence in
-    /// epochs (a bad DIMM's uncorrectable error lands on one of those).
-    pub fn new(config: &SimConfig, k: u32, slow_every: u64) -> Result<Self> {
+    /// `k` faults of `kinds` (empty: [`FaultKind::ALL`]) over `config`;
+    /// `slow_every` is the SMART/EDAC cadence in epochs (a bad DIMM's
+    /// uncorrectable error lands on one of those).
+    pub fn new(config: &SimConfig, k: u32, kinds: &[FaultKind], slow_every: u64) -> Result<Self> {
+        let kinds = if kinds.is_empty() {
+            &FaultKind::ALL[..]
+        } else {
+            kinds
+        };
         if k == 0 {
             return Ok(Self::default());
         }
@@ -187,7 +244,7 @@ impl FaultPlan {
             )));
         }
         let host_faults = (0..k)
-            .filter(|i| FaultKind::ALL[*i as usize % 5] != FaultKind::DataSkew)
+            .filter(|i| kinds[*i as usize % kinds.len()].on_host())
             .count() as u64;
         if host_faults > config.hosts {
             return Err(Error::InvalidConfig(format!(
@@ -199,7 +256,7 @@ impl FaultPlan {
         let mut used = BTreeSet::new();
         let mut faults = Vec::with_capacity(k as usize);
         for i in 0..k {
-            let kind = FaultKind::ALL[i as usize % 5];
+            let kind = kinds[i as usize % kinds.len()];
             let max_len = (3 * HOUR_NS).min(span * 3 / 5);
             let mut len = rng.range(30.0 * MINUTE_NS as f64, max_len as f64) as i64;
             len -= len % SECOND_NS;
@@ -220,8 +277,12 @@ impl FaultPlan {
                 affected: BTreeSet::new(),
                 harmed: BTreeSet::new(),
                 slowdown: 1.0,
+                queue: 0,
             };
             match kind {
+                FaultKind::Queueing => {
+                    fault.queue = rng.below(super::jobs::QUEUES.len() as u64) as u8;
+                }
                 FaultKind::DataSkew => {
                     // A target time: the first suitable job submitted after it.
                     fault.start_ns = config.start_ns + (rng.range(0.05, 0.45) * span as f64) as i64;
@@ -249,6 +310,8 @@ impl FaultPlan {
                             fault.end_ns = end;
                         }
                         FaultKind::ThermalThrottling => fault.slowdown = rng.range(1.7, 2.3),
+                        FaultKind::StragglerHost => fault.slowdown = rng.range(2.5, 4.0),
+                        FaultKind::FlakyHost => fault.slowdown = rng.range(0.4, 0.7),
                         _ => {}
                     }
                 }
@@ -288,7 +351,9 @@ impl FaultPlan {
     pub fn slowdown(&self, host: u32, t: i64) -> f64 {
         match self.of_host(host) {
             Some((_, f)) if f.active(t) => match f.kind {
-                FaultKind::FailingDisk | FaultKind::ThermalThrottling => f.slowdown,
+                FaultKind::FailingDisk
+                | FaultKind::ThermalThrottling
+                | FaultKind::StragglerHost => f.slowdown,
                 _ => 1.0,
             },
             _ => 1.0,
@@ -305,6 +370,21 @@ impl FaultPlan {
             }
             _ => None,
         }
+    }
+
+    /// A flaky host's fault, active at `t`: (fault, crash probability).
+    pub fn flaky(&self, host: u32, t: i64) -> Option<(usize, f64)> {
+        match self.of_host(host) {
+            Some((i, f)) if f.kind == FaultKind::FlakyHost && f.active(t) => Some((i, f.slowdown)),
+            _ => None,
+        }
+    }
+
+    /// The fault congesting queue `queue` at `t`, if any.
+    pub fn congested(&self, queue: usize, t: i64) -> Option<usize> {
+        self.faults
+            .iter()
+            .position(|f| f.kind == FaultKind::Queueing && f.queue as usize == queue && f.active(t))
     }
 
     /// A flapping NIC, active at `t`, on one of `hosts`: (fault, host).
@@ -349,6 +429,9 @@ impl FaultPlan {
                             Some(super::hardware::DIMMS[f.device as usize].to_string())
                         }
                         FaultKind::FlappingNic => Some("eth0".to_string()),
+                        FaultKind::Queueing => {
+                            Some(super::jobs::QUEUES[f.queue as usize].to_string())
+                        }
                         _ => None,
                     },
                     job: f.job.map(super::jobs::job_id),
@@ -394,7 +477,8 @@ pub struct FaultTruth {
     pub kind: FaultKind,
     /// `host_N` for hardware faults.
     pub host: Option<String>,
-    /// The disk (`sdb`), DIMM (`DIMM_A2`) or interface (`eth0`).
+    /// The disk (`sdb`), DIMM (`DIMM_A2`), interface (`eth0`) or, for
+    /// queueing, the congested queue (`etl`).
     pub device: Option<String>,
     /// Data skew: the job, and the stage and task that were skewed.
     pub job: Option<String>,
@@ -407,9 +491,11 @@ pub struct FaultTruth {
     pub start_ns: i64,
     pub end_ns: i64,
     /// Jobs whose reported tasks the fault touched: tasks on the host during
-    /// the window (failing disk, thermal), tasks lost with the host (bad
-    /// DIMM), tasks whose shuffle fetch from the host failed (flapping NIC),
-    /// the skewed job (data skew).
+    /// the window (failing disk, thermal, straggler host), tasks lost with
+    /// the host (bad DIMM) or crashed on it (flaky host), tasks whose
+    /// shuffle fetch from the host failed (flapping NIC), the skewed job
+    /// (data skew), the jobs of the queue submitted in the window that
+    /// reported their run (queueing).
     pub affected_jobs: Vec<String>,
     /// The affected jobs that the fault actually harmed: with a reported
     /// attempt it slowed (started on the host inside the window: failing

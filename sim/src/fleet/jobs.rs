@@ -30,7 +30,7 @@ const USERS: [&str; 12] = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "oscar",
 ];
-const QUEUES: [&str; 5] = ["default", "etl", "adhoc", "ml", "reporting"];
+pub(crate) const QUEUES: [&str; 5] = ["default", "etl", "adhoc", "ml", "reporting"];
 
 /// Jobs submitted per host per hour: about 9 task attempts per host-hour
 /// with the DAG sizes below, so every host runs tasks every few minutes and
@@ -45,6 +45,10 @@ const RANDOM_FAILURE: f64 = 0.002;
 const ARRIVAL_STREAM: (u64, u64) = (1 << 41, 1);
 const JOB_STREAM: u64 = 1 << 40;
 const SKEW_STREAM: u64 = (1 << 40) + (1 << 39);
+/// A congested queue's extra wait, per job.
+const QUEUE_STREAM: u64 = (1 << 40) + (1 << 38);
+/// Minutes a congested queue adds to a job's wait, from … to.
+const CONGESTION_MIN: (f64, f64) = (8.0, 25.0);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -63,9 +67,19 @@ impl Status {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TaskError {
-    Io { host: u32 },
-    ExecutorLost { host: u32 },
-    FetchFailed { from: u32 },
+    Io {
+        host: u32,
+    },
+    ExecutorLost {
+        host: u32,
+    },
+    /// A flaky host's executor crashed (SIGABRT).
+    ExecutorExited {
+        host: u32,
+    },
+    FetchFailed {
+        from: u32,
+    },
     Oom,
     ContainerKilled,
 }
@@ -82,6 +96,11 @@ impl TaskError {
                 "ExecutorLostFailure: executor on ",
                 Some(host),
                 " exited: heartbeat timed out",
+            ),
+            TaskError::ExecutorExited { host } => (
+                "ExecutorLostFailure: executor on ",
+                Some(host),
+                " exited with code 134",
             ),
             TaskError::FetchFailed { from } => (
                 "FetchFailed: failed to fetch a shuffle block from ",
@@ -497,7 +516,16 @@ impl Scheduler {
         });
         let skew_at = skew_at.flatten();
 
-        let start = ms(submit as f64 + shape.queue_wait_ns);
+        let queue = QUEUES.iter().position(|q| *q == shape.queue).unwrap_or(0);
+        // A congested queue's extra wait comes from its own stream: the
+        // job's other draws stay those of the plain plan.
+        let congestion = plan.congested(queue, submit).map(|f| {
+            let mut r = stream(self.seed, QUEUE_STREAM, idx);
+            let (lo, hi) = CONGESTION_MIN;
+            (f, r.range(lo, hi) * 60.0 * SECOND_NS as f64)
+        });
+        let extra_wait = congestion.map_or(0.0, |(_, w)| w);
+        let start = ms(submit as f64 + shape.queue_wait_ns + extra_wait);
         let n = shape.stages.len();
         let mut rows = Vec::new();
         let mut affected = Vec::new();
@@ -595,6 +623,13 @@ impl Scheduler {
                         error = Some(TaskError::FetchFailed { from });
                         blame = Some(f);
                         harm = true;
+                    } else if let Some((f, p)) = plan.flaky(host, t0)
+                        && rng.chance(p)
+                    {
+                        end = ms(t0 as f64 + dur * rng.range(0.1, 0.5));
+                        error = Some(TaskError::ExecutorExited { host });
+                        blame = Some(f);
+                        harm = true;
                     } else if rng.chance(RANDOM_FAILURE) {
                         end = ms(t0 as f64 + dur * rng.range(0.3, 0.9));
                         error = Some(if rng.chance(0.5) {
@@ -603,12 +638,15 @@ impl Scheduler {
                             TaskError::ContainerKilled
                         });
                     }
-                    // Slowed by a failing disk or a hot CPU while it ran.
+                    // Slowed by a failing disk, a hot CPU or a straggling
+                    // host while it ran.
                     if blame.is_none()
                         && let Some((f, fault)) = host_fault
                         && matches!(
                             fault.kind,
-                            FaultKind::FailingDisk | FaultKind::ThermalThrottling
+                            FaultKind::FailingDisk
+                                | FaultKind::ThermalThrottling
+                                | FaultKind::StragglerHost
                         )
                         && t0 < fault.end_ns
                         && end > fault.start_ns
@@ -708,6 +746,10 @@ impl Scheduler {
             Status::Succeeded
         };
         if job_end < self.end_ns {
+            if let Some((f, _)) = congestion {
+                affected.push(f);
+                harmed.push(f);
+            }
             rows.push((
                 job_end,
                 Row::Run(RunRow {

@@ -13,7 +13,20 @@ fn config(hosts: u64, hours: i64, seed: u64) -> SimConfig {
 }
 
 fn run(config: &SimConfig, faults: u32, chunk: usize) -> (Vec<u8>, GroundTruth) {
-    let mut fleet = Fleet::new(config, &FleetOptions { faults }).unwrap();
+    run_kinds(config, faults, &[], chunk)
+}
+
+fn run_kinds(
+    config: &SimConfig,
+    faults: u32,
+    kinds: &[FaultKind],
+    chunk: usize,
+) -> (Vec<u8>, GroundTruth) {
+    let options = FleetOptions {
+        faults,
+        fault_kinds: kinds.to_vec(),
+    };
+    let mut fleet = Fleet::new(config, &options).unwrap();
     let out = generate_all(&mut fleet, chunk);
     (out, fleet.ground_truth())
 }
@@ -145,6 +158,8 @@ fn detect(rows: &[Row], config: &SimConfig) -> Signals {
             .map(str::to_string);
         let kind = if e.starts_with("java.io.IOException") {
             FaultKind::FailingDisk
+        } else if e.starts_with("ExecutorLostFailure") && e.contains("exited with code") {
+            FaultKind::FlakyHost
         } else if e.starts_with("ExecutorLostFailure") {
             FaultKind::BadDimm
         } else if e.starts_with("FetchFailed") {
@@ -461,6 +476,10 @@ fn faults_match_their_ground_truth() {
                 );
                 assert_eq!(f.affected_jobs, vec![job.to_string()]);
             }
+            // Opt-in kinds: opt_in_faults_match_their_ground_truth.
+            FaultKind::StragglerHost | FaultKind::FlakyHost | FaultKind::Queueing => {
+                unreachable!("not among the default kinds")
+            }
         }
         // Affected jobs had reported tasks on (or fetching from) the host.
         if let Some(h) = host {
@@ -524,7 +543,14 @@ fn faults_match_their_ground_truth() {
 #[test]
 fn state_stays_bounded() {
     let c = config(60, 48, 5);
-    let mut fleet = Fleet::new(&c, &FleetOptions { faults: 5 }).unwrap();
+    let mut fleet = Fleet::new(
+        &c,
+        &FleetOptions {
+            faults: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut buf = Vec::new();
     let epochs_per_day = (24 * HOUR_NS / c.interval_ns) as u64;
     let (mut first_day_max, mut second_day_max) = (0, 0);
@@ -555,8 +581,218 @@ fn config_errors() {
         end_ns: short.start_ns + 30 * MINUTE_NS,
         ..short
     };
-    assert!(Fleet::new(&short, &FleetOptions { faults: 1 }).is_err());
-    assert!(Fleet::new(&short, &FleetOptions { faults: 0 }).is_ok());
-    assert!(Fleet::new(&config(3, 2, 1), &FleetOptions { faults: 5 }).is_err());
-    assert!(Fleet::new(&config(4, 2, 1), &FleetOptions { faults: 5 }).is_ok());
+    assert!(
+        Fleet::new(
+            &short,
+            &FleetOptions {
+                faults: 1,
+                ..Default::default()
+            }
+        )
+        .is_err()
+    );
+    assert!(
+        Fleet::new(
+            &short,
+            &FleetOptions {
+                faults: 0,
+                ..Default::default()
+            }
+        )
+        .is_ok()
+    );
+    assert!(
+        Fleet::new(
+            &config(3, 2, 1),
+            &FleetOptions {
+                faults: 5,
+                ..Default::default()
+            }
+        )
+        .is_err()
+    );
+    assert!(
+        Fleet::new(
+            &config(4, 2, 1),
+            &FleetOptions {
+                faults: 5,
+                ..Default::default()
+            }
+        )
+        .is_ok()
+    );
+}
+
+/// Every successful attempt's duration over its stage's median duration
+/// (stages with at least 3 successful attempts): (host, start_ns, ratio).
+fn slowdowns(rows: &[Row]) -> Vec<(String, i64, f64)> {
+    let mut stages: BTreeMap<(String, String), Vec<&Row>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.table == "job_tasks" && r.string("status") == Some("SUCCEEDED"))
+    {
+        stages
+            .entry((
+                r.tag("job_id").unwrap().into(),
+                r.tag("stage_id").unwrap().into(),
+            ))
+            .or_default()
+            .push(r);
+    }
+    let mut out = Vec::new();
+    for tasks in stages.values().filter(|t| t.len() >= 3) {
+        let mut d: Vec<i64> = tasks.iter().map(|r| r.int("duration_ms")).collect();
+        d.sort_unstable();
+        let median = d[d.len() / 2].max(1) as f64;
+        for r in tasks {
+            out.push((
+                r.host().to_string(),
+                r.int("start_ns"),
+                r.int("duration_ms") as f64 / median,
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn opt_in_faults_match_their_ground_truth() {
+    let c = config(40, 8, 3);
+    let kinds = [
+        FaultKind::StragglerHost,
+        FaultKind::FlakyHost,
+        FaultKind::Queueing,
+    ];
+    let (out, truth) = run_kinds(&c, 6, &kinds, 10_000);
+    let rows = parse(&out);
+    assert_eq!(truth.faults.len(), 6, "{}", truth.to_json());
+    for k in kinds {
+        assert_eq!(truth.faults.iter().filter(|f| f.kind == k).count(), 2);
+    }
+
+    // No hardware signal anywhere; the crashes name exactly the flaky hosts.
+    let signals = detect(&rows, &c);
+    let seen: BTreeSet<(FaultKind, String)> = signals.keys().cloned().collect();
+    let flaky: BTreeSet<(FaultKind, String)> = truth
+        .faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::FlakyHost)
+        .map(|f| (f.kind, f.host.clone().unwrap()))
+        .collect();
+    assert_eq!(seen, flaky, "{}", truth.to_json());
+    for f in truth
+        .faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::FlakyHost)
+    {
+        let h = f.host.as_deref().unwrap();
+        for &t in &signals[&(f.kind, h.to_string())] {
+            assert!((f.start_ns..f.end_ns).contains(&t), "{h} crashed at {t}");
+        }
+        // Harmed: exactly the jobs with a crash on the host.
+        let crashed: BTreeSet<String> = rows
+            .iter()
+            .filter(|r| {
+                r.table == "job_tasks"
+                    && r.host() == h
+                    && r.string("error")
+                        .is_some_and(|e| e.contains("exited with code"))
+            })
+            .map(|r| r.tag("job_id").unwrap().to_string())
+            .collect();
+        assert!(!crashed.is_empty(), "{h} never crashed");
+        let harmed: BTreeSet<String> = f.harmed_jobs.iter().cloned().collect();
+        assert_eq!(harmed, crashed, "flaky {h}");
+    }
+
+    // Straggler hosts: their tasks in the window are at least twice their
+    // stage's median on average; no other host is slow on average.
+    let ratios = slowdowns(&rows);
+    let stragglers: Vec<_> = truth
+        .faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::StragglerHost)
+        .collect();
+    for f in &stragglers {
+        let h = f.host.as_deref().unwrap();
+        let inside: Vec<f64> = ratios
+            .iter()
+            .filter(|(host, t, _)| host == h && (f.start_ns..f.end_ns).contains(t))
+            .map(|(_, _, r)| r.ln())
+            .collect();
+        assert!(
+            inside.len() >= 3,
+            "{h}: {} tasks in its window",
+            inside.len()
+        );
+        let mean = (inside.iter().sum::<f64>() / inside.len() as f64).exp();
+        assert!(mean >= 2.0, "{h}: {mean:.2}x in its window");
+        assert!(!f.harmed_jobs.is_empty());
+        assert!(f.device.is_none());
+    }
+    let mut by_host: HashMap<&str, Vec<f64>> = HashMap::new();
+    for (h, _, r) in &ratios {
+        by_host.entry(h).or_default().push(r.ln());
+    }
+    for (h, logs) in by_host {
+        if stragglers.iter().any(|f| f.host.as_deref() == Some(h)) || logs.len() < 3 {
+            continue;
+        }
+        let mean = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+        assert!(mean < 1.5, "healthy {h}: {mean:.2}x");
+    }
+
+    // Queueing: the jobs that waited over 5 minutes are exactly the harmed
+    // jobs of the queueing faults: of their queue, submitted in the window.
+    let waited: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.table == "job_runs" && r.int("start_ns") - r.int("submit_ns") > 5 * MINUTE_NS)
+        .map(|r| r.tag("job_id").unwrap().to_string())
+        .collect();
+    let mut harmed = BTreeSet::new();
+    for f in truth
+        .faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::Queueing)
+    {
+        let queue = f.device.as_deref().expect("a congested queue is named");
+        assert!(f.host.is_none());
+        assert_eq!(f.harmed_jobs, f.affected_jobs);
+        for job in &f.harmed_jobs {
+            let run = rows
+                .iter()
+                .find(|r| r.table == "job_runs" && r.tag("job_id") == Some(job))
+                .expect("a harmed job reported its run");
+            assert_eq!(run.tag("queue"), Some(queue));
+            assert!((f.start_ns..f.end_ns).contains(&run.int("submit_ns")));
+            harmed.insert(job.clone());
+        }
+    }
+    assert!(!harmed.is_empty(), "no job queued in a congested queue");
+    assert_eq!(waited, harmed);
+}
+
+#[test]
+fn the_default_kinds_are_the_classic_five() {
+    let c = config(12, 2, 7);
+    let (default, _) = run(&c, 5, 10_000);
+    let (explicit, _) = run_kinds(&c, 5, &FaultKind::ALL, 10_000);
+    assert!(default == explicit);
+}
+
+#[test]
+fn fault_kinds_by_name() {
+    for k in FaultKind::EVERY {
+        assert_eq!(FaultKind::from_name(k.name()), Some(k));
+        let json = serde_json::to_string(&k).unwrap();
+        assert_eq!(json, format!("\"{}\"", k.name()));
+    }
+    assert_eq!(FaultKind::from_name("gremlins"), None);
+    // Hosts are counted only for host faults: queueing needs none.
+    let c = config(1, 2, 1);
+    let options = FleetOptions {
+        faults: 3,
+        fault_kinds: vec![FaultKind::Queueing],
+    };
+    assert!(Fleet::new(&c, &options).is_ok());
 }
