@@ -8,7 +8,8 @@
 //! `basic_auth`, the user is ignored) and InfluxDB 1.x's `?u=…&p=<token>`.
 //!
 //! # Invariants
-//! - With authentication on, every route but `/health` and `/ping` passes
+//! - With authentication on, every route but `/health`, `/ping` and the
+//!   portal's static files (`/`, `/ui/…`: code, no data) passes
 //!   [`authenticate`] first: no credentials or an unknown token is a 401
 //!   (`WWW-Authenticate: Bearer`), before any handler runs.
 //! - Each handler then asks for the permission its work needs on the
@@ -173,7 +174,9 @@ fn unauthorized(message: &str) -> Response {
 /// The middleware in front of every route: finds the principal or answers
 /// 401 (503 when the token store cannot be read).
 pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
-    let principal = if !auth.enabled || OPEN_PATHS.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    let principal = if !auth.enabled || OPEN_PATHS.contains(&path) || crate::ui::is_asset_path(path)
+    {
         Principal::Anonymous
     } else {
         let Some(secret) = credentials(req.headers(), req.uri().query()) else {

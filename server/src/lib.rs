@@ -43,6 +43,7 @@ mod query;
 mod remote_write;
 mod rules;
 mod tokens;
+mod ui;
 mod write;
 
 use std::sync::Arc;
@@ -178,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rules::routes())
         .merge(diagnosis::routes())
         .merge(tokens::routes())
+        .merge(ui::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.max_request_bytes,
             limits::request_body,
