@@ -21,3 +21,4 @@ mod s3;
 mod security;
 mod slt;
 mod tsbs;
+mod ui;

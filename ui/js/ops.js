@@ -178,7 +178,7 @@ function rules(root, ctx) {
         { name: 'cost_ms', label: 'cost (ms)', render: (x) => fmtNum(x.cost_ms) },
         'firing', 'pending', 'awaiting',
         {
-          name: 'breaker', render: (x) => (x.breaker && x.breaker.open
+          name: 'breaker', width: 130, render: (x) => (x.breaker && x.breaker.open
             ? h('span', {}, badge('open', 'firing'), ' ', ctx.canAdmin ? h('button', { type: 'button', class: 'small reset', onclick: () => reset(x.name) }, 'Reset') : '')
             : 'closed'),
         },

@@ -129,7 +129,7 @@ async function loadSchema(root, db, editor) {
     for (const t of tables) {
       const cols = h('ul', { class: 'columns' });
       const det = h('details', {},
-        h('summary', {}, h('span', { class: 'tname' }, t.table)),
+        h('summary', {}, h('span', { class: 'tname' }, t.table), h('span', { class: 'tcount muted' }, fmtNum((t.persisted_rows || 0) + (t.buffered_rows || 0)))),
         h('div', { class: 'tstats muted' },
           `${fmtNum((t.persisted_rows || 0) + (t.buffered_rows || 0))} rows · ${fmtNum(parts.get(t.table) || 0)} partitions · ${fmtNum(t.files)} files · ${fmtBytes(t.persisted_bytes || 0)}`),
         h('button', {
