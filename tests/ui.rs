@@ -205,6 +205,14 @@ async fn set_value(s: &Session, css: &str, value: &str) {
     .await;
 }
 
+async fn scroll_to(s: &Session, css: &str) {
+    s.execute(
+        "document.querySelector(arguments[0]).scrollIntoView();",
+        vec![json!(css)],
+    )
+    .await;
+}
+
 async fn click(s: &Session, css: &str) {
     let e = s.wait(css, 30).await;
     s.click(&e).await;
@@ -216,11 +224,14 @@ async fn portal_flows_in_a_real_browser() {
     let driver = Driver::start().await;
     let (hook, received) = receiver().await;
     let server = Server::start(&["--rules-webhook-allow", "127.0.0.1"]);
+    eprintln!("ui: writing the fleet");
     let truth = fleet(&server).await;
+    eprintln!("ui: browser session");
     let shots = screenshots();
     let s = driver.session().await;
     let base = format!("{}/ui/", server.url);
 
+    eprintln!("ui: query");
     // 1. A query: its rows in the table, then its chart. A tag value that
     // is markup shows as text and runs nothing.
     let t = now_ns() - 60 * S;
@@ -283,6 +294,7 @@ async fn portal_flows_in_a_real_browser() {
     let canvas = s.wait("#chart-view canvas.chart", 5).await;
     s.click(&canvas).await;
     s.send_keys(&canvas, "+").await;
+    scroll_to(&s, "#chart-view").await;
     s.screenshot(shots.as_deref(), "query-chart").await;
     // EXPLAIN shows DataFusion's plan; a bad query shows DataFusion's message.
     click(&s, "#explain").await;
@@ -293,6 +305,7 @@ async fn portal_flows_in_a_real_browser() {
     let err = s.wait_text("#results .error", 30, |_| true).await;
     assert!(err.contains("400") && err.contains("nope"), "{err}");
 
+    eprintln!("ui: rule editor");
     // 2. A rule through the editor: validate, backtest (timeline and data
     // plot), then save.
     let hot: Vec<Value> = server
@@ -325,6 +338,7 @@ async fn portal_flows_in_a_real_browser() {
     assert!(!summary.contains(" 0 instances"), "the rule fires in the data: {summary}");
     s.wait("#backtest-result canvas.timeline", 10).await;
     s.wait("#backtest-data canvas.chart", 60).await;
+    scroll_to(&s, "#backtest-result").await;
     s.screenshot(shots.as_deref(), "rule-backtest").await;
     click(&s, "#save").await;
     s.wait_text("#saved", 30, |t| t.contains("portal_hot_cpu"))
@@ -333,6 +347,7 @@ async fn portal_flows_in_a_real_browser() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["definition"]["sql"], rule["sql"]);
 
+    eprintln!("ui: approval");
     // 3. An approval: approve it in the queue; the local webhook receives it.
     let t = now_ns() - 30 * S;
     let probe: String = [(1, 99.0), (2, 99.0), (3, 10.0)]
@@ -387,8 +402,14 @@ async fn portal_flows_in_a_real_browser() {
     assert_eq!(received.lock().len(), 1, "only the approved action ran");
     // The action log shows the decision; the rules list shows both rules.
     s.goto(&format!("{base}#/ops/actions")).await;
-    s.wait_text("#ops-actions", 30, |t| t.contains("approved"))
-        .await;
+    s.wait("#f-decision", 30).await;
+    set_value(&s, "#f-rule", "portal_heal").await;
+    set_value(&s, "#f-decision", "approved").await;
+    click(&s, "#f-go").await;
+    s.wait_text("#ops-actions .vt-body", 30, |t| {
+        t.contains("approved") && t.contains(entity.as_str().unwrap_or("?"))
+    })
+    .await;
     s.screenshot(shots.as_deref(), "actions").await;
     s.goto(&format!("{base}#/ops/rules")).await;
     s.wait_text("#ops-rules", 30, |t| {
@@ -400,6 +421,7 @@ async fn portal_flows_in_a_real_browser() {
     s.wait_text("#ops-alerts", 30, |t| t.contains("portal_heal"))
         .await;
 
+    eprintln!("ui: fleet, host, job");
     // 4. The fleet, a host and a job.
     s.goto(&format!("{base}#/fleet")).await;
     s.wait_text("#tiles", 60, |t| t.contains("hosts reporting"))

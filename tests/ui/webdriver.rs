@@ -102,7 +102,7 @@ impl Drop for Driver {
         // The whole group: chromedriver and the browsers it started.
         let pgid = self.child.id();
         let _ = Command::new("kill")
-            .args(["-9", &format!("-{pgid}")])
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
             .status();
         let _ = self.child.wait();
     }

@@ -84,7 +84,7 @@ function actions(root, ctx, params) {
   const entity = h('input', { type: 'text', id: 'f-entity', placeholder: 'entity (host)', size: '16', 'aria-label': 'Entity' });
   const decision = h('select', { id: 'f-decision', 'aria-label': 'Decision' }, DECISIONS.map((d) => h('option', { value: d }, d || 'any decision')));
   const outcome = h('select', { id: 'f-outcome', 'aria-label': 'Outcome' }, ['', 'success', 'failure'].map((d) => h('option', { value: d }, d || 'any outcome')));
-  const go = h('button', { type: 'button', class: 'primary' }, 'Filter');
+  const go = h('button', { type: 'submit', id: 'f-go', class: 'primary' }, 'Filter');
   const out = h('div');
   root.append(h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); load(0); } }, rule, entity, decision, outcome, go), out);
   const PAGE = 100;

@@ -266,7 +266,8 @@ function promConsole(root, ctx, initial) {
       const r = await api.get(`/api/v1/query_range?${qs}`, { signal: mine.signal });
       const result = (r.data && r.data.result) || [];
       status.textContent = `${result.length} series in ${Math.round(performance.now() - t0)} ms (step ${step}s)`;
-      const series = result.map((s) => ({
+      if (result.length > 200) status.textContent += ` (the chart shows the first 200)`;
+      const series = result.slice(0, 200).map((s) => ({
         name: labelText(s.metric),
         points: (s.values || []).map(([t, v]) => [t * 1000, Number(v)]),
       }));
