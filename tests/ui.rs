@@ -56,7 +56,10 @@ async fn portal_files_are_embedded_with_csp_and_etag() {
             .expect("asset");
         assert_eq!(r.status(), 200, "{path}");
         let h = r.headers().clone();
-        assert!(h["content-type"].to_str().unwrap().starts_with(ct), "{path}");
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(ct),
+            "{path}"
+        );
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(
             csp.contains("default-src 'self'")
@@ -68,7 +71,10 @@ async fn portal_files_are_embedded_with_csp_and_etag() {
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["cache-control"], "no-cache");
         let etag = h["etag"].to_str().unwrap().to_string();
-        assert!(etag.starts_with('"') && etag.len() > 10, "strong etag {etag}");
+        assert!(
+            etag.starts_with('"') && etag.len() > 10,
+            "strong etag {etag}"
+        );
         let body = r.bytes().await.unwrap();
         assert!(!body.is_empty());
         let again = c
@@ -92,11 +98,7 @@ async fn portal_files_are_embedded_with_csp_and_etag() {
         .unwrap();
     assert!(!index.contains("http://") && !index.contains("https://"));
     for path in ["/ui/js/nope.js", "/ui/../Cargo.toml", "/ui/js/"] {
-        let r = c
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(format!("{}{path}", server.url)).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }
 }
@@ -109,11 +111,7 @@ async fn portal_needs_no_token_but_its_data_does() {
     let server = Server::start_in(dir.path(), &["--auth"]);
     let c = server.client();
     for path in ["/ui/", "/ui/js/app.js", "/ui/css/app.css"] {
-        let r = c
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(format!("{}{path}", server.url)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path} needs no token");
     }
     let whoami = |token: Option<String>| {
@@ -166,7 +164,14 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 async fn fleet(server: &Server) -> GroundTruth {
     let end = now_ns() / (10 * S) * (10 * S);
     let config = SimConfig::new(40, end - 2 * 3600 * S, end, 10 * S, 3).expect("config");
-    let mut fleet = Fleet::new(&config, &FleetOptions { faults: 5, ..Default::default() }).expect("fleet");
+    let mut fleet = Fleet::new(
+        &config,
+        &FleetOptions {
+            faults: 5,
+            ..Default::default()
+        },
+    )
+    .expect("fleet");
     let mut buf = Vec::new();
     while fleet.next_chunk(&mut buf, 20_000) > 0 {
         server
@@ -193,7 +198,10 @@ async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> 
     let r = req.send().await.expect("request");
     let s = r.status().as_u16();
     let text = r.text().await.unwrap_or_default();
-    (s, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn set_value(s: &Session, css: &str, value: &str) {
@@ -246,7 +254,9 @@ async fn portal_flows_in_a_real_browser() {
     set_value(&s, "#sql", "SELECT tag, v FROM xss").await;
     click(&s, "#run").await;
     s.wait_text("#status", 30, |t| t.contains("rows in")).await;
-    let cell = s.wait_text("#results .vt-body", 10, |t| t.contains("<img")).await;
+    let cell = s
+        .wait_text("#results .vt-body", 10, |t| t.contains("<img"))
+        .await;
     assert!(cell.contains("onerror"), "{cell}");
     let pwned = s
         .execute(
@@ -254,7 +264,11 @@ async fn portal_flows_in_a_real_browser() {
             vec![],
         )
         .await;
-    assert_eq!(pwned, json!([true, 0]), "markup from the store must stay text");
+    assert_eq!(
+        pwned,
+        json!([true, 0]),
+        "markup from the store must stay text"
+    );
 
     set_value(
         &s,
@@ -263,9 +277,7 @@ async fn portal_flows_in_a_real_browser() {
     )
     .await;
     click(&s, "#run").await;
-    let status = s
-        .wait_text("#status", 60, |t| t.contains("rows in"))
-        .await;
+    let status = s.wait_text("#status", 60, |t| t.contains("rows in")).await;
     let n: usize = status
         .split_whitespace()
         .next()
@@ -283,8 +295,10 @@ async fn portal_flows_in_a_real_browser() {
     s.wait_text("#results .vt-body", 10, |t| t.contains("host_1"))
         .await;
     // The schema browser lists the fleet's tables.
-    s.wait_text(".schema", 30, |t| t.contains("cpu_thermal") && t.contains("heartbeat"))
-        .await;
+    s.wait_text(".schema", 30, |t| {
+        t.contains("cpu_thermal") && t.contains("heartbeat")
+    })
+    .await;
     s.screenshot(shots.as_deref(), "query").await;
     click(&s, "button[data-tab=chart]").await;
     s.wait("#chart-view canvas.chart", 60).await;
@@ -317,25 +331,32 @@ async fn portal_flows_in_a_real_browser() {
     let threshold = hot[2]["a"].as_f64().unwrap();
     let rule = json!({
         "name": "portal_hot_cpu", "kind": "alert", "every": "5m", "for": "5m",
-        "sql": format!("SELECT hostname, rack, avg(temp_c) AS value FROM cpu_thermal WHERE time > now() - INTERVAL '10 minutes' GROUP BY hostname, rack HAVING avg(temp_c) > {threshold}"),
+        "sql": format!("SELECT hostname, rack, avg(temp_c) AS value FROM cpu_thermal WHERE time > now() - INTERVAL '10 minutes' AND time <= now() GROUP BY hostname, rack HAVING avg(temp_c) > {threshold}"),
         "labels": {"severity": "warning"},
         "annotations": {"summary": "{{ hostname }} runs hot"},
     });
     s.goto(&format!("{base}#/rule")).await;
     s.wait("#rule-json", 30).await;
-    set_value(&s, "#rule-json", &serde_json::to_string_pretty(&rule).unwrap()).await;
+    set_value(
+        &s,
+        "#rule-json",
+        &serde_json::to_string_pretty(&rule).unwrap(),
+    )
+    .await;
     let end = chrono::Utc::now();
     let start = end - chrono::Duration::hours(2);
     set_value(&s, "#bt-start", &start.to_rfc3339()).await;
     set_value(&s, "#bt-end", &end.to_rfc3339()).await;
     click(&s, "#validate").await;
-    s.wait_text("#rule-note", 30, |t| t.contains("Valid"))
-        .await;
+    s.wait_text("#rule-note", 30, |t| t.contains("Valid")).await;
     click(&s, "#backtest").await;
     let summary = s
         .wait_text("#backtest-summary", 60, |t| t.contains("evaluations"))
         .await;
-    assert!(!summary.contains(" 0 instances"), "the rule fires in the data: {summary}");
+    assert!(
+        !summary.contains(" 0 instances"),
+        "the rule fires in the data: {summary}"
+    );
     s.wait("#backtest-result canvas.timeline", 10).await;
     s.wait("#backtest-data canvas.chart", 60).await;
     scroll_to(&s, "#backtest-result").await;
@@ -366,7 +387,11 @@ async fn portal_flows_in_a_real_browser() {
     s.goto(&format!("{base}#/ops/approvals")).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while s.find_all("button.approve").await.len() < 2 {
-        assert!(Instant::now() < deadline, "two approvals: {}", s.page_text().await);
+        assert!(
+            Instant::now() < deadline,
+            "two approvals: {}",
+            s.page_text().await
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     s.screenshot(shots.as_deref(), "approvals").await;
@@ -396,7 +421,10 @@ async fn portal_flows_in_a_real_browser() {
             assert_eq!(b["rule"], "portal_heal");
             break;
         }
-        assert!(Instant::now() < deadline, "the webhook never received the approved action");
+        assert!(
+            Instant::now() < deadline,
+            "the webhook never received the approved action"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(received.lock().len(), 1, "only the approved action ran");
@@ -474,10 +502,15 @@ async fn a_read_token_gets_a_read_only_portal() {
     let input = s.wait("#token-input", 5).await;
     s.send_keys(&input, &reader).await;
     click(&s, "#token-save").await;
-    s.wait_text("#who", 30, |t| t.contains("viewer") && t.contains("read-only"))
-        .await;
+    s.wait_text("#who", 30, |t| {
+        t.contains("viewer") && t.contains("read-only")
+    })
+    .await;
     s.wait("#ops-rules", 30).await;
-    assert!(s.find("#new-rule").await.is_none(), "no New rule for a reader");
+    assert!(
+        s.find("#new-rule").await.is_none(),
+        "no New rule for a reader"
+    );
     s.goto(&format!("{}/ui/#/rule", server.url)).await;
     s.wait("#rule-json", 30).await;
     for css in ["#save", "#backtest", "#validate"] {

@@ -12,7 +12,7 @@ const TEMPLATE = {
   kind: 'alert',
   every: '1m',
   for: '5m',
-  sql: "SELECT hostname, rack, avg(temp_c) AS value FROM cpu_thermal\nWHERE time > now() - INTERVAL '10 minutes' GROUP BY hostname, rack HAVING avg(temp_c) > 85",
+  sql: "SELECT hostname, rack, avg(temp_c) AS value FROM cpu_thermal\nWHERE time > now() - INTERVAL '10 minutes' AND time <= now()\nGROUP BY hostname, rack HAVING avg(temp_c) > 85",
   labels: { severity: 'warning' },
   annotations: { summary: '{{ hostname }} runs hot ({{ value }} C)' },
 };
