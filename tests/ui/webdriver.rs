@@ -230,10 +230,8 @@ impl Session {
                     vec![json!(css)],
                 )
                 .await;
-            if let Some(t) = t.as_str() {
-                if ok(t) {
-                    return t.to_string();
-                }
+            if let Some(t) = t.as_str().filter(|t| ok(t)) {
+                return t.to_string();
             }
             if Instant::now() > deadline {
                 panic!(
