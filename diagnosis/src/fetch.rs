@@ -22,6 +22,7 @@
 //!   kept and a note says what was not searched. Neither is an error.
 //! - An unknown job is [`Error::NotFound`] naming it.
 
+mod history;
 mod range;
 mod rows;
 mod signals;
@@ -69,6 +70,9 @@ pub struct LoadOptions {
     /// Stage and task rows are searched this far outside the `job_runs`
     /// span (reporters' clocks and rounding). 5 min.
     pub margin_ns: i64,
+    /// Other jobs' tasks on a slow-looking host are compared from this long
+    /// before the job starts (`fetch::history`). 2 h.
+    pub history_lookback_ns: i64,
 }
 
 impl Default for LoadOptions {
@@ -76,6 +80,7 @@ impl Default for LoadOptions {
         LoadOptions {
             hardware_lookback_ns: 30 * MINUTE_NS,
             margin_ns: 5 * MINUTE_NS,
+            history_lookback_ns: 120 * MINUTE_NS,
         }
     }
 }
@@ -174,8 +179,10 @@ pub async fn load(
         attempts,
         signals: None,
         notes: Vec::new(),
+        host_history: Vec::new(),
     };
     hardware(engine, db, &tables, &mut input, options).await;
+    history::host_history(engine, db, &tables, &mut input, options).await;
     Ok(input)
 }
 

@@ -27,6 +27,8 @@ pub(crate) struct Context<'a> {
     pub queue_wait_ns: Option<i64>,
     pub queue: Option<&'a str>,
     pub signals: &'a [HostSignal],
+    /// Other jobs on the slow-looking hosts ([`crate::model::HostHistory`]).
+    pub history: &'a [crate::model::HostHistory],
 }
 
 impl Context<'_> {

@@ -56,6 +56,7 @@
 //!     attempts,
 //!     signals: None,
 //!     notes: vec![],
+//!     host_history: vec![],
 //! };
 //! let report = diagnose(&input, &Config::default()).unwrap();
 //! assert_eq!(report.wall_ns, 393 * S);
@@ -158,6 +159,7 @@ pub fn diagnose(input: &JobInput, config: &Config) -> Result<Report> {
         queue_wait_ns: submit_ns.map(|s| start_ns - s),
         queue: run.and_then(|r| r.queue.as_deref()),
         signals,
+        history: &input.host_history,
     };
     let causes = rank::rank(heuristics::run_all(&cx), config.confidence_cut);
 

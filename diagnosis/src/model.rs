@@ -171,4 +171,22 @@ pub struct JobInput {
     /// query that failed): copied into the report's notes.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How other jobs' tasks fared on the hosts that look slow in this one
+    /// (`fetch::history`); empty when not searched.
+    #[serde(default)]
+    pub host_history: Vec<HostHistory>,
+}
+
+/// Other jobs' successful tasks on one host around a job's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostHistory {
+    pub hostname: String,
+    /// Tasks compared (in stages of at least 3 successful tasks).
+    pub tasks: u64,
+    /// Their geometric-mean duration over their own stage's median.
+    pub mean_slowdown: f64,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// The SQL that computed it.
+    pub sql: String,
 }

@@ -10,6 +10,7 @@ pub const MIB: i64 = 1 << 20;
 
 pub const OOM: &str = "java.lang.OutOfMemoryError: Java heap space";
 
+#[derive(Clone)]
 pub struct JobBuilder {
     pub input: JobInput,
     /// Stage id → (parents, start s).
@@ -38,6 +39,7 @@ impl JobBuilder {
                 attempts: Vec::new(),
                 signals: Some(Vec::new()),
                 notes: Vec::new(),
+                host_history: Vec::new(),
             },
             stages: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ job_id.len() as u64,

@@ -202,6 +202,64 @@ fn a_straggler_on_a_host_with_disk_latency_is_blamed_on_the_disk() {
 }
 
 #[test]
+fn a_task_inside_its_stages_spread_under_throttling_is_still_explained() {
+    let mut b = base();
+    // 1.2x the stage's median duration and rate: inside its spread.
+    b.task(1, 8, "host_77", 43.0, 29.0, 540.0);
+    assert!(run(&b).top().is_none());
+    // Throttled for all of its run: reported, just over the cut.
+    let mut under = b.clone();
+    under.signal("host_77", SignalKind::Thermal, 40.0, 100.0);
+    let r = run(&under);
+    let top = r.top().expect("the thermal cause is reported");
+    assert_eq!(top.kind, CauseKind::ThermalThrottling, "{:#?}", r.causes);
+    assert!((0.5..0.6).contains(&top.confidence), "{}", top.confidence);
+    // Throttled for a few seconds of it: not explained.
+    let mut brief = b.clone();
+    brief.signal("host_77", SignalKind::Thermal, 60.0, 65.0);
+    assert!(run(&brief).top().is_none(), "{:#?}", run(&brief).causes);
+    // A NIC signal does not slow a task that succeeds.
+    let mut nic = b;
+    nic.signal("host_77", SignalKind::NicErrors, 40.0, 100.0);
+    assert!(run(&nic).top().is_none(), "{:#?}", run(&nic).causes);
+}
+
+#[test]
+fn a_host_slowing_other_jobs_too_is_a_slow_host() {
+    let mut b = base();
+    b.task(1, 8, "host_99", 43.0, 43.0, 540.0); // 1.8x: under the straggler bar
+    assert!(run(&b).top().is_none());
+    let history = |tasks: u64, mean_slowdown: f64| crate::model::HostHistory {
+        hostname: "host_99".into(),
+        tasks,
+        mean_slowdown,
+        start_ns: 0,
+        end_ns: 100 * S,
+        sql: "SELECT 1".into(),
+    };
+    // Its other jobs' tasks ran 2.4x their stages: the host.
+    let mut slow = b.clone();
+    slow.input.host_history = vec![history(6, 2.4)];
+    let r = run(&slow);
+    let top = r.top().expect("a slow host");
+    assert_eq!(top.kind, CauseKind::SlowHost, "{:#?}", r.causes);
+    assert_eq!(top.hosts, vec!["host_99".to_owned()]);
+    assert!(top.confidence >= 0.8, "{}", top.confidence);
+    assert!(
+        top.summary.contains("6 tasks of other jobs"),
+        "{}",
+        top.summary
+    );
+    assert_eq!(top.evidence[1].sql.as_deref(), Some("SELECT 1"));
+    // Normal elsewhere, or too few tasks to say: nothing.
+    for h in [history(6, 1.1), history(2, 3.0)] {
+        let mut b = b.clone();
+        b.input.host_history = vec![h];
+        assert!(run(&b).top().is_none(), "{:#?}", run(&b).causes);
+    }
+}
+
+#[test]
 fn thermal_throttling_is_blamed_below_the_straggler_bar() {
     let mut b = base();
     b.task(1, 8, "host_77", 43.0, 47.0, 540.0); // 1.9x: not a straggler alone

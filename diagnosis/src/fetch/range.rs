@@ -8,7 +8,9 @@
 //! grouped by `job_id` in memory, and the hardware probes run once per
 //! chunk of [`RangeOptions::host_chunk`] hosts over the whole range; each
 //! job then keeps the signals of its own hosts that overlap its window
-//! (from [`LoadOptions::hardware_lookback_ns`] before it starts).
+//! (from [`LoadOptions::hardware_lookback_ns`] before it starts). The
+//! hosts that look slow in a job are compared with the other jobs of the
+//! range in memory (`history::fill_from_jobs`), not by a query per job.
 //!
 //! # Invariants
 //! - Only finished jobs: a job is in the range by its `job_runs` row.
@@ -119,6 +121,7 @@ pub async fn load_range(
                 attempts: Vec::new(),
                 signals: None,
                 notes: Vec::new(),
+                host_history: Vec::new(),
             };
             (id, input)
         })
@@ -153,6 +156,7 @@ pub async fn load_range(
     if has_hardware(&tables) {
         hardware(engine, db, &tables, &mut jobs, options).await;
     }
+    super::history::fill_from_jobs(&mut jobs, options.load.history_lookback_ns);
     let mut out: Vec<JobInput> = jobs.into_values().collect();
     out.sort_by_key(|j| (j.run.as_ref().and_then(|r| r.end_ns), j.job_id.clone()));
     Ok(out)

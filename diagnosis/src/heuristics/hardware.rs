@@ -15,6 +15,12 @@
 //!   slowing them, so against those a successful attempt must reach the
 //!   straggler bar (`straggler_ratio`): on the simulated fleet a 1.4×
 //!   healthy task beside a flapping NIC was otherwise blamed on it;
+//! - succeeded under a signal that measures slowed work itself (disk
+//!   latency, thermal throttling) for most of its run, at or above its
+//!   stage's median but under the bar: 0.5, rising to 0.6 at the bar. A
+//!   task's fixed overhead varies several-fold between siblings, so a short
+//!   task slowed 2× can sit inside its stage's spread; the host's own
+//!   telemetry says it ran slowed;
 //! - succeeded in a stage too small to compare (< 3 successful tasks): 0.45;
 //! - succeeded at normal speed: 0.15 (the signal was there, the job did not
 //!   feel it).
@@ -190,12 +196,25 @@ fn effect(cx: &Context<'_>, s: &HostSignal, a: &Attempt) -> Option<Effect> {
     } else {
         cx.config.straggler_ratio
     };
+    // Most of the attempt ran under the signal.
+    let overlap = a.end_ns.min(s.end_ns) - a.start_ns.max(s.start_ns);
+    let under_signal = overlap * 2 >= a.duration_ns();
     Some(if slowdown >= bar {
         Effect {
             confidence: ramp(slowdown, bar, 0.6, 2.5_f64.max(bar + 0.5), 0.9),
             cost_ns: if on_path { st.excess_ns(a) } else { 0 },
             what: format!(
                 "{} ran {slowdown:.1}x slower than its siblings{}",
+                a.label(),
+                if on_path { " on the critical path" } else { "" }
+            ),
+        }
+    } else if measures_slowness(&s.kind) && under_signal && slowdown >= 1.0 {
+        Effect {
+            confidence: ramp(slowdown, 1.0, 0.5, bar, 0.6),
+            cost_ns: if on_path { st.excess_ns(a) } else { 0 },
+            what: format!(
+                "{} ran {slowdown:.1}x its siblings' median under the signal{}",
                 a.label(),
                 if on_path { " on the critical path" } else { "" }
             ),
@@ -218,6 +237,12 @@ fn slows_work(kind: &SignalKind) -> bool {
             | SignalKind::Thermal
             | SignalKind::Anomaly(_)
     )
+}
+
+/// Whether the signal is the host measuring its work slowed (not a
+/// precursor like SMART counters, nor a generic anomaly).
+fn measures_slowness(kind: &SignalKind) -> bool {
+    matches!(kind, SignalKind::DiskLatency | SignalKind::Thermal)
 }
 
 fn name(kind: CauseKind) -> &'static str {
