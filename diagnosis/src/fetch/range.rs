@@ -173,6 +173,9 @@ async fn read(engine: &QueryEngine, db: &str, what: &str, sql: &str) -> Result<V
     }
 }
 
+/// A job's hosts and its window (from the hardware look-back to its end).
+type JobScope = (Vec<String>, Option<(i64, i64)>);
+
 /// Searches every job's hosts once over the union of the jobs' windows,
 /// and hands each job the signals of its hosts that overlap its window.
 async fn hardware(
@@ -184,7 +187,7 @@ async fn hardware(
 ) {
     let lookback = options.load.hardware_lookback_ns;
     // Each job's hosts and window.
-    let mut scopes: BTreeMap<String, (Vec<String>, Option<(i64, i64)>)> = BTreeMap::new();
+    let mut scopes: BTreeMap<String, JobScope> = BTreeMap::new();
     let mut all_hosts = BTreeSet::new();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     for (id, j) in jobs.iter() {
