@@ -1365,7 +1365,10 @@ async fn a_diagnosis_rides_with_a_rule_or_is_its_action() {
     assert_eq!(d["job_id"], "job_slow_1", "{body:#}");
     assert_eq!(d["causes"][0]["kind"], "data_skew", "{body:#}");
     assert!(
-        d["summary"].as_str().unwrap().starts_with("job_slow_1: data_skew"),
+        d["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("job_slow_1: data_skew"),
         "{d:#}"
     );
     // The whole report, one GET away.
@@ -1391,7 +1394,10 @@ async fn a_diagnosis_rides_with_a_rule_or_is_its_action() {
     })
     .await;
     assert!(
-        row["message"].as_str().unwrap().contains("job_slow_1: data_skew"),
+        row["message"]
+            .as_str()
+            .unwrap()
+            .contains("job_slow_1: data_skew"),
         "{row:#}"
     );
 
@@ -1417,14 +1423,18 @@ async fn a_diagnosis_rides_with_a_rule_or_is_its_action() {
     );
     // Validation: a diagnose action takes no url; attach is not for exec.
     for (action, want) in [
-        (json!({"type": "diagnose", "url": hook.url}), "a diagnose action takes no url"),
+        (
+            json!({"type": "diagnose", "url": hook.url}),
+            "a diagnose action takes no url",
+        ),
         (
             json!({"type": "exec", "command": ["/bin/true"], "attach": ["diagnosis"]}),
             "`attach` is for webhook",
         ),
         (json!({"type": "log", "attach": ["coffee"]}), "coffee"),
     ] {
-        let rule = json!({"name": "bad", "kind": "alert", "every": "1s", "sql": HOT, "action": action});
+        let rule =
+            json!({"name": "bad", "kind": "alert", "every": "1s", "sql": HOT, "action": action});
         let (s, v) = call(&server, "POST", "/api/v1/rules", Some(rule)).await;
         assert_eq!(s, 400, "{v}");
         assert!(v.to_string().contains(want), "{want}: {v}");

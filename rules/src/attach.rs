@@ -79,7 +79,8 @@ pub async fn diagnosis(
     match tokio::time::timeout(limit, d.diagnose(db, &job)).await {
         Ok(Ok(mut v)) => {
             if let Some(path) = v.get("report_path").and_then(Value::as_str) {
-                v["report_url"] = Value::String(format!("{}{path}", base_url.trim_end_matches('/')));
+                v["report_url"] =
+                    Value::String(format!("{}{path}", base_url.trim_end_matches('/')));
             }
             v
         }
@@ -138,7 +139,11 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             annotations: BTreeMap::new(),
             value: None,
-            evidence: vec![row.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()],
+            evidence: vec![
+                row.iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ],
             idempotency_key: "k".into(),
             evaluation_time: 0,
             starts_at: 0,
@@ -153,10 +158,24 @@ mod tests {
     async fn the_job_comes_from_a_label_or_the_row() {
         let limit = std::time::Duration::from_millis(200);
         let d: Option<&dyn Diagnoser> = Some(&Fixed);
-        let v = diagnosis(d, "fleet", &req(&[("job_id", "job_1")], &[]), limit, "http://x:1/").await;
+        let v = diagnosis(
+            d,
+            "fleet",
+            &req(&[("job_id", "job_1")], &[]),
+            limit,
+            "http://x:1/",
+        )
+        .await;
         assert_eq!(summary_line(&v), "job_1 in fleet: data_skew");
         assert_eq!(v["report_url"], "http://x:1/api/v1/diagnosis/jobs/job_1");
-        let v = diagnosis(d, "fleet", &req(&[], &[("job_id", json!("job_2"))]), limit, "").await;
+        let v = diagnosis(
+            d,
+            "fleet",
+            &req(&[], &[("job_id", json!("job_2"))]),
+            limit,
+            "",
+        )
+        .await;
         assert_eq!(v["job_id"], "job_2");
         let v = diagnosis(d, "fleet", &req(&[("host", "h")], &[]), limit, "").await;
         assert!(summary_line(&v).contains("no job_id"), "{v}");
