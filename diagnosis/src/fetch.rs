@@ -73,6 +73,9 @@ pub struct LoadOptions {
     /// Other jobs' tasks on a slow-looking host are compared from this long
     /// before the job starts (`fetch::history`). 2 h.
     pub history_lookback_ns: i64,
+    /// A job that ran on more hosts has its hardware searched on this many
+    /// ([`hosts_of_interest`]): the probes' cost grows with the hosts. 100.
+    pub max_probed_hosts: usize,
 }
 
 impl Default for LoadOptions {
@@ -81,6 +84,7 @@ impl Default for LoadOptions {
             hardware_lookback_ns: 30 * MINUTE_NS,
             margin_ns: 5 * MINUTE_NS,
             history_lookback_ns: 120 * MINUTE_NS,
+            max_probed_hosts: 100,
         }
     }
 }
@@ -431,6 +435,41 @@ fn hosts(attempts: &[Attempt]) -> Vec<String> {
     hosts.into_iter().collect()
 }
 
+/// At most `max` hosts for a job that ran on more: the hosts of failed
+/// attempts and the hosts their errors blame, then the hosts of the
+/// successful attempts slowest against their stage's median (the ones a
+/// hardware cause can explain; the critical path's attempts are among
+/// them), then the hosts of the rest.
+fn hosts_of_interest(input: &JobInput, max: usize) -> Vec<String> {
+    let mut picked: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut take = |h: &str, picked: &mut Vec<String>| {
+        if picked.len() < max && !h.is_empty() && seen.insert(h.to_owned()) {
+            picked.push(h.to_owned());
+        }
+    };
+    for a in input.attempts.iter().filter(|a| a.status == Status::Failed) {
+        take(&a.hostname, &mut picked);
+        if let Some(b) = a
+            .error
+            .as_deref()
+            .and_then(|e| ErrorClass::parse(e).blamed_host(&a.hostname))
+        {
+            take(&b, &mut picked);
+        }
+    }
+    let mut slow: Vec<(&str, f64)> = history::slowdowns(input).map(|(h, _, r)| (h, r)).collect();
+    slow.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    for (h, _) in slow {
+        take(h, &mut picked);
+    }
+    for a in &input.attempts {
+        take(&a.hostname, &mut picked);
+    }
+    picked.sort();
+    picked
+}
+
 /// Fills `input.signals` (and notes) from the hardware tables that exist.
 async fn hardware(
     engine: &QueryEngine,
@@ -442,7 +481,18 @@ async fn hardware(
     if !has_hardware(tables) {
         return; // signals: None, and the report says so.
     }
-    let hosts = hosts(&input.attempts);
+    let all = hosts(&input.attempts);
+    let hosts = if all.len() > options.max_probed_hosts {
+        let picked = hosts_of_interest(input, options.max_probed_hosts);
+        input.notes.push(format!(
+            "hardware searched on {} of the job's {} hosts: those of its failed attempts and the hosts their errors blame, then of its slowest attempts",
+            picked.len(),
+            all.len()
+        ));
+        picked
+    } else {
+        all
+    };
     let Some((start, end)) = job_window(input) else {
         input.signals = Some(Vec::new());
         return;
@@ -582,6 +632,31 @@ mod tests {
         }
         let e = validate_job_id("job'1").unwrap_err().to_string();
         assert!(e.contains("job'1") && e.contains("'\\''"), "{e}");
+    }
+
+    #[test]
+    fn a_big_job_probes_its_failing_and_slowest_hosts_first() {
+        let mut b = crate::testing::JobBuilder::new("job_1");
+        b.stage(0, &[], 11.0);
+        for t in 0..10 {
+            b.task(0, t, &format!("host_{t}"), 12.0, 20.0 + f64::from(t), 500.0);
+        }
+        b.task(0, 10, "host_slow", 12.0, 60.0, 500.0);
+        b.failed(
+            0,
+            11,
+            "host_f",
+            12.0,
+            5.0,
+            "FetchFailed: failed to fetch a shuffle block from host_src: reset",
+        )
+        .task(0, 11, "host_0", 19.0, 20.0, 500.0);
+        let input = b.build();
+        assert_eq!(
+            hosts_of_interest(&input, 4),
+            ["host_9", "host_f", "host_slow", "host_src"]
+        );
+        assert_eq!(hosts_of_interest(&input, 100).len(), 13);
     }
 
     #[test]

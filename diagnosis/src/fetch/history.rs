@@ -130,7 +130,7 @@ pub(crate) fn fill_from_jobs(jobs: &mut BTreeMap<String, JobInput>, lookback_ns:
 
 /// (host, end, duration over its stage's median) of each successful
 /// attempt in a stage of at least 3 of them.
-fn slowdowns(input: &JobInput) -> impl Iterator<Item = (&str, i64, f64)> {
+pub(super) fn slowdowns(input: &JobInput) -> impl Iterator<Item = (&str, i64, f64)> {
     let mut by_stage: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
     for a in input
         .attempts
