@@ -45,7 +45,7 @@ async fn duckdb_reads_the_same_rows() {
     let out = Command::new("python3")
         .args(["-c", SCRIPT, glob.to_str().unwrap()])
         .output()
-        .expect("python3 runs (CI installs duckdb from PyPI)");
+        .expect("python3 runs (scripts/test installs duckdb from PyPI)");
     assert!(
         out.status.success(),
         "duckdb failed: {}",

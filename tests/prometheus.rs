@@ -181,7 +181,7 @@ fn start_peer(bin: &str, args: &[String]) -> Peer {
     };
     assert!(
         Path::new(bin).exists(),
-        "{bin} is missing: install the Debian package `{package}` (apt-get install {package}; .ci/run does)"
+        "{bin} is missing: install the Debian package `{package}` (apt-get install {package}; scripts/test does)"
     );
     let child = Command::new(bin)
         .args(args)

@@ -101,7 +101,7 @@ fn dataset(start: i64) -> Vec<String> {
 }
 
 /// A VictoriaMetrics single-node server on a free port (Debian package
-/// `victoria-metrics`, installed by `.ci/run`).
+/// `victoria-metrics`, installed by `scripts/test`).
 struct VictoriaMetrics {
     child: Child,
     url: String,
@@ -125,7 +125,7 @@ impl VictoriaMetrics {
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot start victoria-metrics ({e}): install the Debian package \
-                     `victoria-metrics` (apt-get install victoria-metrics; .ci/run does)"
+                     `victoria-metrics` (apt-get install victoria-metrics; scripts/test does)"
                 )
             });
         Self {
@@ -565,7 +565,7 @@ fn promtool(args: &[&str]) -> String {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot run promtool ({e}): install the Debian package `prometheus` \
-                 (apt-get install prometheus; .ci/run does)"
+                 (apt-get install prometheus; scripts/test does)"
             )
         });
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -482,7 +482,7 @@ async fn alertmanager_receives_and_resolves() {
     let bin = "/usr/bin/prometheus-alertmanager";
     assert!(
         std::path::Path::new(bin).exists(),
-        "{bin} is missing: apt-get install prometheus-alertmanager (.ci/run does)"
+        "{bin} is missing: apt-get install prometheus-alertmanager (scripts/test does)"
     );
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("am.yml");

@@ -1,5 +1,5 @@
 //! `--object-store s3://bucket/prefix` against a real S3 API: moto's server
-//! (from PyPI, installed by `.ci/run`), configured through the standard AWS
+//! (from PyPI, installed by `scripts/test`), configured through the standard AWS
 //! environment variables. Data files and the catalog land under the prefix;
 //! a restart reads them back.
 
@@ -21,7 +21,7 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server must be installed: pip install 'moto[server]' (.ci/run does)");
+            .expect("moto_server must be installed: pip install 'moto[server]' (scripts/test does)");
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),

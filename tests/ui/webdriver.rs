@@ -35,7 +35,7 @@ impl Driver {
             Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
             "{CHROMEDRIVER} or {CHROMIUM} is missing: the portal's browser tests need them. \
              Install Debian's chromium and chromium-driver: \
-             `apt-get install -y chromium chromium-driver` (.ci/run does)"
+             `apt-get install -y chromium chromium-driver` (scripts/test does)"
         );
         let port = crate::common::free_port();
         let child = Command::new(CHROMEDRIVER)
