@@ -21,7 +21,9 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server must be installed: pip install 'moto[server]' (scripts/test does)");
+            .expect(
+                "moto_server must be installed: pip install 'moto[server]' (scripts/test does)",
+            );
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
