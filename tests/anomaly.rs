@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use fleetlake_sim::SimConfig;
 use fleetlake_sim::fleet::FaultKind;
-use fleetlake_sim::{Fleet, FleetOptions, LineSource, SimConfig};
 use serde_json::Value;
 
 use crate::common::Server;
@@ -354,23 +354,8 @@ fn target(rule: &str) -> FaultKind {
 /// bad DIMM's host dies with time to spare before the end).
 async fn faulty_fleet(server: &Server) -> (SimConfig, fleetlake_sim::GroundTruth) {
     let config = SimConfig::new(40, T0, T0 + 3 * 3600 * S, 10 * S, 3).expect("config");
-    let mut fleet = Fleet::new(
-        &config,
-        &FleetOptions {
-            faults: 5,
-            ..Default::default()
-        },
-    )
-    .expect("fleet");
-    let mut buf = Vec::new();
-    while fleet.next_chunk(&mut buf, 20_000) > 0 {
-        server
-            .write_ok("fleet", std::str::from_utf8(&buf).expect("utf8"))
-            .await;
-        buf.clear();
-    }
-    server.flush().await;
-    (config, fleet.ground_truth())
+    let truth = server.load_fleet(&config, 5).await;
+    (config, truth)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,6 +198,29 @@ impl Server {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{action}: bad json {e}: {text}"))
     }
 
+    /// Writes the simulated fleet of `config` with `faults` faults (the
+    /// five classic kinds) to database `fleet`, flushes, and answers its
+    /// ground truth.
+    pub async fn load_fleet(
+        &self,
+        config: &fleetlake_sim::SimConfig,
+        faults: u32,
+    ) -> fleetlake_sim::GroundTruth {
+        let options = fleetlake_sim::FleetOptions {
+            faults,
+            ..Default::default()
+        };
+        let mut fleet = fleetlake_sim::Fleet::new(config, &options).expect("fleet");
+        let mut buf = Vec::new();
+        while fleetlake_sim::LineSource::next_chunk(&mut fleet, &mut buf, 20_000) > 0 {
+            self.write_ok("fleet", std::str::from_utf8(&buf).expect("utf8"))
+                .await;
+            buf.clear();
+        }
+        self.flush().await;
+        fleet.ground_truth()
+    }
+
     /// Flushes the write buffer to Parquet (admin endpoint) and asserts success.
     pub async fn flush(&self) {
         let r = self
@@ -323,4 +346,35 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
+}
+
+/// Line protocol of a finished job `job_id` that starts at `t0`: one stage
+/// of four tasks, task 3 reading 18x the others' input (data skew), 200 s
+/// from submit to end.
+pub fn skewed_job_lp(job_id: &str, t0: i64) -> String {
+    const S: i64 = 1_000_000_000;
+    let mut lp = format!(
+        "job_runs,job_id={job_id},user=u,queue=q status=\"SUCCEEDED\",submit_ns={}i,start_ns={}i,end_ns={}i {}\n\
+         job_stages,job_id={job_id},stage_id=0 status=\"SUCCEEDED\",parents=\"\",tasks=4i,attempts=4i,failed_attempts=0i,start_ns={}i,end_ns={}i {}\n",
+        t0,
+        t0 + 10 * S,
+        t0 + 200 * S,
+        t0 + 200 * S,
+        t0 + 11 * S,
+        t0 + 199 * S,
+        t0 + 199 * S
+    );
+    for t in 0..4 {
+        let (mib, secs): (i64, i64) = if t == 3 { (9000, 185) } else { (500, 25) };
+        lp.push_str(&format!(
+            "job_tasks,hostname=host_{t},job_id={job_id},stage_id=0,task_id={t},attempt=0 status=\"SUCCEEDED\",start_ns={}i,end_ns={}i,duration_ms={}i,bytes_read={}i,shuffle_read_bytes=0i,records_read={}i {}\n",
+            t0 + 12 * S,
+            t0 + (12 + secs) * S,
+            secs * 1000,
+            mib << 20,
+            mib * 4000,
+            t0 + (12 + secs) * S
+        ));
+    }
+    lp
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use fleetlake_sim::{FaultKind, Fleet, FleetOptions, GroundTruth, LineSource, SimConfig};
+use fleetlake_sim::{FaultKind, GroundTruth, SimConfig};
 use serde_json::Value;
 
 use crate::common::{Server, create_token};
@@ -17,23 +17,7 @@ const T0: i64 = 1_767_225_600 * S;
 /// anomaly pack's test).
 async fn faulty_fleet(server: &Server) -> GroundTruth {
     let config = SimConfig::new(40, T0, T0 + 3 * 3600 * S, 10 * S, 3).expect("config");
-    let mut fleet = Fleet::new(
-        &config,
-        &FleetOptions {
-            faults: 5,
-            ..Default::default()
-        },
-    )
-    .expect("fleet");
-    let mut buf = Vec::new();
-    while fleet.next_chunk(&mut buf, 20_000) > 0 {
-        server
-            .write_ok("fleet", std::str::from_utf8(&buf).expect("utf8"))
-            .await;
-        buf.clear();
-    }
-    server.flush().await;
-    fleet.ground_truth()
+    server.load_fleet(&config, 5).await
 }
 
 /// `GET /api/v1/diagnosis/jobs/{job}` → (status, JSON body).
@@ -405,29 +389,7 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
     assert_eq!(status, 404, "{body}");
 
     // Job tables without hardware telemetry: job-only causes, with a note.
-    let mut lp = format!(
-        "job_runs,job_id=job_x,user=u,queue=q status=\"SUCCEEDED\",submit_ns={}i,start_ns={}i,end_ns={}i {}\n\
-         job_stages,job_id=job_x,stage_id=0 status=\"SUCCEEDED\",parents=\"\",tasks=4i,attempts=4i,failed_attempts=0i,start_ns={}i,end_ns={}i {}\n",
-        T0,
-        T0 + 10 * S,
-        T0 + 200 * S,
-        T0 + 200 * S,
-        T0 + 11 * S,
-        T0 + 199 * S,
-        T0 + 199 * S
-    );
-    for t in 0..4 {
-        let (mib, secs): (i64, i64) = if t == 3 { (9000, 185) } else { (500, 25) };
-        lp.push_str(&format!(
-            "job_tasks,hostname=host_{t},job_id=job_x,stage_id=0,task_id={t},attempt=0 status=\"SUCCEEDED\",start_ns={}i,end_ns={}i,duration_ms={}i,bytes_read={}i,shuffle_read_bytes=0i,records_read={}i {}\n",
-            T0 + 12 * S,
-            T0 + (12 + secs) * S,
-            secs * 1000,
-            mib << 20,
-            mib * 4000,
-            T0 + (12 + secs) * S
-        ));
-    }
+    let lp = crate::common::skewed_job_lp("job_x", T0);
     server.write_ok("jobsonly", &lp).await;
     let (status, r) = diagnose(&server, "job_x", "?db=jobsonly", None).await;
     assert_eq!(status, 200, "{r}");

@@ -1311,34 +1311,15 @@ async fn batch_rules_over_one_window_share_its_scan() {
     assert!(scans >= 1 && reuses >= 1, "scans {scans}, reuses {reuses}");
 }
 
-/// A finished job `job_id` that began `ago` before now: one stage of four
-/// tasks, task 3 reading 18× the others' input (data skew).
+/// A finished job `job_id` that began `ago` before now, with data skew
+/// ([`crate::common::skewed_job_lp`]).
 async fn write_skewed_job(server: &Server, job_id: &str, ago: i64) {
-    let t0 = now_ns() - ago;
-    let mut lp = format!(
-        "job_runs,job_id={job_id},user=u,queue=q status=\"SUCCEEDED\",submit_ns={}i,start_ns={}i,end_ns={}i {}\n\
-         job_stages,job_id={job_id},stage_id=0 status=\"SUCCEEDED\",parents=\"\",tasks=4i,attempts=4i,failed_attempts=0i,start_ns={}i,end_ns={}i {}\n",
-        t0,
-        t0 + 10 * S,
-        t0 + 200 * S,
-        t0 + 200 * S,
-        t0 + 11 * S,
-        t0 + 199 * S,
-        t0 + 199 * S
-    );
-    for t in 0..4 {
-        let (mib, secs): (i64, i64) = if t == 3 { (9000, 185) } else { (500, 25) };
-        lp.push_str(&format!(
-            "job_tasks,hostname=host_{t},job_id={job_id},stage_id=0,task_id={t},attempt=0 status=\"SUCCEEDED\",start_ns={}i,end_ns={}i,duration_ms={}i,bytes_read={}i,shuffle_read_bytes=0i,records_read={}i {}\n",
-            t0 + 12 * S,
-            t0 + (12 + secs) * S,
-            secs * 1000,
-            mib << 20,
-            mib * 4000,
-            t0 + (12 + secs) * S
-        ));
-    }
-    server.write_ok("fleet", &lp).await;
+    server
+        .write_ok(
+            "fleet",
+            &crate::common::skewed_job_lp(job_id, now_ns() - ago),
+        )
+        .await;
 }
 
 /// A rule on job duration: its webhook carries the job's diagnosis, and a

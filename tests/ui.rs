@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleetlake_sim::{FaultKind, Fleet, FleetOptions, GroundTruth, LineSource, SimConfig};
+use fleetlake_sim::{FaultKind, GroundTruth, SimConfig};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -164,23 +164,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 async fn fleet(server: &Server) -> GroundTruth {
     let end = now_ns() / (10 * S) * (10 * S);
     let config = SimConfig::new(40, end - 2 * 3600 * S, end, 10 * S, 3).expect("config");
-    let mut fleet = Fleet::new(
-        &config,
-        &FleetOptions {
-            faults: 5,
-            ..Default::default()
-        },
-    )
-    .expect("fleet");
-    let mut buf = Vec::new();
-    while fleet.next_chunk(&mut buf, 20_000) > 0 {
-        server
-            .write_ok("fleet", std::str::from_utf8(&buf).expect("utf8"))
-            .await;
-        buf.clear();
-    }
-    server.flush().await;
-    fleet.ground_truth()
+    server.load_fleet(&config, 5).await
 }
 
 async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -100,28 +100,28 @@ fn range(p: &RangeParams) -> Result<(i64, i64), ApiError> {
     Ok((start, end))
 }
 
-/// Reads and diagnoses the range's jobs.
+/// Each job's report, or why it has none ([`diagnose_all`]).
+type Reports = Vec<(
+    String,
+    fleetlake_diagnosis::Result<fleetlake_diagnosis::Report>,
+)>;
+
+/// Reads and diagnoses the range's jobs: (start, end, reports).
 async fn bulk(
     state: &AppState,
     principal: &Principal,
     p: &RangeParams,
-) -> Result<
-    (
-        i64,
-        i64,
-        Vec<(
-            String,
-            fleetlake_diagnosis::Result<fleetlake_diagnosis::Report>,
-        )>,
-    ),
-    ApiError,
-> {
+) -> Result<(i64, i64, Reports), ApiError> {
     let (start, end) = range(p)?;
     let db = state.db_or_default(p.db.as_deref());
     principal.require(Permission::Read, Some(&db))?;
     let db = state.existing_db(Some(&db)).map_err(ApiError::not_found)?;
     let inputs = load_range(&state.engine, &db, start, end, &RangeOptions::default()).await?;
-    Ok((start, end, diagnose_all(&inputs, &Config::default())))
+    // Up to 20,000 jobs of CPU work: off the runtime that serves requests.
+    let reports = tokio::task::spawn_blocking(move || diagnose_all(&inputs, &Config::default()))
+        .await
+        .map_err(|e| ApiError::internal(format!("bulk diagnosis failed: {e}")))?;
+    Ok((start, end, reports))
 }
 
 async fn jobs(

@@ -12,6 +12,14 @@ fn config(hosts: u64, hours: i64, seed: u64) -> SimConfig {
     SimConfig::new(hosts, start, start + hours * HOUR_NS, 10 * SECOND_NS, seed).unwrap()
 }
 
+/// `faults` faults of the default kinds.
+fn options(faults: u32) -> FleetOptions {
+    FleetOptions {
+        faults,
+        ..Default::default()
+    }
+}
+
 fn run(config: &SimConfig, faults: u32, chunk: usize) -> (Vec<u8>, GroundTruth) {
     run_kinds(config, faults, &[], chunk)
 }
@@ -543,14 +551,7 @@ fn faults_match_their_ground_truth() {
 #[test]
 fn state_stays_bounded() {
     let c = config(60, 48, 5);
-    let mut fleet = Fleet::new(
-        &c,
-        &FleetOptions {
-            faults: 5,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut fleet = Fleet::new(&c, &options(5)).unwrap();
     let mut buf = Vec::new();
     let epochs_per_day = (24 * HOUR_NS / c.interval_ns) as u64;
     let (mut first_day_max, mut second_day_max) = (0, 0);
@@ -581,46 +582,10 @@ fn config_errors() {
         end_ns: short.start_ns + 30 * MINUTE_NS,
         ..short
     };
-    assert!(
-        Fleet::new(
-            &short,
-            &FleetOptions {
-                faults: 1,
-                ..Default::default()
-            }
-        )
-        .is_err()
-    );
-    assert!(
-        Fleet::new(
-            &short,
-            &FleetOptions {
-                faults: 0,
-                ..Default::default()
-            }
-        )
-        .is_ok()
-    );
-    assert!(
-        Fleet::new(
-            &config(3, 2, 1),
-            &FleetOptions {
-                faults: 5,
-                ..Default::default()
-            }
-        )
-        .is_err()
-    );
-    assert!(
-        Fleet::new(
-            &config(4, 2, 1),
-            &FleetOptions {
-                faults: 5,
-                ..Default::default()
-            }
-        )
-        .is_ok()
-    );
+    assert!(Fleet::new(&short, &options(1)).is_err());
+    assert!(Fleet::new(&short, &options(0)).is_ok());
+    assert!(Fleet::new(&config(3, 2, 1), &options(5)).is_err());
+    assert!(Fleet::new(&config(4, 2, 1), &options(5)).is_ok());
 }
 
 /// Every successful attempt's duration over its stage's median duration
