@@ -350,6 +350,25 @@ async fn diagnoses_injected_faults_and_healthy_jobs() {
     }
     let (status, body) = get(format!("{}/api/v1/diagnosis/hosts?start=abc", server.url)).await;
     assert_eq!(status, 400, "{body}");
+    // Hostile parameters of the fleet view: each a 400 or 404 naming it.
+    for (query, code, want) in [
+        ("limit=-1", 400, "limit"),
+        ("limit=99999999999999999999999", 400, "limit"),
+        (
+            "start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z",
+            400,
+            "end is before start",
+        ),
+        ("end=99999999999999999999", 400, "end"),
+        ("db=nope", 404, "nope"),
+    ] {
+        for route in ["jobs", "hosts"] {
+            let (status, body) =
+                get(format!("{}/api/v1/diagnosis/{route}?{query}", server.url)).await;
+            assert_eq!(status, code, "{route}?{query}: {body}");
+            assert!(body.to_string().contains(want), "{route}?{query}: {body}");
+        }
+    }
 
     // A job still running (no job_runs row yet) is diagnosed so far.
     let rows = server
@@ -464,4 +483,21 @@ async fn diagnosis_needs_a_read_token() {
         body["error"].as_str().unwrap().contains("job_000001"),
         "{body}"
     );
+    // The fleet view's routes too: no token, a token for another database.
+    for path in [
+        "/api/v1/diagnosis/jobs?db=fleet",
+        "/api/v1/diagnosis/hosts?db=fleet",
+    ] {
+        let url = format!("{}{path}", server.url);
+        let r = server.client().get(&url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+        let r = server
+            .client()
+            .get(&url)
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+    }
 }

@@ -17,7 +17,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use fleetlake_diagnosis::bulk::{diagnose_all, host_impact};
@@ -26,6 +26,7 @@ use fleetlake_diagnosis::{Config, diagnose, html};
 use serde::Deserialize;
 
 use crate::auth::{Permission, Principal};
+use crate::params::Params;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -36,7 +37,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize)]
-struct Params {
+struct JobParams {
     db: Option<String>,
     format: Option<String>,
 }
@@ -45,7 +46,7 @@ async fn job(
     State(state): State<AppState>,
     principal: Principal,
     Path(job_id): Path<String>,
-    Query(p): Query<Params>,
+    Params(p): Params<JobParams>,
 ) -> Result<Response, ApiError> {
     let as_html = match p.format.as_deref() {
         None | Some("json") => false,
@@ -127,7 +128,7 @@ async fn bulk(
 async fn jobs(
     State(state): State<AppState>,
     principal: Principal,
-    Query(p): Query<RangeParams>,
+    Params(p): Params<RangeParams>,
 ) -> Result<Response, ApiError> {
     let (start, end, reports) = bulk(&state, &principal, &p).await?;
     let jobs: Vec<serde_json::Value> = reports
@@ -158,7 +159,7 @@ async fn jobs(
 async fn hosts(
     State(state): State<AppState>,
     principal: Principal,
-    Query(p): Query<RangeParams>,
+    Params(p): Params<RangeParams>,
 ) -> Result<Response, ApiError> {
     let (start, end, reports) = bulk(&state, &principal, &p).await?;
     let mut impact = host_impact(reports.iter().filter_map(|(_, r)| r.as_ref().ok()));

@@ -37,6 +37,7 @@ mod grafana;
 mod health;
 mod limits;
 mod metrics;
+mod params;
 mod prom_labels;
 mod prometheus;
 mod query;

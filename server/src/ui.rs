@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::auth::{Permission, Principal};
+use crate::params::Params;
 
 /// Path under `/ui/`, content type, bytes. An explicit list: a file added
 /// to `ui/` is served once it is named here.
@@ -161,7 +162,7 @@ struct WhoamiParams {
 async fn whoami(
     State(state): State<AppState>,
     principal: Principal,
-    Query(p): Query<WhoamiParams>,
+    Params(p): Params<WhoamiParams>,
 ) -> Json<Value> {
     let db = state.db_or_default(p.db.as_deref());
     let can = |perm| principal.require(perm, Some(&db)).is_ok();
