@@ -3,23 +3,25 @@
 //! and bucketed by minute, so each [`HostSignal`] has a start and an end.
 //!
 //! Each probe is one rule's SQL turned from "the latest window" into "every
-//! row": the rule's functions (`increase`, `rate`, `anomaly_score`) run as
-//! window functions over the rule's own lookback (`RANGE BETWEEN <lookback>
-//! PRECEDING AND CURRENT ROW`; the detector over the whole range searched,
-//! see [`Frame::Growing`]), the rule's `HAVING` becomes a row filter
-//! with the same thresholds, and the rows that pass are grouped by host,
-//! device and minute (`time_bucket`). Minutes a minute or less apart are
-//! merged into one signal. A signal's `sql` is the probe for that host
-//! alone, over the same time range: rerun it to see the minutes.
+//! minute", as if the rule were evaluated at the end of each minute: the
+//! rows are folded into minutes first (a `GROUP BY` of `time_bucket`; a
+//! counter's increase per minute from `lag`, resets counted as `increase`
+//! counts them), the rule's lookback is a window over those minute rows
+//! ([`Shape::Minutes`]), and the rule's `HAVING` becomes a filter with the
+//! same thresholds. The detector probes run `anomaly_score` over every row
+//! of the range searched ([`Shape::Growing`]) and keep the minutes it
+//! flags. Minutes a minute or less apart are merged into one signal. A
+//! signal's `sql` is the probe for that host alone, over the same time
+//! range: rerun it to see the minutes.
 //!
-//! | probe | table | row condition (the rule's thresholds) | signal |
+//! | probe | table | a minute is flagged when (the rule's thresholds) | signal |
 //! |---|---|---|---|
-//! | `disk_stuck` | `diskio_hw` | over 1 min: `min(util_pct) > 90 AND max(iops) < 100` (the rule asks 10 min before it acts; a minute dates the onset) | disk latency |
+//! | `disk_stuck` | `diskio_hw` | in the minute: `min(util_pct) > 90 AND max(iops) < 100` (the rule asks 10 min before it acts; a minute dates the onset) | disk latency |
 //! | `disk_latency_anomaly` | `diskio_hw` | `anomaly_score(latency_ms, time, INTERVAL '1 minute') >= 0.9` over the range searched (the rule: 2 h) | disk latency |
 //! | `smart_sectors_rising` | `smart` | `increase(reallocated_sector_ct) + increase(current_pending_sector) >= 3` over 15 min | disk SMART |
 //! | `ecc_storm` | `edac` | `increase(ce_count) >= 10` over 10 min | memory ECC |
 //! | `mce_uncorrected` | `mce` | an event with `corrected = false` (no rule in the pack: an uncorrected machine check is never noise) | memory ECC |
-//! | `thermal_throttling` | `cpu_thermal` | `rate(throttle_count) > 0 AND avg(freq_mhz / base_mhz) < 0.8` over 5 min | thermal |
+//! | `thermal_throttling` | `cpu_thermal` | `increase(throttle_count) > 0 AND avg(freq_mhz / base_mhz) < 0.8` over 5 min (`rate > 0`) | thermal |
 //! | `cpu_temp_anomaly` | `cpu_thermal` | `anomaly_score(temp_c, time, INTERVAL '1 minute') >= 0.9` over the range searched (the rule: 2 h) | thermal |
 //! | `nic_flapping` | `nic` | `increase(carrier_changes) >= 2 OR increase(rx_errors) + increase(tx_errors) >= 100` over 10 min | NIC errors |
 //! | `host_down` | `heartbeat` | consecutive heartbeats more than 60 s apart, or `staleness(time, <end>) > 60` | heartbeat gap |
@@ -58,21 +60,44 @@ impl Scope<'_> {
     }
 }
 
-/// The rows a probe's window functions see for each row.
+/// How a probe reads its table.
 #[derive(Clone, Copy)]
-enum Frame {
-    /// Each row on its own.
-    Row,
-    /// The rule's lookback: `RANGE BETWEEN <lookback> PRECEDING AND
-    /// CURRENT ROW`.
-    Range(&'static str),
+enum Shape {
+    /// Each row on its own: `select` defines `value` and `extra`, the
+    /// rows where `condition` holds are flagged.
+    Row {
+        select: &'static str,
+        condition: &'static str,
+    },
+    /// The rule's lookback, in whole minutes: each row of the table is
+    /// first folded into its minute (`per_minute`, aggregates over the
+    /// minute's rows, plus `inc_<i>` for each of `counters`: the counter's
+    /// increase into and through the minute, resets counted as the
+    /// `increase` function counts them), then `select` runs over the
+    /// window `w` of the last `minutes` minutes (`RANGE BETWEEN minutes-1
+    /// minutes PRECEDING AND CURRENT ROW` over the minute rows) and must
+    /// define `value` and `extra`. A rule evaluated every minute sees the
+    /// same windows; a window over the raw rows would cost a window
+    /// function per row (six times the rows at 10 s, and DataFusion's
+    /// RANGE frames are slow: 5× the whole probe, measured).
+    Minutes {
+        minutes: u32,
+        counters: &'static [&'static str],
+        per_minute: &'static str,
+        select: &'static str,
+        condition: &'static str,
+    },
     /// Every row of the series so far in the range searched. For
     /// `anomaly_score`'s span form: the detector learns each row once
     /// (linear), where a sliding 2-h frame would learn the frame again
     /// for every row. The scan already starts 30 min before the job, so
     /// for jobs under 1.5 h both frames hold the same rows; longer ranges
     /// (the bulk form, a day) learn from more history than the rule.
-    Growing,
+    /// `select` runs over the window `w`.
+    Growing {
+        select: &'static str,
+        condition: &'static str,
+    },
 }
 
 /// One rule of the pack, as a per-minute probe.
@@ -83,12 +108,7 @@ pub(crate) struct Probe {
     pub kind: SignalKind,
     /// The device tag (`disk`, `dimm`, `interface`), or a constant.
     device: &'static str,
-    /// The rows each row's functions see.
-    frame: Frame,
-    /// The per-row select list: must define `value` and `extra` (DOUBLE).
-    select: &'static str,
-    /// The rule's threshold, on the select list's columns.
-    condition: &'static str,
+    shape: Shape,
     /// `value` and `extra` (their maxima over the signal) in words.
     describe: fn(device: &str, value: f64, extra: Option<f64>) -> String,
 }
@@ -101,10 +121,15 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "diskio_hw",
             kind: SignalKind::DiskLatency,
             device: "disk",
-            frame: Frame::Range("1 minute"),
-            select: "max(latency_ms) OVER w AS value, min(util_pct) OVER w AS extra, \
-                     max(iops) OVER w AS iops_max",
-            condition: "extra > 90 AND iops_max < 100",
+            shape: Shape::Minutes {
+                minutes: 1,
+                counters: &[],
+                per_minute: "max(latency_ms) AS latency_max, min(util_pct) AS util_min, \
+                             max(iops) AS iops_max",
+                select: "CAST(latency_max AS DOUBLE) AS value, CAST(util_min AS DOUBLE) AS extra, \
+                         iops_max",
+                condition: "extra > 90 AND iops_max < 100",
+            },
             describe: |d, v, e| {
                 format!(
                     "{d} stuck: over {:.0} % busy with under 100 IOPS, latency up to {v:.0} ms",
@@ -117,10 +142,11 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "diskio_hw",
             kind: SignalKind::DiskLatency,
             device: "disk",
-            frame: Frame::Growing,
-            select: "anomaly_score(latency_ms, time, INTERVAL '1 minute') OVER w AS value, \
-                     CAST(latency_ms AS DOUBLE) AS extra",
-            condition: "value >= 0.9",
+            shape: Shape::Growing {
+                select: "anomaly_score(latency_ms, time, INTERVAL '1 minute') OVER w AS value, \
+                         CAST(latency_ms AS DOUBLE) AS extra",
+                condition: "value >= 0.9",
+            },
             describe: |d, v, e| {
                 format!(
                     "{d} latency anomalous (anomaly_score {v:.2}), up to {:.0} ms",
@@ -133,11 +159,14 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "smart",
             kind: SignalKind::DiskSmart,
             device: "disk",
-            frame: Frame::Range("15 minutes"),
-            select: "increase(reallocated_sector_ct, time) OVER w \
-                     + increase(current_pending_sector, time) OVER w AS value, \
-                     CAST(reallocated_sector_ct AS DOUBLE) AS extra",
-            condition: "value >= 3",
+            shape: Shape::Minutes {
+                minutes: 15,
+                counters: &["reallocated_sector_ct", "current_pending_sector"],
+                per_minute: "max(reallocated_sector_ct) AS reallocated",
+                select: "sum(inc_0) OVER w + sum(inc_1) OVER w AS value, \
+                         CAST(reallocated AS DOUBLE) AS extra",
+                condition: "value >= 3",
+            },
             describe: |d, v, e| {
                 format!(
                     "{d} SMART: up to {v:.0} sectors reallocated or pending per 15 min \
@@ -151,9 +180,13 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "edac",
             kind: SignalKind::MemoryEcc,
             device: "dimm",
-            frame: Frame::Range("10 minutes"),
-            select: "increase(ce_count, time) OVER w AS value, CAST(NULL AS DOUBLE) AS extra",
-            condition: "value >= 10",
+            shape: Shape::Minutes {
+                minutes: 10,
+                counters: &["ce_count"],
+                per_minute: "count(*) AS samples",
+                select: "sum(inc_0) OVER w AS value, CAST(NULL AS DOUBLE) AS extra",
+                condition: "value >= 10",
+            },
             describe: |d, v, _| format!("{d}: up to {v:.0} correctable ECC errors per 10 min"),
         },
         Probe {
@@ -161,10 +194,11 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "mce",
             kind: SignalKind::MemoryEcc,
             device: "kind",
-            frame: Frame::Row,
-            select: "CASE WHEN corrected = false THEN 1.0 ELSE 0.0 END AS value, \
-                     CAST(bank AS DOUBLE) AS extra",
-            condition: "value >= 1",
+            shape: Shape::Row {
+                select: "CASE WHEN corrected = false THEN 1.0 ELSE 0.0 END AS value, \
+                         CAST(bank AS DOUBLE) AS extra",
+                condition: "value >= 1",
+            },
             describe: |d, _, e| {
                 format!(
                     "uncorrected {d} machine check (bank {:.0})",
@@ -177,11 +211,18 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "cpu_thermal",
             kind: SignalKind::Thermal,
             device: "'cpu'",
-            frame: Frame::Range("5 minutes"),
-            select: "rate(throttle_count, time) OVER w AS value, \
-                     avg(CAST(freq_mhz AS DOUBLE) / base_mhz) OVER w AS freq_ratio, \
-                     CAST(temp_c AS DOUBLE) AS extra",
-            condition: "value > 0 AND freq_ratio < 0.8",
+            // rate(throttle_count) > 0 is an increase over the 5 minutes;
+            // the clock ratio is averaged over their rows.
+            shape: Shape::Minutes {
+                minutes: 5,
+                counters: &["throttle_count"],
+                per_minute: "sum(CAST(freq_mhz AS DOUBLE) / base_mhz) AS ratio_sum, \
+                             count(freq_mhz) AS ratio_n, max(temp_c) AS temp_max",
+                select: "sum(inc_0) OVER w / 300.0 AS value, \
+                         sum(ratio_sum) OVER w / sum(ratio_n) OVER w AS freq_ratio, \
+                         CAST(temp_max AS DOUBLE) AS extra",
+                condition: "value > 0 AND freq_ratio < 0.8",
+            },
             describe: |_, v, e| {
                 format!(
                     "throttling ({v:.1} throttle events/s, clock under 80 % of base), up to {:.0} °C",
@@ -194,10 +235,11 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "cpu_thermal",
             kind: SignalKind::Thermal,
             device: "'cpu'",
-            frame: Frame::Growing,
-            select: "anomaly_score(temp_c, time, INTERVAL '1 minute') OVER w AS value, \
-                     CAST(temp_c AS DOUBLE) AS extra",
-            condition: "value >= 0.9",
+            shape: Shape::Growing {
+                select: "anomaly_score(temp_c, time, INTERVAL '1 minute') OVER w AS value, \
+                         CAST(temp_c AS DOUBLE) AS extra",
+                condition: "value >= 0.9",
+            },
             describe: |_, v, e| {
                 format!(
                     "CPU temperature anomalous (anomaly_score {v:.2}), up to {:.0} °C",
@@ -210,10 +252,14 @@ pub(crate) fn probes() -> Vec<Probe> {
             table: "nic",
             kind: SignalKind::NicErrors,
             device: "interface",
-            frame: Frame::Range("10 minutes"),
-            select: "CAST(increase(carrier_changes, time) OVER w AS DOUBLE) AS value, \
-                     increase(rx_errors, time) OVER w + increase(tx_errors, time) OVER w AS extra",
-            condition: "value >= 2 OR extra >= 100",
+            shape: Shape::Minutes {
+                minutes: 10,
+                counters: &["carrier_changes", "rx_errors", "tx_errors"],
+                per_minute: "count(*) AS samples",
+                select: "sum(inc_0) OVER w AS value, \
+                         sum(inc_1) OVER w + sum(inc_2) OVER w AS extra",
+                condition: "value >= 2 OR extra >= 100",
+            },
             describe: |d, v, e| {
                 format!(
                     "{d} flapping: up to {v:.0} carrier changes and {:.0} errors per 10 min",
@@ -224,40 +270,99 @@ pub(crate) fn probes() -> Vec<Probe> {
     ]
 }
 
+/// `time` bucketed to its minute.
+const MINUTE: &str = "time_bucket(INTERVAL '1 minute', time)";
+
 impl Probe {
-    /// The probe's SQL over `scope`.
+    /// The probe's SQL over `scope`: one row per flagged minute of a host's
+    /// device, `(hostname, device, minute, value, extra)`.
     pub(crate) fn sql(&self, scope: &Scope<'_>) -> String {
-        let partition = if self.device.starts_with('\'') {
-            "hostname".to_owned()
+        let (device, table, filter) = (self.device, self.table, scope.filter());
+        // A series: the host's device, over the table's columns
+        // (`series`) and over the minute rows (`partition`).
+        let (series, partition) = if device.starts_with('\'') {
+            ("hostname".to_owned(), "hostname")
         } else {
-            format!("hostname, {}", self.device)
+            (format!("hostname, {device}"), "hostname, device")
         };
-        let window = match self.frame {
-            Frame::Range(l) => format!(
-                " WINDOW w AS (PARTITION BY {partition} ORDER BY time \
-                 RANGE BETWEEN INTERVAL {} PRECEDING AND CURRENT ROW)",
-                lit(l)
+        match self.shape {
+            Shape::Row { select, condition } => format!(
+                "SELECT hostname, device, {MINUTE} AS minute, \
+                 max(value) AS value, max(extra) AS extra \
+                 FROM (SELECT hostname, {device} AS device, time, {select} \
+                 FROM {table} WHERE {filter}) \
+                 WHERE {condition} \
+                 GROUP BY hostname, device, {MINUTE} \
+                 ORDER BY hostname, device, minute"
             ),
-            Frame::Growing => format!(
-                " WINDOW w AS (PARTITION BY {partition} ORDER BY time \
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+            Shape::Growing { select, condition } => format!(
+                "SELECT hostname, device, {MINUTE} AS minute, \
+                 max(value) AS value, max(extra) AS extra \
+                 FROM (SELECT hostname, {device} AS device, time, {select} \
+                 FROM {table} WHERE {filter} \
+                 WINDOW w AS (PARTITION BY {series} ORDER BY time \
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) \
+                 WHERE {condition} \
+                 GROUP BY hostname, device, {MINUTE} \
+                 ORDER BY hostname, device, minute"
             ),
-            Frame::Row => String::new(),
-        };
-        format!(
-            "SELECT hostname, device, time_bucket(INTERVAL '1 minute', time) AS minute, \
-             max(value) AS value, max(extra) AS extra \
-             FROM (SELECT hostname, {device} AS device, time, {select} \
-             FROM {table} WHERE {filter}{window}) \
-             WHERE {condition} \
-             GROUP BY hostname, device, time_bucket(INTERVAL '1 minute', time) \
-             ORDER BY hostname, device, minute",
-            device = self.device,
-            select = self.select,
-            table = self.table,
-            filter = scope.filter(),
-            condition = self.condition,
-        )
+            Shape::Minutes {
+                minutes,
+                counters,
+                per_minute,
+                select,
+                condition,
+            } => {
+                // Each counter's value and the one before it in its series
+                // (`lag`, a cheap ROWS window), then their increase per
+                // minute.
+                let rows = if counters.is_empty() {
+                    format!("{table} WHERE {filter}")
+                } else {
+                    let lags: Vec<String> = counters
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            format!(
+                                "CAST({c} AS DOUBLE) AS c_{i}, CAST(lag({c}) OVER s AS DOUBLE) AS p_{i}"
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "(SELECT *, {} FROM {table} WHERE {filter} \
+                         WINDOW s AS (PARTITION BY {series} ORDER BY time))",
+                        lags.join(", ")
+                    )
+                };
+                let incs: String = (0..counters.len())
+                    .map(|i| {
+                        format!(
+                            ", sum(CASE WHEN p_{i} IS NULL THEN 0.0 WHEN c_{i} >= p_{i} \
+                             THEN c_{i} - p_{i} ELSE c_{i} END) AS inc_{i}"
+                        )
+                    })
+                    .collect();
+                let window = if minutes > 1 {
+                    format!(
+                        " WINDOW w AS (PARTITION BY {partition} ORDER BY minute \
+                         RANGE BETWEEN INTERVAL {} PRECEDING AND CURRENT ROW)",
+                        lit(&format!("{} minutes", minutes - 1))
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "SELECT hostname, device, minute, value, extra \
+                     FROM (SELECT hostname, device, minute, {select} \
+                     FROM (SELECT hostname, {device} AS device, {MINUTE} AS minute, \
+                     {per_minute}{incs} \
+                     FROM {rows} \
+                     GROUP BY hostname, {device}, {MINUTE}){window}) \
+                     WHERE {condition} \
+                     ORDER BY hostname, device, minute"
+                )
+            }
+        }
     }
 
     /// Runs the probe and merges its minutes into signals.
