@@ -4,7 +4,9 @@
 //! against the real server holding a simulated fleet: a query's rows and
 //! chart, a rule created through the editor after its backtest, an action
 //! approved in the queue and received by a local webhook, a host page and a
-//! job page, and the read-only view of a read token.
+//! job page, and the read-only view of a read token; then an action denied
+//! in the queue (recorded, never sent), a tripped breaker reset, PromQL's
+//! chart and error, and rules deleted after their confirmation.
 //!
 //! With `FLEETLAKE_UI_SCREENSHOTS=<dir>` the browser test saves PNGs of the
 //! main pages there (the README's are in `docs/portal/`).
@@ -13,6 +15,7 @@ mod webdriver;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fleetlake_sim::{FaultKind, GroundTruth, SimConfig};
@@ -158,6 +161,26 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, bodies)
+}
+
+/// A webhook receiver that always answers 500; counts the calls.
+async fn failing_receiver() -> (String, Arc<AtomicUsize>) {
+    let calls: Arc<AtomicUsize> = Arc::default();
+    let c = calls.clone();
+    let app = axum::Router::new().route(
+        "/fail",
+        axum::routing::post(move || {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/fail", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
 }
 
 /// 40 hosts × 2 hours ending now, every 10 s, with one fault of each kind.
@@ -470,6 +493,260 @@ async fn portal_flows_in_a_real_browser() {
     let causes = s.wait_text("#causes", 10, |_| true).await;
     assert!(causes.contains("data skew"), "{causes}");
     s.screenshot(shots.as_deref(), "job").await;
+    s.quit().await;
+}
+
+/// A self-heal rule over `table`: `hosts` (name, value) written 30 s ago,
+/// those above 50 its candidates.
+async fn self_heal_over(
+    server: &Server,
+    name: &str,
+    table: &str,
+    hosts: &[(&str, f64)],
+    action: Value,
+    safety: Value,
+) {
+    let t = now_ns() - 30 * S;
+    let lp: String = hosts
+        .iter()
+        .map(|(h, v)| format!("{table},hostname={h},rack=r_{h} v={v} {t}\n"))
+        .collect();
+    server.write_ok("fleet", &lp).await;
+    let rule = json!({
+        "name": name, "kind": "self_heal", "every": "1s",
+        "sql": format!("SELECT hostname, rack, max(v) AS value FROM {table} WHERE time > now() - INTERVAL '10 minutes' AND time <= now() GROUP BY hostname, rack HAVING max(v) > 50"),
+        "action": action, "safety": safety,
+    });
+    let (st, v) = api(server, "POST", "/api/v1/rules", Some(rule)).await;
+    assert_eq!(st, 201, "{v}");
+}
+
+/// The flows of the operations pages and the PromQL tab that
+/// `portal_flows_in_a_real_browser` leaves out, in one browser over one
+/// simulated fleet: deny in the approval queue, a tripped breaker's reset,
+/// PromQL's rows, chart and error, and deleting rules after confirming.
+#[tokio::test(flavor = "multi_thread")]
+async fn portal_deny_breaker_promql_and_delete_in_a_real_browser() {
+    let driver = Driver::start().await;
+    let (hook, received) = receiver().await;
+    let (failing, failed) = failing_receiver().await;
+    let server = Server::start(&["--rules-webhook-allow", "127.0.0.1"]);
+    eprintln!("ui: writing the fleet");
+    fleet(&server).await;
+    let s = driver.session().await;
+    let base = format!("{}/ui/", server.url);
+
+    eprintln!("ui: deny");
+    // 1. Two approvals: deny g1's, approve g2's. The denial is recorded and
+    // never reaches the webhook, which does receive the approved one.
+    self_heal_over(
+        &server,
+        "portal_gate",
+        "gate",
+        &[("g1", 99.0), ("g2", 99.0), ("g3", 10.0)],
+        json!({"type": "webhook", "url": hook}),
+        json!({"mode": "approval", "approval_ttl": "10m", "cooldown": "1h"}),
+    )
+    .await;
+    s.goto(&format!("{base}#/ops/approvals")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.find_all("button.deny").await.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "two approvals: {}",
+            s.page_text().await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (_, queue) = api(&server, "GET", "/api/v1/actions", None).await;
+    let id_of = |entity: &str| {
+        queue["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["entity"] == entity)
+            .unwrap_or_else(|| panic!("an approval for {entity}: {queue}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (deny_id, approve_id) = (id_of("g1"), id_of("g2"));
+    click(&s, &format!("button.deny[data-id=\"{deny_id}\"]")).await;
+    s.wait_text("#approval-note", 20, |t| {
+        t.contains("Denied portal_gate on g1")
+    })
+    .await;
+    s.wait_gone(&format!("button.deny[data-id=\"{deny_id}\"]"), 20)
+        .await;
+    let denied = server
+        .sql(
+            "fleet",
+            "SELECT entity, detail FROM system.actions WHERE rule = 'portal_gate' AND decision = 'denied'",
+        )
+        .await;
+    assert_eq!(
+        denied,
+        vec![json!({"entity": "g1", "detail": format!("denial of {deny_id}")})]
+    );
+    click(&s, &format!("button.approve[data-id=\"{approve_id}\"]")).await;
+    s.wait_text("#approval-note", 20, |t| {
+        t.contains("Approved portal_gate on g2")
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !received.lock().iter().any(|b| b["entity"] == "g2") {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook never received the approved action"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got: Vec<Value> = received
+        .lock()
+        .iter()
+        .map(|b| b["entity"].clone())
+        .collect();
+    assert_eq!(got, vec![json!("g2")], "the denied action must not run");
+    // The action log, filtered to denials, shows g1's and only it.
+    s.goto(&format!("{base}#/ops/actions")).await;
+    s.wait("#f-decision", 30).await;
+    set_value(&s, "#f-rule", "portal_gate").await;
+    set_value(&s, "#f-decision", "denied").await;
+    click(&s, "#f-go").await;
+    s.wait_text("#ops-actions .vt-body", 30, |t| {
+        t.contains("denied") && t.contains("g1") && !t.contains("g2")
+    })
+    .await;
+
+    eprintln!("ui: breaker");
+    // 2. A rule whose webhook fails trips its breaker; the rules page shows
+    // it open, and its Reset closes it.
+    self_heal_over(
+        &server,
+        "portal_flaky",
+        "flaky",
+        &[
+            ("f1", 99.0),
+            ("f2", 99.0),
+            ("f3", 99.0),
+            ("f4", 99.0),
+            ("f5", 10.0),
+        ],
+        json!({"type": "webhook", "url": failing, "timeout": "1s", "retries": 0}),
+        json!({"mode": "auto", "cooldown": "1h",
+               "breaker": {"failure_rate": 0.5, "min_actions": 4, "window": "1h"}}),
+    )
+    .await;
+    s.goto(&format!("{base}#/ops/rules")).await;
+    let reset = "button.reset[data-name=\"portal_flaky\"]";
+    s.wait(reset, 60).await;
+    let (_, rule) = api(&server, "GET", "/api/v1/rules/portal_flaky", None).await;
+    assert_eq!(rule["breaker"]["open"], true, "{rule}");
+    assert!(
+        failed.load(Ordering::SeqCst) >= 4,
+        "the failures tripped it"
+    );
+    click(&s, reset).await;
+    s.wait_text("#rules-note", 20, |t| {
+        t.contains("Breaker of portal_flaky reset")
+    })
+    .await;
+    s.wait_gone(reset, 20).await;
+    let (_, rule) = api(&server, "GET", "/api/v1/rules/portal_flaky", None).await;
+    assert_eq!(rule["breaker"]["open"], false, "{rule}");
+
+    eprintln!("ui: promql");
+    // 3. PromQL over the fleet: three hosts' series as a chart and a table;
+    // a malformed query shows the server's message.
+    s.goto(&format!("{base}#/query")).await;
+    s.wait("#sql", 30).await;
+    click(&s, "button[data-tab=promql]").await;
+    s.wait("#promql", 30).await;
+    set_value(
+        &s,
+        "#promql",
+        "avg by (hostname) (cpu_thermal_temp_c{hostname=~\"host_[123]\"})",
+    )
+    .await;
+    click(&s, "#prom-run").await;
+    let status = s
+        .wait_text("#prom-status", 60, |t| t.contains("series in"))
+        .await;
+    assert!(status.starts_with("3 series"), "{status}");
+    s.wait("#prom-results canvas.chart", 30).await;
+    let legend = s.find_all("#prom-results .legend-item").await;
+    assert_eq!(legend.len(), 3, "one series per host");
+    s.wait_text("#prom-results .vt-body", 10, |t| {
+        (1..=3).all(|h| t.contains(&format!("host_{h}\"")))
+    })
+    .await;
+    let bad = "sum(cpu_thermal_temp_c";
+    set_value(&s, "#promql", bad).await;
+    click(&s, "#prom-run").await;
+    s.wait_text("#prom-status", 30, |t| t == "Failed.").await;
+    let shown = s.wait_text("#prom-results .error", 10, |_| true).await;
+    let r = server
+        .client()
+        .get(format!("{}/api/v1/query_range", server.url))
+        .query(&[
+            ("query", bad),
+            ("start", "0"),
+            ("end", "60"),
+            ("step", "15s"),
+        ])
+        .send()
+        .await
+        .expect("query_range");
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.expect("error json");
+    let msg = v["error"].as_str().expect("an error message");
+    assert!(
+        !msg.is_empty() && shown.contains("HTTP 400") && shown.contains(msg),
+        "{shown} should show {msg}"
+    );
+
+    eprintln!("ui: delete");
+    // 4. Deleting from the rules page asks first: Cancel keeps the rule,
+    // OK deletes it. The editor's Delete does the same.
+    let doomed = json!({
+        "name": "portal_doomed", "kind": "alert", "every": "1m",
+        "sql": "SELECT hostname, avg(temp_c) AS value FROM cpu_thermal WHERE time > now() - INTERVAL '10 minutes' AND time <= now() GROUP BY hostname HAVING avg(temp_c) > 1000",
+    });
+    let (st, v) = api(&server, "POST", "/api/v1/rules", Some(doomed)).await;
+    assert_eq!(st, 201, "{v}");
+    s.goto(&format!("{base}#/ops/rules")).await;
+    let delete = "button.delete-rule[data-name=\"portal_doomed\"]";
+    click(&s, delete).await;
+    let asked = s.wait_prompt(10).await;
+    assert!(asked.contains("portal_doomed"), "{asked}");
+    s.answer_prompt(false).await;
+    let (st, _) = api(&server, "GET", "/api/v1/rules/portal_doomed", None).await;
+    assert_eq!(st, 200, "Cancel keeps the rule");
+    click(&s, delete).await;
+    s.wait_prompt(10).await;
+    s.answer_prompt(true).await;
+    s.wait_text("#rules-note", 20, |t| {
+        t.contains("Deleted rule portal_doomed")
+    })
+    .await;
+    s.wait_text("#ops-rules .vt-body", 30, |t| {
+        t.contains("portal_flaky") && !t.contains("portal_doomed")
+    })
+    .await;
+    let (st, v) = api(&server, "GET", "/api/v1/rules/portal_doomed", None).await;
+    assert_eq!(st, 404, "{v}");
+
+    s.goto(&format!("{base}#/rule/portal_gate")).await;
+    click(&s, "#delete").await;
+    let asked = s.wait_prompt(10).await;
+    assert!(asked.contains("portal_gate"), "{asked}");
+    s.answer_prompt(true).await;
+    s.wait_text("#ops-rules .vt-body", 30, |t| {
+        t.contains("portal_flaky") && !t.contains("portal_gate")
+    })
+    .await;
+    let (st, v) = api(&server, "GET", "/api/v1/rules/portal_gate", None).await;
+    assert_eq!(st, 404, "{v}");
     s.quit().await;
 }
 

@@ -220,6 +220,51 @@ impl Session {
         }
     }
 
+    /// Waits up to `secs` until no element matches `css` (a row the page
+    /// removed, a button it no longer offers).
+    pub async fn wait_gone(&self, css: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.find(css).await.is_some() {
+            if Instant::now() > deadline {
+                panic!(
+                    "{css:?} still there after {secs} s; the page says: {}",
+                    self.page_text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Waits up to `secs` for a user prompt (`window.confirm`) and returns
+    /// its message. While it is open the page runs nothing else.
+    pub async fn wait_prompt(&self, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/alert/text", self.base))
+                .send()
+                .await
+                .expect("prompt text");
+            if r.status().is_success() {
+                let v: Value = r.json().await.expect("prompt json");
+                return v["value"].as_str().unwrap_or_default().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no prompt after {secs} s; the page says: {}",
+                self.page_text().await
+            );
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Answers the open prompt: OK (`accept`) or Cancel.
+    pub async fn answer_prompt(&self, accept: bool) {
+        let verb = if accept { "accept" } else { "dismiss" };
+        self.call("POST", &format!("/alert/{verb}"), None).await;
+    }
+
     /// Waits up to `secs` until the text of `css` satisfies `ok`; returns it.
     pub async fn wait_text(&self, css: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);

@@ -1,7 +1,8 @@
 // Operations: live alerts, the action log (system.actions) with filters,
 // the approval queue, rules with their health, mode, last error and cost,
-// and breakers with reset. Approve, deny, reset and the rule editor are
-// shown only to tokens that may use them (the server checks regardless).
+// and breakers with reset, and deleting a rule. Approve, deny, reset, delete
+// and the rule editor are shown only to tokens that may use them (the
+// server checks regardless).
 import { h, replace, errorBox, fmtNum, fmtTime, sourceText, sqlStr, tabs } from './dom.js';
 import * as api from './api.js';
 import { table, pager } from './table.js';
@@ -147,7 +148,7 @@ function approvals(root, ctx) {
 }
 
 function rules(root, ctx) {
-  const note = h('div', { 'aria-live': 'polite' });
+  const note = h('div', { id: 'rules-note', 'aria-live': 'polite' });
   const out = h('div');
   const top = h('div', { class: 'row' });
   if (ctx.canRules) top.append(h('a', { class: 'button primary', href: '#/rule', id: 'new-rule' }, 'New rule'));
@@ -159,6 +160,16 @@ function rules(root, ctx) {
     } catch (e) { replace(note, errorBox(e)); }
     load();
   };
+  // Only rules made through the API can be deleted through it; a file's
+  // rules leave with their file.
+  const remove = async (name) => {
+    if (!window.confirm(`Delete rule ${name}?`)) return;
+    try {
+      await api.request(`/api/v1/rules/${encodeURIComponent(name)}`, { method: 'DELETE' });
+      replace(note, h('div', { class: 'ok' }, `Deleted rule ${name}.`));
+    } catch (e) { replace(note, errorBox(e)); }
+    load();
+  };
   const load = async () => {
     try {
       const r = await api.get('/api/v1/rules');
@@ -167,7 +178,7 @@ function rules(root, ctx) {
         mode: (x.definition.safety && x.definition.safety.mode) || (x.definition.kind === 'self_heal' ? 'dry_run' : ''),
         evaluation: x.evaluation && x.evaluation.mode, last_error: x.last_error || '',
         cost_ms: x.evaluation_ms, firing: x.firing, pending: x.pending, awaiting: x.awaiting_approval,
-        breaker: x.breaker, source: sourceText(x.source),
+        breaker: x.breaker, source: sourceText(x.source), fromApi: !!(x.source && x.source.type === 'api'),
         last_evaluation: x.last_evaluation,
       }));
       const parts = [];
@@ -179,13 +190,18 @@ function rules(root, ctx) {
         'firing', 'pending', 'awaiting',
         {
           name: 'breaker', width: 130, render: (x) => (x.breaker && x.breaker.open
-            ? h('span', {}, badge('open', 'firing'), ' ', ctx.canAdmin ? h('button', { type: 'button', class: 'small reset', onclick: () => reset(x.name) }, 'Reset') : '')
+            ? h('span', {}, badge('open', 'firing'), ' ', ctx.canAdmin ? h('button', { type: 'button', class: 'small reset', 'data-name': x.name, onclick: () => reset(x.name) }, 'Reset') : '')
             : 'closed'),
         },
         { name: 'last_error', label: 'last error', width: 300 },
         { name: 'last_evaluation', label: 'last run', render: (x) => fmtTime(x.last_evaluation) },
         { name: 'log', render: (x) => h('a', { href: `#/ops/actions?rule=${encodeURIComponent(x.name)}` }, 'actions') },
         'source',
+        {
+          name: 'delete', label: '', width: 90, render: (x) => (ctx.canRules && x.fromApi
+            ? h('button', { type: 'button', class: 'small deny delete-rule', 'data-name': x.name, onclick: () => remove(x.name) }, 'Delete')
+            : ''),
+        },
       ], rows, { caption: 'Rules', empty: 'No rules yet.' }));
       replace(out, ...parts);
     } catch (e) { replace(out, errorBox(e)); }

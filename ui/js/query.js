@@ -242,9 +242,9 @@ function promConsole(root, ctx, initial) {
     [['15m', 900], ['1h', 3600], ['6h', 21600], ['24h', 86400], ['7d', 604800]].map(([l, s]) => h('option', { value: String(s), selected: s === 3600 }, `last ${l}`)));
   const endIn = h('input', { id: 'prom-end', type: 'text', placeholder: 'end (RFC 3339; empty = now)', size: '26', 'aria-label': 'End time' });
   const runBtn = h('button', { id: 'prom-run', type: 'button', class: 'primary' }, 'Run');
-  const cancelBtn = h('button', { type: 'button', disabled: true }, 'Cancel');
-  const status = h('span', { class: 'muted', 'aria-live': 'polite' });
-  const out = h('div', { class: 'results' });
+  const cancelBtn = h('button', { id: 'prom-cancel', type: 'button', disabled: true }, 'Cancel');
+  const status = h('span', { id: 'prom-status', class: 'muted', 'aria-live': 'polite' });
+  const out = h('div', { id: 'prom-results', class: 'results' });
   root.append(input, h('div', { class: 'row' }, rangeSel, endIn, runBtn, cancelBtn, status), out);
   let ctl = null;
   async function run() {
