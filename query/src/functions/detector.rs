@@ -115,7 +115,11 @@ impl Ewm {
 /// least this large came, lately.
 #[derive(Debug, Clone)]
 struct Tail {
-    bins: [f64; BINS],
+    /// `at_least[b]`: the weight of the values in bin `b` or above (the
+    /// histogram's suffix sums). A value is added once but looked up many
+    /// times (the span form probes each point of its span against the
+    /// same state), so the sums are kept, not taken per lookup.
+    at_least: [f64; BINS],
     total: f64,
     /// The highest bin any value reached.
     top: usize,
@@ -127,7 +131,7 @@ struct Tail {
 impl Default for Tail {
     fn default() -> Self {
         Self {
-            bins: [0.0; BINS],
+            at_least: [0.0; BINS],
             total: 0.0,
             top: 0,
             weight: 1.0,
@@ -167,8 +171,7 @@ impl Tail {
     /// just beyond it.
     fn p(&self, x: f64) -> f64 {
         let b = bin(x);
-        let at_least: f64 = self.bins[b..].iter().sum();
-        let p = (at_least + 0.5 * self.weight) / (self.total + self.weight);
+        let p = (self.at_least[b] + 0.5 * self.weight) / (self.total + self.weight);
         match b.checked_sub(self.top + 1) {
             Some(beyond) if self.total > 0.0 => p * 0.5f64.powi(beyond as i32),
             _ => p,
@@ -178,12 +181,14 @@ impl Tail {
     fn add(&mut self, x: f64) {
         let b = bin(x);
         self.top = self.top.max(b);
-        self.bins[b] += self.weight;
+        for s in &mut self.at_least[..=b] {
+            *s += self.weight;
+        }
         self.total += self.weight;
         self.weight /= 1.0 - DECAY;
         if self.weight > 1e200 {
-            for b in &mut self.bins {
-                *b /= self.weight;
+            for s in &mut self.at_least {
+                *s /= self.weight;
             }
             self.total /= self.weight;
             self.weight = 1.0;
@@ -384,14 +389,18 @@ impl Detector {
         Some(score)
     }
 
-    /// Scores `v` against what was learned without learning it, nor
+    /// Probes `v` against what was learned without learning it, nor
     /// moving any average: a spike among the probed points does not drag
     /// the fast average and make the points after it look anomalous, and
     /// a level that stays away stays surprising. Surprise and displacement
     /// only: the volatility statistic would be the same for every probe
     /// (the learned state's, not the probed points'). `prev` is the point
     /// before `v`, for its move. No rest period. `None` while learning.
-    fn probe(&self, prev: f64, v: f64) -> Option<f64> {
+    ///
+    /// Returns the point's probability; its score is [`score_of`] it. The
+    /// span form ranks its points by probability and takes one logarithm
+    /// a span, not one a point.
+    fn probe_p(&self, prev: f64, v: f64) -> Option<f64> {
         if self.seen <= LEARN {
             return None;
         }
@@ -402,7 +411,7 @@ impl Detector {
         // healthy series still finds new ones (at ÷ 3 a healthy fleet
         // paged about twice per 1,000 host-hours, benches/README.md).
         let moves = self.moves.count(prev, v).filter(|&c| c > 0);
-        Some(score_of(weigh(p, moves)))
+        Some(weigh(p, moves))
     }
 
     /// A multiple of the finest step so far cannot make it finer: the
@@ -457,7 +466,7 @@ pub fn anomaly_score(points: &[Point]) -> Option<f64> {
 /// the last `span_ns` of the series is as a whole. The detector learns
 /// every point up to one span before the span (the points at or before
 /// the latest time minus twice `span_ns`), then probes each point of the
-/// span against that state without learning it ([`Detector::probe`]); the span
+/// span against that state without learning it ([`Detector::probe_p`]); the span
 /// scores what at least half its points score (the ⌈n/2⌉-th highest).
 /// The span before the span is a guard: the first evaluation that finds
 /// half the span anomalous has learned none of it (as long as evaluations
@@ -478,14 +487,21 @@ pub fn span_score(points: &[Point], span_ns: i64) -> Option<f64> {
         points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns.saturating_mul(2)));
     let span = points.partition_point(|p| p.0 <= latest.saturating_sub(span_ns));
     let (d, _) = Detector::learned(points[..learned].iter().map(|p| p.1));
-    let mut scores = points[span.max(1)..]
+    let mut ps = points[span.max(1)..]
         .iter()
         .zip(&points[span.max(1) - 1..])
-        .map(|(p, prev)| d.probe(prev.1, p.1))
+        .map(|(p, prev)| d.probe_p(prev.1, p.1))
         .collect::<Option<Vec<f64>>>()?;
-    let half = scores.len().div_ceil(2);
-    scores.sort_by(|a, b| b.total_cmp(a));
-    scores.get(half.checked_sub(1)?).copied()
+    span_median(&mut ps)
+}
+
+/// The ⌈n/2⌉-th highest score of a span's points, from their
+/// probabilities: [`score_of`] falls as `p` grows, so it is the score of
+/// the ⌈n/2⌉-th lowest. `None` for an empty span.
+fn span_median(ps: &mut [f64]) -> Option<f64> {
+    let k = ps.len().div_ceil(2).checked_sub(1)?;
+    let (_, p, _) = ps.select_nth_unstable_by(k, f64::total_cmp);
+    Some(score_of(*p))
 }
 
 /// [`span_score`] kept up to date point by point, for a frame that only
@@ -504,6 +520,8 @@ pub struct SpanRun {
     /// The last point learned, and how many were.
     last_learned: Option<f64>,
     learned: usize,
+    /// The span's probabilities, reused from row to row.
+    scratch: Vec<f64>,
 }
 
 impl SpanRun {
@@ -514,6 +532,7 @@ impl SpanRun {
             pending: std::collections::VecDeque::new(),
             last_learned: None,
             learned: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -538,7 +557,7 @@ impl SpanRun {
     }
 
     /// The newest span's score, as [`span_score`] gives it.
-    pub fn score(&self) -> Option<f64> {
+    pub fn score(&mut self) -> Option<f64> {
         let latest = self.pending.back()?.0;
         let from = self
             .pending
@@ -549,14 +568,12 @@ impl SpanRun {
             0 => self.last_learned?,
             k => self.pending[k - 1].1,
         };
-        let mut scores = Vec::with_capacity(self.pending.len() - from.min(self.pending.len()));
+        self.scratch.clear();
         for &(_, v) in self.pending.iter().skip(from) {
-            scores.push(self.detector.probe(prev, v)?);
+            self.scratch.push(self.detector.probe_p(prev, v)?);
             prev = v;
         }
-        let half = scores.len().div_ceil(2);
-        scores.sort_by(|a, b| b.total_cmp(a));
-        scores.get(half.checked_sub(1)?).copied()
+        span_median(&mut self.scratch)
     }
 }
 

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, TimeUnit};
+use arrow::datatypes::{
+    DataType, Field, FieldRef, Float64Type, Int64Type, TimeUnit, TimestampNanosecondType,
+};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
@@ -383,20 +385,42 @@ impl SeriesAccumulator {
     }
 
     fn push_arrays(&mut self, values: &ArrayRef, times: &ArrayRef) -> Result<()> {
+        // A window calls this once per row with one-row slices: the usual
+        // types (FLOAT values, nanosecond `time`) are read in place, as a
+        // cast would allocate an array per row.
+        let cast_values;
         let values = match values.data_type() {
+            DataType::Float64 => values.as_primitive::<Float64Type>(),
             // staleness: the `at` timestamps, as nanoseconds.
-            DataType::Timestamp(..) => cast(&cast(values, &DataType::Int64)?, &DataType::Float64)?,
-            _ => cast(values, &DataType::Float64)?,
+            DataType::Timestamp(..) => {
+                cast_values = cast(&cast(values, &DataType::Int64)?, &DataType::Float64)?;
+                cast_values.as_primitive::<Float64Type>()
+            }
+            _ => {
+                cast_values = cast(values, &DataType::Float64)?;
+                cast_values.as_primitive::<Float64Type>()
+            }
         };
-        let values = values.as_primitive::<Float64Type>();
-        let times = cast(times, &DataType::Int64)?;
-        let times = times.as_primitive::<Int64Type>();
+        // A cast keeps the nulls: read them from the column as given.
+        let time_nulls = times.logical_nulls();
+        let cast_times;
+        let times: &[i64] = match times.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                times.as_primitive::<TimestampNanosecondType>().values()
+            }
+            DataType::Int64 => times.as_primitive::<Int64Type>().values(),
+            _ => {
+                cast_times = cast(times, &DataType::Int64)?;
+                cast_times.as_primitive::<Int64Type>().values()
+            }
+        };
         if values.len() != times.len() {
             return exec_err!("series function: value and time columns differ in length");
         }
         for i in 0..values.len() {
-            let p = if values.is_valid(i) && times.is_valid(i) {
-                (times.value(i), values.value(i))
+            let time_valid = time_nulls.as_ref().is_none_or(|n| n.is_valid(i));
+            let p = if values.is_valid(i) && time_valid {
+                (times[i], values.value(i))
             } else {
                 (0, f64::NAN)
             };
