@@ -750,13 +750,39 @@ async fn portal_deny_breaker_promql_and_delete_in_a_real_browser() {
     s.quit().await;
 }
 
-/// A read token is asked for, then sees data but no approve, reset or save.
+/// A read token is asked for, then sees data and rules but no approve,
+/// reset, delete or save.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_token_gets_a_read_only_portal() {
     let driver = Driver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let reader = create_token(dir.path(), "viewer", &["read:fleet"]);
+    let admin = create_token(dir.path(), "ops", &["admin"]);
     let server = Server::start_in(dir.path(), &["--auth"]);
+    // An admin's rule, which the reader may see but not delete.
+    let c = server.client();
+    let r = c
+        .post(format!(
+            "{}/api/v3/write_lp?db=fleet&precision=nanosecond",
+            server.url
+        ))
+        .bearer_auth(&admin)
+        .body(format!("probe,hostname=h1 v=1 {}\n", now_ns()))
+        .send()
+        .await
+        .expect("write");
+    assert_eq!(r.status(), 204);
+    let r = c
+        .post(format!("{}/api/v1/rules", server.url))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "name": "admins_rule", "kind": "alert", "every": "1m",
+            "sql": "SELECT hostname, max(v) AS value FROM probe WHERE time > now() - INTERVAL '10 minutes' GROUP BY hostname HAVING max(v) > 50",
+        }))
+        .send()
+        .await
+        .expect("create rule");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     let s = driver.session().await;
     s.goto(&format!("{}/ui/#/ops/rules", server.url)).await;
     s.wait("dialog#token-dialog[open]", 30).await;
@@ -767,10 +793,15 @@ async fn a_read_token_gets_a_read_only_portal() {
         t.contains("viewer") && t.contains("read-only")
     })
     .await;
-    s.wait("#ops-rules", 30).await;
+    s.wait_text("#ops-rules .vt-body", 30, |t| t.contains("admins_rule"))
+        .await;
     assert!(
         s.find("#new-rule").await.is_none(),
         "no New rule for a reader"
+    );
+    assert!(
+        s.find("button.delete-rule").await.is_none(),
+        "no Delete for a reader"
     );
     s.goto(&format!("{}/ui/#/rule", server.url)).await;
     s.wait("#rule-json", 30).await;
