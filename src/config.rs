@@ -146,6 +146,18 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_RULES_EXTERNAL_URL")]
     pub rules_external_url: Option<String>,
 
+    /// Tables whose last-value cache (each series' newest row, read by
+    /// `DISTINCT ON` queries such as the portal's fleet overview) is built
+    /// in the background at start-up, in every database that has them
+    /// (comma-separated; empty: none, the first query builds it).
+    #[arg(
+        long,
+        env = "FLEETLAKE_WARM_LAST_VALUE",
+        value_delimiter = ',',
+        default_value = "heartbeat"
+    )]
+    pub warm_last_value: Vec<String>,
+
     /// Programs `exec` actions may run (exact paths, comma-separated).
     /// Empty (the default): no rule can run a command.
     #[arg(long, env = "FLEETLAKE_RULES_EXEC_ALLOW", value_delimiter = ',')]

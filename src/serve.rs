@@ -182,6 +182,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("loading rules")?;
     println!("fleetlake listening on http://{addr}");
+    let warm = tokio::spawn(fleetlake_server::warm_last_values(
+        state.engine.clone(),
+        args.warm_last_value
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
+    ));
 
     let app = fleetlake_server::router(state);
     let stop = shutdown.clone();
@@ -193,6 +201,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await?;
     shutdown.cancel();
+    warm.abort();
     let _ = flusher.await;
     let _ = rules_task.await;
     if let Some(c) = compaction {

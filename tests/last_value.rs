@@ -241,3 +241,75 @@ async fn newest_rows_per_series_follow_every_change() {
     assert_eq!(rows.len(), 7);
     assert_eq!(newest(&rows, "h1")["s"], "e34");
 }
+
+/// The value of `fleetlake_last_value_series` for `db`'s `table`, if the
+/// cache is built.
+async fn cached_series(server: &Server, db: &str, table: &str) -> Option<u64> {
+    let wanted = format!("fleetlake_last_value_series{{db=\"{db}\",table=\"{table}\"}} ");
+    let metrics = server.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&wanted))
+        .map(|n| n.parse().expect("a count"))
+}
+
+#[tokio::test]
+async fn the_heartbeat_cache_is_built_at_start_up_before_any_query() {
+    let now = chrono::Utc::now().timestamp_nanos_opt().expect("now");
+    let mut server = Server::start(&["--compaction-interval", "0"]);
+    let mut body = String::new();
+    for e in 0..20 {
+        for h in 0..7 {
+            body.push_str(&format!(
+                "heartbeat,hostname=host_{h},datacenter=dc{} uptime_s={e}i {}\n",
+                h % 2,
+                now - (20 - e) * MINUTE
+            ));
+        }
+    }
+    body.push_str(&format!("m,host=h0 v=1 {now}\n"));
+    server.write_ok("fleet", &body).await;
+    server.write_ok("other", &body).await;
+    server.flush().await;
+    assert!(server.terminate());
+    let dir = server.take_dir().expect("data dir");
+
+    // Restarted, no query asked: the heartbeat caches fill by themselves;
+    // `m` is not named by --warm-last-value, so it stays unbuilt.
+    let server = Server::start_in(dir.path(), &["--compaction-interval", "0"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let fleet = cached_series(&server, "fleet", "heartbeat").await;
+        let other = cached_series(&server, "other", "heartbeat").await;
+        if fleet.is_some() && other.is_some() {
+            assert_eq!((fleet, other), (Some(7), Some(7)));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the heartbeat caches were not built within 60 s of start-up:\n{}",
+            server.metrics().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(cached_series(&server, "fleet", "m").await, None);
+
+    // The warm cache answers the overview's question like a scan would.
+    let rows = server
+        .sql(
+            "fleet",
+            "SELECT DISTINCT ON (hostname) hostname, uptime_s FROM heartbeat ORDER BY hostname, time DESC",
+        )
+        .await;
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    assert!(rows.iter().all(|r| r["uptime_s"] == 19), "{rows:?}");
+    drop(server);
+
+    // --warm-last-value "" turns it off.
+    let server = Server::start_in(
+        dir.path(),
+        &["--compaction-interval", "0", "--warm-last-value", ""],
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(cached_series(&server, "fleet", "heartbeat").await, None);
+}

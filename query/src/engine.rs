@@ -76,6 +76,8 @@ pub struct QueryEngine {
     /// Table functions added after the engine was built (they may query
     /// it: diagnosis's bulk forms), registered on every session.
     table_functions: std::sync::RwLock<Vec<(String, Arc<dyn TableFunctionImpl>)>>,
+    /// The newest row of each series, per table (`DISTINCT ON` queries).
+    last_values: Arc<LastValueCaches>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -148,20 +150,25 @@ impl QueryEngine {
         ctx.register_udf(time_bucket());
         crate::functions::register(&ctx);
         crate::functions::bounded::register(&ctx, config.memory_limit);
-        ctx.add_analyzer_rule(Arc::new(LastValueRule::new(Arc::new(
-            LastValueCaches::default(),
-        ))));
+        let last_values = Arc::new(LastValueCaches::default());
+        ctx.add_analyzer_rule(Arc::new(LastValueRule::new(last_values.clone())));
         Ok(Self {
             ingester,
             base: ctx.state(),
             runtime,
             config,
             table_functions: std::sync::RwLock::new(Vec::new()),
+            last_values,
         })
     }
 
     pub fn ingester(&self) -> &Arc<Ingester> {
         &self.ingester
+    }
+
+    /// The last-value caches (for their metrics).
+    pub fn last_value_caches(&self) -> &LastValueCaches {
+        &self.last_values
     }
 
     pub fn config(&self) -> &QueryConfig {

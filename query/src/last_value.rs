@@ -72,6 +72,22 @@ pub struct LastValueCaches {
 }
 
 impl LastValueCaches {
+    /// The caches built so far: `(db, table, series)`, sorted. A cache
+    /// being built or brought up to date at this moment is left out.
+    pub fn built(&self) -> Vec<(String, String, usize)> {
+        let mut out: Vec<(String, String, usize)> = self
+            .tables
+            .lock()
+            .iter()
+            .filter_map(|((db, table), cache)| {
+                let rows = cache.try_lock().ok()?.rows.as_ref()?.num_rows();
+                Some((db.clone(), table.clone(), rows))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn get(&self, db: &str, table: &str) -> SharedCache {
         self.tables
             .lock()

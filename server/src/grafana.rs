@@ -14,7 +14,7 @@
 mod frames;
 mod macros;
 mod metric;
-mod sql;
+pub(crate) mod sql;
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -45,6 +45,7 @@ mod remote_write;
 mod rules;
 mod tokens;
 mod ui;
+mod warm;
 mod write;
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub use auth::audit::AuditLog;
 pub use diagnosis::RuleDiagnoser;
 pub use error::{ApiError, ErrorKind, PromError};
 pub use metrics::ServerMetrics;
+pub use warm::warm_last_values;
 
 /// What every handler reaches: the parts the binary wired together.
 #[derive(Clone)]

@@ -316,6 +316,18 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             phase.as_str()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_last_value_series Series in each table's last-value cache (built by its first DISTINCT ON query, or at start-up: --warm-last-value).\n# TYPE fleetlake_last_value_series gauge"
+    );
+    for (db, table, series) in state.engine.last_value_caches().built() {
+        let _ = writeln!(
+            out,
+            "fleetlake_last_value_series{{db=\"{}\",table=\"{}\"}} {series}",
+            label_value(&db),
+            label_value(&table)
+        );
+    }
     gauge(
         &mut out,
         "fleetlake_uptime_seconds",
@@ -323,4 +335,12 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         state.started.elapsed().as_secs(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// A label value in the text exposition format: backslash, double quote
+/// and line feed escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
