@@ -80,12 +80,20 @@ enum Shape {
     /// same windows; a window over the raw rows would cost a window
     /// function per row (six times the rows at 10 s, and DataFusion's
     /// RANGE frames are slow: 5× the whole probe, measured).
+    ///
+    /// `prune`, when given, is a `HAVING` over a series' minute rows that
+    /// every series with a flagged minute passes (the window's sums are
+    /// at most the range's, as increases are never negative; a window's
+    /// average is at least its lowest minute's): the window runs over the
+    /// series that pass only — on a healthy fleet, few (a third of the
+    /// probe's time where the table is sampled every minute, measured).
     Minutes {
         minutes: u32,
         counters: &'static [&'static str],
         per_minute: &'static str,
         select: &'static str,
         condition: &'static str,
+        prune: Option<&'static str>,
     },
     /// Every row of the series so far in the range searched. For
     /// `anomaly_score`'s span form: the detector learns each row once
@@ -129,6 +137,7 @@ pub(crate) fn probes() -> Vec<Probe> {
                 select: "CAST(latency_max AS DOUBLE) AS value, CAST(util_min AS DOUBLE) AS extra, \
                          iops_max",
                 condition: "extra > 90 AND iops_max < 100",
+                prune: None,
             },
             describe: |d, v, e| {
                 format!(
@@ -166,6 +175,7 @@ pub(crate) fn probes() -> Vec<Probe> {
                 select: "sum(inc_0) OVER w + sum(inc_1) OVER w AS value, \
                          CAST(reallocated AS DOUBLE) AS extra",
                 condition: "value >= 3",
+                prune: Some("sum(inc_0) + sum(inc_1) >= 3"),
             },
             describe: |d, v, e| {
                 format!(
@@ -186,6 +196,7 @@ pub(crate) fn probes() -> Vec<Probe> {
                 per_minute: "count(*) AS samples",
                 select: "sum(inc_0) OVER w AS value, CAST(NULL AS DOUBLE) AS extra",
                 condition: "value >= 10",
+                prune: Some("sum(inc_0) >= 10"),
             },
             describe: |d, v, _| format!("{d}: up to {v:.0} correctable ECC errors per 10 min"),
         },
@@ -222,6 +233,7 @@ pub(crate) fn probes() -> Vec<Probe> {
                          sum(ratio_sum) OVER w / sum(ratio_n) OVER w AS freq_ratio, \
                          CAST(temp_max AS DOUBLE) AS extra",
                 condition: "value > 0 AND freq_ratio < 0.8",
+                prune: Some("sum(inc_0) > 0 AND min(ratio_sum / ratio_n) < 0.8"),
             },
             describe: |_, v, e| {
                 format!(
@@ -259,6 +271,7 @@ pub(crate) fn probes() -> Vec<Probe> {
                 select: "sum(inc_0) OVER w AS value, \
                          sum(inc_1) OVER w + sum(inc_2) OVER w AS extra",
                 condition: "value >= 2 OR extra >= 100",
+                prune: Some("sum(inc_0) >= 2 OR sum(inc_1) + sum(inc_2) >= 100"),
             },
             describe: |d, v, e| {
                 format!(
@@ -312,6 +325,7 @@ impl Probe {
                 per_minute,
                 select,
                 condition,
+                prune,
             } => {
                 // Each counter's value and the one before it in its series
                 // (`lag`, a cheap ROWS window), then their increase per
@@ -351,13 +365,28 @@ impl Probe {
                 } else {
                     String::new()
                 };
-                format!(
-                    "SELECT hostname, device, minute, value, extra \
-                     FROM (SELECT hostname, device, minute, {select} \
-                     FROM (SELECT hostname, {device} AS device, {MINUTE} AS minute, \
+                let minute_rows = format!(
+                    "SELECT hostname, {device} AS device, {MINUTE} AS minute, \
                      {per_minute}{incs} \
                      FROM {rows} \
-                     GROUP BY hostname, {device}, {MINUTE}){window}) \
+                     GROUP BY hostname, {device}, {MINUTE}"
+                );
+                // The minute rows of the series that pass `prune`.
+                let (with, from) = match prune {
+                    Some(prune) => (
+                        format!(
+                            "WITH m AS ({minute_rows}), \
+                             s AS (SELECT hostname AS s_host, device AS s_device FROM m \
+                             GROUP BY hostname, device HAVING {prune}) "
+                        ),
+                        "m JOIN s ON hostname = s_host AND device = s_device".to_owned(),
+                    ),
+                    None => (String::new(), format!("({minute_rows})")),
+                };
+                format!(
+                    "{with}SELECT hostname, device, minute, value, extra \
+                     FROM (SELECT hostname, device, minute, {select} \
+                     FROM {from}{window}) \
                      WHERE {condition} \
                      ORDER BY hostname, device, minute"
                 )
