@@ -228,9 +228,21 @@ async fn scroll_to(s: &Session, css: &str) {
     .await;
 }
 
+/// Clicks the element matching `css`, waiting up to 30 s for it; found
+/// again when the page re-rendered it between finding and clicking (the
+/// operations pages poll every 5 s).
 async fn click(s: &Session, css: &str) {
-    let e = s.wait(css, 30).await;
-    s.click(&e).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = s.wait(css, 30).await;
+        if s.try_click(&e).await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css:?} kept being replaced before it could be clicked"
+        );
+    }
 }
 
 /// Every flow of the portal in one browser over one simulated fleet.

@@ -193,6 +193,30 @@ impl Session {
             .await;
     }
 
+    /// Clicks `e` unless the page replaced it since it was found (a table
+    /// that polls re-renders its rows): false then, to find it again.
+    pub async fn try_click(&self, e: &Element) -> bool {
+        let path = format!("/element/{}/click", e.0);
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {path}: {err}"));
+        let status = r.status();
+        if status.is_success() {
+            return true;
+        }
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(
+            v["value"]["error"] == "stale element reference",
+            "webdriver POST {path}: {status} {}",
+            v["value"]
+        );
+        false
+    }
+
     /// Types into an element, as a person would (W3C key codes for specials).
     pub async fn send_keys(&self, e: &Element, text: &str) {
         self.call(
