@@ -156,6 +156,7 @@ fn generator(args: &GenArgs) -> anyhow::Result<Generator> {
             &FleetOptions {
                 faults: args.faults,
                 fault_kinds: args.fault_kinds.clone(),
+                ..FleetOptions::default()
             },
         )?)),
     })

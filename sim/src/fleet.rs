@@ -82,6 +82,13 @@ pub struct FleetOptions {
     /// Their kinds, in turn; empty: [`FaultKind::ALL`], the five classic
     /// ones (the opt-in kinds are in [`FaultKind::EVERY`]).
     pub fault_kinds: Vec<FaultKind>,
+    /// Where the faults start: fault `i` starts within `fault_starts[i]`
+    /// (`[from, to)`, Unix nanoseconds, inside the range) when the list
+    /// has an entry for it, else anywhere after the first 5 % of the range
+    /// as usual. Its length is drawn as usual (it may outlast the range).
+    /// A live fleet uses it to have faults under way when a viewer
+    /// arrives; empty, the output is as it always was.
+    pub fault_starts: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +139,13 @@ impl Fleet {
     pub fn new(config: &SimConfig, options: &FleetOptions) -> Result<Self> {
         config.validate()?;
         let slow_every = ((60 * SECOND_NS) / config.interval_ns).max(1) as u64;
-        let plan = FaultPlan::new(config, options.faults, &options.fault_kinds, slow_every)?;
+        let plan = FaultPlan::new(
+            config,
+            options.faults,
+            &options.fault_kinds,
+            &options.fault_starts,
+            slow_every,
+        )?;
         Ok(Self {
             config: config.clone(),
             epochs: config.epochs(),
@@ -153,10 +166,17 @@ impl Fleet {
     pub fn ground_truth(&self) -> GroundTruth {
         self.plan.truth(&self.config)
     }
-}
 
-impl LineSource for Fleet {
-    fn next_chunk(&mut self, out: &mut Vec<u8>, max_lines: usize) -> usize {
+    /// [`LineSource::next_chunk`], but only of the epochs before
+    /// `before_ns`: it returns 0 (and nothing is lost) once the next
+    /// epoch's time is `before_ns` or later. A live fleet calls it as the
+    /// clock advances, so each epoch is written once its time has come.
+    pub fn next_chunk_before(
+        &mut self,
+        out: &mut Vec<u8>,
+        max_lines: usize,
+        before_ns: i64,
+    ) -> usize {
         let mut n = 0;
         out.reserve(max_lines.min(1 << 16) * 160);
         while n < max_lines {
@@ -168,6 +188,9 @@ impl LineSource for Fleet {
                         break;
                     }
                     let t = self.config.epoch_ns(self.epoch);
+                    if t >= before_ns {
+                        break;
+                    }
                     self.ts = Timestamp::new(t);
                     self.jobs
                         .plan_until(t + self.config.interval_ns, &mut self.plan);
@@ -236,6 +259,23 @@ impl LineSource for Fleet {
             }
         }
         n
+    }
+
+    /// The time of the epoch whose rows come next; `None` once exhausted.
+    pub fn next_epoch_ns(&self) -> Option<i64> {
+        (self.phase != Phase::Done && self.epoch < self.epochs)
+            .then(|| self.config.epoch_ns(self.epoch))
+    }
+
+    /// The simulated fleet's size, range and seed.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+}
+
+impl LineSource for Fleet {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_lines: usize) -> usize {
+        self.next_chunk_before(out, max_lines, i64::MAX)
     }
 
     fn state_bytes(&self) -> usize {

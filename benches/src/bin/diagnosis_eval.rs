@@ -187,6 +187,7 @@ fn truth_in_process(args: &Args, seed: u64, start: i64) -> Result<(Value, u64)> 
         &FleetOptions {
             faults: args.faults,
             fault_kinds: args.fault_kinds.clone(),
+            ..Default::default()
         },
     )?;
     let mut buf = Vec::new();

@@ -226,8 +226,15 @@ pub(crate) struct FaultPlan {
 impl FaultPlan {
     /// `k` faults of `kinds` (empty: [`FaultKind::ALL`]) over `config`;
     /// `slow_every` is the SMART/EDAC cadence in epochs (a bad DIMM's
-    /// uncorrectable error lands on one of those).
-    pub fn new(config: &SimConfig, k: u32, kinds: &[FaultKind], slow_every: u64) -> Result<Self> {
+    /// uncorrectable error lands on one of those). Fault `i` starts within
+    /// `starts[i]` when there is one (see [`super::FleetOptions::fault_starts`]).
+    pub fn new(
+        config: &SimConfig,
+        k: u32,
+        kinds: &[FaultKind],
+        starts: &[(i64, i64)],
+        slow_every: u64,
+    ) -> Result<Self> {
         let kinds = if kinds.is_empty() {
             &FaultKind::ALL[..]
         } else {
@@ -235,6 +242,18 @@ impl FaultPlan {
         };
         if k == 0 {
             return Ok(Self::default());
+        }
+        if let Some((from, to)) = starts
+            .iter()
+            .find(|(from, to)| from >= to || *from < config.start_ns || *to > config.end_ns)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "fault start window {}..{} is empty or outside the range {}..{}",
+                rfc3339(*from),
+                rfc3339(*to),
+                rfc3339(config.start_ns),
+                rfc3339(config.end_ns)
+            )));
         }
         let span = config.end_ns - config.start_ns;
         if span < HOUR_NS {
@@ -261,7 +280,9 @@ impl FaultPlan {
             let mut len = rng.range(30.0 * MINUTE_NS as f64, max_len as f64) as i64;
             len -= len % SECOND_NS;
             let earliest = config.start_ns + span / 20;
-            let mut start = rng.range(earliest as f64, (config.end_ns - len) as f64) as i64;
+            let window = starts.get(i as usize).copied();
+            let (from, to) = window.unwrap_or((earliest, config.end_ns - len));
+            let mut start = rng.range(from as f64, to as f64) as i64;
             // Whole seconds: readable in the ground truth.
             start -= start.rem_euclid(SECOND_NS);
             let mut end = start + len;
@@ -285,7 +306,8 @@ impl FaultPlan {
                 }
                 FaultKind::DataSkew => {
                     // A target time: the first suitable job submitted after it.
-                    fault.start_ns = config.start_ns + (rng.range(0.05, 0.45) * span as f64) as i64;
+                    let target = config.start_ns + (rng.range(0.05, 0.45) * span as f64) as i64;
+                    fault.start_ns = if window.is_some() { start } else { target };
                     fault.end_ns = fault.start_ns;
                 }
                 _ => {

@@ -33,6 +33,7 @@ fn run_kinds(
     let options = FleetOptions {
         faults,
         fault_kinds: kinds.to_vec(),
+        ..Default::default()
     };
     let mut fleet = Fleet::new(config, &options).unwrap();
     let out = generate_all(&mut fleet, chunk);
@@ -758,6 +759,82 @@ fn fault_kinds_by_name() {
     let options = FleetOptions {
         faults: 3,
         fault_kinds: vec![FaultKind::Queueing],
+        ..Default::default()
     };
     assert!(Fleet::new(&c, &options).is_ok());
+}
+
+#[test]
+fn fault_starts_place_the_faults() {
+    let c = config(50, 24, 3);
+    let early = (c.start_ns + 20 * MINUTE_NS, c.start_ns + 30 * MINUTE_NS);
+    let later = (c.start_ns + 5 * HOUR_NS, c.start_ns + 6 * HOUR_NS);
+    let options = FleetOptions {
+        faults: 10,
+        fault_starts: vec![early; 5].into_iter().chain([later; 3]).collect(),
+        ..Default::default()
+    };
+    let mut fleet = Fleet::new(&c, &options).unwrap();
+    generate_all(&mut fleet, 50_000);
+    let truth = fleet.ground_truth();
+    let within = |f: &FaultTruth, (from, to): (i64, i64)| from <= f.start_ns && f.start_ns < to;
+    for f in &truth.faults {
+        if f.kind == FaultKind::DataSkew {
+            // The truth holds the skewed task's span: the first suitable
+            // job submitted after the start drawn got it.
+            match f.id {
+                0..5 => assert!(f.start_ns >= early.0, "{f:?}"),
+                5..8 => assert!(f.start_ns >= later.0, "{f:?}"),
+                _ => {}
+            }
+            continue;
+        }
+        match f.id {
+            0..5 => assert!(within(f, early), "{f:?}"),
+            5..8 => assert!(within(f, later), "{f:?}"),
+            // Without a window: anywhere after the first 5 % of the range.
+            _ => assert!(
+                f.start_ns >= c.start_ns + (c.end_ns - c.start_ns) / 20,
+                "{f:?}"
+            ),
+        }
+    }
+    // Every host fault was placed (the skews need a job to land on).
+    assert!(truth.faults.iter().filter(|f| f.host.is_some()).count() >= 8);
+
+    // A window outside the range, or empty, is refused.
+    for bad in [
+        (c.start_ns - 1, c.start_ns + HOUR_NS),
+        (c.start_ns + HOUR_NS, c.start_ns + HOUR_NS),
+        (c.end_ns - HOUR_NS, c.end_ns + 1),
+    ] {
+        let options = FleetOptions {
+            faults: 1,
+            fault_starts: vec![bad],
+            ..Default::default()
+        };
+        assert!(Fleet::new(&c, &options).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn epochs_before_a_time_come_in_order_and_nothing_is_lost() {
+    let c = config(20, 1, 7);
+    let options = options(2);
+    let mut whole = Fleet::new(&c, &options).unwrap();
+    let expected = generate_all(&mut whole, 10_000);
+    let mut live = Fleet::new(&c, &options).unwrap();
+    let mut out = Vec::new();
+    let mut before = c.start_ns;
+    while let Some(next) = live.next_epoch_ns() {
+        // Nothing of an epoch whose time has not come.
+        assert_eq!(live.next_chunk_before(&mut out, 1000, next), 0);
+        before = before.max(next) + 25 * SECOND_NS;
+        let from = out.len();
+        while live.next_chunk_before(&mut out, 333, before) > 0 {}
+        for row in parse(&out[from..]) {
+            assert!(row.time < before + c.interval_ns, "{row:?} after {before}");
+        }
+    }
+    assert_eq!(out, expected);
 }
