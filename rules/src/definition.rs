@@ -390,6 +390,16 @@ impl RuleDef {
         Ok(())
     }
 
+    /// Makes the rule decide in `mode` whatever its `safety` says: a
+    /// self-heal rule's actions and an alert rule's notifications (an
+    /// alert rule without `safety` gets the default limits, which do not
+    /// apply to alerts). Record rules take no action and are unchanged.
+    pub fn force_mode(&mut self, mode: Mode) {
+        if self.kind != Kind::Record {
+            self.safety.get_or_insert_with(SafetyDef::default).mode = mode;
+        }
+    }
+
     fn check_action(&self, a: &ActionDef) -> Result<(), String> {
         match a.kind {
             ActionKind::Webhook | ActionKind::Alertmanager => {

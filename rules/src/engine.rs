@@ -76,6 +76,10 @@ pub struct RulesConfig {
     pub stream_memory_budget: usize,
     /// Programs and hosts actions may reach (nothing by default).
     pub action_policy: crate::policy::ActionPolicy,
+    /// Every rule of the rules directory runs in this safety mode whatever
+    /// its file says (`fleetlake serve --demo`: dry_run, so a rule pack
+    /// pointed at a simulated fleet decides and records, and never acts).
+    pub force_mode: Option<crate::definition::Mode>,
 }
 
 impl Default for RulesConfig {
@@ -89,6 +93,7 @@ impl Default for RulesConfig {
             clock: Arc::new(SystemClock),
             stream_memory_budget: 1 << 30,
             action_policy: crate::policy::ActionPolicy::default(),
+            force_mode: None,
         }
     }
 }

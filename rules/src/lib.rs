@@ -13,6 +13,7 @@
 //! - [`stream`]: streaming evaluation — rules of the dominant shape answered
 //!   from state the write path feeds, instead of a query per evaluation.
 //! - [`backtest`]: the same evaluation over past times, without side effects.
+//! - [`pack`]: the example rule pack (`rules/examples/`), compiled in.
 //! - [`clock`]: the engine's time source, and a manual clock for tests.
 //!
 //! # Invariants
@@ -47,6 +48,7 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod pack;
 pub mod persist;
 pub mod policy;
 pub mod safety;

@@ -96,7 +96,7 @@ impl RulesEngine {
             return Ok(());
         };
         let sig = dir_signature(&dir)?;
-        let files = read_dir_rules(&dir)?;
+        let files = self.read_rule_files(&dir)?;
         for (path, defs) in files {
             let defs = defs.map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
             for def in defs {
@@ -209,7 +209,7 @@ impl RulesEngine {
         if self.inner.lock().file_sig == sig {
             return Ok(());
         }
-        let files = read_dir_rules(&dir)?;
+        let files = self.read_rule_files(&dir)?;
         let mut keep: BTreeSet<String> = BTreeSet::new();
         let mut errors = BTreeMap::new();
         let mut installs = Vec::new();
@@ -294,6 +294,18 @@ impl RulesEngine {
         inner.file_errors = errors;
         inner.file_sig = sig;
         Ok(())
+    }
+
+    /// The rules directory's files, each rule in the configured
+    /// [`super::RulesConfig::force_mode`] when there is one.
+    fn read_rule_files(&self, dir: &Path) -> Result<FileRules> {
+        let mut files = read_dir_rules(dir)?;
+        if let Some(mode) = self.config.force_mode {
+            for defs in files.iter_mut().filter_map(|(_, d)| d.as_mut().ok()) {
+                defs.iter_mut().for_each(|d| d.force_mode(mode));
+            }
+        }
+        Ok(files)
     }
 
     fn rules_of_file(&self, path: &Path) -> Vec<String> {

@@ -842,3 +842,54 @@ async fn batch_rules_reuse_their_plan_until_the_schema_changes() {
     );
     assert!(f.engine.inner.lock().rules["cold"].last_error.is_none());
 }
+
+#[tokio::test]
+async fn a_forced_mode_holds_for_every_rule_file_and_nothing_is_carried_out() {
+    use crate::definition::Mode as SafetyMode;
+    let f = fixture(&[]).await;
+    // An alert with a log action and no `safety`, a self-heal in approval.
+    std::fs::write(f.dir.path().join("rules.toml"), format!("{HOT}{HEAL}")).unwrap();
+    let config = RulesConfig {
+        rules_dir: Some(f.dir.path().to_path_buf()),
+        clock: f.clock.clone(),
+        force_mode: Some(SafetyMode::DryRun),
+        ..RulesConfig::default()
+    };
+    let engine = RulesEngine::new(config, f.store.clone(), f.ingester.clone());
+    let stop = CancellationToken::new();
+    stop.cancel();
+    engine
+        .start(f.query.clone(), "http://fleetlake.test/".into(), stop)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for name in ["hot", "heal"] {
+        let def = engine.rule_def(name).unwrap();
+        assert_eq!(
+            def.safety.as_ref().map(|s| s.mode),
+            Some(SafetyMode::DryRun),
+            "{name}"
+        );
+    }
+    engine.evaluate("heal", T0).await;
+    engine.evaluate("hot", T0).await;
+    f.clock.set(T0 + 60 * S);
+    engine.evaluate("hot", T0 + 60 * S).await;
+    let mut tasks = std::mem::take(&mut *engine.tasks.lock());
+    while tasks.join_next().await.is_some() {}
+    let mut rows: Vec<_> = engine
+        .snapshot_actions()
+        .into_iter()
+        .map(|r| (r.rule, r.decision.as_str(), r.outcome))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("heal".to_string(), "dry_run", None),
+            ("hot".to_string(), "dry_run", None)
+        ]
+    );
+    assert_eq!(engine.inner.lock().in_flight.total, 0);
+}
