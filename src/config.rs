@@ -15,8 +15,9 @@ pub struct ServeArgs {
 
     /// Directory for local state: the object store (unless --object-store
     /// says otherwise) and the WAL (unless --wal-dir says otherwise).
-    #[arg(long, env = "FLEETLAKE_DATA_DIR", default_value = "./fleetlake-data")]
-    pub data_dir: PathBuf,
+    /// Default: ./fleetlake-data (with --demo: ./fleetlake-demo).
+    #[arg(long, env = "FLEETLAKE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Object store URL for Parquet files and the catalog: a directory,
     /// file:///dir, or s3://bucket/prefix (configured from the standard AWS_*
@@ -188,6 +189,9 @@ pub struct ServeArgs {
     /// who reaches the port may write, read, delete and define rules.
     #[arg(long, env = "FLEETLAKE_WITHOUT_AUTH")]
     pub without_auth: bool,
+
+    #[clap(flatten)]
+    pub demo: crate::demo::DemoArgs,
 }
 
 /// Where the object store is: the flags `serve` and `token` share.
@@ -245,8 +249,20 @@ impl ServeArgs {
         }
     }
 
+    /// `--data-dir`, else the default: the demo's data stays out of a
+    /// real store.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            PathBuf::from(if self.demo.demo {
+                crate::demo::DEMO_DATA_DIR
+            } else {
+                "./fleetlake-data"
+            })
+        })
+    }
+
     pub fn object_store_url(&self) -> String {
-        store_url(&self.data_dir, self.object_store.as_deref())
+        store_url(&self.data_dir(), self.object_store.as_deref())
     }
 
     /// Whether requests need a token: asked for, refused, or by the bind
@@ -261,7 +277,7 @@ impl ServeArgs {
     pub fn wal_dir(&self) -> PathBuf {
         self.wal_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("wal"))
+            .unwrap_or_else(|| self.data_dir().join("wal"))
     }
 }
 

@@ -10,6 +10,7 @@ mod cli_gen;
 mod cli_sql;
 mod cli_token;
 mod config;
+mod demo;
 mod serve;
 
 #[derive(Debug, Parser)]

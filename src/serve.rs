@@ -42,6 +42,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     fleetlake_compaction::rollup::config::set_default_db(&args.default_db);
     // A bad rollup file stops start-up before anything is opened or written.
     let rollup_specs = read_rollups(&args)?;
+    let mut rules_config = args.rules_config();
+    // The demo plans its fleet and points the rules at the example pack.
+    let mut demo = if args.demo.demo {
+        Some(crate::demo::Demo::plan(
+            &args.demo,
+            &args.data_dir(),
+            &mut rules_config,
+        )?)
+    } else {
+        None
+    };
     let store_url = args.object_store_url();
     let store = fleetlake_storage::store::open(&store_url)
         .with_context(|| format!("opening object store {store_url}"))?;
@@ -110,8 +121,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.compaction_target_rows,
     );
     compactor.set_rollups(rollups.clone());
-    let rules =
-        fleetlake_rules::RulesEngine::new(args.rules_config(), store.clone(), ingester.clone());
+    let rules = fleetlake_rules::RulesEngine::new(rules_config, store.clone(), ingester.clone());
     let audit = Arc::new(AuditLog::new(store.clone()));
     if let Err(e) = audit.load().await {
         error!(error = %e, "reading the audit trail failed; system.audit starts empty");
@@ -174,6 +184,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.http_bind))?;
     let addr = listener.local_addr()?;
     info!(%addr, store = %store_url, wal = %args.wal_dir().display(), "fleetlake listening");
+    // The demo's history is in before the rules first look: an evaluation
+    // in the middle of the backfill would see every host silent.
+    if let Some(d) = demo.as_mut() {
+        d.backfill(&ingester)
+            .await
+            .context("writing the demo's backfill")?;
+    }
     // Tests and scripts read this line to learn the port when binding to :0.
     // Rules start once the address is known (their generatorURL); a bad
     // rule file stops start-up here, before the server answers.
@@ -182,6 +199,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("loading rules")?;
     println!("fleetlake listening on http://{addr}");
+    // Stopped by `shutdown`, awaited before the final flush.
+    let demo_task = demo.map(|d| {
+        d.log_rules(&rules);
+        println!("{}", d.banner(&format!("http://{addr}")));
+        tokio::spawn(d.run(ingester.clone(), shutdown.clone()))
+    });
     let warm = tokio::spawn(fleetlake_server::warm_last_values(
         state.engine.clone(),
         args.warm_last_value
@@ -202,6 +225,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     shutdown.cancel();
     warm.abort();
+    if let Some(t) = demo_task {
+        let _ = t.await;
+    }
     let _ = flusher.await;
     let _ = rules_task.await;
     if let Some(c) = compaction {
