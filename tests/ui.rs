@@ -475,7 +475,29 @@ async fn portal_flows_in_a_real_browser() {
         .await;
     s.wait_text("#by-dc", 60, |t| t.contains("dc0")).await;
     s.wait_text("#jobs", 60, |t| t.contains("job_")).await;
+    // Host impact: the hour before the newest heartbeat unless asked for
+    // more; the choice is remembered.
+    let hour = s
+        .wait_text("#impact-summary", 120, |t| t.starts_with("The 1 h before"))
+        .await;
     s.screenshot(shots.as_deref(), "fleet").await;
+    click(&s, "#impact button[data-hours='6']").await;
+    let six = s
+        .wait_text("#impact-summary", 120, |t| t.starts_with("The 6 h before"))
+        .await;
+    let diagnosed = |t: &str| -> u64 {
+        let n = t.split(": ").nth(1).and_then(|r| r.split(' ').next());
+        n.and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no job count in {t:?}"))
+    };
+    assert!(
+        diagnosed(&six) >= diagnosed(&hour) && diagnosed(&six) > 0,
+        "{hour} / {six}"
+    );
+    s.goto(&format!("{base}#/query")).await;
+    s.goto(&format!("{base}#/fleet")).await;
+    s.wait_text("#impact-summary", 120, |t| t.starts_with("The 6 h before"))
+        .await;
 
     let skew = truth
         .faults

@@ -45,7 +45,7 @@ export async function renderOverview(root, ctx) {
   const byDc = section('Hosts by datacenter', 'by-dc');
   const stale = section('Stale hosts', 'stale');
   const alerting = section('Hosts with firing alerts', 'alerting');
-  const impact = section('Hosts that hurt the most jobs (last day)', 'impact');
+  const impact = section('Hosts that hurt the most jobs', 'impact');
   const jobs = section('Recent jobs', 'jobs');
   replace(root, h('div', { class: 'page fleet' }, h('h1', {}, 'Fleet'), searchBox(), head, tiles,
     h('div', { class: 'grid2' }, byDc, alerting), stale, h('div', { class: 'grid2' }, impact, jobs)));
@@ -81,14 +81,7 @@ export async function renderOverview(root, ctx) {
   } else {
     const live = Date.now() - T < 10 * 60000;
     head.textContent = live ? `Live: heartbeats up to ${fmtTime(T)}.` : `As of the newest heartbeat, ${fmtTime(T)} (the fleet's data ends there).`;
-    api.get(`/api/v1/diagnosis/hosts?db=${encodeURIComponent(db)}&limit=20&end=${encodeURIComponent(new Date(T).toISOString())}`)
-      .then((r) => impact.fill(
-        h('p', { class: 'muted' }, `${r.jobs} jobs diagnosed; ${r.hosts_total} hosts named by a reported cause.`),
-        table([{ name: 'hostname', render: (x) => hostLink(x.hostname) }, 'jobs',
-          { name: 'cost', render: (x) => fmtDur(x.cost_ns) },
-          { name: 'causes', width: 260, render: (x) => Object.entries(x.causes || {}).map(([k, v]) => `${k}: ${v}`).join(', ') },
-          { name: 'worst_job', label: 'worst job', render: (x) => jobLink(x.worst_job) }], r.hosts || [], { caption: 'Host impact', height: 300, empty: 'No host hurt a job.' })))
-      .catch((e) => impact.fail(e));
+    hostImpact(impact, db, T);
   }
   api.sql('SELECT job_id, "user", queue, status, duration_ms, time AS ended FROM job_runs ORDER BY time DESC LIMIT 50', db)
     .then((rows) => jobs.fill(table([{ name: 'job_id', render: (r) => jobLink(r.job_id) }, 'user', 'queue', 'status',
@@ -115,6 +108,35 @@ export async function renderOverview(root, ctx) {
     alerting.fill(table(['datacenter', 'rack', 'hosts', { name: 'examples', width: 300, render: (g) => h('span', {}, g.names.map((n, i) => [i ? ', ' : '', hostLink(n)])) }],
       rows, { caption: 'Hosts with firing alerts', height: 300, empty: 'No host has a firing alert.' }));
   }
+}
+
+/** Hours the host-impact section can look back; the first is the default. */
+const IMPACT_HOURS = [1, 6, 24];
+const IMPACT_KEY = 'fleetlake.impactHours';
+
+/**
+ * The hosts that hurt the most jobs that ended in the chosen hours before
+ * `T`. Diagnosing every job of a range costs the hardware telemetry of its
+ * hosts over the range (seconds per thousand host-hours), so the section
+ * looks back one hour unless asked for more; the choice is remembered.
+ */
+function hostImpact(sec, db, T) {
+  const stored = Number(localStorage.getItem(IMPACT_KEY));
+  const hours = IMPACT_HOURS.includes(stored) ? stored : IMPACT_HOURS[0];
+  const picker = h('div', { class: 'row', role: 'group', 'aria-label': 'Range' }, ...IMPACT_HOURS.map((n) => h('button', {
+    type: 'button', class: n === hours ? 'small primary' : 'small', 'aria-pressed': String(n === hours), 'data-hours': String(n),
+    onclick: () => { localStorage.setItem(IMPACT_KEY, String(n)); sec.fill(h('span', { class: 'muted' }, 'Diagnosing…')); hostImpact(sec, db, T); },
+  }, `${n} h`)));
+  const start = new Date(T - hours * 3600000).toISOString();
+  const end = new Date(T).toISOString();
+  api.get(`/api/v1/diagnosis/hosts?db=${encodeURIComponent(db)}&limit=20&start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}`)
+    .then((r) => sec.fill(picker,
+      h('p', { class: 'muted', id: 'impact-summary' }, `The ${hours} h before ${fmtTime(T)}: ${r.jobs} jobs diagnosed; ${r.hosts_total} hosts named by a reported cause.`),
+      table([{ name: 'hostname', render: (x) => hostLink(x.hostname) }, 'jobs',
+        { name: 'cost', render: (x) => fmtDur(x.cost_ns) },
+        { name: 'causes', width: 260, render: (x) => Object.entries(x.causes || {}).map(([k, v]) => `${k}: ${v}`).join(', ') },
+        { name: 'worst_job', label: 'worst job', render: (x) => jobLink(x.worst_job) }], r.hosts || [], { caption: 'Host impact', height: 300, empty: 'No host hurt a job.' })))
+    .catch((e) => sec.fail(e));
 }
 
 function jobLink(id) {
