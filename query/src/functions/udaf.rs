@@ -417,10 +417,10 @@ impl SeriesAccumulator {
         if values.len() != times.len() {
             return exec_err!("series function: value and time columns differ in length");
         }
-        for i in 0..values.len() {
+        for (i, &t) in times.iter().enumerate() {
             let time_valid = time_nulls.as_ref().is_none_or(|n| n.is_valid(i));
             let p = if values.is_valid(i) && time_valid {
-                (times[i], values.value(i))
+                (t, values.value(i))
             } else {
                 (0, f64::NAN)
             };
