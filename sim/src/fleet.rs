@@ -53,7 +53,9 @@
 //! `kinds[i % kinds.len()]` ([`FleetOptions::fault_kinds`], by default the
 //! five of `FaultKind::ALL`); host faults hit distinct hosts; windows last
 //! 30 minutes to 3 hours (at most 60 % of the range) and start after the
-//! first 5 % of it. The ground truth is complete once the generator is
+//! first 5 % of it, or within [`FleetOptions::fault_starts`]. A live fleet
+//! (`fleetlake serve --demo`) writes its epochs as the clock reaches them
+//! with [`Fleet::next_chunk_before`]. The ground truth is complete once the generator is
 //! exhausted ([`Fleet::ground_truth`]): affected jobs are known only as they
 //! are planned.
 
