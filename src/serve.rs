@@ -42,6 +42,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     fleetlake_compaction::rollup::config::set_default_db(&args.default_db);
     // A bad rollup file stops start-up before anything is opened or written.
     let rollup_specs = read_rollups(&args)?;
+    // Held until the process exits (the OS releases it on a crash too).
+    let _lock = lock_wal_dir(&args.wal_dir())?;
     let mut rules_config = args.rules_config();
     // The demo plans its fleet and points the rules at the example pack.
     let mut demo = if args.demo.demo {
@@ -242,6 +244,45 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(query_runtime);
     info!("bye");
     Ok(())
+}
+
+/// One server per write-ahead log (and so per local data directory): a
+/// second one would take the first's unfinished flush files for a crash's
+/// orphans and delete them at start-up, and both would commit to one
+/// catalog. An exclusive lock on `<wal>/LOCK`, which names the holder's pid.
+fn lock_wal_dir(wal_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(wal_dir)
+        .with_context(|| format!("creating the WAL directory {}", wal_dir.display()))?;
+    let path = wal_dir.join("LOCK");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            anyhow::bail!(
+                "another fleetlake server (pid {}) is using {}: stop it first, or give this \
+                 one its own --data-dir (or --wal-dir)",
+                holder.trim(),
+                wal_dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// Commits the configured retentions that differ from the catalog's.

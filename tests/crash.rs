@@ -69,3 +69,50 @@ async fn kill9_during_and_after_flushes() {
         drop(server);
     }
 }
+
+/// A second server on a running one's data directory refuses to start
+/// (it would delete the first's unfinished flush files as a crash's
+/// orphans), and names the holder; once the first is gone, a restart
+/// takes the directory over.
+#[tokio::test]
+async fn a_second_server_on_the_same_directory_refuses_to_start() {
+    let tsbs = Tsbs::new(3);
+    let mut server = Server::start(&[]);
+    server.write_ok("fleet", &tsbs.body(0, 5)).await;
+    let dir = server.take_dir().expect("data dir");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args(["serve", "--http-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run a second server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while second.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server on the same directory kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = second.wait_with_output().expect("its output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second server started: {stderr}");
+    let pid = server.pid().expect("running").to_string();
+    assert!(
+        stderr.contains("another fleetlake server") && stderr.contains(&pid),
+        "{stderr}"
+    );
+    // The first one still answers, with every row.
+    assert_eq!(
+        server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        15
+    );
+
+    server.kill9();
+    let server = Server::start_in(dir.path(), &[]);
+    assert_eq!(
+        server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        15
+    );
+}
