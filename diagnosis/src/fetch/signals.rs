@@ -94,7 +94,7 @@ enum Shape {
     },
     /// The rule's lookback, in whole minutes: each row of the table is
     /// first folded into its minute (`per_minute`, aggregates over the
-    /// minute's rows, plus `inc_<i>` for each of `counters`: the counter's
+    /// minute's rows or empty, plus `inc_<i>` for each of `counters`: the counter's
     /// increase into and through the minute, resets counted as the
     /// `increase` function counts them), then `select` runs over the
     /// window `w` of the last `minutes` minutes (`RANGE BETWEEN minutes-1
@@ -216,7 +216,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             shape: Shape::Minutes {
                 minutes: 10,
                 counters: &["ce_count"],
-                per_minute: "count(*) AS samples",
+                per_minute: "",
                 select: "sum(inc_0) OVER w AS value, CAST(NULL AS DOUBLE) AS extra",
                 condition: "value >= 10",
                 prune: Some("sum(inc_0) >= 10"),
@@ -290,7 +290,7 @@ pub(crate) fn probes() -> Vec<Probe> {
             shape: Shape::Minutes {
                 minutes: 10,
                 counters: &["carrier_changes", "rx_errors", "tx_errors"],
-                per_minute: "count(*) AS samples",
+                per_minute: "",
                 select: "sum(inc_0) OVER w AS value, \
                          sum(inc_1) OVER w + sum(inc_2) OVER w AS extra",
                 condition: "value >= 2 OR extra >= 100",
@@ -371,13 +371,17 @@ impl Probe {
                         lags.join(", ")
                     )
                 };
-                let incs: String = (0..counters.len())
-                    .map(|i| {
+                // The minute's aggregates: the probe's own, then each
+                // counter's increase.
+                let aggregates: Vec<String> = (!per_minute.is_empty())
+                    .then(|| per_minute.to_owned())
+                    .into_iter()
+                    .chain((0..counters.len()).map(|i| {
                         format!(
-                            ", sum(CASE WHEN p_{i} IS NULL THEN 0.0 WHEN c_{i} >= p_{i} \
+                            "sum(CASE WHEN p_{i} IS NULL THEN 0.0 WHEN c_{i} >= p_{i} \
                              THEN c_{i} - p_{i} ELSE c_{i} END) AS inc_{i}"
                         )
-                    })
+                    }))
                     .collect();
                 let window = if minutes > 1 {
                     format!(
@@ -390,9 +394,10 @@ impl Probe {
                 };
                 let minute_rows = format!(
                     "SELECT hostname, {device} AS device, {MINUTE} AS minute, \
-                     {per_minute}{incs} \
+                     {} \
                      FROM {rows} \
-                     GROUP BY hostname, {device}, {MINUTE}"
+                     GROUP BY hostname, {device}, {MINUTE}",
+                    aggregates.join(", ")
                 );
                 // The minute rows of the series that pass `prune`.
                 let (with, from) = match prune {
