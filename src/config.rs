@@ -90,9 +90,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_COMPACTION_MEMORY_LIMIT", default_value_t = 512 << 20)]
     pub compaction_memory_limit: usize,
 
-    /// Files replaced by compaction (and orphans of a crash) are deleted once
-    /// this old, so running queries finish reading them.
-    #[arg(long, env = "FLEETLAKE_GC_GRACE", default_value = "1h", value_parser = parse_duration)]
+    /// Files replaced by compaction are deleted as soon as no running query
+    /// reads them; this keeps them longer, for readers outside the server
+    /// (another engine scanning the Parquet directly).
+    #[arg(long, env = "FLEETLAKE_GC_GRACE", default_value = "0s", value_parser = parse_duration)]
     pub gc_grace: Duration,
 
     /// Retention: `DB=DURATION` for a database, `DB.TABLE=DURATION` for one

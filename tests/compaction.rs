@@ -319,3 +319,123 @@ async fn kill9_at_every_fault_point() {
         assert_eq!(server.sql_i64("fleet", "SELECT count(*) FROM cpu").await, n);
     }
 }
+
+/// Every file under `dir`, by path relative to it, with its size.
+fn files_under(dir: &Path) -> BTreeMap<String, u64> {
+    fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, u64>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(m) = e.metadata() {
+                let rel = path.strip_prefix(root).expect("under root");
+                out.insert(rel.to_string_lossy().into_owned(), m.len());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// With the default settings a replaced file goes as soon as no query reads
+/// it, and not before: a query still streaming when its files are merged
+/// away reads them to the end. After that only live data is left: the
+/// Parquet files the catalog lists, their series files, the catalog, the
+/// audit log, and a WAL with no record in it.
+#[tokio::test]
+async fn replaced_files_go_once_no_running_query_reads_them() {
+    let server = Server::start(&["--compaction-interval", "0"]);
+    let tsbs = Tsbs::new(20);
+    for part in 0..10 {
+        server
+            .write_ok("fleet", &tsbs.body(part * 150, (part + 1) * 150))
+            .await;
+        server.flush().await;
+    }
+    assert_eq!(parquet_files(&server.data_dir), 10);
+
+    // 30,000 rows of 2 KB: far more than the sockets buffer, so the server
+    // stops reading files while the client does not read.
+    let mut held = server
+        .client()
+        .post(format!("{}/api/v1/sql", server.url))
+        .json(&serde_json::json!({
+            "db": "fleet",
+            "format": "csv",
+            "sql": "SELECT hostname, time, repeat('x', 2000) AS pad FROM cpu",
+        }))
+        .send()
+        .await
+        .expect("the query starts");
+    assert_eq!(held.status().as_u16(), 200);
+    let first = held.chunk().await.expect("a chunk").expect("a first chunk");
+    let mut lines = first.iter().filter(|&&b| b == b'\n').count();
+
+    let report = server.admin("compact").await;
+    assert_eq!(
+        report["compactions"][0]["input_files"].as_i64(),
+        Some(10),
+        "{report}"
+    );
+    assert_eq!(
+        report["removed_files_deleted"].as_i64(),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(catalog_files(&server).await, 1);
+    assert_eq!(
+        parquet_files(&server.data_dir),
+        11,
+        "the running query's snapshot keeps the ten replaced files"
+    );
+
+    while let Some(chunk) = held.chunk().await.expect("the rest of the answer") {
+        lines += chunk.iter().filter(|&&b| b == b'\n').count();
+    }
+    assert_eq!(
+        lines,
+        1 + 30_000,
+        "the header and every row, read after the merge"
+    );
+
+    // The query is over: the next pass deletes what it kept.
+    let report = server.admin("compact").await;
+    assert_eq!(
+        report["removed_files_deleted"].as_i64(),
+        Some(10),
+        "{report}"
+    );
+    assert_eq!(parquet_files(&server.data_dir), 1);
+    let live: Vec<String> = server
+        .sql("fleet", "SELECT path FROM system.files")
+        .await
+        .iter()
+        .map(|r| r["path"].as_str().expect("path").to_string())
+        .collect();
+    for (path, bytes) in files_under(&server.data_dir.join("store")) {
+        if let Some(data) = path.strip_prefix("_index/") {
+            let data = data.strip_suffix(".series").expect("a series file");
+            assert!(
+                live.iter().any(|l| l == data),
+                "series file of a dead file: {path}"
+            );
+        } else if path.ends_with(".parquet") {
+            assert!(live.contains(&path), "{path} is not live");
+        } else {
+            // The catalog, and the audit log of the admin calls above.
+            assert!(
+                path.starts_with("_catalog/") || path.starts_with("_audit/"),
+                "{path} ({bytes} bytes)"
+            );
+        }
+    }
+    let wal = files_under(&server.data_dir.join("wal"));
+    let segments: Vec<_> = wal.iter().filter(|(p, _)| p.ends_with(".wal")).collect();
+    assert_eq!(segments.len(), 1, "{wal:?}");
+    assert_eq!(*segments[0].1, 0, "every record is persisted: {wal:?}");
+    assert_eq!(
+        server.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        30_000
+    );
+}

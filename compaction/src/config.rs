@@ -17,7 +17,9 @@ pub struct CompactionConfig {
     pub target_rows: u64,
     /// Memory of one merge (DataFusion pool; sorts spill to disk beyond it).
     pub memory_limit: usize,
-    /// Removed and orphaned files are deleted once this old.
+    /// Removed files are deleted once no reader of this process holds them
+    /// and their removal is this old: zero unless readers outside the
+    /// process (another engine reading the Parquet) need time to finish.
     pub gc_grace: Duration,
 }
 
@@ -30,7 +32,7 @@ impl Default for CompactionConfig {
             cold_after: Duration::from_secs(600),
             target_rows: 8 << 20,
             memory_limit: 512 << 20,
-            gc_grace: Duration::from_secs(3600),
+            gc_grace: Duration::ZERO,
         }
     }
 }

@@ -1,12 +1,15 @@
 //! Garbage collection: deleting files no commit needs any more.
 //!
-//! - Removed files (compaction inputs, expired data) are deleted once their
-//!   removal is older than the grace period, then forgotten by a commit.
+//! - Removed files (compaction inputs, expired data) are deleted once no
+//!   snapshot a reader still holds lists them ([`Catalog::in_use`]) and their
+//!   removal is older than the grace period (zero unless outside readers ask
+//!   for one), then forgotten by a commit. Each goes with its series file.
 //! - Orphans — Parquet objects that no commit references, left by a crash
 //!   between writing a file and committing it — are deleted once older than
-//!   `orphan_age`. While the server runs that is the grace period (a flush or
-//!   merge in flight has written files it has not committed yet); at start-up,
-//!   before anything writes, it is zero.
+//!   `orphan_age`. While the server runs that is [`RUNNING_ORPHAN_AGE`] (a
+//!   flush or merge in flight has written files it has not committed yet);
+//!   at start-up, before anything writes, it is zero. Series files whose
+//!   data file no commit references go the same way.
 //!
 //! Assumes one writing process per store (the catalog's commits are safe
 //! with several; orphan detection is not).
@@ -15,17 +18,25 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use fleetlake_storage::catalog::{Action, Catalog, now_ns};
+use fleetlake_storage::series_index::series_file_path;
 use fleetlake_storage::{Error, Result, fault};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tracing::info;
 
+/// How old an unreferenced object must be before a running server takes it
+/// for a crash's leftover rather than a write in flight.
+pub const RUNNING_ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GcReport {
     pub removed_deleted: u64,
     pub orphans_deleted: u64,
 }
+
+/// Where series files live (see [`series_file_path`]).
+const SERIES_PREFIX: &str = "_index/";
 
 fn os_err(path: &str) -> impl FnOnce(object_store::Error) -> Error + '_ {
     move |source| Error::ObjectStore {
@@ -50,7 +61,7 @@ pub(crate) async fn collect(
     for (db, dbs) in &state.databases {
         for (table, ts) in &dbs.tables {
             for (path, &at) in &ts.removed {
-                if now.saturating_sub(at) >= grace_ns {
+                if now.saturating_sub(at) >= grace_ns && !catalog.in_use(db, table, path) {
                     purge
                         .entry((db.clone(), table.clone()))
                         .or_default()
@@ -61,9 +72,11 @@ pub(crate) async fn collect(
     }
     for ((db, table), paths) in purge {
         for p in &paths {
-            match store.delete(&Path::from(p.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(os_err(p)(e)),
+            for object in [Path::from(p.as_str()), series_file_path(p)] {
+                match store.delete(&object).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(os_err(p)(e)),
+                }
             }
         }
         fault::point("gc:after_delete");
@@ -123,7 +136,11 @@ pub(crate) async fn collect(
     let min_age = fleetlake_time::duration_ns(orphan_age);
     for meta in listed {
         let path = meta.location.as_ref();
-        if path.starts_with("_catalog/") || !path.ends_with(".parquet") || known.contains(path) {
+        let data_path = match path.strip_prefix(SERIES_PREFIX) {
+            Some(p) => p.strip_suffix(".series"),
+            None => Some(path).filter(|p| p.ends_with(".parquet")),
+        };
+        if path.starts_with("_catalog/") || data_path.is_none_or(|p| known.contains(p)) {
             continue;
         }
         let age_ns =
@@ -173,6 +190,67 @@ mod tests {
             tags: Vec::new(),
             created_ns: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_removed_file_goes_with_its_series_file_once_no_reader_holds_it() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let catalog = Catalog::load(Arc::clone(&store), 100).await.unwrap();
+        for p in [
+            "a.parquet",
+            "_index/a.parquet.series",
+            "_index/lost.parquet.series",
+        ] {
+            store.put(&Path::from(p), vec![1u8].into()).await.unwrap();
+        }
+        catalog
+            .commit(vec![
+                Action::CreateDatabase { db: "fleet".into() },
+                Action::CreateTable {
+                    db: "fleet".into(),
+                    table: "cpu".into(),
+                },
+                Action::AddFiles {
+                    files: vec![file("a.parquet", 0, 0)],
+                },
+            ])
+            .await
+            .unwrap();
+        let reader = catalog.state();
+        catalog
+            .commit(vec![Action::RemoveFiles {
+                db: "fleet".into(),
+                table: "cpu".into(),
+                paths: vec!["a.parquet".into()],
+                at_ns: now_ns(),
+                strict: true,
+            }])
+            .await
+            .unwrap();
+        let exists = |p: &'static str| {
+            let store = Arc::clone(&store);
+            async move { store.head(&Path::from(p)).await.is_ok() }
+        };
+        let hour = Duration::from_secs(3600);
+        let report = collect(&catalog, Duration::ZERO, hour).await.unwrap();
+        assert_eq!(report.removed_deleted, 0, "a reader's snapshot lists it");
+        assert!(exists("a.parquet").await);
+        drop(reader);
+        let report = collect(&catalog, Duration::ZERO, hour).await.unwrap();
+        assert_eq!(report.removed_deleted, 1);
+        assert!(!exists("a.parquet").await);
+        assert!(!exists("_index/a.parquet.series").await);
+        assert!(
+            exists("_index/lost.parquet.series").await,
+            "younger than the orphan age"
+        );
+        let report = collect(&catalog, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(report.orphans_deleted, 1);
+        assert!(!exists("_index/lost.parquet.series").await);
+        let state = catalog.state();
+        assert!(state.table("fleet", "cpu").unwrap().removed.is_empty());
     }
 
     #[tokio::test]

@@ -28,8 +28,9 @@
 //! - The output's `seq` is the highest input `seq`: within a partition every
 //!   file not merged is older than all inputs (a run's inputs were all flush
 //!   files present when it ran) or newer than all (flushed since).
-//! - Removed and orphaned files are deleted only after `gc_grace`, so running
-//!   queries finish reading them.
+//! - A removed file is deleted only once no catalog snapshot a reader holds
+//!   lists it (queries keep theirs until their last batch) and `gc_grace`
+//!   has passed; an orphan only once it is older than any write in flight.
 //! - One compaction or garbage-collection pass at a time per [`Compactor`].
 //!
 //! ```

@@ -168,14 +168,15 @@ impl Compactor {
         record
     }
 
-    /// Deletes removed files and orphans older than the grace period.
+    /// Deletes removed files no reader holds (once past the grace period)
+    /// and orphans older than [`gc::RUNNING_ORPHAN_AGE`].
     pub async fn collect_garbage(&self) -> fleetlake_storage::Result<GcReport> {
-        self.gc(self.config.gc_grace).await
+        self.gc(gc::RUNNING_ORPHAN_AGE.max(self.config.gc_grace))
+            .await
     }
 
     /// Garbage collection at start-up, before anything writes: orphans (left
-    /// by a crash between writing a file and committing it) go at once;
-    /// removed files still wait out the grace period.
+    /// by a crash between writing a file and committing it) go at once.
     pub async fn collect_garbage_at_startup(&self) -> fleetlake_storage::Result<GcReport> {
         self.gc(Duration::ZERO).await
     }

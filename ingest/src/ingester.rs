@@ -511,7 +511,7 @@ impl Ingester {
             }
             st.flushing.clone().expect("set above")
         };
-        self.wal.request_rotation();
+        self.wal.rotate().await;
         let started = std::time::Instant::now();
         let wal_seq = snapshot.last_wal_seq;
         let seq = file_seq(wal_seq);

@@ -19,7 +19,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use tracing::{error, info, warn};
@@ -183,11 +182,18 @@ struct AppendRequest {
     reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
 }
 
+/// What the writer thread is asked to do.
+enum Op {
+    Append(AppendRequest),
+    /// Start a new segment now (unless the current one is empty); the
+    /// sender hears when it has.
+    Rotate(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Handle to the WAL writer thread.
 pub struct Wal {
     dir: PathBuf,
-    tx: parking_lot::Mutex<Option<mpsc::Sender<AppendRequest>>>,
-    rotate: Arc<AtomicBool>,
+    tx: parking_lot::Mutex<Option<mpsc::Sender<Op>>>,
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -209,32 +215,47 @@ impl Wal {
         metrics: Arc<IngestMetrics>,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let (tx, rx) = mpsc::channel::<AppendRequest>();
-        let rotate = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<Op>();
         let mut writer = SegmentWriter::open(dir, next_seq)?;
-        let rotate2 = Arc::clone(&rotate);
         let thread = std::thread::Builder::new()
             .name("fleetlake-wal".into())
             .spawn(move || {
                 let mut next_seq = next_seq;
                 let mut encoded = Vec::new();
+                // After a failed append the segment may end in a partial group.
+                let mut broken = false;
                 while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    let mut bytes = batch[0].lines.len();
-                    while bytes < 64 * 1024 * 1024 {
-                        match rx.try_recv() {
-                            Ok(r) => {
+                    let mut batch = Vec::new();
+                    let mut rotations = Vec::new();
+                    let mut bytes = 0;
+                    let mut next = Some(first);
+                    while let Some(op) = next.take() {
+                        match op {
+                            Op::Append(r) => {
                                 bytes += r.lines.len();
                                 batch.push(r);
                             }
-                            Err(_) => break,
+                            Op::Rotate(done) => rotations.push(done),
+                        }
+                        if bytes < 64 * 1024 * 1024 {
+                            next = rx.try_recv().ok();
                         }
                     }
-                    if rotate2.swap(false, Ordering::SeqCst) || writer.written >= SEGMENT_BYTES {
+                    let rotate = broken || (!rotations.is_empty() && writer.written > 0);
+                    if rotate || writer.written >= SEGMENT_BYTES {
                         match SegmentWriter::open(&writer.dir, next_seq) {
-                            Ok(w) => writer = w,
+                            Ok(w) => {
+                                writer = w;
+                                broken = false;
+                            }
                             Err(e) => error!(error = %e, "cannot start a new WAL segment"),
                         }
+                    }
+                    for done in rotations {
+                        let _ = done.send(());
+                    }
+                    if batch.is_empty() {
+                        continue;
                     }
                     encoded.clear();
                     let first_seq = next_seq;
@@ -267,7 +288,7 @@ impl Wal {
                             for r in batch {
                                 let _ = r.reply.send(Err(e.to_string()));
                             }
-                            rotate2.store(true, Ordering::SeqCst);
+                            broken = true;
                         }
                     }
                 }
@@ -277,7 +298,6 @@ impl Wal {
         Ok(Self {
             dir: dir.to_path_buf(),
             tx: parking_lot::Mutex::new(Some(tx)),
-            rotate,
             thread: parking_lot::Mutex::new(Some(thread)),
         })
     }
@@ -305,7 +325,7 @@ impl Wal {
             .lock()
             .as_ref()
             .ok_or(Error::ShuttingDown)?
-            .send(req)
+            .send(Op::Append(req))
             .map_err(|_| Error::WalClosed)?;
         match rx.await {
             Ok(Ok(seq)) => Ok(seq),
@@ -317,10 +337,20 @@ impl Wal {
         }
     }
 
-    /// Asks the writer to start a new segment before its next append, so the
-    /// segments a flush covers can be deleted.
-    pub fn request_rotation(&self) {
-        self.rotate.store(true, Ordering::SeqCst);
+    /// Starts a new segment (unless the current one is empty) and returns
+    /// once the writer has: every record appended before is in an older
+    /// segment, which [`Self::remove_persisted`] deletes once they are
+    /// persisted, with no later write needed to close it.
+    pub async fn rotate(&self) {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .tx
+            .lock()
+            .as_ref()
+            .is_some_and(|tx| tx.send(Op::Rotate(done)).is_ok());
+        if sent {
+            let _ = rx.await;
+        }
     }
 
     /// Deletes every segment all of whose records are `<= persisted_seq`.
@@ -437,6 +467,37 @@ mod tests {
         lines.sort();
         assert!(lines.contains(&"m v=7".to_string()));
         assert_eq!(records[3].precision, Precision::Second);
+    }
+
+    #[tokio::test]
+    async fn a_rotation_lets_every_persisted_segment_go_with_no_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let apply = Arc::new(Collect(parking_lot::Mutex::new(vec![])));
+        let wal = Wal::start(dir.path(), 1, apply, Arc::default()).unwrap();
+        wal.rotate().await; // the first segment is empty: it stays the only one
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+        for i in 0..3 {
+            wal.append("fleet", i, Precision::Second, format!("m v={i}"), vec![])
+                .await
+                .unwrap();
+        }
+        wal.rotate().await;
+        assert_eq!(
+            wal.remove_persisted(2).unwrap(),
+            0,
+            "record 3 is not persisted"
+        );
+        assert_eq!(wal.remove_persisted(3).unwrap(), 1);
+        let left = list_segments(dir.path()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, 4, "the new segment starts after the last record");
+        assert_eq!(std::fs::metadata(&left[0].1).unwrap().len(), 0);
+        wal.append("fleet", 9, Precision::Second, "m v=9".into(), vec![])
+            .await
+            .unwrap();
+        wal.close();
+        let records = read_all(dir.path()).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4]);
     }
 
     #[test]

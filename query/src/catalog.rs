@@ -96,7 +96,8 @@ impl SchemaProvider for DatabaseSchema {
             FleetTable::new(schema, files, buffered, self.store_url.clone())
                 .with_tombstones(tombstones)
                 .with_expiry(expiry)
-                .with_identity(&self.db, name, persisted.map_or(0, |t| t.delete_seq)),
+                .with_identity(&self.db, name, persisted.map_or(0, |t| t.delete_seq))
+                .with_snapshot(Arc::clone(&state)),
         )))
     }
 

@@ -26,7 +26,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, LogicalTableSource};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use fleetlake_ingest::Ingester;
 use futures::{Stream, StreamExt};
@@ -100,6 +100,21 @@ pub enum SqlCheck {
     },
     /// It names tables that do not exist (yet); nothing was planned.
     MissingTables(Vec<String>),
+}
+
+/// `plan` with every table scan reading a schema-only source. A plan kept
+/// for later runs (a rule's; [`QueryEngine::query_plan_at`] binds fresh
+/// tables) must not hold the catalog snapshot it was planned against, or
+/// the files in that snapshot could never be collected.
+fn without_snapshots(plan: LogicalPlan) -> datafusion::common::Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|p| match p {
+        LogicalPlan::TableScan(mut s) => {
+            s.source = Arc::new(LogicalTableSource::new(s.source.schema()));
+            Ok(Transformed::yes(LogicalPlan::TableScan(s)))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 /// The URL under which the data store is registered with DataFusion.
@@ -403,7 +418,7 @@ impl QueryEngine {
         Ok(SqlCheck::Planned {
             schema: Arc::new(plan.schema().as_arrow().clone()),
             tables: tables.iter().map(|t| t.table().to_string()).collect(),
-            plan: Arc::new(plan),
+            plan: Arc::new(without_snapshots(plan).map_err(err)?),
         })
     }
 

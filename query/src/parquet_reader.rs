@@ -17,6 +17,7 @@ use datafusion::datasource::physical_plan::parquet::{
 };
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use fleetlake_storage::catalog::CatalogState;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
@@ -27,13 +28,24 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 #[derive(Debug)]
 pub struct PageIndexCachingFactory {
     inner: CachedParquetFileReaderFactory,
+    /// The catalog snapshot the scan's files come from. Every stream of the
+    /// scan holds this factory, so the snapshot lives until the last one
+    /// ends and the garbage collector leaves its files alone meanwhile.
+    _snapshot: Option<Arc<CatalogState>>,
 }
 
 impl PageIndexCachingFactory {
     pub fn new(store: Arc<dyn ObjectStore>, cache: Arc<FileMetadataCache>) -> Self {
         Self {
             inner: CachedParquetFileReaderFactory::new(store, cache),
+            _snapshot: None,
         }
+    }
+
+    /// Keeps `snapshot` alive as long as the readers made here.
+    pub fn holding(mut self, snapshot: Option<Arc<CatalogState>>) -> Self {
+        self._snapshot = snapshot;
+        self
     }
 }
 

@@ -41,7 +41,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::union::UnionExec;
 use fleetlake_ingest::BufferedPartition;
 use fleetlake_ingest::buffer::align_to_schema;
-use fleetlake_storage::catalog::{FileMeta, Tombstone};
+use fleetlake_storage::catalog::{CatalogState, FileMeta, Tombstone};
 use fleetlake_storage::dedup::SERIES_SORT;
 use fleetlake_storage::schema::{ColumnKind, TIME_COLUMN, TableSchema};
 use fleetlake_storage::write_order::SEQ_COLUMN;
@@ -65,6 +65,10 @@ pub struct FleetTable {
     name: Option<(String, String)>,
     /// The table's highest tombstone `seq` so far (see `TableState`).
     delete_seq: u64,
+    /// The catalog snapshot `files` come from. Held by this table and by
+    /// every scan planned from it, it keeps those files from the garbage
+    /// collector until the last batch is read (see `Catalog::in_use`).
+    snapshot: Option<Arc<CatalogState>>,
 }
 
 impl FleetTable {
@@ -84,7 +88,14 @@ impl FleetTable {
             expired_before: None,
             name: None,
             delete_seq: 0,
+            snapshot: None,
         }
+    }
+
+    /// Holds `snapshot`, the catalog state `files` were taken from.
+    pub fn with_snapshot(mut self, snapshot: Arc<CatalogState>) -> Self {
+        self.snapshot = Some(snapshot);
+        self
     }
 
     /// Names the snapshot as table `table` of database `db`, whose highest
@@ -126,8 +137,10 @@ impl FleetTable {
     /// The same table (schema, deletes), reading only `files` and
     /// `buffered`, with no name and no retention.
     pub fn part(&self, files: Vec<FileMeta>, buffered: Vec<BufferedPartition>) -> Self {
-        Self::new(self.schema.clone(), files, buffered, self.store_url.clone())
-            .with_tombstones(self.tombstones.clone())
+        let mut part = Self::new(self.schema.clone(), files, buffered, self.store_url.clone())
+            .with_tombstones(self.tombstones.clone());
+        part.snapshot = self.snapshot.clone();
+        part
     }
 
     /// Deletes to apply: rows written before a tombstone that it matches
@@ -447,7 +460,8 @@ impl FleetTable {
             // fleetlake writes no bloom filters: do not look for them.
             .with_bloom_filter_on_read(false)
             .with_parquet_file_reader_factory(Arc::new(
-                crate::parquet_reader::PageIndexCachingFactory::new(store, metadata_cache),
+                crate::parquet_reader::PageIndexCachingFactory::new(store, metadata_cache)
+                    .holding(self.snapshot.clone()),
             ));
         if let Some(p) = predicate {
             let df_schema = DFSchema::try_from(self.arrow_schema.as_ref().clone())?;

@@ -12,6 +12,9 @@
 //!   has no gaps.
 //! - A data file is visible exactly when some applied commit added it and no
 //!   later one removed it. Files that no commit references are garbage.
+//! - A snapshot ([`Catalog::state`]) is a reference: a removed file that a
+//!   live snapshot still lists is in use ([`Catalog::in_use`]), so a reader
+//!   keeps the files it planned against by holding its snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -368,6 +371,9 @@ pub struct Catalog {
     /// The checkpoint being written, off the commit path; each waits for the
     /// one before it, so they land in order.
     checkpointing: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Every state published that may still be alive: the snapshots readers
+    /// hold. Dead ones are dropped at the next publish.
+    published: parking_lot::Mutex<Vec<std::sync::Weak<CatalogState>>>,
 }
 
 fn commit_path(seq: u64) -> Path {
@@ -397,30 +403,12 @@ impl Catalog {
     /// Loads the catalog from `store`: the newest checkpoint plus later commits.
     pub async fn load(store: Arc<dyn ObjectStore>, checkpoint_every: u64) -> Result<Self> {
         let started = std::time::Instant::now();
-        let mut state = CatalogState::default();
-        let checkpoints: Vec<_> = store
-            .list(Some(&Path::from(CHECKPOINTS_DIR)))
-            .try_collect()
-            .await
-            .map_err(os_err(&Path::from(CHECKPOINTS_DIR)))?;
-        if let Some(latest) = checkpoints.iter().filter_map(|m| seq_of(&m.location)).max() {
-            let path = checkpoint_path(latest);
-            let bytes = store
-                .get(&path)
-                .await
-                .map_err(os_err(&path))?
-                .bytes()
-                .await
-                .map_err(os_err(&path))?;
-            state = serde_json::from_slice(&bytes).map_err(|source| Error::CorruptCheckpoint {
-                seq: latest,
-                source,
-            })?;
-            state.restore_delete_seqs();
-        }
+        let state = newest_checkpoint(&store).await?.unwrap_or_default();
+        let state = Arc::new(state);
         let catalog = Self {
             store,
-            state: RwLock::new(Arc::new(state)),
+            published: parking_lot::Mutex::new(vec![Arc::downgrade(&state)]),
+            state: RwLock::new(state),
             commit_lock: tokio::sync::Mutex::new(()),
             checkpoint_every: checkpoint_every.max(1),
             checkpointing: parking_lot::Mutex::new(None),
@@ -446,6 +434,29 @@ impl Catalog {
         &self.store
     }
 
+    /// Makes `next` the current state.
+    fn publish(&self, next: Arc<CatalogState>) {
+        let mut published = self.published.lock();
+        published.retain(|w| w.strong_count() > 0);
+        published.push(Arc::downgrade(&next));
+        *self.state.write() = next;
+    }
+
+    /// Whether a snapshot somebody still holds lists `path` as a file of
+    /// `db.table`: a reader planned against it and may still read it.
+    pub fn in_use(&self, db: &str, table: &str, path: &str) -> bool {
+        let live: Vec<Arc<CatalogState>> = self
+            .published
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        live.iter().any(|s| {
+            s.table(db, table)
+                .is_some_and(|t| t.files.contains_key(path))
+        })
+    }
+
     /// Applies commits written after our state (by us or another writer).
     async fn catch_up(&self) -> Result<usize> {
         let mut state = (*self.state()).clone();
@@ -459,7 +470,18 @@ impl Catalog {
             .map_err(os_err(&offset))?;
         found.retain(|(s, _)| *s > state.seq);
         found.sort_by_key(|(s, _)| *s);
-        let n = found.len();
+        // Another writer checkpointed past us and deleted the commits in
+        // between (see `write_checkpoint`): start from its checkpoint.
+        let mut n = 0;
+        if found.first().is_some_and(|(s, _)| *s > state.seq + 1)
+            && let Some(newer) = newest_checkpoint(&self.store).await?
+            && newer.seq > state.seq
+        {
+            n += (newer.seq - state.seq) as usize;
+            state = newer;
+            found.retain(|(s, _)| *s > state.seq);
+        }
+        n += found.len();
         for (seq, path) in found {
             if seq != state.seq + 1 {
                 return Err(Error::CommitGap {
@@ -480,7 +502,7 @@ impl Catalog {
             state.apply(seq, &commit.actions)?;
         }
         if n > 0 {
-            *self.state.write() = Arc::new(state);
+            self.publish(Arc::new(state));
         }
         Ok(n)
     }
@@ -522,7 +544,7 @@ impl Catalog {
             {
                 Ok(_) => {
                     let next = Arc::new(next);
-                    *self.state.write() = Arc::clone(&next);
+                    self.publish(Arc::clone(&next));
                     debug!(seq, "catalog commit");
                     if seq.is_multiple_of(self.checkpoint_every) {
                         self.start_checkpoint(Arc::clone(&next));
@@ -572,6 +594,33 @@ impl Catalog {
     }
 }
 
+/// The newest checkpoint's state, if there is one.
+async fn newest_checkpoint(store: &Arc<dyn ObjectStore>) -> Result<Option<CatalogState>> {
+    let checkpoints: Vec<_> = store
+        .list(Some(&Path::from(CHECKPOINTS_DIR)))
+        .try_collect()
+        .await
+        .map_err(os_err(&Path::from(CHECKPOINTS_DIR)))?;
+    let Some(latest) = checkpoints.iter().filter_map(|m| seq_of(&m.location)).max() else {
+        return Ok(None);
+    };
+    let path = checkpoint_path(latest);
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(os_err(&path))?
+        .bytes()
+        .await
+        .map_err(os_err(&path))?;
+    let mut state: CatalogState =
+        serde_json::from_slice(&bytes).map_err(|source| Error::CorruptCheckpoint {
+            seq: latest,
+            source,
+        })?;
+    state.restore_delete_seqs();
+    Ok(Some(state))
+}
+
 /// A failed checkpoint only costs start-up time, so it is logged, not raised.
 async fn write_checkpoint(store: &Arc<dyn ObjectStore>, state: Arc<CatalogState>) {
     let seq = state.seq;
@@ -610,6 +659,30 @@ async fn write_checkpoint(store: &Arc<dyn ObjectStore>, state: Arc<CatalogState>
     for &old in &seqs[..keep_from] {
         if let Err(e) = store.delete(&checkpoint_path(old)).await {
             warn!(seq = old, error = %e, "deleting an old catalog checkpoint failed");
+        }
+    }
+    // Commits up to the oldest checkpoint kept are in every checkpoint a
+    // load can start from: nothing replays them again.
+    let Some(&oldest_kept) = seqs.get(keep_from) else {
+        return;
+    };
+    let commits: Vec<_> = match store
+        .list(Some(&Path::from(COMMITS_DIR)))
+        .try_collect()
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "listing catalog commits failed");
+            return;
+        }
+    };
+    for m in commits {
+        if seq_of(&m.location).is_some_and(|s| s <= oldest_kept)
+            && let Err(e) = store.delete(&m.location).await
+            && !matches!(e, object_store::Error::NotFound { .. })
+        {
+            warn!(path = %m.location, error = %e, "deleting a replayed catalog commit failed");
         }
     }
 }
@@ -702,6 +775,18 @@ mod tests {
             .collect();
         kept.sort_unstable();
         assert_eq!(kept, vec![9, 12], "only the two newest checkpoints stay");
+        let commits: Vec<_> = store
+            .list(Some(&Path::from(COMMITS_DIR)))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut left: Vec<u64> = commits.iter().filter_map(|m| seq_of(&m.location)).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            vec![10, 11, 12],
+            "commits up to the spare checkpoint go"
+        );
         let again = Catalog::load(Arc::clone(&store), 3).await.unwrap();
         let s = again.state();
         assert_eq!(s.seq, 12);
@@ -725,6 +810,59 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(s.table("fleet", "cpu").unwrap().schema.columns().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_writer_behind_pruned_commits_starts_from_the_checkpoint() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = Catalog::load(Arc::clone(&store), 3).await.unwrap();
+        let b = Catalog::load(Arc::clone(&store), 3).await.unwrap();
+        a.commit(create()).await.unwrap();
+        for i in 0..9 {
+            a.commit(vec![Action::AddFiles {
+                files: vec![file(&format!("f{i}"), i)],
+            }])
+            .await
+            .unwrap();
+        }
+        a.checkpoint_written().await;
+        let s = b
+            .commit(vec![Action::AddFiles {
+                files: vec![file("x", 1)],
+            }])
+            .await
+            .unwrap();
+        assert_eq!(s.seq, 11);
+        assert_eq!(s.file_count(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_removed_file_is_in_use_while_a_snapshot_lists_it() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cat = Catalog::load(store, 100).await.unwrap();
+        cat.commit(create()).await.unwrap();
+        cat.commit(vec![Action::AddFiles {
+            files: vec![file("a", 1)],
+        }])
+        .await
+        .unwrap();
+        let reader = cat.state();
+        cat.commit(vec![Action::RemoveFiles {
+            db: "fleet".into(),
+            table: "cpu".into(),
+            paths: vec!["a".into()],
+            at_ns: 1,
+            strict: true,
+        }])
+        .await
+        .unwrap();
+        assert!(
+            cat.in_use("fleet", "cpu", "a"),
+            "the reader's snapshot lists it"
+        );
+        assert!(!cat.in_use("fleet", "other", "a"));
+        drop(reader);
+        assert!(!cat.in_use("fleet", "cpu", "a"));
     }
 
     #[tokio::test]
