@@ -16,9 +16,10 @@
 //!    `--queries` times (random host and 1 h window, seeded) and compare every
 //!    answer with the per-minute max recomputed here from the generator.
 //! 4. `EXPLAIN ANALYZE` of one host's hour: bytes_scanned / persisted bytes.
-//! 5. With `--compact` (issue 4; the server then runs with `--gc-grace 0s
-//!    --compaction-interval 0`, so nothing compacts in the background and
-//!    replaced files go at once): six TSBS queries (`tsbs.rs`), `--query-runs`
+//! 5. With `--compact` (issue 4; the server then runs with
+//!    `--compaction-interval 0`, so nothing compacts in the background;
+//!    replaced files go once no query reads them, the default): six TSBS
+//!    queries (`tsbs.rs`), `--query-runs`
 //!    each; a restart, so that the compaction runs in a fresh process whose
 //!    memory is its own (`--no-restart` skips it); `POST
 //!    /api/v1/admin/compact`, timed, with the server's RSS sampled; bytes per
@@ -455,9 +456,9 @@ impl Server {
             extra.extend(["--memory-budget".into(), n.to_string()]);
         }
         if args.compact {
-            // Compaction only when asked, and replaced files deleted at once,
-            // so the files left are exactly the live ones.
-            extra.extend(["--compaction-interval", "0", "--gc-grace", "0s"].map(String::from));
+            // Compaction only when asked; garbage collection as configured
+            // by default (replaced files go once no query reads them).
+            extra.extend(["--compaction-interval", "0"].map(String::from));
         }
         if let Some(n) = args.compaction_memory_limit {
             extra.extend(["--compaction-memory-limit".into(), n.to_string()]);
@@ -955,6 +956,8 @@ struct Storage {
     on_disk_files: u64,
     /// `du -sb` of the store directory (Parquet and catalog).
     du_store: Option<u64>,
+    /// `du -sb` of the store and the WAL: the data directory without logs.
+    du_data: Option<u64>,
 }
 
 /// Everything the closing summary quotes.
@@ -1040,6 +1043,14 @@ async fn storage(
     let store = data_dir.join("store");
     (s.on_disk_files, s.on_disk_parquet) = parquet_on_disk(&store);
     s.du_store = victoria::du_sb(&store);
+    let wal = data_dir.join("wal");
+    s.du_data = s.du_store.zip(victoria::du_sb(&wal)).map(|(a, b)| a + b);
+    println!(
+        "  data directory: du -sb store + wal = {} bytes = {:.3} bytes/sample = {:.3}x the live Parquet",
+        s.du_data.map(thousands).unwrap_or("?".into()),
+        s.du_data.unwrap_or(0) as f64 / samples as f64,
+        s.du_data.unwrap_or(0) as f64 / s.bytes.unwrap_or(0).max(1) as f64
+    );
     println!(
         "  on disk: {} .parquet files, {} bytes = {:.3} bytes/sample; du -sb {} (Parquet + catalog) = {} bytes = {:.3} bytes/sample",
         s.on_disk_files,
@@ -1781,6 +1792,15 @@ fn summary(fig: &Figures) {
             a.files.unwrap_or(0),
             per(a.bytes.unwrap_or(0) as u64),
             per(a.du_store.unwrap_or(0))
+        );
+    }
+    for (when, s) in [("before", Some(b)), ("after", fig.after.as_ref())] {
+        let Some(s) = s else { continue };
+        println!(
+            "| fleetlake data directory {when} compaction: du -sb store + wal | {} bytes, {:.3} bytes/sample, {:.3}x the live Parquet |",
+            thousands(s.du_data.unwrap_or(0)),
+            per(s.du_data.unwrap_or(0)),
+            s.du_data.unwrap_or(0) as f64 / s.bytes.unwrap_or(0).max(1) as f64
         );
     }
     if let Some(m) = &fig.compaction {
