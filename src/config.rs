@@ -160,6 +160,17 @@ pub struct ServeArgs {
     )]
     pub warm_last_value: Vec<String>,
 
+    /// How often newly ended jobs are diagnosed and their results written
+    /// to the `diagnosis_*` tables of their database, which the fleet view
+    /// (`/api/v1/diagnosis/hosts`) answers from. `0s`: never.
+    #[arg(long, env = "FLEETLAKE_DIAGNOSIS_JOURNAL_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub diagnosis_journal_interval: Duration,
+
+    /// How far back the diagnosis journal starts in a database it has not
+    /// journaled yet (from the newest job end).
+    #[arg(long, env = "FLEETLAKE_DIAGNOSIS_BACKFILL", default_value = "1h", value_parser = parse_duration)]
+    pub diagnosis_backfill: Duration,
+
     /// Programs `exec` actions may run (exact paths, comma-separated).
     /// Empty (the default): no rule can run a command.
     #[arg(long, env = "FLEETLAKE_RULES_EXEC_ALLOW", value_delimiter = ',')]

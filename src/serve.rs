@@ -207,6 +207,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("{}", d.banner(&format!("http://{addr}")));
         tokio::spawn(d.run(ingester.clone(), shutdown.clone()))
     });
+    let journal = (!args.diagnosis_journal_interval.is_zero()).then(|| {
+        let journal = fleetlake_server::DiagnosisJournal {
+            engine: state.engine.clone(),
+            clock: Arc::new(fleetlake_rules::clock::SystemClock),
+            options: fleetlake_diagnosis::journal::JournalOptions {
+                backfill_ns: fleetlake_time::duration_ns(args.diagnosis_backfill),
+                ..Default::default()
+            },
+            interval: args.diagnosis_journal_interval,
+        };
+        tokio::spawn(journal.run(shutdown.clone()))
+    });
     let warm = tokio::spawn(fleetlake_server::warm_last_values(
         state.engine.clone(),
         args.warm_last_value
@@ -227,6 +239,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     shutdown.cancel();
     warm.abort();
+    if let Some(j) = journal {
+        let _ = j.await;
+    }
     if let Some(t) = demo_task {
         let _ = t.await;
     }

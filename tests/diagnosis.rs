@@ -501,3 +501,180 @@ async fn diagnosis_needs_a_read_token() {
         assert_eq!(r.status().as_u16(), 403, "{path}");
     }
 }
+
+/// The diagnosis journal: the fleet's jobs diagnosed by contiguous passes
+/// as they end, their results kept as rows, and the fleet view read from
+/// those rows, as it would be computed from the jobs; across a restart the
+/// journal goes on from its newest pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_view_reads_the_diagnosis_journal() {
+    let args = [
+        "--diagnosis-journal-interval",
+        "1s",
+        "--diagnosis-backfill",
+        "4h",
+    ];
+    let mut server = Server::start(&args);
+    let truth = faulty_fleet(&server).await;
+    let newest = server
+        .sql_i64("fleet", "SELECT CAST(max(time) AS BIGINT) FROM job_runs")
+        .await;
+    async fn journaled_to(server: &Server) -> Option<i64> {
+        let (_, text) = server
+            .sql_raw(
+                "fleet",
+                "SELECT CAST(max(time) AS BIGINT) AS t FROM diagnosis_passes",
+                "json",
+            )
+            .await;
+        let rows: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        rows.get(0).and_then(|r| r["t"].as_i64())
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while journaled_to(&server).await != Some(newest) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal did not reach the newest job end {newest} in 300 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // Contiguous passes from the backfill's start to the newest job end.
+    let passes = server
+        .sql(
+            "fleet",
+            "SELECT from_ns, jobs, CAST(time AS BIGINT) AS t FROM diagnosis_passes ORDER BY t",
+        )
+        .await;
+    let first = passes[0]["from_ns"].as_i64().unwrap();
+    assert_eq!(first, newest - 4 * 3600 * S, "{passes:?}");
+    for w in passes.windows(2) {
+        assert_eq!(
+            w[1]["from_ns"].as_i64().unwrap(),
+            w[0]["t"].as_i64().unwrap() + 1,
+            "{passes:?}"
+        );
+    }
+    let ended = server
+        .sql_i64("fleet", "SELECT count(DISTINCT job_id) FROM job_runs")
+        .await;
+    let journaled = server
+        .sql_i64("fleet", "SELECT count(DISTINCT job_id) FROM diagnosis_jobs")
+        .await;
+    let passed: i64 = passes.iter().map(|p| p["jobs"].as_i64().unwrap()).sum();
+    assert_eq!(journaled, ended, "every ended job journaled once");
+    assert_eq!(passed, ended);
+
+    // The fleet view from the journal and computed from the jobs.
+    let get = |server: &Server, query: String| {
+        let (client, url) = (server.client(), server.url.clone());
+        async move {
+            let r = client
+                .get(format!("{url}/api/v1/diagnosis/hosts?db=fleet&{query}"))
+                .send()
+                .await
+                .expect("request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let window = format!("start={}&end={}&limit=100000", T0 / S, newest / S + 1);
+    let (status, journal) = get(&server, format!("{window}&source=journal")).await;
+    assert_eq!(status, 200, "{journal}");
+    let (status, computed) = get(&server, format!("{window}&source=computed")).await;
+    assert_eq!(status, 200, "{computed}");
+    let (status, auto) = get(&server, window.clone()).await;
+    assert_eq!(status, 200, "{auto}");
+    assert_eq!(journal["source"], "journal");
+    assert_eq!(computed["source"], "computed");
+    assert_eq!(auto["source"], "journal", "the journal covers the range");
+    assert_eq!(
+        journal["jobs"], computed["jobs"],
+        "{journal:#}\n{computed:#}"
+    );
+    assert_eq!(journal["jobs"].as_i64(), Some(ended));
+    // A host's hardware harm does not depend on which other jobs were
+    // diagnosed with its jobs (the host-history comparison does): the
+    // hosts with a hardware cause, their jobs and costs, agree.
+    let hardware = |view: &Value| -> Vec<(String, u64, i64, Vec<String>)> {
+        let mut out: Vec<_> = view["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .filter_map(|h| {
+                let kinds: Vec<String> = h["causes"]
+                    .as_object()?
+                    .keys()
+                    .filter(|k| {
+                        [
+                            "failing_disk",
+                            "bad_memory",
+                            "thermal_throttling",
+                            "flapping_nic",
+                            "host_lost",
+                            "hardware_anomaly",
+                        ]
+                        .contains(&k.as_str())
+                    })
+                    .cloned()
+                    .collect();
+                (!kinds.is_empty()).then(|| {
+                    (
+                        h["hostname"].as_str().unwrap().to_owned(),
+                        h["jobs"].as_u64().unwrap(),
+                        h["cost_ns"].as_i64().unwrap(),
+                        kinds,
+                    )
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let from_journal = hardware(&journal);
+    eprintln!(
+        "{} passes, {ended} jobs; hosts with hardware harm: {from_journal:?}; all hosts: journal {}, computed {}",
+        passes.len(),
+        journal["hosts_total"],
+        computed["hosts_total"]
+    );
+    assert!(!from_journal.is_empty(), "{journal:#}");
+    assert_eq!(from_journal, hardware(&computed));
+    let disk_host = truth
+        .faults
+        .iter()
+        .find(|f| f.kind == FaultKind::FailingDisk)
+        .and_then(|f| f.host.clone())
+        .expect("a failing disk");
+    assert!(
+        from_journal
+            .iter()
+            .any(|h| h.0 == disk_host && h.3.contains(&"failing_disk".to_owned())),
+        "{disk_host} not blamed for a failing disk: {from_journal:#?}"
+    );
+
+    // A start the journal does not cover: 409 naming what it covers; a
+    // source that is not one: 400.
+    let (status, body) = get(
+        &server,
+        format!("start={}&end={}&source=journal", T0 / S - 86_400, T0 / S),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("covers"), "{body}");
+    let (status, body) = get(&server, "source=cache".into()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("source"), "{body}");
+
+    // A restart goes on from the newest pass: no pass again, none lost.
+    let dir = server.take_dir().expect("dir");
+    assert!(server.terminate(), "clean stop");
+    let server = Server::start_in(dir.path(), &args);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let again = server
+        .sql_i64("fleet", "SELECT count(*) FROM diagnosis_passes")
+        .await;
+    assert_eq!(again, passes.len() as i64, "a restart passed again");
+    let (status, body) = get(&server, format!("{window}&source=journal")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["jobs"], journal["jobs"]);
+}

@@ -62,52 +62,85 @@ fn blames_host(kind: CauseKind) -> bool {
     kind.is_hardware() || kind.is_host_symptom()
 }
 
+/// One job's harm to one host: the shares of the job's reported causes
+/// that name the host. [`host_impact`] is the fold of these; the
+/// diagnosis journal stores them, one row each, as jobs end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobHostHarm {
+    pub hostname: String,
+    pub job_id: String,
+    pub cost_ns: i64,
+    /// The kinds of those causes, each once, in the report's order.
+    pub kinds: Vec<CauseKind>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+/// The hosts a report's causes blame, each once with its causes' shares.
+pub fn harms(r: &Report) -> Vec<JobHostHarm> {
+    let mut job: BTreeMap<&str, (i64, Vec<CauseKind>)> = BTreeMap::new();
+    for c in r.reported().filter(|c| blames_host(c.kind)) {
+        let mut named: Vec<&str> = c.hosts.iter().map(String::as_str).collect();
+        named.sort_unstable();
+        named.dedup();
+        if named.is_empty() {
+            continue;
+        }
+        let share = c.cost_ns / named.len() as i64;
+        for h in named {
+            let e = job.entry(h).or_default();
+            e.0 += share;
+            if !e.1.contains(&c.kind) {
+                e.1.push(c.kind);
+            }
+        }
+    }
+    job.into_iter()
+        .map(|(h, (cost_ns, kinds))| JobHostHarm {
+            hostname: h.to_owned(),
+            job_id: r.job_id.clone(),
+            cost_ns,
+            kinds,
+            start_ns: r.start_ns,
+            end_ns: r.end_ns,
+        })
+        .collect()
+}
+
 /// The hosts that hurt the jobs of `reports`, most jobs first (then most
 /// cost, then by name).
 pub fn host_impact<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Vec<HostImpact> {
+    fold_impact(reports.into_iter().flat_map(harms))
+}
+
+/// [`host_impact`] from the harms of each job, in the jobs' order (a tie
+/// for a host's worst job goes to the first).
+pub fn fold_impact(harms: impl IntoIterator<Item = JobHostHarm>) -> Vec<HostImpact> {
     let mut hosts: BTreeMap<String, HostImpact> = BTreeMap::new();
-    for r in reports {
-        // Per job: each host once, its causes' shares summed.
-        let mut job: BTreeMap<&str, (i64, Vec<CauseKind>)> = BTreeMap::new();
-        for c in r.reported().filter(|c| blames_host(c.kind)) {
-            let mut named: Vec<&str> = c.hosts.iter().map(String::as_str).collect();
-            named.sort_unstable();
-            named.dedup();
-            if named.is_empty() {
-                continue;
-            }
-            let share = c.cost_ns / named.len() as i64;
-            for h in named {
-                let e = job.entry(h).or_default();
-                e.0 += share;
-                if !e.1.contains(&c.kind) {
-                    e.1.push(c.kind);
-                }
-            }
-        }
-        for (h, (cost, kinds)) in job {
-            let e = hosts.entry(h.to_owned()).or_insert_with(|| HostImpact {
-                hostname: h.to_owned(),
+    for h in harms {
+        let e = hosts
+            .entry(h.hostname.clone())
+            .or_insert_with(|| HostImpact {
+                hostname: h.hostname.clone(),
                 jobs: 0,
                 cost_ns: 0,
                 causes: BTreeMap::new(),
-                worst_job: r.job_id.clone(),
+                worst_job: h.job_id.clone(),
                 worst_cost_ns: i64::MIN,
-                first_ns: r.start_ns,
-                last_ns: r.end_ns,
+                first_ns: h.start_ns,
+                last_ns: h.end_ns,
             });
-            e.jobs += 1;
-            e.cost_ns += cost;
-            for k in kinds {
-                *e.causes.entry(k).or_default() += 1;
-            }
-            if cost > e.worst_cost_ns {
-                e.worst_cost_ns = cost;
-                e.worst_job = r.job_id.clone();
-            }
-            e.first_ns = e.first_ns.min(r.start_ns);
-            e.last_ns = e.last_ns.max(r.end_ns);
+        e.jobs += 1;
+        e.cost_ns += h.cost_ns;
+        for k in h.kinds {
+            *e.causes.entry(k).or_default() += 1;
         }
+        if h.cost_ns > e.worst_cost_ns {
+            e.worst_cost_ns = h.cost_ns;
+            e.worst_job = h.job_id;
+        }
+        e.first_ns = e.first_ns.min(h.start_ns);
+        e.last_ns = e.last_ns.max(h.end_ns);
     }
     let mut out: Vec<HostImpact> = hosts.into_values().collect();
     out.sort_by(|a, b| {

@@ -24,13 +24,14 @@
 
 mod history;
 mod range;
-mod rows;
+pub(crate) mod rows;
 mod signals;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::record_batch::RecordBatch;
 use fleetlake_query::QueryEngine;
+use futures::StreamExt;
 
 use crate::error::{Error, QueryFailure, Result};
 use crate::error_class::ErrorClass;
@@ -118,6 +119,9 @@ pub fn validate_job_id(job_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Hardware probes of one job run at once (see [`search`]).
+const PROBES_AT_ONCE: usize = 4;
+
 /// Reads job `job_id` of database `db`: its `job_runs` row, stages and
 /// attempts, and the hardware signals of its hosts (see the module docs).
 ///
@@ -159,12 +163,19 @@ pub async fn load(
     let mut stages = Vec::new();
     let mut attempts = Vec::new();
     for pass_span in [span, None] {
-        if tables.contains("job_stages") {
-            stages = reader.stages(pass_span).await?;
-        }
-        if tables.contains("job_tasks") {
-            attempts = reader.attempts(pass_span).await?;
-        }
+        let read_stages = async {
+            match tables.contains("job_stages") {
+                true => reader.stages(pass_span).await,
+                false => Ok(Vec::new()),
+            }
+        };
+        let read_attempts = async {
+            match tables.contains("job_tasks") {
+                true => reader.attempts(pass_span).await,
+                false => Ok(Vec::new()),
+            }
+        };
+        (stages, attempts) = futures::try_join!(read_stages, read_attempts)?;
         // Rows outside the run's span (a reporter's clock): look again
         // without the time filter before giving up.
         if pass_span.is_none() || !(stages.is_empty() && attempts.is_empty()) {
@@ -185,8 +196,14 @@ pub async fn load(
         notes: Vec::new(),
         host_history: Vec::new(),
     };
-    hardware(engine, db, &tables, &mut input, options).await;
-    history::host_history(engine, db, &tables, &mut input, options).await;
+    let ((signals, hw_notes), (host_history, history_note)) = futures::join!(
+        hardware(engine, db, &tables, &input, options),
+        history::host_history(engine, db, &tables, &input, options)
+    );
+    input.signals = signals;
+    input.notes.extend(hw_notes);
+    input.notes.extend(history_note);
+    input.host_history = host_history;
     Ok(input)
 }
 
@@ -405,7 +422,7 @@ fn query_error(job_id: &str, what: &str, e: fleetlake_query::Error) -> Error {
 }
 
 /// How the query engine classified a failed query.
-fn failure(e: &fleetlake_query::Error) -> QueryFailure {
+pub(crate) fn failure(e: &fleetlake_query::Error) -> QueryFailure {
     use fleetlake_query::Error as E;
     match e {
         E::User(_) => QueryFailure::User,
@@ -470,21 +487,23 @@ fn hosts_of_interest(input: &JobInput, max: usize) -> Vec<String> {
     picked
 }
 
-/// Fills `input.signals` (and notes) from the hardware tables that exist.
+/// The job's hardware signals (`None` with no hardware table at all) and
+/// the notes on what was not searched.
 async fn hardware(
     engine: &QueryEngine,
     db: &str,
     tables: &BTreeSet<String>,
-    input: &mut JobInput,
+    input: &JobInput,
     options: &LoadOptions,
-) {
+) -> (Option<Vec<HostSignal>>, Vec<String>) {
     if !has_hardware(tables) {
-        return; // signals: None, and the report says so.
+        return (None, Vec::new()); // and the report says so.
     }
+    let mut notes = Vec::new();
     let all = hosts(&input.attempts);
     let hosts = if all.len() > options.max_probed_hosts {
         let picked = hosts_of_interest(input, options.max_probed_hosts);
-        input.notes.push(format!(
+        notes.push(format!(
             "hardware searched on {} of the job's {} hosts: those of its failed attempts and the hosts their errors blame, then of its slowest attempts",
             picked.len(),
             all.len()
@@ -494,21 +513,20 @@ async fn hardware(
         all
     };
     let Some((start, end)) = job_window(input) else {
-        input.signals = Some(Vec::new());
-        return;
+        return (Some(Vec::new()), notes);
     };
-    let (found, notes) = search(
+    let (found, failed) = search(
         engine,
         db,
         tables,
         &hosts,
-        start - options.hardware_lookback_ns,
-        end.max(start),
+        (start - options.hardware_lookback_ns, end.max(start)),
+        PROBES_AT_ONCE,
     )
     .await;
-    input.notes.extend(notes);
-    input.notes.extend(missing_note(tables));
-    input.signals = Some(found);
+    notes.extend(failed);
+    notes.extend(missing_note(tables));
+    (Some(found), notes)
 }
 
 /// Whether any hardware table exists (else the job gets job-only causes).
@@ -537,16 +555,23 @@ fn job_window(input: &JobInput) -> Option<(i64, i64)> {
     ))
 }
 
+/// One probe's signals, or the note saying it failed.
+type Probing<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<Vec<HostSignal>, String>> + Send + 'a>,
+>;
+
 /// The signals of `hosts` from `start_ns` to `end_ns`, from the hardware
 /// tables that exist, sorted by host, kind and start; a note for each
-/// probe that failed.
+/// probe that failed. Up to `concurrency` probes run at once: one job's
+/// probes each read little, and their latency (planning, opening files)
+/// overlaps; the bulk form's read whole ranges and take turns.
 async fn search(
     engine: &QueryEngine,
     db: &str,
     tables: &BTreeSet<String>,
     hosts: &[String],
-    start_ns: i64,
-    end_ns: i64,
+    (start_ns, end_ns): (i64, i64),
+    concurrency: usize,
 ) -> (Vec<HostSignal>, Vec<String>) {
     let scope = Scope {
         hosts,
@@ -556,24 +581,40 @@ async fn search(
     let mut found = Vec::new();
     let mut notes = Vec::new();
     if !hosts.is_empty() {
-        for probe in signals::probes() {
-            if !tables.contains(probe.table) {
-                continue;
-            }
-            match probe.run(engine, db, &scope).await {
-                Ok(s) => found.extend(s),
-                Err(e) => notes.push(format!(
-                    "hardware signal {} ({}) not searched: {e}",
-                    probe.rule, probe.table
-                )),
-            }
+        let scope = &scope;
+        let probes: Vec<_> = signals::probes()
+            .into_iter()
+            .filter(|p| tables.contains(p.table))
+            .collect();
+        // Boxed, so that the stream's item type names no closure (a
+        // closure returning futures is not general enough for the `Send`
+        // bound of the table functions' async trait).
+        let mut runs: Vec<Probing<'_>> = Vec::new();
+        for probe in &probes {
+            runs.push(Box::pin(async move {
+                probe.run(engine, db, scope).await.map_err(|e| {
+                    format!(
+                        "hardware signal {} ({}) not searched: {e}",
+                        probe.rule, probe.table
+                    )
+                })
+            }));
         }
         if tables.contains("heartbeat") {
-            match signals::heartbeat_gaps(engine, db, &scope).await {
+            runs.push(Box::pin(async move {
+                signals::heartbeat_gaps(engine, db, scope)
+                    .await
+                    .map_err(|e| format!("hardware signal host_down (heartbeat) not searched: {e}"))
+            }));
+        }
+        let results: Vec<_> = futures::stream::iter(runs)
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
+        for r in results {
+            match r {
                 Ok(s) => found.extend(s),
-                Err(e) => notes.push(format!(
-                    "hardware signal host_down (heartbeat) not searched: {e}"
-                )),
+                Err(note) => notes.push(note),
             }
         }
     }

@@ -77,6 +77,7 @@ mod error_class;
 pub mod fetch;
 mod heuristics;
 pub mod html;
+pub mod journal;
 mod model;
 mod rank;
 mod report;

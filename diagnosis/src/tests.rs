@@ -592,3 +592,76 @@ fn host_impact_counts_the_hosts_causes_blame() {
     assert_eq!(h.top_cause(), Some(CauseKind::Straggler));
     assert_eq!(h.worst_cost_ns, 56 * S);
 }
+
+#[test]
+fn a_journal_pass_is_line_protocol_that_reads_back() {
+    use fleetlake_ingest::line_protocol::{FieldValue, parse_lines};
+    let host = r#"host 9,"x"=\y"#;
+    let mut b = straggler_on(host);
+    b.signal(host, SignalKind::DiskLatency, 30.0, 200.0);
+    let mut r = run(&b);
+    r.job_id = r#"job "a", b=c"#.into();
+    let mut unstorable = r.clone();
+    unstorable.job_id = "job\\".into();
+    let reports = vec![
+        (r.job_id.clone(), Ok(r.clone())),
+        (unstorable.job_id.clone(), Ok(unstorable)),
+        (
+            "job_bad".into(),
+            Err(Error::Empty {
+                job_id: "job_bad".into(),
+            }),
+        ),
+    ];
+    let body = crate::journal::pass_lines(&reports, 5, 10_000_000_000_000);
+    let lines: Vec<_> = parse_lines(&body)
+        .map(|l| l.parsed.unwrap_or_else(|e| panic!("{e:?} in\n{body}")))
+        .collect();
+    let of = |m: &str| {
+        lines
+            .iter()
+            .filter(|l| l.measurement == m)
+            .collect::<Vec<_>>()
+    };
+    let tag = |l: &fleetlake_ingest::line_protocol::ParsedLine<'_>, k: &str| {
+        l.tags.iter().find(|t| t.0 == k).map(|t| t.1.to_string())
+    };
+    let field = |l: &fleetlake_ingest::line_protocol::ParsedLine<'_>, k: &str| {
+        l.fields
+            .iter()
+            .find(|f| f.0 == k)
+            .map(|f| format!("{:?}", f.1))
+    };
+    // The one storable job: its row, and its harm to the host (the disk).
+    let jobs = of("diagnosis_jobs");
+    assert_eq!(jobs.len(), 1, "{body}");
+    assert_eq!(tag(jobs[0], "job_id").as_deref(), Some(r.job_id.as_str()));
+    assert_eq!(jobs[0].timestamp, Some(r.end_ns));
+    assert_eq!(
+        field(jobs[0], "top_cause"),
+        Some(format!("{:?}", FieldValue::Str("failing_disk".into())))
+    );
+    let harm = of("diagnosis_host_harm");
+    assert_eq!(harm.len(), 1, "{body}");
+    assert_eq!(tag(harm[0], "hostname").as_deref(), Some(host));
+    assert_eq!(
+        field(harm[0], "cost_ns"),
+        Some(format!("{:?}", FieldValue::I64(r.top().unwrap().cost_ns)))
+    );
+    let passes = of("diagnosis_passes");
+    assert_eq!(passes.len(), 1);
+    assert_eq!(passes[0].timestamp, Some(10_000_000_000_000));
+    assert_eq!(
+        field(passes[0], "from_ns"),
+        Some(format!("{:?}", FieldValue::I64(5)))
+    );
+    assert_eq!(
+        field(passes[0], "jobs"),
+        Some(format!("{:?}", FieldValue::I64(1)))
+    );
+    // The fleet view of the harms equals the one of the report.
+    assert_eq!(
+        crate::bulk::fold_impact(crate::bulk::harms(&r)),
+        crate::bulk::host_impact([&r])
+    );
+}

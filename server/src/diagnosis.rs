@@ -12,6 +12,12 @@
 //! the most jobs (`?limit=`, 100 by default). SQL has the same as the
 //! `job_diagnoses` and `host_impact` table functions.
 //!
+//! The fleet view answers from the diagnosis journal (jobs diagnosed as
+//! they end, `fleetlake_diagnosis::journal`) when it covers the range's
+//! start, up to its newest pass (`diagnosed_until_ns`), and diagnoses
+//! every job of the range otherwise; `?source=journal|computed` asks for
+//! one (`journal` on a range it does not cover: 409 naming what it covers).
+//!
 //! [`Report`]: fleetlake_diagnosis::Report
 //! [`html::render`]: fleetlake_diagnosis::html::render
 
@@ -22,12 +28,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use fleetlake_diagnosis::bulk::{diagnose_all, host_impact};
 use fleetlake_diagnosis::fetch::{LoadOptions, RangeOptions, load, load_range};
-use fleetlake_diagnosis::{Config, diagnose, html};
+use fleetlake_diagnosis::{Config, diagnose, html, journal};
 use serde::Deserialize;
 
 use crate::auth::{Permission, Principal};
 use crate::params::Params;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, ErrorKind};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -75,6 +81,8 @@ struct RangeParams {
     start: Option<String>,
     end: Option<String>,
     limit: Option<usize>,
+    /// The fleet view's: `journal`, `computed`, or either (the default).
+    source: Option<String>,
 }
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -156,19 +164,86 @@ async fn jobs(
     Ok(Json(serde_json::json!({ "start_ns": start, "end_ns": end, "jobs": jobs })).into_response())
 }
 
+/// Where the fleet view comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The journal when it covers the range's start, else computed.
+    Auto,
+    Journal,
+    Computed,
+}
+
 async fn hosts(
     State(state): State<AppState>,
     principal: Principal,
     Params(p): Params<RangeParams>,
 ) -> Result<Response, ApiError> {
+    let source = match p.source.as_deref() {
+        None | Some("auto") => Source::Auto,
+        Some("journal") => Source::Journal,
+        Some("computed") => Source::Computed,
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "source must be auto (the default), journal or computed (got {s:?})"
+            )));
+        }
+    };
+    let limit = p.limit.unwrap_or(100);
+    if source != Source::Computed {
+        let (start, end) = range(&p)?;
+        let db = state.db_or_default(p.db.as_deref());
+        principal.require(Permission::Read, Some(&db))?;
+        let db = state.existing_db(Some(&db)).map_err(ApiError::not_found)?;
+        match journal::read_impact(&state.engine, &db, start, end).await? {
+            Some(j) => {
+                let total = j.hosts.len();
+                let mut impact = j.hosts;
+                impact.truncate(limit);
+                return Ok(Json(serde_json::json!({
+                    "start_ns": start,
+                    "end_ns": end,
+                    "source": "journal",
+                    "diagnosed_until_ns": j.until_ns,
+                    "jobs": j.jobs,
+                    "hosts_total": total,
+                    "hosts": impact,
+                }))
+                .into_response());
+            }
+            None if source == Source::Journal => {
+                let covered = journal::coverage(&state.engine, &db).await?;
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    match covered {
+                        Some((from, to)) => format!(
+                            "the diagnosis journal covers {} to {}, not the start asked for; \
+                         ask for source=computed, or a start in that range",
+                            fleetlake_time::rfc3339(from),
+                            fleetlake_time::rfc3339(to)
+                        ),
+                        None => "the diagnosis journal has no pass yet in this database; \
+                             ask for source=computed"
+                            .to_owned(),
+                    },
+                ));
+            }
+            None => {}
+        }
+    }
     let (start, end, reports) = bulk(&state, &principal, &p).await?;
-    let mut impact = host_impact(reports.iter().filter_map(|(_, r)| r.as_ref().ok()));
+    let diagnosed: Vec<_> = reports
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .collect();
+    let mut impact = host_impact(diagnosed.iter().copied());
     let total = impact.len();
-    impact.truncate(p.limit.unwrap_or(100));
+    impact.truncate(limit);
     Ok(Json(serde_json::json!({
         "start_ns": start,
         "end_ns": end,
-        "jobs": reports.len(),
+        "source": "computed",
+        "diagnosed_until_ns": end,
+        "jobs": diagnosed.len(),
         "hosts_total": total,
         "hosts": impact,
     }))

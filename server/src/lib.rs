@@ -14,7 +14,8 @@
 //! | `prometheus.rs`, `prom_labels.rs` | the Prometheus query and label APIs |
 //! | `grafana.rs` | the Grafana JSON datasource |
 //! | `rules.rs` | rules, alerts, approvals, backtests |
-//! | `diagnosis.rs` | job diagnosis: `/api/v1/diagnosis/jobs/{job_id}` |
+//! | `diagnosis.rs` | job diagnosis: `/api/v1/diagnosis/jobs/{job_id}`, the fleet view |
+//! | `journal.rs` | (a background task) jobs diagnosed as they end, for the fleet view |
 //! | `tokens.rs` | API tokens |
 //! | `auth.rs` | who asks and what their token allows; the audit trail |
 //! | `admin.rs` | flush, compact, rollup, retention |
@@ -35,6 +36,7 @@ pub mod error;
 mod float_text;
 mod grafana;
 mod health;
+mod journal;
 mod limits;
 mod metrics;
 mod params;
@@ -62,6 +64,7 @@ pub use auth::Auth;
 pub use auth::audit::AuditLog;
 pub use diagnosis::RuleDiagnoser;
 pub use error::{ApiError, ErrorKind, PromError};
+pub use journal::{DiagnosisJournal, Pass};
 pub use metrics::ServerMetrics;
 pub use warm::warm_last_values;
 

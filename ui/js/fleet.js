@@ -116,9 +116,10 @@ const IMPACT_KEY = 'fleetlake.impactHours';
 
 /**
  * The hosts that hurt the most jobs that ended in the chosen hours before
- * `T`. Diagnosing every job of a range costs the hardware telemetry of its
- * hosts over the range (seconds per thousand host-hours), so the section
- * looks back one hour unless asked for more; the choice is remembered.
+ * `T`. The server answers from its diagnosis journal (jobs diagnosed as
+ * they end) where it covers the range, and diagnoses every job of the
+ * range otherwise (seconds per thousand host-hours), so the section looks
+ * back one hour unless asked for more; the choice is remembered.
  */
 function hostImpact(sec, db, T) {
   const stored = Number(localStorage.getItem(IMPACT_KEY));
@@ -131,7 +132,7 @@ function hostImpact(sec, db, T) {
   const end = new Date(T).toISOString();
   api.get(`/api/v1/diagnosis/hosts?db=${encodeURIComponent(db)}&limit=20&start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}`)
     .then((r) => sec.fill(picker,
-      h('p', { class: 'muted', id: 'impact-summary' }, `The ${hours} h before ${fmtTime(T)}: ${r.jobs} jobs diagnosed; ${r.hosts_total} hosts named by a reported cause.`),
+      h('p', { class: 'muted', id: 'impact-summary' }, `The ${hours} h before ${fmtTime(T)}: ${r.jobs} jobs diagnosed${r.diagnosed_until_ns < r.end_ns ? ` (those that ended by ${fmtTime(r.diagnosed_until_ns / 1e6)})` : ''}; ${r.hosts_total} hosts named by a reported cause.`),
       table([{ name: 'hostname', render: (x) => hostLink(x.hostname) }, 'jobs',
         { name: 'cost', render: (x) => fmtDur(x.cost_ns) },
         { name: 'causes', width: 260, render: (x) => Object.entries(x.causes || {}).map(([k, v]) => `${k}: ${v}`).join(', ') },

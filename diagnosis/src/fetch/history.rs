@@ -29,24 +29,25 @@ pub const CANDIDATE_RATIO: f64 = 1.5;
 /// Hosts asked about per job.
 pub const MAX_HOSTS: usize = 8;
 
-/// Fills `input.host_history` (see the module docs); a failed query
-/// leaves it empty with a note.
+/// The job's host history (see the module docs); a failed query gives
+/// none and a note.
 pub(crate) async fn host_history(
     engine: &QueryEngine,
     db: &str,
     tables: &BTreeSet<String>,
-    input: &mut JobInput,
+    input: &JobInput,
     options: &LoadOptions,
-) {
+) -> (Vec<HostHistory>, Option<String>) {
+    let mut out = Vec::new();
     if !tables.contains("job_tasks") {
-        return;
+        return (out, None);
     }
     let hosts = candidates(input);
     if hosts.is_empty() {
-        return;
+        return (out, None);
     }
     let Some((start, end)) = job_window(input) else {
-        return;
+        return (out, None);
     };
     let (lo, hi) = (start - options.history_lookback_ns, end.max(start));
     let sql = history_sql(&input.job_id, &hosts, lo, hi);
@@ -65,7 +66,7 @@ pub(crate) async fn host_history(
                         continue;
                     };
                     if n > 0 && m.is_finite() {
-                        input.host_history.push(HostHistory {
+                        out.push(HostHistory {
                             hostname: h.to_owned(),
                             tasks: n as u64,
                             mean_slowdown: m,
@@ -76,13 +77,13 @@ pub(crate) async fn host_history(
                     }
                 }
             }
-            input
-                .host_history
-                .sort_by(|a, b| a.hostname.cmp(&b.hostname));
+            out.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+            (out, None)
         }
-        Err(e) => input
-            .notes
-            .push(format!("the hosts' other jobs were not compared: {e}")),
+        Err(e) => (
+            out,
+            Some(format!("the hosts' other jobs were not compared: {e}")),
+        ),
     }
 }
 
