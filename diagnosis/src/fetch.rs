@@ -521,7 +521,7 @@ async fn hardware(
         tables,
         &hosts,
         (start - options.hardware_lookback_ns, end.max(start)),
-        PROBES_AT_ONCE,
+        (signals::PRUNABLE_IN_LIST, PROBES_AT_ONCE),
     )
     .await;
     notes.extend(failed);
@@ -562,34 +562,37 @@ type Probing<'a> = std::pin::Pin<
 
 /// The signals of `hosts` from `start_ns` to `end_ns`, from the hardware
 /// tables that exist, sorted by host, kind and start; a note for each
-/// probe that failed. Up to `concurrency` probes run at once: one job's
-/// probes each read little, and their latency (planning, opening files)
-/// overlaps; the bulk form's read whole ranges and take turns.
+/// probe that failed. Each probe asks about `hosts_per_query` hosts at a
+/// time (every signal is one host's, so the split changes no answer), and
+/// up to `concurrency` queries run at once: one job's probes each read
+/// little (a short `IN` list prunes), and their latency (planning,
+/// opening files) overlaps; the bulk form's read whole ranges and take
+/// turns.
 async fn search(
     engine: &QueryEngine,
     db: &str,
     tables: &BTreeSet<String>,
     hosts: &[String],
     (start_ns, end_ns): (i64, i64),
-    concurrency: usize,
+    (hosts_per_query, concurrency): (usize, usize),
 ) -> (Vec<HostSignal>, Vec<String>) {
-    let scope = Scope {
-        hosts,
-        start_ns,
-        end_ns,
-    };
-    let mut found = Vec::new();
-    let mut notes = Vec::new();
-    if !hosts.is_empty() {
-        let scope = &scope;
-        let probes: Vec<_> = signals::probes()
-            .into_iter()
-            .filter(|p| tables.contains(p.table))
-            .collect();
-        // Boxed, so that the stream's item type names no closure (a
-        // closure returning futures is not general enough for the `Send`
-        // bound of the table functions' async trait).
-        let mut runs: Vec<Probing<'_>> = Vec::new();
+    let scopes: Vec<Scope<'_>> = hosts
+        .chunks(hosts_per_query.max(1))
+        .map(|hosts| Scope {
+            hosts,
+            start_ns,
+            end_ns,
+        })
+        .collect();
+    let probes: Vec<_> = signals::probes()
+        .into_iter()
+        .filter(|p| tables.contains(p.table))
+        .collect();
+    // Boxed, so that the stream's item type names no closure (a closure
+    // returning futures is not general enough for the `Send` bound of the
+    // table functions' async trait).
+    let mut runs: Vec<Probing<'_>> = Vec::new();
+    for scope in &scopes {
         for probe in &probes {
             runs.push(Box::pin(async move {
                 probe.run(engine, db, scope).await.map_err(|e| {
@@ -607,17 +610,22 @@ async fn search(
                     .map_err(|e| format!("hardware signal host_down (heartbeat) not searched: {e}"))
             }));
         }
-        let results: Vec<_> = futures::stream::iter(runs)
-            .buffered(concurrency.max(1))
-            .collect()
-            .await;
-        for r in results {
-            match r {
-                Ok(s) => found.extend(s),
-                Err(note) => notes.push(note),
+    }
+    let results: Vec<_> = futures::stream::iter(runs)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut found = Vec::new();
+    let mut notes = BTreeSet::new();
+    for r in results {
+        match r {
+            Ok(s) => found.extend(s),
+            Err(note) => {
+                notes.insert(note);
             }
         }
     }
+    let notes = notes.into_iter().collect();
     found.sort_by(|a, b| {
         (&a.hostname, &a.kind, a.start_ns).cmp(&(&b.hostname, &b.kind, b.start_ns))
     });

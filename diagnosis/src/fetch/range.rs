@@ -204,7 +204,7 @@ async fn hardware(
     let mut by_host: BTreeMap<String, Vec<HostSignal>> = BTreeMap::new();
     let mut notes = BTreeSet::new();
     for chunk in all_hosts.chunks(options.host_chunk.max(1)) {
-        let (found, failed) = search(engine, db, tables, chunk, (lo, hi), 1).await;
+        let (found, failed) = search(engine, db, tables, chunk, (lo, hi), (chunk.len(), 1)).await;
         notes.extend(failed);
         for s in found {
             by_host.entry(s.hostname.clone()).or_default().push(s);

@@ -49,38 +49,22 @@ pub(crate) struct Scope<'a> {
     pub end_ns: i64,
 }
 
-/// The longest `IN` list DataFusion turns into equalities for pruning.
-const PRUNABLE_IN_LIST: usize = 20;
-/// Up to this many hosts, the filter lists them as ORed short lists.
-const PRUNED_HOSTS: usize = 100;
+/// The longest `IN` list DataFusion turns into equalities, and so skips
+/// row groups and pages with by their statistics and bloom filters; a
+/// longer list reads every row group. (ORed lists do not help: the
+/// optimizer merges them into one.) A job's hosts are probed in queries
+/// of at most this many ([`super::search`]).
+pub(crate) const PRUNABLE_IN_LIST: usize = 20;
 
 impl Scope<'_> {
     fn filter(&self) -> String {
         format!(
-            "{} AND time >= {} AND time <= {}",
-            hosts_filter(self.hosts),
+            "hostname IN ({}) AND time >= {} AND time <= {}",
+            lits(self.hosts.iter().map(String::as_str)),
             ts(self.start_ns),
             ts(self.end_ns)
         )
     }
-}
-
-/// `hostname IN (…)`. DataFusion skips row groups and pages by their
-/// statistics and bloom filters for an `IN` list of at most 20 values, and
-/// reads every row group for a longer one: a job's few hosts are listed as
-/// lists of 20 joined by OR (69 hosts on a 100,000-host store: 0.06 s
-/// against 0.30 s for `diskio_hw`). Many hosts (the bulk form's chunks,
-/// where nearly every row group holds one of them) stay one list, which is
-/// cheaper to test row by row.
-fn hosts_filter(hosts: &[String]) -> String {
-    if hosts.len() <= PRUNABLE_IN_LIST || hosts.len() > PRUNED_HOSTS {
-        return format!("hostname IN ({})", lits(hosts.iter().map(String::as_str)));
-    }
-    let lists: Vec<String> = hosts
-        .chunks(PRUNABLE_IN_LIST)
-        .map(|c| format!("hostname IN ({})", lits(c.iter().map(String::as_str))))
-        .collect();
-    format!("({})", lists.join(" OR "))
 }
 
 /// How a probe reads its table.
@@ -601,16 +585,5 @@ mod tests {
             assert!(sql.contains(p.table));
         }
         assert!(heartbeat_sql(&scope).contains("staleness(time, TIMESTAMP"));
-    }
-
-    #[test]
-    fn a_few_hosts_are_listed_in_prunable_lists() {
-        let hosts = |n: usize| (0..n).map(|i| format!("h{i}")).collect::<Vec<_>>();
-        assert_eq!(hosts_filter(&hosts(2)), "hostname IN ('h0', 'h1')");
-        let f = hosts_filter(&hosts(45));
-        assert_eq!(f.matches("hostname IN (").count(), 3, "{f}");
-        assert!(f.starts_with("(hostname IN ('h0',") && f.contains(") OR hostname IN ('h20',"));
-        assert!(f.contains("'h44')"));
-        assert_eq!(hosts_filter(&hosts(500)).matches("IN (").count(), 1);
     }
 }
