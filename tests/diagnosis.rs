@@ -604,17 +604,7 @@ async fn the_fleet_view_reads_the_diagnosis_journal() {
                 let kinds: Vec<String> = h["causes"]
                     .as_object()?
                     .keys()
-                    .filter(|k| {
-                        [
-                            "failing_disk",
-                            "bad_memory",
-                            "thermal_throttling",
-                            "flapping_nic",
-                            "host_lost",
-                            "hardware_anomaly",
-                        ]
-                        .contains(&k.as_str())
-                    })
+                    .filter(|k| HARDWARE.contains(&k.as_str()))
                     .cloned()
                     .collect();
                 (!kinds.is_empty()).then(|| {

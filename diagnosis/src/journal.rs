@@ -28,7 +28,8 @@
 
 use std::collections::BTreeSet;
 
-use fleetlake_ingest::lp_writer::{push_measurement, push_tag};
+use arrow::record_batch::RecordBatch;
+use fleetlake_ingest::lp_writer::{push_measurement, push_string_value, push_tag};
 use fleetlake_query::QueryEngine;
 
 use crate::bulk::{HostImpact, JobHostHarm, fold_impact, harms};
@@ -37,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::fetch::rows::Rows;
 use crate::report::Report;
 use crate::sql::ts;
+use crate::table_functions::serde_name;
 
 pub const JOBS_TABLE: &str = "diagnosis_jobs";
 pub const HARM_TABLE: &str = "diagnosis_host_harm";
@@ -102,20 +104,21 @@ pub async fn next_range(
 
 async fn max_time(engine: &QueryEngine, db: &str, table: &str) -> Result<Option<i64>> {
     let sql = format!("SELECT CAST(max(time) AS BIGINT) AS t FROM {table}");
-    let (_, batches) = engine
-        .query_collect(db, &sql)
-        .await
-        .map_err(|e| range_error(table, e))?;
-    Ok(batches
+    Ok(query(engine, db, table, &sql)
+        .await?
         .iter()
         .find_map(|b| (b.num_rows() > 0).then(|| Rows::new(b).ints("t").get(0))?))
 }
 
-fn range_error(what: &str, e: fleetlake_query::Error) -> Error {
-    Error::RangeQuery {
-        what: what.to_owned(),
-        kind: crate::fetch::failure(&e),
-        message: e.to_string(),
+/// Runs one journal read; a failure names the table read.
+async fn query(engine: &QueryEngine, db: &str, table: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+    match engine.query_collect(db, sql).await {
+        Ok((_, batches)) => Ok(batches),
+        Err(e) => Err(Error::RangeQuery {
+            what: table.to_owned(),
+            kind: crate::fetch::failure(&e),
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -137,14 +140,14 @@ pub fn pass_lines(reports: &[(String, Result<Report>)], lo: i64, hi: i64) -> Str
         push_measurement(&mut out, JOBS_TABLE);
         push_tag(&mut out, "job_id", &r.job_id);
         out.push_str(" status=");
-        push_string(&mut out, &kind_name(&r.status));
+        push_string_value(&mut out, &serde_name(&r.status));
         out.push_str(",top_cause=");
-        push_string(
+        push_string_value(
             &mut out,
-            &reported.first().map(kind_name).unwrap_or_default(),
+            &reported.first().map(serde_name).unwrap_or_default(),
         );
         out.push_str(",causes=");
-        push_string(&mut out, &names(&reported));
+        push_string_value(&mut out, &names(&reported));
         let cost: i64 = r.reported().map(|c| c.cost_ns).sum();
         out.push_str(&format!(
             ",cost_ns={cost}i,wall_ns={}i,start_ns={}i {}\n",
@@ -155,7 +158,7 @@ pub fn pass_lines(reports: &[(String, Result<Report>)], lo: i64, hi: i64) -> Str
             push_tag(&mut out, "hostname", &h.hostname);
             push_tag(&mut out, "job_id", &h.job_id);
             out.push_str(&format!(" cost_ns={}i,causes=", h.cost_ns));
-            push_string(&mut out, &names(&h.kinds));
+            push_string_value(&mut out, &names(&h.kinds));
             out.push_str(&format!(",start_ns={}i {}\n", h.start_ns, h.end_ns));
         }
     }
@@ -164,28 +167,8 @@ pub fn pass_lines(reports: &[(String, Result<Report>)], lo: i64, hi: i64) -> Str
     out
 }
 
-/// A serde enum's snake_case name (`"failing_disk"`).
-fn kind_name<T: serde::Serialize>(k: &T) -> String {
-    match serde_json::to_value(k) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
 fn names(kinds: &[CauseKind]) -> String {
-    kinds.iter().map(kind_name).collect::<Vec<_>>().join(",")
-}
-
-/// A line-protocol string field value: quoted, `"` and `\` escaped.
-fn push_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
+    kinds.iter().map(serde_name).collect::<Vec<_>>().join(",")
 }
 
 /// The fleet view of a range read from the journal.
@@ -215,14 +198,13 @@ pub async fn coverage(engine: &QueryEngine, db: &str) -> Result<Option<(i64, i64
     }
     let sql =
         format!("SELECT min(from_ns) AS lo, CAST(max(time) AS BIGINT) AS hi FROM {PASSES_TABLE}");
-    let (_, batches) = engine
-        .query_collect(db, &sql)
-        .await
-        .map_err(|e| range_error(PASSES_TABLE, e))?;
-    Ok(batches.iter().find_map(|b| {
-        let r = Rows::new(b);
-        Some((r.ints("lo").get(0)?, r.ints("hi").get(0)?))
-    }))
+    Ok(query(engine, db, PASSES_TABLE, &sql)
+        .await?
+        .iter()
+        .find_map(|b| {
+            let r = Rows::new(b);
+            Some((r.ints("lo").get(0)?, r.ints("hi").get(0)?))
+        }))
 }
 
 /// The hosts that hurt the jobs that ended from `start_ns` to `end_ns`, as
@@ -249,11 +231,8 @@ pub async fn read_impact(
     let mut jobs = 0;
     if tables.contains(JOBS_TABLE) {
         let sql = format!("SELECT count(*) AS n FROM {JOBS_TABLE} WHERE {range}");
-        let (_, batches) = engine
-            .query_collect(db, &sql)
-            .await
-            .map_err(|e| range_error(JOBS_TABLE, e))?;
-        jobs = batches
+        jobs = query(engine, db, JOBS_TABLE, &sql)
+            .await?
             .iter()
             .find_map(|b| Rows::new(b).ints("n").get(0))
             .unwrap_or(0) as usize;
@@ -266,11 +245,7 @@ pub async fn read_impact(
             "SELECT hostname, job_id, cost_ns, causes, start_ns, CAST(time AS BIGINT) AS end_ns \
              FROM {HARM_TABLE} WHERE {range} ORDER BY end_ns, job_id, hostname"
         );
-        let (_, batches) = engine
-            .query_collect(db, &sql)
-            .await
-            .map_err(|e| range_error(HARM_TABLE, e))?;
-        for b in &batches {
+        for b in &query(engine, db, HARM_TABLE, &sql).await? {
             let r = Rows::new(b);
             let (host, job, cost, causes, start, end) = (
                 r.strings("hostname"),

@@ -242,7 +242,7 @@ impl TableProvider for Bulk {
 type Reports = [(String, crate::Result<crate::Report>)];
 
 /// A value's serde name (`failing_disk`, `SUCCEEDED`).
-fn serde_name<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn serde_name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

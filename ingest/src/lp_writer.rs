@@ -1,6 +1,6 @@
 //! Writing line protocol: the escapes the parser ([`crate::line_protocol`])
 //! undoes. Used wherever the service writes rows back through the write
-//! path (record rules, remote write).
+//! path (record rules, remote write, the diagnosis journal).
 //!
 //! ```
 //! use fleetlake_ingest::lp_writer::{push_measurement, push_tag};
@@ -26,6 +26,13 @@ pub fn push_tag(out: &mut String, key: &str, value: &str) {
     escape_into(out, value, |c| matches!(c, ',' | '=' | ' ' | '\\'));
 }
 
+/// Appends a string field value: quoted, `"` and `\` escaped.
+pub fn push_string_value(out: &mut String, value: &str) {
+    out.push('"');
+    escape_into(out, value, |c| matches!(c, '"' | '\\'));
+    out.push('"');
+}
+
 fn escape_into(out: &mut String, s: &str, special: impl Fn(char) -> bool) {
     for c in s.chars() {
         if special(c) {
@@ -45,12 +52,18 @@ mod tests {
         let mut line = String::new();
         push_measurement(&mut line, "m ,x");
         push_tag(&mut line, "k =,", "v,= w");
-        line.push_str(" value=1 1\n");
+        line.push_str(" value=1,s=");
+        push_string_value(&mut line, r#"a "b" \c"#);
+        line.push_str(" 1\n");
         let parsed: Vec<_> = parse_lines(&line).collect();
         assert_eq!(parsed.len(), 1, "{line}");
         let l = parsed[0].parsed.as_ref().expect("parses");
         assert_eq!(l.measurement.as_ref(), "m ,x");
         assert_eq!(l.tags[0].0.as_ref(), "k =,");
         assert_eq!(l.tags[0].1.as_ref(), "v,= w");
+        assert_eq!(
+            l.fields[1].1,
+            crate::line_protocol::FieldValue::Str(r#"a "b" \c"#.into())
+        );
     }
 }

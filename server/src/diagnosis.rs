@@ -115,22 +115,27 @@ type Reports = Vec<(
     fleetlake_diagnosis::Result<fleetlake_diagnosis::Report>,
 )>;
 
-/// Reads and diagnoses the range's jobs: (start, end, reports).
-async fn bulk(
+/// The request's range and database, once the principal may read it.
+fn range_and_db(
     state: &AppState,
     principal: &Principal,
     p: &RangeParams,
-) -> Result<(i64, i64, Reports), ApiError> {
+) -> Result<(i64, i64, String), ApiError> {
     let (start, end) = range(p)?;
     let db = state.db_or_default(p.db.as_deref());
     principal.require(Permission::Read, Some(&db))?;
     let db = state.existing_db(Some(&db)).map_err(ApiError::not_found)?;
-    let inputs = load_range(&state.engine, &db, start, end, &RangeOptions::default()).await?;
+    Ok((start, end, db))
+}
+
+/// Reads and diagnoses the range's jobs of `db`.
+async fn bulk(state: &AppState, db: &str, start: i64, end: i64) -> Result<Reports, ApiError> {
+    let inputs = load_range(&state.engine, db, start, end, &RangeOptions::default()).await?;
     // Up to 20,000 jobs of CPU work: off the runtime that serves requests.
     let reports = tokio::task::spawn_blocking(move || diagnose_all(&inputs, &Config::default()))
         .await
         .map_err(|e| ApiError::internal(format!("bulk diagnosis failed: {e}")))?;
-    Ok((start, end, reports))
+    Ok(reports)
 }
 
 async fn jobs(
@@ -138,7 +143,8 @@ async fn jobs(
     principal: Principal,
     Params(p): Params<RangeParams>,
 ) -> Result<Response, ApiError> {
-    let (start, end, reports) = bulk(&state, &principal, &p).await?;
+    let (start, end, db) = range_and_db(&state, &principal, &p)?;
+    let reports = bulk(&state, &db, start, end).await?;
     let jobs: Vec<serde_json::Value> = reports
         .iter()
         .map(|(id, r)| match r {
@@ -189,11 +195,8 @@ async fn hosts(
         }
     };
     let limit = p.limit.unwrap_or(100);
+    let (start, end, db) = range_and_db(&state, &principal, &p)?;
     if source != Source::Computed {
-        let (start, end) = range(&p)?;
-        let db = state.db_or_default(p.db.as_deref());
-        principal.require(Permission::Read, Some(&db))?;
-        let db = state.existing_db(Some(&db)).map_err(ApiError::not_found)?;
         match journal::read_impact(&state.engine, &db, start, end).await? {
             Some(j) => {
                 let total = j.hosts.len();
@@ -230,7 +233,7 @@ async fn hosts(
             None => {}
         }
     }
-    let (start, end, reports) = bulk(&state, &principal, &p).await?;
+    let reports = bulk(&state, &db, start, end).await?;
     let diagnosed: Vec<_> = reports
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
