@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use fleetlake_compaction::rollup::{RollupSpec, parse_rollups};
 use fleetlake_compaction::{CompactionsTable, Compactor, Rollups, RollupsTable};
 use fleetlake_ingest::{IngestConfig, Ingester};
@@ -230,6 +231,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let app = fleetlake_server::router(state);
     let stop = shutdown.clone();
+    // Nagle's algorithm would hold a response's last small segment until
+    // the client acknowledges the one before, which a client delays up to
+    // 40 ms: every small query would pay it. axum 0.8 no longer sets this.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
