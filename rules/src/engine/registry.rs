@@ -179,7 +179,8 @@ impl RulesEngine {
             Mode::Streaming(c) => {
                 // Points are kept for the window plus one interval.
                 let keep = c.shape.window_ns.saturating_add(def.every.ns());
-                let on_write = def.eval == definition::Eval::OnWrite;
+                let on_write =
+                    (def.eval == definition::Eval::OnWrite).then(|| c.shape.group_by.clone());
                 match self.hub.attach(name, &c.key, keep, on_write) {
                     Some(_) => {
                         self.fills

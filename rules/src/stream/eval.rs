@@ -13,7 +13,7 @@ use fleetlake_query::functions::Kind;
 use fleetlake_query::functions::{detector, score};
 
 use super::shape::{Agg, Shape};
-use super::state::{FieldState, Point, SeriesKey};
+use super::state::{FieldState, Point, Series, SeriesKey};
 use crate::error::{Error, Result};
 
 /// One group's values so far.
@@ -85,7 +85,7 @@ fn tag<'a>(key: &'a SeriesKey, name: &str) -> Option<&'a Arc<str>> {
 
 /// The hash of a series' group (its `group_by` tag values), made without
 /// allocating: a pass hashes every series.
-fn group_hash(group_by: &[String], key: &SeriesKey) -> u64 {
+pub(super) fn group_hash(group_by: &[String], key: &SeriesKey) -> u64 {
     let mut h = FIXED.build_hasher();
     for t in group_by {
         match tag(key, t) {
@@ -238,26 +238,48 @@ pub fn groups(
     let to = shape.upper.map(|inclusive| (now, inclusive));
     let keep_points = needs_points(shape.agg);
     let mut table = Table::default();
-    for (key, series) in state.series() {
-        if !shape
+    let kept = |key: &SeriesKey| {
+        shape
             .tag_filters
             .iter()
             .all(|f| f.holds(tag(key, f.tag()).map(|v| v.as_ref())))
-        {
-            continue;
-        }
-        let hash = group_hash(&shape.group_by, key);
-        if only.is_some_and(|set| !set.contains(&shape.group_by, hash, key)) {
-            continue;
-        }
+    };
+    let mut visit = |key: &SeriesKey, series: &Series, hash: u64| {
         let points = series.window(from, inclusive, to);
         let mut passing = points.iter().filter(|p| passes(shape, p)).peekable();
         if passing.peek().is_none() {
-            continue;
+            return;
         }
         let g = table.entry(&shape.group_by, hash, key);
         for p in passing {
             g.add(p, keep_points);
+        }
+    };
+    match (only, state.grouping(&shape.group_by)) {
+        // The groups a write touched, through the index of their series.
+        (Some(set), Some(index)) => {
+            for (hash, ids) in set.by_hash.keys().filter_map(|h| Some((*h, index.get(h)?))) {
+                for id in ids {
+                    if let Some((key, series)) = state.series_of(id)
+                        && kept(key)
+                        && set.contains(&shape.group_by, hash, key)
+                    {
+                        visit(key, series, hash);
+                    }
+                }
+            }
+        }
+        _ => {
+            for (key, series) in state.series() {
+                if !kept(key) {
+                    continue;
+                }
+                let hash = group_hash(&shape.group_by, key);
+                if only.is_some_and(|set| !set.contains(&shape.group_by, hash, key)) {
+                    continue;
+                }
+                visit(key, series, hash);
+            }
         }
     }
     table

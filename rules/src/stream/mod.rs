@@ -99,7 +99,9 @@ pub type Touched = Arc<Vec<state::SeriesKey>>;
 /// [`Event::Sync`].
 #[derive(Default)]
 struct Registry {
-    readers: HashMap<StateKey, HashMap<String, (i64, bool)>>,
+    /// Per state, per rule: the points it keeps, and for an `on_write`
+    /// rule the tags it groups by.
+    readers: HashMap<StateKey, HashMap<String, (i64, Option<Vec<String>>)>>,
 }
 
 #[derive(Default)]
@@ -241,17 +243,19 @@ impl Hub {
     fn apply(&self, inner: &mut Inner, ev: Event, changed: &mut HashMap<StateKey, Vec<Touched>>) {
         match ev {
             Event::Sync(key) => {
-                let (keep, watched) =
+                let (keep, groupings) =
                     self.registry
                         .lock()
                         .readers
                         .get(&key)
-                        .map_or((None, false), |r| {
-                            (
-                                r.values().map(|(keep, _)| *keep).max(),
-                                r.values().any(|(_, on_write)| *on_write),
-                            )
+                        .map_or((None, Vec::new()), |r| {
+                            let mut groupings: Vec<Vec<String>> =
+                                r.values().filter_map(|(_, g)| g.clone()).collect();
+                            groupings.sort();
+                            groupings.dedup();
+                            (r.values().map(|(keep, _)| *keep).max(), groupings)
                         });
+                let watched = !groupings.is_empty();
                 match keep {
                     None => {
                         inner.slots.remove(&key);
@@ -272,6 +276,7 @@ impl Hub {
                             watched,
                         });
                         slot.watched = watched;
+                        slot.state.index_groupings(groupings);
                         if keep > slot.state.keep_ns {
                             // A longer window: fill again before answering.
                             slot.ready = false;
@@ -362,10 +367,17 @@ impl Hub {
     }
 
     /// Makes `rule` a reader of the state `key` with window `keep_ns`
-    /// (its window plus its interval), evaluated on write or not, or `None`
+    /// (its window plus its interval), evaluated on write (grouping by
+    /// `on_write`'s tags) or not, or `None`
     /// when the state is new and the states are over their budget. Does
     /// not wait for the state's lock: the slot follows at the next drain.
-    pub fn attach(&self, rule: &str, key: &StateKey, keep_ns: i64, on_write: bool) -> Option<()> {
+    pub fn attach(
+        &self,
+        rule: &str,
+        key: &StateKey,
+        keep_ns: i64,
+        on_write: Option<Vec<String>>,
+    ) -> Option<()> {
         let mut reg = self.registry.lock();
         let exists = reg.readers.contains_key(key);
         if !exists && self.used.load(std::sync::atomic::Ordering::Relaxed) >= self.budget_bytes {

@@ -21,6 +21,8 @@ use arrow::datatypes::{DataType, Int32Type};
 use arrow::record_batch::RecordBatch;
 use fleetlake_storage::schema::TIME_COLUMN;
 
+use super::eval::group_hash;
+
 /// One point: time (ns), value (NaN: the row exists, the field is null —
 /// line protocol and remote write cannot carry a NaN), and the WAL sequence
 /// that wrote it.
@@ -225,7 +227,18 @@ pub struct FieldState {
     /// How far back points are kept (the longest window over this field).
     pub keep_ns: i64,
     points: usize,
+    /// For each grouping an `on_write` rule reads, the series of each group
+    /// by the group's hash ([`super::eval::group_hash`]): an evaluation of
+    /// the groups a write touched visits their series, not every series.
+    ///
+    /// Invariant: every series of `series` is listed once under each
+    /// grouping, and nothing else is.
+    groupings: Vec<(Vec<String>, Grouping)>,
 }
+
+/// A grouping's series, by group hash (groups with equal hashes share a
+/// list; the pass tells them apart by their values).
+pub type Grouping = HashMap<u64, Vec<KeyId>, foldhash::fast::FixedState>;
 
 /// What a series' key costs (held once per table, in [`Keys`]): the tag
 /// strings, their `Arc` headers, the slice and the interner's entry.
@@ -257,6 +270,54 @@ impl FieldState {
     pub fn clear(&mut self) {
         self.series = HashMap::default();
         self.points = 0;
+        for (_, g) in &mut self.groupings {
+            g.clear();
+        }
+    }
+
+    /// Keeps an index of the series of each group for exactly these
+    /// groupings (tags grouped by), building the new ones.
+    pub fn index_groupings(&mut self, wanted: Vec<Vec<String>>) {
+        self.groupings.retain(|(by, _)| wanted.contains(by));
+        for by in wanted {
+            if self.groupings.iter().any(|(b, _)| *b == by) {
+                continue;
+            }
+            let mut g = Grouping::default();
+            for (id, (key, _)) in &self.series {
+                g.entry(group_hash(&by, key)).or_default().push(*id);
+            }
+            self.groupings.push((by, g));
+        }
+    }
+
+    /// The index of grouping `by`, or `None` when no `on_write` rule
+    /// groups so.
+    pub fn grouping(&self, by: &[String]) -> Option<&Grouping> {
+        self.groupings
+            .iter()
+            .find(|(b, _)| b.as_slice() == by)
+            .map(|(_, g)| g)
+    }
+
+    /// A series by its key's identity.
+    pub fn series_of(&self, id: &KeyId) -> Option<(&SeriesKey, &Series)> {
+        self.series.get(id).map(|(k, s)| (k, s))
+    }
+
+    /// Takes series dropped from `series` out of the groupings.
+    fn unindex(&mut self, gone: &[(KeyId, SeriesKey)]) {
+        for (by, g) in &mut self.groupings {
+            for (id, key) in gone {
+                let h = group_hash(by, key);
+                if let Some(ids) = g.get_mut(&h) {
+                    ids.retain(|i| i != id);
+                    if ids.is_empty() {
+                        g.remove(&h);
+                    }
+                }
+            }
+        }
     }
 
     /// Approximate bytes held (the keys are counted by [`Keys`]).
@@ -295,10 +356,13 @@ impl FieldState {
                 None if record_nulls => f64::NAN,
                 None => 0.0,
             };
-            let (_, s) = self
-                .series
-                .entry(KeyId::of(key))
-                .or_insert_with(|| (key.clone(), Series::default()));
+            let id = KeyId::of(key);
+            let (_, s) = self.series.entry(id).or_insert_with(|| {
+                for (by, g) in &mut self.groupings {
+                    g.entry(group_hash(by, key)).or_default().push(id);
+                }
+                (key.clone(), Series::default())
+            });
             let before = s.points.len();
             s.put(Point {
                 time: times.value(row),
@@ -319,7 +383,8 @@ impl FieldState {
         before_seq: u64,
     ) {
         let mut removed = 0;
-        self.series.retain(|_, (key, s)| {
+        let mut gone = Vec::new();
+        self.series.retain(|id, (key, s)| {
             let matches = tags.iter().all(|(k, v)| {
                 key.iter()
                     .any(|(kk, vv)| kk.as_ref() == k.as_str() && vv.as_ref() == v.as_str())
@@ -330,9 +395,14 @@ impl FieldState {
                     .retain(|p| p.time < min_time || p.time > max_time || p.seq >= before_seq);
                 removed += before - s.points.len();
             }
-            !s.points.is_empty()
+            let keep = !s.points.is_empty();
+            if !keep {
+                gone.push((*id, key.clone()));
+            }
+            keep
         });
         self.points -= removed;
+        self.unindex(&gone);
     }
 
     /// Drops points at or before `now − keep_ns` (and, when the table's
@@ -342,13 +412,19 @@ impl FieldState {
         let keep = retention_ns.map_or(self.keep_ns, |r| r.min(self.keep_ns));
         let cutoff = now.saturating_sub(keep);
         let mut removed = 0;
-        self.series.retain(|_, (_, s)| {
+        let mut gone = Vec::new();
+        self.series.retain(|id, (key, s)| {
             let n = s.points.partition_point(|p| p.time <= cutoff);
             s.points.drain(..n);
             removed += n;
-            !s.points.is_empty()
+            let keep = !s.points.is_empty();
+            if !keep && !self.groupings.is_empty() {
+                gone.push((*id, key.clone()));
+            }
+            keep
         });
         self.points -= removed;
+        self.unindex(&gone);
     }
 }
 
@@ -416,4 +492,93 @@ fn as_f64(col: &ArrayRef) -> Option<Vec<Option<f64>>> {
         return Some(a.iter().map(|v| v.map(|x| x as f64)).collect());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringDictionaryBuilder;
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+
+    fn batch(rows: &[(&str, &str, i64)]) -> RecordBatch {
+        let mut host = StringDictionaryBuilder::<Int32Type>::new();
+        let mut rack = StringDictionaryBuilder::<Int32Type>::new();
+        for (h, r, _) in rows {
+            host.append_value(h);
+            rack.append_value(r);
+        }
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("host", dict.clone(), true),
+                Field::new("rack", dict, true),
+                Field::new("v", DataType::Float64, true),
+                Field::new(
+                    TIME_COLUMN,
+                    DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    false,
+                ),
+            ])),
+            vec![
+                Arc::new(host.finish()),
+                Arc::new(rack.finish()),
+                Arc::new(Float64Array::from(vec![1.0; rows.len()])),
+                Arc::new(TimestampNanosecondArray::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Every series is listed once under each grouping, under its group's
+    /// hash, and nothing else is.
+    fn assert_indexed(state: &FieldState) {
+        for (by, g) in &state.groupings {
+            let listed: usize = g.values().map(Vec::len).sum();
+            assert_eq!(listed, state.series.len(), "grouping {by:?}");
+            for (id, (key, _)) in &state.series {
+                let ids = g.get(&group_hash(by, key)).expect("the series' group");
+                assert_eq!(ids.iter().filter(|i| *i == id).count(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn the_groups_index_follows_series_in_and_out() {
+        let mut keys = Keys::default();
+        let mut state = FieldState {
+            keep_ns: 100,
+            ..Default::default()
+        };
+        let b = batch(&[("h1", "r1", 10), ("h2", "r1", 10), ("h3", "r2", 50)]);
+        let ks = keys.of_batch(&b);
+        state.add(&b, &ks, Some("v"), 1);
+        // Built from the series already there.
+        state.index_groupings(vec![vec!["rack".into()], vec!["host".into()]]);
+        assert_indexed(&state);
+        let racks = state.grouping(&["rack".to_string()]).unwrap();
+        assert_eq!(racks.len(), 2);
+
+        // New series are listed as they arrive.
+        let b = batch(&[("h4", "r2", 60), ("h1", "r1", 70)]);
+        let ks = keys.of_batch(&b);
+        state.add(&b, &ks, Some("v"), 2);
+        assert_indexed(&state);
+
+        // Evicted and deleted series leave.
+        state.evict(120, None);
+        assert_eq!(state.series.len(), 3, "h2 had only its point at 10");
+        assert_indexed(&state);
+        state.delete(0, 100, &[("rack".into(), "r2".into())], 3);
+        assert_eq!(state.series.len(), 1);
+        assert_indexed(&state);
+
+        // A grouping no rule reads any more is dropped.
+        state.index_groupings(vec![vec!["host".into()]]);
+        assert!(state.grouping(&["rack".to_string()]).is_none());
+        state.clear();
+        assert_indexed(&state);
+        assert!(state.grouping(&["host".to_string()]).unwrap().is_empty());
+    }
 }

@@ -212,7 +212,8 @@ async fn check_seed(seed: u64) {
         // Kept long enough for the earliest instant checked below.
         // Half are evaluated on write: their states say which series a
         // write touched.
-        hub.attach(&name, &key, shape.window_ns + 300 * S, i % 2 == 0)
+        let on_write = (i % 2 == 0).then(|| shape.group_by.clone());
+        hub.attach(&name, &key, shape.window_ns + 300 * S, on_write)
             .unwrap();
         if i == 0 {
             assert_eq!(hub.unfilled(), 1, "a new state waits for its fill");
@@ -410,7 +411,7 @@ async fn retention_shorter_than_the_window_hides_the_same_rows() {
         };
         let (shape, tags) = compile(&plan).unwrap();
         let key = StateKey::of("fleet", &shape);
-        hub.attach(&format!("r{i}"), &key, shape.window_ns + 30 * S, false)
+        hub.attach(&format!("r{i}"), &key, shape.window_ns + 30 * S, None)
             .unwrap();
         hub.fill(&query, &key, &tags, now).await.unwrap();
         rules.push((sql, shape, key, schema));
