@@ -99,10 +99,13 @@ pub type Touched = Arc<Vec<state::SeriesKey>>;
 /// [`Event::Sync`].
 #[derive(Default)]
 struct Registry {
-    /// Per state, per rule: the points it keeps, and for an `on_write`
-    /// rule the tags it groups by.
-    readers: HashMap<StateKey, HashMap<String, (i64, Option<Vec<String>>)>>,
+    /// Per state, per rule: what it reads.
+    readers: HashMap<StateKey, HashMap<String, Reader>>,
 }
+
+/// How far back a rule reads (ns), and for an `on_write` rule the tags it
+/// groups by.
+type Reader = (i64, Option<Vec<String>>);
 
 #[derive(Default)]
 struct Inner {
