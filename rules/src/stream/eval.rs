@@ -104,6 +104,14 @@ pub(super) fn group_hash(group_by: &[String], key: &SeriesKey) -> u64 {
 /// with equal hashes are told apart by their values).
 static FIXED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5eed);
 
+/// Whether the series `key` is one the shape's tag predicates keep.
+fn passes_tag_filters(shape: &Shape, key: &SeriesKey) -> bool {
+    shape
+        .tag_filters
+        .iter()
+        .all(|f| f.holds(tag(key, f.tag()).map(|v| v.as_ref())))
+}
+
 /// Whether `key`'s group is `values`.
 fn in_group(group_by: &[String], values: &[Option<Arc<str>>], key: &SeriesKey) -> bool {
     group_by
@@ -149,11 +157,7 @@ impl GroupSet {
     pub fn of<'a>(shape: &Shape, touched: impl IntoIterator<Item = &'a SeriesKey>) -> Self {
         let mut set = Self::default();
         for key in touched {
-            if !shape
-                .tag_filters
-                .iter()
-                .all(|f| f.holds(tag(key, f.tag()).map(|v| v.as_ref())))
-            {
+            if !passes_tag_filters(shape, key) {
                 continue;
             }
             let values = set
@@ -238,12 +242,6 @@ pub fn groups(
     let to = shape.upper.map(|inclusive| (now, inclusive));
     let keep_points = needs_points(shape.agg);
     let mut table = Table::default();
-    let kept = |key: &SeriesKey| {
-        shape
-            .tag_filters
-            .iter()
-            .all(|f| f.holds(tag(key, f.tag()).map(|v| v.as_ref())))
-    };
     let mut visit = |key: &SeriesKey, series: &Series, hash: u64| {
         let points = series.window(from, inclusive, to);
         let mut passing = points.iter().filter(|p| passes(shape, p)).peekable();
@@ -261,7 +259,7 @@ pub fn groups(
             for (hash, ids) in set.by_hash.keys().filter_map(|h| Some((*h, index.get(h)?))) {
                 for id in ids {
                     if let Some((key, series)) = state.series_of(id)
-                        && kept(key)
+                        && passes_tag_filters(shape, key)
                         && set.contains(&shape.group_by, hash, key)
                     {
                         visit(key, series, hash);
@@ -271,7 +269,7 @@ pub fn groups(
         }
         _ => {
             for (key, series) in state.series() {
-                if !kept(key) {
+                if !passes_tag_filters(shape, key) {
                     continue;
                 }
                 let hash = group_hash(&shape.group_by, key);

@@ -382,27 +382,16 @@ impl FieldState {
         tags: &[(String, String)],
         before_seq: u64,
     ) {
-        let mut removed = 0;
-        let mut gone = Vec::new();
-        self.series.retain(|id, (key, s)| {
+        self.drop_points(|key, s| {
             let matches = tags.iter().all(|(k, v)| {
                 key.iter()
                     .any(|(kk, vv)| kk.as_ref() == k.as_str() && vv.as_ref() == v.as_str())
             });
             if matches {
-                let before = s.points.len();
                 s.points
                     .retain(|p| p.time < min_time || p.time > max_time || p.seq >= before_seq);
-                removed += before - s.points.len();
             }
-            let keep = !s.points.is_empty();
-            if !keep {
-                gone.push((*id, key.clone()));
-            }
-            keep
         });
-        self.points -= removed;
-        self.unindex(&gone);
     }
 
     /// Drops points at or before `now − keep_ns` (and, when the table's
@@ -411,14 +400,24 @@ impl FieldState {
     pub fn evict(&mut self, now: i64, retention_ns: Option<i64>) {
         let keep = retention_ns.map_or(self.keep_ns, |r| r.min(self.keep_ns));
         let cutoff = now.saturating_sub(keep);
-        let mut removed = 0;
-        let mut gone = Vec::new();
-        self.series.retain(|id, (key, s)| {
+        self.drop_points(|_, s| {
             let n = s.points.partition_point(|p| p.time <= cutoff);
             s.points.drain(..n);
-            removed += n;
+        });
+    }
+
+    /// Lets `drop` take points out of each series, then drops the series
+    /// left empty (from the groupings too) and keeps the count of points.
+    fn drop_points(&mut self, mut drop: impl FnMut(&SeriesKey, &mut Series)) {
+        let mut removed = 0;
+        let mut gone = Vec::new();
+        let indexed = !self.groupings.is_empty();
+        self.series.retain(|id, (key, s)| {
+            let before = s.points.len();
+            drop(key, s);
+            removed += before - s.points.len();
             let keep = !s.points.is_empty();
-            if !keep && !self.groupings.is_empty() {
+            if !keep && indexed {
                 gone.push((*id, key.clone()));
             }
             keep
