@@ -514,8 +514,15 @@ async fn the_fleet_view_reads_the_diagnosis_journal() {
         "--diagnosis-backfill",
         "4h",
     ];
-    let mut server = Server::start(&args);
-    let truth = faulty_fleet(&server).await;
+    // The fleet is written before the journal starts: a pass that ran
+    // while the fleet was being written would take the newest end it saw
+    // then, and rows written later at or before that end are not passed
+    // again (a known limit of the journal's watermark).
+    let mut loader = Server::start(&["--diagnosis-journal-interval", "0s"]);
+    let truth = faulty_fleet(&loader).await;
+    let dir = loader.take_dir().expect("dir");
+    assert!(loader.terminate(), "clean stop");
+    let mut server = Server::start_in(dir.path(), &args);
     let newest = server
         .sql_i64("fleet", "SELECT CAST(max(time) AS BIGINT) FROM job_runs")
         .await;
@@ -656,7 +663,6 @@ async fn the_fleet_view_reads_the_diagnosis_journal() {
     assert!(body["error"].as_str().unwrap().contains("source"), "{body}");
 
     // A restart goes on from the newest pass: no pass again, none lost.
-    let dir = server.take_dir().expect("dir");
     assert!(server.terminate(), "clean stop");
     let server = Server::start_in(dir.path(), &args);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
