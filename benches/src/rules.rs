@@ -11,8 +11,9 @@
 //!    (each request timed), plus one `eval = "on_write"`, `for = 0` probe
 //!    rule whose webhook is this process.
 //! 3. **With rules**, once the new states are filled from the tables
-//!    (the time this takes, and rounds that closed meanwhile, are reported
-//!    apart) and a round closed after, for `rounds` intervals: the same
+//!    (the time this takes, and rounds that closed meanwhile or began
+//!    before the last of those closed, are reported apart) and a round
+//!    closed after, for `rounds` intervals: the same
 //!    ingest figures and CPU; each round's duration (from its grid instant
 //!    to the end of its last evaluation, from `/metrics`); the streaming
 //!    state's bytes and the server's RSS;
@@ -115,7 +116,9 @@ pub struct RulesReport {
     /// Seconds from the last install until no state was left to fill.
     pub fill_s: f64,
     /// Rounds that closed from the last install until the first round
-    /// after the fill (their rules waited for it).
+    /// after the fill (their rules waited for it), and rounds whose grid
+    /// instant came before the last of those closed (they queued behind
+    /// it).
     pub rounds_while_filling: Vec<f64>,
     pub rounds: Vec<f64>,
     pub round_s_p50: f64,
@@ -329,6 +332,14 @@ async fn write_tick(c: &reqwest::Client, url: &str, o: &RulesBench, tick: u64) -
         }
     }
     Ok(o.hosts * 2)
+}
+
+/// The grid instant (a multiple of `every_ns` since the Unix epoch) of a
+/// round seen closed at `seen_ns` after lasting `duration_s` from it: the
+/// poll sees a close late by far less than an interval.
+fn grid_instant(seen_ns: i64, duration_s: f64, every_ns: i64) -> i64 {
+    let began = seen_ns - (duration_s * 1e9) as i64;
+    began.div_euclid(every_ns.max(1)) * every_ns.max(1)
 }
 
 fn now_ns() -> i64 {
@@ -566,7 +577,10 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
     let mut rounds_while_filling = Vec::new();
     let mut last_count = count_of(&metrics().await?);
     let mut fill_s = None;
-    loop {
+    let every_ns = i64::try_from(o.every.as_nanos()).unwrap_or(i64::MAX);
+    // When the last round that waited for the fill was seen closing: a
+    // round whose grid instant came before it queued behind that round.
+    let fill_round_closed_ns = loop {
         let m = metrics().await?;
         let n = count_of(&m);
         if n > last_count {
@@ -574,7 +588,7 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
                 .push(metric(&m, "fleetlake_rules_last_round_duration_seconds").unwrap_or(0.0));
             last_count = n;
             if fill_s.is_some() {
-                break;
+                break now_ns();
             }
         }
         if fill_s.is_none() && metric(&m, "fleetlake_rules_states_filling") == Some(0.0) {
@@ -585,7 +599,7 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
             "the states did not fill and a round close within ten intervals"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
     let fill_s = fill_s.unwrap_or_default();
 
     let b0 = Instant::now();
@@ -614,7 +628,12 @@ pub async fn run(o: &RulesBench) -> Result<RulesReport> {
         let n = count_of(&m);
         if n > last_count {
             // Rounds close every interval: one poll sees each.
-            rounds.push(metric(&m, "fleetlake_rules_last_round_duration_seconds").unwrap_or(0.0));
+            let d = metric(&m, "fleetlake_rules_last_round_duration_seconds").unwrap_or(0.0);
+            if grid_instant(now_ns(), d, every_ns) < fill_round_closed_ns {
+                rounds_while_filling.push(d);
+            } else {
+                rounds.push(d);
+            }
             last_count = n;
         }
         state_bytes =
@@ -757,7 +776,7 @@ impl RulesReport {
             self.rules + 1
         );
         println!(
-            "states filled {:.1} s after the last install; rounds that closed meanwhile: {:?}",
+            "states filled {:.1} s after the last install; rounds that closed meanwhile or began before those closed: {:?}",
             self.fill_s, self.rounds_while_filling
         );
         println!(
@@ -828,6 +847,16 @@ mod tests {
         };
         assert!(temp(&hot) >= 86.0 && temp(&cool) < 60.0);
         assert_eq!(hot.lines().count(), 2);
+    }
+
+    #[test]
+    fn a_round_is_placed_on_the_grid_instant_it_began_at() {
+        let every = 30_000_000_000;
+        // Began on the grid at 60 s, lasted 11.7 s, seen 0.2 s after.
+        assert_eq!(grid_instant(71_900_000_000, 11.7, every), 60_000_000_000);
+        // A round longer than an interval began two grid instants back.
+        assert_eq!(grid_instant(120_100_000_000, 40.0, every), 60_000_000_000);
+        assert_eq!(grid_instant(90_000_000_000, 0.0, every), 90_000_000_000);
     }
 
     #[test]
