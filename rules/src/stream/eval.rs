@@ -249,6 +249,10 @@ pub fn groups(
             return;
         }
         let g = table.entry(&shape.group_by, hash, key);
+        if keep_points {
+            // One allocation per group rather than one per doubling.
+            g.points.reserve(points.len());
+        }
         for p in passing {
             g.add(p, keep_points);
         }
