@@ -13,6 +13,14 @@ mod config;
 mod demo;
 mod serve;
 
+/// mimalloc rather than glibc's malloc: the write path and the rules'
+/// passes allocate and free many small objects from several threads, and
+/// glibc kept what they freed: at 1,000 rules over 100,000 hosts the
+/// server's RSS was 3.9 GiB under glibc and 2.2 GiB under mimalloc, for
+/// the same 0.6 GiB of rule state (benches/README, rules at fleet scale).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleetlake",
