@@ -338,8 +338,8 @@ async fn write_tick(c: &reqwest::Client, url: &str, o: &RulesBench, tick: u64) -
 /// round seen closed at `seen_ns` after lasting `duration_s` from it: the
 /// poll sees a close late by far less than an interval.
 fn grid_instant(seen_ns: i64, duration_s: f64, every_ns: i64) -> i64 {
-    let began = seen_ns - (duration_s * 1e9) as i64;
-    began.div_euclid(every_ns.max(1)) * every_ns.max(1)
+    let (began, every) = (seen_ns - (duration_s * 1e9) as i64, every_ns.max(1));
+    began.div_euclid(every) * every
 }
 
 fn now_ns() -> i64 {
