@@ -115,14 +115,17 @@ pub fn step(
     step_in(instances, samples, None, now, for_ns, keep_firing_for_ns)
 }
 
+/// Which instances an evaluation speaks for, by their labels (an
+/// `on_write` evaluation speaks for the groups a write touched).
+pub type Scope<'a> = &'a (dyn Fn(&BTreeMap<String, String>) -> bool + Send + Sync);
+
 /// [`step`] over part of the instances: with `scope`, the evaluation
-/// speaks only for the instances whose keys it holds (an `on_write`
-/// evaluation of the groups a write touched); the others are left as
-/// they are.
+/// speaks only for the instances it covers; the others are left as they
+/// are.
 pub fn step_in(
     instances: &mut BTreeMap<String, Instance>,
     samples: Vec<Sample>,
-    scope: Option<&std::collections::BTreeSet<String>>,
+    scope: Option<Scope<'_>>,
     now: i64,
     for_ns: i64,
     keep_firing_for_ns: i64,
@@ -172,10 +175,12 @@ pub fn step_in(
     }
     let mut remove = Vec::new();
     for (key, a) in instances.iter_mut() {
-        if scope.is_some_and(|scope| !scope.contains(key)) {
+        // An evaluation speaks for every instance its rows name.
+        let named = seen.contains(key);
+        if !named && scope.is_some_and(|covers| !covers(&a.labels)) {
             continue;
         }
-        if !seen.contains(key) {
+        if !named {
             let mut keep_firing = false;
             if a.state == AlertState::Firing && keep_firing_for_ns > 0 {
                 let since = *a.keep_firing_since.get_or_insert(now);
@@ -272,6 +277,25 @@ mod tests {
         let mut m = BTreeMap::new();
         let t = step(&mut m, vec![sample("a", 1.0)], 5 * S, 0, 0);
         assert_eq!(changes(&t), [Change::Pending, Change::Firing]);
+    }
+
+    #[test]
+    fn a_scoped_evaluation_speaks_for_its_scope_and_the_rows_it_names() {
+        let mut m = BTreeMap::new();
+        step(&mut m, vec![sample("a", 1.0), sample("b", 1.0)], 0, 0, 0);
+        // Covering only `b`: `a` is left firing, `b` resolves, and `c`,
+        // named by a row though outside the scope, fires at once.
+        let only_b = |labels: &BTreeMap<String, String>| labels["hostname"] == "b";
+        let t = step_in(&mut m, vec![sample("c", 1.0)], Some(&only_b), S, 0, 0);
+        assert_eq!(
+            t.iter().map(|t| (t.key.as_str(), t.change)).collect::<Vec<_>>(),
+            [
+                ("{hostname=\"b\"}", Change::Resolved),
+                ("{hostname=\"c\"}", Change::Pending),
+                ("{hostname=\"c\"}", Change::Firing),
+            ]
+        );
+        assert_eq!(m["{hostname=\"a\"}"].state, AlertState::Firing);
     }
 
     #[test]

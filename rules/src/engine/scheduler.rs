@@ -11,7 +11,7 @@
 //! - An evaluation whose rule changed while its SQL ran is dropped: the
 //!   next one uses the new definition.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use crate::eval;
 use crate::safety::Inventory;
 use crate::state::Sample;
 use crate::stream::Touched;
+use crate::stream::eval::Covered;
 use crate::validate::{Compiled, Mode, validate};
 
 /// Rows of writes an `on_write` rule keeps to evaluate the groups they
@@ -340,7 +341,15 @@ impl RulesEngine {
                 generator_url: self.generator_url(&def.name),
                 new_id: &mut new_id,
             };
-            let out = core::apply_in(&def, &mut l.state, samples, scope.as_ref(), at, env);
+            let covers = scope.map(|c| move |labels: &_| c.covers(labels));
+            let out = core::apply_in(
+                &def,
+                &mut l.state,
+                samples,
+                covers.as_ref().map(|f| f as _),
+                at,
+                env,
+            );
             l.last_error = (out.duplicate_rows > 0).then(|| {
                 format!(
                     "{} rows repeat another row's labels; only the first of each counts",
@@ -404,7 +413,7 @@ impl RulesEngine {
         plan: &mut Option<Arc<datafusion::logical_expr::LogicalPlan>>,
         at: i64,
         reads: Reads,
-    ) -> Result<(Vec<Sample>, Option<Inventory>, Option<BTreeSet<String>>)> {
+    ) -> Result<(Vec<Sample>, Option<Inventory>, Option<Covered>)> {
         let Reads { touched, share } = reads;
         let q = self.query()?;
         if tables.is_empty() {
@@ -420,17 +429,14 @@ impl RulesEngine {
         }
         let mut scope = None;
         let partial = match (&*mode, touched) {
-            (Mode::Streaming(c), Some(touched)) => self.stream_touched(c, at, touched).await?,
+            (Mode::Streaming(c), Some(touched)) => {
+                self.stream_touched(c, &def.labels, at, touched).await?
+            }
             _ => None,
         };
         let streamed = match (partial, &mut *mode) {
-            (Some((answer, all)), _) => {
-                scope = Some(
-                    eval::samples(def, &[all])?
-                        .iter()
-                        .map(Sample::key)
-                        .collect(),
-                );
+            (Some((answer, covered)), _) => {
+                scope = Some(covered);
                 Some(answer)
             }
             (None, Mode::Streaming(c)) => {
@@ -680,23 +686,21 @@ impl RulesEngine {
     }
 
     /// [`crate::stream::Hub::evaluate_touched`] on a rules thread: the
-    /// answer for the groups `touched` series fall in, and those groups'
-    /// rows before `HAVING`; `None` when the state is not ready.
+    /// answer for the groups `touched` series fall in, and the instances
+    /// of those groups (for a rule labelled `labels`); `None` when the
+    /// state is not ready.
     async fn stream_touched(
         &self,
         c: &Arc<Compiled>,
+        labels: &BTreeMap<String, String>,
         at: i64,
         touched: Vec<Touched>,
-    ) -> Result<
-        Option<(
-            arrow::record_batch::RecordBatch,
-            arrow::record_batch::RecordBatch,
-        )>,
-    > {
+    ) -> Result<Option<(arrow::record_batch::RecordBatch, Covered)>> {
         let expired_before = self.expired_before(&c.key);
         let (hub, phases, c) = (self.hub.clone(), self.phases.clone(), c.clone());
+        let labels = labels.clone();
         crate::background::run(move || {
-            hub.evaluate_touched(
+            let answer = hub.evaluate_touched(
                 &c.key,
                 &c.shape,
                 at,
@@ -704,7 +708,11 @@ impl RulesEngine {
                 &c.schema,
                 &touched,
                 &phases,
-            )
+            )?;
+            Ok(answer.map(|(batch, groups)| {
+                let covered = Covered::of(&c.shape, &c.schema, &groups, &labels);
+                (batch, covered)
+            }))
         })
         .await?
     }

@@ -1,7 +1,7 @@
 //! A streaming rule's answer at an evaluation instant, from the state: the
 //! same rows its SQL would return, as a batch of the SQL's output schema.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -179,6 +179,63 @@ impl GroupSet {
         self.by_hash
             .get(&hash)
             .is_some_and(|vs| vs.iter().any(|v| in_group(group_by, v, key)))
+    }
+}
+
+/// The groups an `on_write` evaluation recomputed, as the labels their
+/// rows give an alert instance: the instances the evaluation speaks for.
+/// Asking an instance costs one lookup, where keying every group's row
+/// would cost a row's labels and evidence per group.
+pub struct Covered {
+    /// The label of each group tag's output column and the tag's place in
+    /// `group_by`.
+    labels: Vec<(String, usize)>,
+    /// Each group's values of those tags.
+    groups: HashSet<GroupValues>,
+}
+
+impl Covered {
+    /// The groups of `shape` in `groups`, for a rule whose answer has
+    /// `schema` and whose own labels are `fixed` (they override a column's
+    /// label, so say nothing of a group).
+    pub fn of(
+        shape: &Shape,
+        schema: &SchemaRef,
+        groups: &Groups,
+        fixed: &BTreeMap<String, String>,
+    ) -> Self {
+        // A label is named by the answer's column, which an unaliased
+        // output's name (`probe.hostname`) need not be.
+        let labels: Vec<(String, usize)> = shape
+            .outputs
+            .iter()
+            .zip(schema.fields())
+            .filter_map(|((what, _), field)| {
+                let tag = what.as_ref().ok()?;
+                let name = field.name();
+                if name == crate::eval::VALUE || fixed.contains_key(name) {
+                    return None;
+                }
+                let at = shape.group_by.iter().position(|t| t == tag)?;
+                Some((name.to_string(), at))
+            })
+            .collect();
+        let groups = groups
+            .iter()
+            .map(|(values, _)| labels.iter().map(|(_, at)| values[*at].clone()).collect())
+            .collect();
+        Self { labels, groups }
+    }
+
+    /// Whether the instance labelled `labels` is one of these groups' (a
+    /// null tag leaves its label out).
+    pub fn covers(&self, labels: &BTreeMap<String, String>) -> bool {
+        let values: GroupValues = self
+            .labels
+            .iter()
+            .map(|(name, _)| labels.get(name).map(|v| Arc::from(v.as_str())))
+            .collect();
+        self.groups.contains(&values)
     }
 }
 

@@ -701,7 +701,7 @@ impl Hub {
         schema: &SchemaRef,
         touched: &[Touched],
         phases: &Phases,
-    ) -> Result<Option<(RecordBatch, RecordBatch)>> {
+    ) -> Result<Option<(RecordBatch, eval::Groups)>> {
         let t = Instant::now();
         self.drain();
         phases.add(Phase::Drain, t.elapsed());
@@ -722,16 +722,8 @@ impl Hub {
         phases.add(Phase::Pass, p.elapsed());
         let t = Instant::now();
         let answer = eval::answer(shape, &groups, schema)?;
-        let scope = eval::answer(
-            &Shape {
-                having: None,
-                ..shape.clone()
-            },
-            &groups,
-            schema,
-        )?;
         phases.add(Phase::Answer, t.elapsed());
-        Ok(Some((answer, scope)))
+        Ok(Some((answer, groups)))
     }
 
     fn reads(&self, db: &str, table: &str) -> bool {

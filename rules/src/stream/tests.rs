@@ -18,7 +18,7 @@ use fleetlake_storage::catalog::Catalog;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
-use super::shape::compile;
+use super::shape::{Shape, compile};
 use super::{Hub, StateKey};
 
 const S: i64 = 1_000_000_000;
@@ -156,6 +156,40 @@ fn rows(batches: &[RecordBatch]) -> BTreeMap<String, Option<f64>> {
     out
 }
 
+/// An on_write evaluation's [`super::eval::Covered`] covers the instances
+/// of the rows of its groups (`scope`, before `HAVING`) and no instance of
+/// the other rows of the whole answer.
+fn covers_as_keys_do(
+    sql: &str,
+    shape: &Shape,
+    schema: &arrow::datatypes::SchemaRef,
+    groups: &super::eval::Groups,
+    scope: &RecordBatch,
+    whole: &RecordBatch,
+) {
+    // A rule's own label overrides a column's when they share a name.
+    for labels in ["severity = \"page\"", "severity = \"page\"\nhost = \"fixed\""] {
+        let toml = format!(
+            "[[rule]]\nname = \"r\"\nkind = \"alert\"\nevery = \"1m\"\nsql = {sql:?}\n[rule.labels]\n{labels}\n"
+        );
+        let def = &crate::definition::parse_toml(&toml).unwrap()[0];
+        let covered = super::eval::Covered::of(shape, schema, groups, &def.labels);
+        let inside = crate::eval::samples(def, std::slice::from_ref(scope)).unwrap();
+        let keys: std::collections::BTreeSet<_> = inside.iter().map(|s| s.key()).collect();
+        for s in &inside {
+            assert!(covered.covers(&s.labels), "{sql}: {:?} not covered", s.labels);
+        }
+        for s in crate::eval::samples(def, std::slice::from_ref(whole)).unwrap() {
+            assert_eq!(
+                covered.covers(&s.labels),
+                keys.contains(&s.key()),
+                "{sql}: {:?}",
+                s.labels
+            );
+        }
+    }
+}
+
 fn same(a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
         (None, None) => true,
@@ -259,7 +293,7 @@ async fn check_seed(seed: u64) {
             let batch = crate::eval::run_sql(&query, "fleet", sql, at)
                 .await
                 .unwrap();
-            let (s, b) = (rows(&[streamed]), rows(&batch));
+            let (s, b) = (rows(std::slice::from_ref(&streamed)), rows(&batch));
             let keys: Vec<_> = s.keys().chain(b.keys()).collect();
             for k in keys {
                 let (x, y) = (s.get(k).copied().flatten(), b.get(k).copied().flatten());
@@ -273,10 +307,16 @@ async fn check_seed(seed: u64) {
             // An on_write evaluation of the touched series' groups answers
             // as the whole evaluation does for those groups.
             if let Some(t) = touched.get(key) {
-                let (part, scope) = hub
+                let (part, groups) = hub
                     .evaluate_touched(key, shape, at, None, schema, t, &Default::default())
                     .unwrap()
                     .expect("ready");
+                let all = Shape {
+                    having: None,
+                    ..shape.clone()
+                };
+                let scope = super::eval::answer(&all, &groups, schema).unwrap();
+                covers_as_keys_do(sql, shape, schema, &groups, &scope, &streamed);
                 let (p, scope) = (rows(&[part]), rows(&[scope]));
                 let want: BTreeMap<_, _> = s
                     .iter()
@@ -440,7 +480,7 @@ async fn retention_shorter_than_the_window_hides_the_same_rows() {
                 assert!(attempt < 5, "a row crossed the cutoff five times");
                 continue;
             }
-            let (s, b) = (rows(&[streamed]), rows(&batch));
+            let (s, b) = (rows(std::slice::from_ref(&streamed)), rows(&batch));
             assert_eq!(s, b, "{sql}");
             let counted: f64 = s.values().map(|v| v.unwrap()).sum();
             assert!(
