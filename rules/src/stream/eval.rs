@@ -12,15 +12,18 @@ use arrow::record_batch::RecordBatch;
 use fleetlake_query::functions::Kind;
 use fleetlake_query::functions::{detector, score};
 
+use smallvec::SmallVec;
+
 use super::shape::{Agg, Shape};
 use super::state::{FieldState, Point, Series, SeriesKey};
 use crate::error::{Error, Result};
 
-/// One group's values so far.
-struct Group {
-    /// Non-null values with their times, in series order then time; kept
-    /// only for aggregates that need every value ([`needs_points`]).
-    points: Vec<(i64, f64)>,
+/// One group's values so far, over a state read for the pass (`'a`).
+struct Group<'a> {
+    /// The window of each of the group's series, for aggregates that need
+    /// every value ([`needs_points`]): read where they lie rather than
+    /// copied, as most groups hold one series, in time order already.
+    windows: SmallVec<[&'a [Point]; 1]>,
     /// Non-null values, their sum, least and greatest.
     n: usize,
     sum: f64,
@@ -32,10 +35,10 @@ struct Group {
     last: Option<(i64, f64)>,
 }
 
-impl Default for Group {
+impl Default for Group<'_> {
     fn default() -> Self {
         Self {
-            points: Vec::new(),
+            windows: SmallVec::new(),
             n: 0,
             sum: 0.0,
             min: f64::INFINITY,
@@ -46,27 +49,46 @@ impl Default for Group {
     }
 }
 
-impl Group {
-    fn add(&mut self, p: &Point, keep_points: bool) {
+impl Group<'_> {
+    fn add(&mut self, p: &Point) {
         self.rows += 1;
         if !p.value.is_nan() {
             self.n += 1;
             self.sum += p.value;
             self.min = self.min.min(p.value);
             self.max = self.max.max(p.value);
-            if keep_points {
-                self.points.push((p.time, p.value));
-            }
         }
         if self.last.is_none_or(|(t, _)| p.time >= t) {
             self.last = Some((p.time, p.value));
+        }
+    }
+
+    /// The group's non-null values that pass the shape's field filters,
+    /// with their times, sorted by time (a stable sort keeps series order
+    /// for ties), into `out`.
+    fn points(&self, shape: &Shape, out: &mut Vec<(i64, f64)>) {
+        out.clear();
+        for w in &self.windows {
+            out.extend(
+                w.iter()
+                    .filter(|p| !p.value.is_nan() && passes(shape, p))
+                    .map(|p| (p.time, p.value)),
+            );
+        }
+        // One series' window is in time order already.
+        if self.windows.len() > 1 {
+            out.sort_by_key(|p| p.0);
         }
     }
 }
 
 /// Whether `agg` needs every value rather than running totals.
 fn needs_points(agg: Agg) -> bool {
-    matches!(agg, Agg::Stddev | Agg::Series(..))
+    match agg {
+        Agg::Stddev => true,
+        Agg::Series(kind, _) => kind != Kind::Staleness,
+        _ => false,
+    }
 }
 
 /// Group tag values (in `group_by` order, `None` for an unset tag) and the
@@ -242,14 +264,14 @@ impl Covered {
 /// The groups of one pass, found by hash; a group's values are allocated
 /// once, when the group is first met.
 #[derive(Default)]
-struct Table {
+struct Table<'a> {
     first: ByHash<u32>,
     /// Group values, the group, and the next group with the same hash.
-    groups: Vec<(GroupValues, Group, Option<u32>)>,
+    groups: Vec<(GroupValues, Group<'a>, Option<u32>)>,
 }
 
-impl Table {
-    fn entry(&mut self, group_by: &[String], hash: u64, key: &SeriesKey) -> &mut Group {
+impl<'a> Table<'a> {
+    fn entry(&mut self, group_by: &[String], hash: u64, key: &SeriesKey) -> &mut Group<'a> {
         let mut at = self.first.get(&hash).copied();
         while let Some(i) = at {
             let (values, _, next) = &self.groups[i as usize];
@@ -283,9 +305,9 @@ pub fn evaluate(
 /// The groups of `shape` over `state` at `now`: what rules differing only
 /// in `HAVING` and output names share. Points before `expired_before`
 /// (retention) do not count; with `only`, groups outside it are left out.
-pub fn groups(
+pub fn groups<'a>(
     shape: &Shape,
-    state: &FieldState,
+    state: &'a FieldState,
     now: i64,
     expired_before: Option<i64>,
     only: Option<&GroupSet>,
@@ -299,7 +321,7 @@ pub fn groups(
     let to = shape.upper.map(|inclusive| (now, inclusive));
     let keep_points = needs_points(shape.agg);
     let mut table = Table::default();
-    let mut visit = |key: &SeriesKey, series: &Series, hash: u64| {
+    let mut visit = |key: &SeriesKey, series: &'a Series, hash: u64| {
         let points = series.window(from, inclusive, to);
         let mut passing = points.iter().filter(|p| passes(shape, p)).peekable();
         if passing.peek().is_none() {
@@ -307,11 +329,10 @@ pub fn groups(
         }
         let g = table.entry(&shape.group_by, hash, key);
         if keep_points {
-            // One allocation per group rather than one per doubling.
-            g.points.reserve(points.len());
+            g.windows.push(points);
         }
         for p in passing {
-            g.add(p, keep_points);
+            g.add(p);
         }
     };
     match (only, state.grouping(&shape.group_by)) {
@@ -341,11 +362,12 @@ pub fn groups(
             }
         }
     }
+    let mut scratch = Vec::new();
     table
         .groups
         .into_iter()
-        .map(|(k, mut g, _)| {
-            let v = value(shape.agg, &mut g, now);
+        .map(|(k, g, _)| {
+            let v = value(shape, &g, now, &mut scratch);
             (k, v)
         })
         .collect()
@@ -396,9 +418,11 @@ fn passes(shape: &Shape, p: &Point) -> bool {
         .all(|(cmp, c)| !p.value.is_nan() && cmp.holds(p.value, *c))
 }
 
-fn value(agg: Agg, g: &mut Group, now: i64) -> Option<f64> {
+/// The aggregate's value over group `g`; `scratch` holds its points for
+/// aggregates that need every value.
+fn value(shape: &Shape, g: &Group, now: i64, scratch: &mut Vec<(i64, f64)>) -> Option<f64> {
     let n = g.n;
-    match agg {
+    match shape.agg {
         Agg::Avg => (n > 0).then(|| g.sum / n as f64),
         Agg::Sum => (n > 0).then_some(g.sum),
         Agg::Min => (n > 0).then_some(g.min),
@@ -406,23 +430,23 @@ fn value(agg: Agg, g: &mut Group, now: i64) -> Option<f64> {
         Agg::Count => Some(n as f64),
         Agg::CountRows => Some(g.rows as f64),
         Agg::Stddev => (n > 1).then(|| {
+            g.points(shape, scratch);
             let mean = g.sum / n as f64;
-            let squares: f64 = g.points.iter().map(|p| (p.1 - mean).powi(2)).sum();
+            let squares: f64 = scratch.iter().map(|p| (p.1 - mean).powi(2)).sum();
             (squares / (n - 1) as f64).sqrt()
         }),
         Agg::Last => g.last.and_then(|(_, v)| (!v.is_nan()).then_some(v)),
+        Agg::Series(Kind::Staleness, _) => g.last.map(|(t, _)| (now - t) as f64 / 1e9),
         Agg::Series(kind, param) => {
-            // Sorted by time; a stable sort keeps series order for ties.
-            g.points.sort_by_key(|p| p.0);
-            let p = &g.points;
+            g.points(shape, scratch);
+            let p = &scratch[..];
             match kind {
                 Kind::ZScore => score::zscore(p),
                 Kind::RobustZScore => score::robust_zscore(p),
                 Kind::EwmaDeviation => score::ewma_deviation(p, param.unwrap_or(0.3)),
                 Kind::Increase => score::increase(p),
                 Kind::Rate => score::rate(p),
-                Kind::Staleness => g.last.map(|(t, _)| (now - t) as f64 / 1e9),
-                Kind::SeasonalDelta => None,
+                Kind::Staleness | Kind::SeasonalDelta => None,
                 Kind::AnomalyScore => match param {
                     Some(span_ns) => detector::span_score(p, span_ns as i64),
                     None => detector::anomaly_score(p),
