@@ -288,7 +288,9 @@ mod tests {
         let only_b = |labels: &BTreeMap<String, String>| labels["hostname"] == "b";
         let t = step_in(&mut m, vec![sample("c", 1.0)], Some(&only_b), S, 0, 0);
         assert_eq!(
-            t.iter().map(|t| (t.key.as_str(), t.change)).collect::<Vec<_>>(),
+            t.iter()
+                .map(|t| (t.key.as_str(), t.change))
+                .collect::<Vec<_>>(),
             [
                 ("{hostname=\"b\"}", Change::Resolved),
                 ("{hostname=\"c\"}", Change::Pending),

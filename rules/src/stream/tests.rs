@@ -168,7 +168,10 @@ fn covers_as_keys_do(
     whole: &RecordBatch,
 ) {
     // A rule's own label overrides a column's when they share a name.
-    for labels in ["severity = \"page\"", "severity = \"page\"\nhost = \"fixed\""] {
+    for labels in [
+        "severity = \"page\"",
+        "severity = \"page\"\nhost = \"fixed\"",
+    ] {
         let toml = format!(
             "[[rule]]\nname = \"r\"\nkind = \"alert\"\nevery = \"1m\"\nsql = {sql:?}\n[rule.labels]\n{labels}\n"
         );
@@ -177,7 +180,11 @@ fn covers_as_keys_do(
         let inside = crate::eval::samples(def, std::slice::from_ref(scope)).unwrap();
         let keys: std::collections::BTreeSet<_> = inside.iter().map(|s| s.key()).collect();
         for s in &inside {
-            assert!(covered.covers(&s.labels), "{sql}: {:?} not covered", s.labels);
+            assert!(
+                covered.covers(&s.labels),
+                "{sql}: {:?} not covered",
+                s.labels
+            );
         }
         for s in crate::eval::samples(def, std::slice::from_ref(whole)).unwrap() {
             assert_eq!(
