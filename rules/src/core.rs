@@ -185,7 +185,7 @@ pub fn apply_in(
     def: &RuleDef,
     st: &mut RuleState,
     samples: Vec<Sample>,
-    scope: Option<state::Scope<'_>>,
+    scope: Option<&dyn state::Scope>,
     now: i64,
     env: Env<'_>,
 ) -> Outcome {

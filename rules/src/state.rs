@@ -117,7 +117,15 @@ pub fn step(
 
 /// Which instances an evaluation speaks for, by their labels (an
 /// `on_write` evaluation speaks for the groups a write touched).
-pub type Scope<'a> = &'a (dyn Fn(&BTreeMap<String, String>) -> bool + Send + Sync);
+pub trait Scope {
+    fn covers(&self, labels: &BTreeMap<String, String>) -> bool;
+}
+
+impl<F: Fn(&BTreeMap<String, String>) -> bool> Scope for F {
+    fn covers(&self, labels: &BTreeMap<String, String>) -> bool {
+        self(labels)
+    }
+}
 
 /// [`step`] over part of the instances: with `scope`, the evaluation
 /// speaks only for the instances it covers; the others are left as they
@@ -125,7 +133,7 @@ pub type Scope<'a> = &'a (dyn Fn(&BTreeMap<String, String>) -> bool + Send + Syn
 pub fn step_in(
     instances: &mut BTreeMap<String, Instance>,
     samples: Vec<Sample>,
-    scope: Option<Scope<'_>>,
+    scope: Option<&dyn Scope>,
     now: i64,
     for_ns: i64,
     keep_firing_for_ns: i64,
@@ -177,7 +185,7 @@ pub fn step_in(
     for (key, a) in instances.iter_mut() {
         // An evaluation speaks for every instance its rows name.
         let named = seen.contains(key);
-        if !named && scope.is_some_and(|covers| !covers(&a.labels)) {
+        if !named && scope.is_some_and(|s| !s.covers(&a.labels)) {
             continue;
         }
         if !named {

@@ -341,15 +341,8 @@ impl RulesEngine {
                 generator_url: self.generator_url(&def.name),
                 new_id: &mut new_id,
             };
-            let covers = scope.map(|c| move |labels: &_| c.covers(labels));
-            let out = core::apply_in(
-                &def,
-                &mut l.state,
-                samples,
-                covers.as_ref().map(|f| f as _),
-                at,
-                env,
-            );
+            let scope = scope.as_ref().map(|c| c as &dyn crate::state::Scope);
+            let out = core::apply_in(&def, &mut l.state, samples, scope, at, env);
             l.last_error = (out.duplicate_rows > 0).then(|| {
                 format!(
                     "{} rows repeat another row's labels; only the first of each counts",

@@ -1,7 +1,7 @@
 //! A streaming rule's answer at an evaluation instant, from the state: the
 //! same rows its SQL would return, as a batch of the SQL's output schema.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -108,9 +108,14 @@ fn tag<'a>(key: &'a SeriesKey, name: &str) -> Option<&'a Arc<str>> {
 /// The hash of a series' group (its `group_by` tag values), made without
 /// allocating: a pass hashes every series.
 pub(super) fn group_hash(group_by: &[String], key: &SeriesKey) -> u64 {
+    values_hash(group_by.iter().map(|t| tag(key, t).map(|v| v.as_ref())))
+}
+
+/// The hash of some tag values in order (`None` for an unset tag).
+fn values_hash<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> u64 {
     let mut h = FIXED.build_hasher();
-    for t in group_by {
-        match tag(key, t) {
+    for v in values {
+        match v {
             Some(v) => {
                 h.write_u8(1);
                 h.write(v.as_bytes());
@@ -206,14 +211,14 @@ impl GroupSet {
 
 /// The groups an `on_write` evaluation recomputed, as the labels their
 /// rows give an alert instance: the instances the evaluation speaks for.
-/// Asking an instance costs one lookup, where keying every group's row
-/// would cost a row's labels and evidence per group.
+/// Asking an instance costs one hash of its labels, where keying every
+/// group's row would cost a row's labels and evidence per group.
 pub struct Covered {
     /// The label of each group tag's output column and the tag's place in
     /// `group_by`.
     labels: Vec<(String, usize)>,
-    /// Each group's values of those tags.
-    groups: HashSet<GroupValues>,
+    /// Each group's values of those tags, by their [`values_hash`].
+    groups: ByHash<Vec<GroupValues>>,
 }
 
 impl Covered {
@@ -242,22 +247,36 @@ impl Covered {
                 Some((name.to_string(), at))
             })
             .collect();
-        let groups = groups
-            .iter()
-            .map(|(values, _)| labels.iter().map(|(_, at)| values[*at].clone()).collect())
-            .collect();
-        Self { labels, groups }
+        let mut by_hash: ByHash<Vec<GroupValues>> = ByHash::default();
+        for (values, _) in groups {
+            let projected: GroupValues = labels.iter().map(|(_, at)| values[*at].clone()).collect();
+            let hash = values_hash(projected.iter().map(|v| v.as_deref()));
+            let same = by_hash.entry(hash).or_default();
+            if !same.contains(&projected) {
+                same.push(projected);
+            }
+        }
+        Self {
+            labels,
+            groups: by_hash,
+        }
     }
+}
 
+impl crate::state::Scope for Covered {
     /// Whether the instance labelled `labels` is one of these groups' (a
     /// null tag leaves its label out).
-    pub fn covers(&self, labels: &BTreeMap<String, String>) -> bool {
-        let values: GroupValues = self
-            .labels
-            .iter()
-            .map(|(name, _)| labels.get(name).map(|v| Arc::from(v.as_str())))
-            .collect();
-        self.groups.contains(&values)
+    fn covers(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = |name: &str| labels.get(name).map(String::as_str);
+        let hash = values_hash(self.labels.iter().map(|(name, _)| value(name)));
+        self.groups.get(&hash).is_some_and(|same| {
+            same.iter().any(|values| {
+                values
+                    .iter()
+                    .zip(&self.labels)
+                    .all(|(v, (name, _))| v.as_deref() == value(name))
+            })
+        })
     }
 }
 

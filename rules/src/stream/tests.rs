@@ -20,6 +20,7 @@ use object_store::memory::InMemory;
 
 use super::shape::{Shape, compile};
 use super::{Hub, StateKey};
+use crate::state::Scope;
 
 const S: i64 = 1_000_000_000;
 const T0: i64 = 1_700_000_040 * S;
