@@ -41,43 +41,90 @@ impl RuleState {
     /// but what the next evaluation recomputes (each instance's value, row,
     /// annotations and last sighting, and the time of the last evaluation).
     pub fn durable_fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let strip = |m: &BTreeMap<String, Instance>| -> BTreeMap<String, Instance> {
-            m.iter()
-                .map(|(k, i)| {
-                    let mut i = i.clone();
-                    i.value = None;
-                    i.row = serde_json::Map::new();
-                    i.annotations = BTreeMap::new();
-                    i.last_seen = 0;
-                    (k.clone(), i)
-                })
-                .collect()
-        };
-        let durable = RuleState {
-            instances: strip(&self.instances),
-            safety_alerts: strip(&self.safety_alerts),
-            last_eval: None,
-            ..self.clone_without_instances()
-        };
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_vec(&durable)
-            .unwrap_or_default()
-            .hash(&mut h);
-        h.finish()
+        use std::hash::{BuildHasher, Hasher};
+        // Every field named, so that a new one is a compile error here
+        // until it is sorted into durable or recomputed.
+        let RuleState {
+            version,
+            def_hash,
+            instances,
+            safety_alerts,
+            acted,
+            breaker,
+            approvals,
+            last_eval: _,
+        } = self;
+        let view = (
+            version,
+            def_hash,
+            DurableInstances(instances),
+            DurableInstances(safety_alerts),
+            acted,
+            breaker,
+            approvals,
+        );
+        // Streamed into the hasher: a round fingerprints every rule it
+        // evaluated, and a copy of each state as JSON would cost the
+        // runtime's workers megabytes per round.
+        let mut w = HashWriter(FINGERPRINT.build_hasher());
+        serde_json::to_writer(&mut w, &view).expect("a state serializes");
+        w.0.finish()
     }
+}
 
-    fn clone_without_instances(&self) -> RuleState {
-        RuleState {
-            version: self.version,
-            def_hash: self.def_hash.clone(),
-            instances: BTreeMap::new(),
-            safety_alerts: BTreeMap::new(),
-            acted: self.acted.clone(),
-            breaker: self.breaker.clone(),
-            approvals: self.approvals.clone(),
-            last_eval: self.last_eval,
-        }
+/// [`RuleState::durable_fingerprint`]'s hash: in memory only, never stored.
+static FINGERPRINT: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0xd0ab);
+
+/// Feeds written bytes to a hasher.
+struct HashWriter(foldhash::fast::FoldHasher<'static>);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Instances by key, without what the next evaluation recomputes (value,
+/// row, annotations, last sighting).
+struct DurableInstances<'a>(&'a BTreeMap<String, Instance>);
+
+impl Serialize for DurableInstances<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, i)| {
+            let Instance {
+                labels,
+                value: _,
+                row: _,
+                annotations: _,
+                state,
+                active_at,
+                fired_at,
+                resolved_at,
+                keep_firing_since,
+                last_seen: _,
+                last_sent,
+                attempts,
+                escalated,
+            } = i;
+            (
+                k,
+                (
+                    labels,
+                    state,
+                    active_at,
+                    fired_at,
+                    resolved_at,
+                    keep_firing_since,
+                    last_sent,
+                    attempts,
+                    escalated,
+                ),
+            )
+        }))
     }
 }
 

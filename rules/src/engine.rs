@@ -277,8 +277,12 @@ impl RulesEngine {
         self.query
             .set(query)
             .map_err(|_| Error::Internal("started twice".into()))?;
-        let mut states: BTreeMap<String, RuleState> =
-            self.store.list("state").await?.into_iter().collect();
+        let mut states: BTreeMap<String, RuleState> = self
+            .store
+            .list_readable("state")
+            .await?
+            .into_iter()
+            .collect();
         self.restore_action_log().await?;
         self.load_api_rules(&mut states).await?;
         self.load_rule_files(&mut states).await?;

@@ -41,6 +41,21 @@ impl RuleStore {
         Ok(())
     }
 
+    /// [`RuleStore::put`], durable only once the kernel writes it back: a
+    /// crash may lose it or leave it torn, which [`RuleStore::list_readable`]
+    /// skips.
+    pub async fn put_lazy<T: Serialize>(&self, kind: &str, name: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .put_opts(
+                &Self::path(kind, name),
+                PutPayload::from(bytes),
+                fleetlake_storage::store::Lazy::options(),
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete(&self, kind: &str, name: &str) -> Result<()> {
         match self.store.delete(&Self::path(kind, name)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -51,6 +66,20 @@ impl RuleStore {
     /// Every object of `kind`, in path order, as (name, value). An object
     /// that does not parse is an error naming it.
     pub async fn list<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<(String, T)>> {
+        self.list_parsed(kind, false).await
+    }
+
+    /// [`RuleStore::list`] for objects written by [`RuleStore::put_lazy`]:
+    /// one that does not parse (torn by a crash) is left out with a warning.
+    pub async fn list_readable<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<(String, T)>> {
+        self.list_parsed(kind, true).await
+    }
+
+    async fn list_parsed<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        skip_unreadable: bool,
+    ) -> Result<Vec<(String, T)>> {
         let prefix = Path::from(format!("{ROOT}/{kind}"));
         let mut metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
         metas.sort_by(|a, b| a.location.cmp(&b.location));
@@ -65,10 +94,45 @@ impl RuleStore {
                 continue;
             };
             let bytes = self.store.get(&m.location).await?.bytes().await?;
-            let value = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Internal(format!("reading {}: {e}", m.location)))?;
-            out.push((name, value));
+            match serde_json::from_slice(&bytes) {
+                Ok(value) => out.push((name, value)),
+                Err(e) if skip_unreadable => {
+                    tracing::warn!(object = %m.location, error = %e, "skipping an unreadable object (torn by a crash?)");
+                }
+                Err(e) => {
+                    return Err(Error::Internal(format!("reading {}: {e}", m.location)));
+                }
+            }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lazy_object_reads_back_and_a_torn_one_is_skipped_where_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = fleetlake_storage::store::open_local(dir.path()).unwrap();
+        let rules = RuleStore::new(store.clone());
+        rules.put_lazy("state", "a", &vec![1, 2]).await.unwrap();
+        rules.put("state", "b", &vec![3]).await.unwrap();
+        // What a crash can leave of a lazy write.
+        store
+            .put(
+                &RuleStore::path("state", "c"),
+                PutPayload::from_static(b"[4, "),
+            )
+            .await
+            .unwrap();
+        let read: Vec<(String, Vec<i32>)> = rules.list_readable("state").await.unwrap();
+        assert_eq!(
+            read,
+            vec![("a".to_string(), vec![1, 2]), ("b".to_string(), vec![3])]
+        );
+        let e = rules.list::<Vec<i32>>("state").await.unwrap_err();
+        assert!(e.to_string().contains("state/c.json"), "{e}");
     }
 }

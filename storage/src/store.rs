@@ -73,8 +73,25 @@ pub fn open_local(dir: &FsPath) -> Result<Arc<dyn ObjectStore>> {
     }))
 }
 
+/// A put option (in [`PutOptions::extensions`]): the write need not be
+/// durable when it returns. A local directory leaves it to the kernel's
+/// writeback instead of fsyncing the file and its directory; stores that
+/// are durable anyway ignore it. For small objects rewritten often whose
+/// loss in a crash costs a recomputation, never acknowledged data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lazy;
+
+impl Lazy {
+    /// Put options that ask for a lazy write.
+    pub fn options() -> PutOptions {
+        let mut opts = PutOptions::default();
+        opts.extensions.insert(Lazy);
+        opts
+    }
+}
+
 /// A local directory whose writes are durable when they return: the file and
-/// its directory are fsynced. `LocalFileSystem` alone only renames a temp
+/// its directory are fsynced (unless the put asks for [`Lazy`]). `LocalFileSystem` alone only renames a temp
 /// file into place, and the flush removes WAL segments right after its
 /// commit — a power loss could otherwise lose both copies of acked rows.
 #[derive(Debug, Clone)]
@@ -143,8 +160,11 @@ impl ObjectStore for SyncedLocal {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        let lazy = opts.extensions.get::<Lazy>().is_some();
         let result = self.inner.put_opts(location, payload, opts).await?;
-        self.sync(location).await?;
+        if !lazy {
+            self.sync(location).await?;
+        }
         Ok(result)
     }
 

@@ -515,3 +515,30 @@ sql = "SELECT hostname, max(temp) AS value FROM thermal GROUP BY hostname"
     assert!(out.decisions.is_empty() && out.resends.is_empty());
     assert_eq!(r.st.last_eval, Some(T0));
 }
+
+#[test]
+fn the_durable_fingerprint_ignores_what_an_evaluation_recomputes() {
+    let mut r = Rig::new(&alert("for = \"1m\""));
+    r.eval(&["a", "b"]);
+    let pending = r.st.durable_fingerprint();
+    // Values, rows and sightings change every evaluation: the same print.
+    r.clock.advance(Duration::from_secs(30));
+    let samples = vec![sample("a", 97.5), sample("b", 99.0)];
+    let env = Env {
+        global: r.global,
+        live: r.live.clone(),
+        inventory: None,
+        generator_url: URL.into(),
+        new_id: &mut || "x".to_string(),
+    };
+    apply(&r.def, &mut r.st, samples, r.now(), env);
+    assert_eq!(r.instance("a").value, Some(97.5));
+    assert_eq!(r.st.durable_fingerprint(), pending);
+    // A lifecycle change (firing after `for`) and a gone instance do not.
+    r.after(30, &["a", "b"]);
+    assert_eq!(r.instance("a").state, AlertState::Firing);
+    let firing = r.st.durable_fingerprint();
+    assert_ne!(firing, pending);
+    r.after(30, &["a"]);
+    assert_ne!(r.st.durable_fingerprint(), firing);
+}

@@ -79,7 +79,7 @@ impl RulesEngine {
     }
 
     pub(super) async fn persist_state(&self, name: &str) {
-        self.write_state(name, true).await;
+        self.write_state(name, StateWrite::Always).await;
     }
 
     /// Persists rule `name`'s state after an evaluation only when what a
@@ -88,12 +88,16 @@ impl RulesEngine {
     /// [`REFRESH_NS`]: an fsync'd object per rule per evaluation would cost
     /// a round of 1,000 rules seconds of disk.
     pub(super) async fn persist_state_if_changed(&self, name: &str) {
-        self.write_state(name, false).await;
+        self.write_state(name, StateWrite::IfChanged).await;
     }
 
     /// Leaves rule `name`'s state to the persister: an evaluation that
-    /// starts no action does not wait for the disk. (A crash before the
-    /// write loses at most that change: a `for` timer starts again.)
+    /// starts no action does not wait for the disk. The persister writes
+    /// without an fsync (a round of 1,000 rules changes hundreds of states,
+    /// and their fsyncs would queue the WAL's behind them): a crash loses
+    /// at most the changes the kernel had not written back, and a `for`
+    /// timer starts again. States an action depends on are written durably
+    /// before it starts ([`RulesEngine::persist_state_if_changed`]).
     pub(super) fn mark_dirty(&self, name: &str) {
         self.dirty.lock().insert(name.to_string());
         self.dirty_notify.notify_one();
@@ -105,7 +109,7 @@ impl RulesEngine {
         let names = std::mem::take(&mut *self.dirty.lock());
         futures::stream::iter(names)
             .for_each_concurrent(PERSIST_AT_ONCE, |n| async move {
-                self.write_state(&n, false).await;
+                self.write_state(&n, StateWrite::IfChangedLazily).await;
             })
             .await;
     }
@@ -125,7 +129,7 @@ impl RulesEngine {
         }
     }
 
-    async fn write_state(&self, name: &str, always: bool) {
+    async fn write_state(&self, name: &str, how: StateWrite) {
         let lock = self
             .state_locks
             .lock()
@@ -143,17 +147,34 @@ impl RulesEngine {
             let fresh = l
                 .persisted
                 .is_some_and(|(p, at)| p == print && now.saturating_sub(at) < REFRESH_NS);
-            if fresh && !always {
+            if fresh && how != StateWrite::Always {
                 return;
             }
             l.persisted = Some((print, now));
             l.state.clone()
         };
-        if let Err(e) = self.store.put("state", name, &st).await {
+        let written = if how == StateWrite::IfChangedLazily {
+            self.store.put_lazy("state", name, &st).await
+        } else {
+            self.store.put("state", name, &st).await
+        };
+        if let Err(e) = written {
             error!(rule = name, error = %e, "persisting rule state failed");
             if let Some(l) = self.inner.lock().rules.get_mut(name) {
                 l.persisted = None;
             }
         }
     }
+}
+
+/// How [`RulesEngine::write_state`] writes a rule's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateWrite {
+    /// Now, durably.
+    Always,
+    /// Durably, when a restart would see a change (or the last write is
+    /// older than [`REFRESH_NS`]).
+    IfChanged,
+    /// As `IfChanged`, left to the kernel's writeback.
+    IfChangedLazily,
 }
