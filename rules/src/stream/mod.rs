@@ -147,6 +147,12 @@ pub struct Hub {
     /// Bytes of state as of the last change (for the budget check of
     /// [`Hub::attach`], which does not take the state's lock).
     used: std::sync::atomic::AtomicUsize,
+    /// Per state, whether it was refused for the budget (`true`) or is
+    /// filled (`false`), as of the last change; a state not listed is not
+    /// filled yet. Read by `/metrics` and the scheduler on the runtime's
+    /// workers, which must not wait for the state's lock behind a pass or
+    /// a drain (on lower-priority threads).
+    settled: Mutex<HashMap<StateKey, bool>>,
     tables: RwLock<Tables>,
     /// Writes and deletes not applied yet, oldest first.
     queue: Mutex<VecDeque<Event>>,
@@ -173,6 +179,7 @@ impl Hub {
             registry: Mutex::new(Registry::default()),
             filling: tokio::sync::Mutex::new(()),
             used: std::sync::atomic::AtomicUsize::new(0),
+            settled: Mutex::new(HashMap::new()),
             tables: RwLock::new(Tables::new()),
             queue: Mutex::new(VecDeque::new()),
             queued: Notify::new(),
@@ -212,14 +219,19 @@ impl Hub {
         let mut changed = HashMap::new();
         {
             let mut inner = self.inner.write();
+            // The queue is taken whole: the WAL writer's thread pushes to it,
+            // and must not wait for this (lower-priority) thread between
+            // two events.
             loop {
-                let Some(ev) = self.queue.lock().pop_front() else {
+                let events = std::mem::take(&mut *self.queue.lock());
+                if events.is_empty() {
                     break;
-                };
-                self.apply(&mut inner, ev, &mut changed);
+                }
+                for ev in events {
+                    self.apply(&mut inner, ev, &mut changed);
+                }
             }
-            self.used
-                .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);
+            self.publish(&inner);
         }
         if !changed.is_empty() {
             let mut all = self.changed.lock();
@@ -345,6 +357,20 @@ impl Hub {
         self.used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Publishes what readers outside the state's lock ask: its bytes,
+    /// and which states are filled or refused. Called under the lock
+    /// after every change.
+    fn publish(&self, inner: &Inner) {
+        self.used
+            .store(Self::used(inner), std::sync::atomic::Ordering::Relaxed);
+        *self.settled.lock() = inner
+            .slots
+            .iter()
+            .filter(|(_, s)| s.ready || s.refused)
+            .map(|(k, s)| (k.clone(), s.refused))
+            .collect();
+    }
+
     fn used(inner: &Inner) -> usize {
         inner.slots.values().map(|s| s.state.bytes()).sum::<usize>()
             + inner.keys.values().map(Keys::bytes).sum::<usize>()
@@ -353,20 +379,15 @@ impl Hub {
     /// States some rule reads that are not filled yet (nor refused for
     /// the budget): their rules wait for the fill.
     pub fn unfilled(&self) -> usize {
-        // Copied out: a drain takes the registry under the state's lock,
-        // so the two are never held in the other order.
         let readers: Vec<StateKey> = self.registry.lock().readers.keys().cloned().collect();
-        let inner = self.inner.read();
-        readers
-            .iter()
-            .filter(|k| inner.slots.get(*k).is_none_or(|s| !s.ready && !s.refused))
-            .count()
+        let settled = self.settled.lock();
+        readers.iter().filter(|k| !settled.contains_key(*k)).count()
     }
 
     /// Whether the state `key` was dropped for the memory budget (its
     /// rules run as batch SQL).
     pub fn refused(&self, key: &StateKey) -> bool {
-        self.inner.read().slots.get(key).is_some_and(|s| s.refused)
+        self.settled.lock().get(key).copied().unwrap_or(false)
     }
 
     /// Makes `rule` a reader of the state `key` with window `keep_ns`
@@ -581,8 +602,7 @@ impl Hub {
         if let Some(k) = inner.keys.get_mut(&table) {
             k.gc();
         }
-        self.used
-            .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);
+        self.publish(&inner);
     }
 
     /// Drops points no reader needs any more (older than `now − keep`, or
@@ -597,8 +617,7 @@ impl Hub {
         for k in inner.keys.values_mut() {
             k.gc();
         }
-        self.used
-            .store(Self::used(&inner), std::sync::atomic::Ordering::Relaxed);
+        self.publish(&inner);
     }
 
     /// The answer of a streaming rule at `now`, or `None` when its state is

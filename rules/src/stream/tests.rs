@@ -592,3 +592,33 @@ async fn batch_rules_sharing_a_scan_answer_as_their_own_scans_do() {
         }
     }
 }
+
+/// `/metrics` and the scheduler ask which states are filled or refused
+/// from the runtime's workers: the answer never waits for the state's
+/// lock, which a pass or a drain holds for up to hundreds of milliseconds.
+#[test]
+fn which_states_are_filled_is_answered_while_a_pass_holds_the_state() {
+    let hub = Hub::new(1 << 30);
+    let key = StateKey {
+        db: "fleet".into(),
+        table: "m".into(),
+        field: Some("v".into()),
+    };
+    hub.attach("r", &key, 60 * S, None).unwrap();
+    assert_eq!(hub.unfilled(), 1, "attached, not filled");
+    hub.drain();
+    assert_eq!(hub.unfilled(), 1, "its slot made, still not filled");
+    hub.add_filled(std::slice::from_ref(&key), &[], T0);
+    assert_eq!((hub.unfilled(), hub.refused(&key)), (0, false));
+
+    let held = hub.inner.write();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (h, k) = (hub.clone(), key.clone());
+    let asker = std::thread::spawn(move || {
+        let _ = tx.send((h.unfilled(), h.refused(&k)));
+    });
+    let answer = rx.recv_timeout(std::time::Duration::from_secs(5));
+    drop(held);
+    asker.join().unwrap();
+    assert_eq!(answer, Ok((0, false)), "waited for the state's lock");
+}
