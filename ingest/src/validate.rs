@@ -105,6 +105,9 @@ pub fn validate(
     max_columns: usize,
 ) -> Result<ValidatedWrite> {
     let mut out = ValidatedWrite::default();
+    // The accepted lines are at most the body: one allocation, not a
+    // chain of doublings (each a fresh, zeroed page range at this size).
+    out.accepted_lines.reserve(body.len());
     let mut builders: Vec<TableBuilder> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for line in parse_lines(body) {
