@@ -524,6 +524,7 @@ fn the_durable_fingerprint_ignores_what_an_evaluation_recomputes() {
     // Values, rows and sightings change every evaluation: the same print.
     r.clock.advance(Duration::from_secs(30));
     let samples = vec![sample("a", 97.5), sample("b", 99.0)];
+    let now = r.now();
     let env = Env {
         global: r.global,
         live: r.live.clone(),
@@ -531,7 +532,7 @@ fn the_durable_fingerprint_ignores_what_an_evaluation_recomputes() {
         generator_url: URL.into(),
         new_id: &mut || "x".to_string(),
     };
-    apply(&r.def, &mut r.st, samples, r.now(), env);
+    apply(&r.def, &mut r.st, samples, now, env);
     assert_eq!(r.instance("a").value, Some(97.5));
     assert_eq!(r.st.durable_fingerprint(), pending);
     // A lifecycle change (firing after `for`) and a gone instance do not.
