@@ -117,8 +117,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = fleetlake_storage::store::open_local(dir.path()).unwrap();
         let rules = RuleStore::new(store.clone());
-        rules.put_lazy("state", "a", &vec![1, 2]).await.unwrap();
-        rules.put("state", "b", &vec![3]).await.unwrap();
+        rules.put_lazy("state", "a", &[1, 2]).await.unwrap();
+        rules.put("state", "b", &[3]).await.unwrap();
         // What a crash can leave of a lazy write.
         store
             .put(
