@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -34,24 +34,28 @@ impl RuleStore {
     }
 
     pub async fn put<T: Serialize>(&self, kind: &str, name: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store
-            .put(&Self::path(kind, name), PutPayload::from(bytes))
-            .await?;
-        Ok(())
+        self.put_opts(kind, name, value, PutOptions::default())
+            .await
     }
 
     /// [`RuleStore::put`], durable only once the kernel writes it back: a
     /// crash may lose it or leave it torn, which [`RuleStore::list_readable`]
     /// skips.
     pub async fn put_lazy<T: Serialize>(&self, kind: &str, name: &str, value: &T) -> Result<()> {
+        self.put_opts(kind, name, value, fleetlake_storage::store::Lazy::options())
+            .await
+    }
+
+    async fn put_opts<T: Serialize>(
+        &self,
+        kind: &str,
+        name: &str,
+        value: &T,
+        opts: PutOptions,
+    ) -> Result<()> {
         let bytes = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
         self.store
-            .put_opts(
-                &Self::path(kind, name),
-                PutPayload::from(bytes),
-                fleetlake_storage::store::Lazy::options(),
-            )
+            .put_opts(&Self::path(kind, name), PutPayload::from(bytes), opts)
             .await?;
         Ok(())
     }

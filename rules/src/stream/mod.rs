@@ -359,16 +359,18 @@ impl Hub {
 
     /// Publishes what readers outside the state's lock ask: its bytes,
     /// and which states are filled or refused. Called under the lock
-    /// after every change.
+    /// after every change; most drains change no state's readiness, and
+    /// leave the published set as it is (no copy of its keys).
     fn publish(&self, inner: &Inner) {
         self.used
             .store(Self::used(inner), std::sync::atomic::Ordering::Relaxed);
-        *self.settled.lock() = inner
-            .slots
-            .iter()
-            .filter(|(_, s)| s.ready || s.refused)
-            .map(|(k, s)| (k.clone(), s.refused))
-            .collect();
+        let now = || inner.slots.iter().filter(|(_, s)| s.ready || s.refused);
+        let mut settled = self.settled.lock();
+        let same = now().count() == settled.len()
+            && now().all(|(k, s)| settled.get(k) == Some(&s.refused));
+        if !same {
+            *settled = now().map(|(k, s)| (k.clone(), s.refused)).collect();
+        }
     }
 
     fn used(inner: &Inner) -> usize {
