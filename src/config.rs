@@ -96,6 +96,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_GC_GRACE", default_value = "0s", value_parser = parse_duration)]
     pub gc_grace: Duration,
 
+    /// Do not publish the tables as Delta Lake tables (`<db>/<table>/_delta_log`
+    /// beside the data, for Spark, Trino, DuckDB and delta-rs).
+    #[arg(long, env = "FLEETLAKE_WITHOUT_DELTA")]
+    pub without_delta: bool,
+
     /// Retention: `DB=DURATION` for a database, `DB.TABLE=DURATION` for one
     /// table (e.g. `fleet=30d`, `fleet.cpu=7d`); repeat the flag or separate
     /// with commas. Rows older than that disappear from queries at once;

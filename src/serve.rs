@@ -12,6 +12,7 @@ use fleetlake_ingest::{IngestConfig, Ingester};
 use fleetlake_query::system::SystemTable;
 use fleetlake_query::{QueryConfig, QueryEngine};
 use fleetlake_storage::catalog::Catalog;
+use fleetlake_storage::delta::Publisher;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -67,6 +68,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     apply_retention(&catalog, &args.retention)
         .await
         .context("applying --retention")?;
+    let delta = (!args.without_delta).then(|| Publisher::new(catalog.clone()));
+    // Before garbage collection: a Delta log that a crash left behind its
+    // catalog is brought in line first, and the files it lists are kept.
+    if let Some(p) = &delta
+        && let Err(e) = p.sync(&catalog.state()).await
+    {
+        error!(error = %e, "publishing the Delta logs at start-up failed; retrying in the background");
+    }
     let compactor = Compactor::new(catalog.clone(), args.compaction_config());
     // Before anything writes: orphans of a crash are safe to delete now.
     match compactor.collect_garbage_at_startup().await {
@@ -84,7 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ingest_config.flush_bytes = args.flush_bytes;
     ingest_config.flush_interval = args.flush_interval;
     ingest_config.max_columns_per_table = args.max_columns_per_table;
-    let ingester = Ingester::open(catalog, ingest_config)
+    let ingester = Ingester::open(catalog.clone(), ingest_config)
         .await
         .context("opening the write path")?;
     // Queries (SQL, PromQL, Grafana, rules) plan and run on a runtime of
@@ -158,7 +167,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?);
     // `job_diagnoses(start, end)` and `host_impact(start, end)` in SQL.
     fleetlake_diagnosis::table_functions::register(&engine);
-    let state = AppState::new(
+    let mut state = AppState::new(
         ingester.clone(),
         engine,
         compactor.clone(),
@@ -172,6 +181,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         auth,
         audit,
     );
+    state.delta = delta.clone();
     let rules_query = state.engine.clone();
     rules.set_diagnoser(Arc::new(fleetlake_server::RuleDiagnoser::new(
         state.engine.clone(),
@@ -181,6 +191,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let flusher = tokio::spawn(ingester.clone().run_flusher(shutdown.clone()));
     let compaction =
         (!args.compaction_interval.is_zero()).then(|| compactor.clone().start(shutdown.clone()));
+    let delta_task = delta.clone().map(|p| tokio::spawn(p.run(shutdown.clone())));
 
     let listener = tokio::net::TcpListener::bind(&args.http_bind)
         .await
@@ -260,10 +271,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // A merge in progress finishes or is abandoned: both are safe.
         let _ = tokio::task::spawn_blocking(move || c.join()).await;
     }
+    if let Some(t) = delta_task {
+        let _ = t.await;
+    }
     info!("flushing the write buffer before exit");
     if let Err(e) = ingester.shutdown().await {
         error!(error = %e, "final flush failed; the WAL keeps the data for the next start");
         return Err(e.into());
+    }
+    if let Some(p) = &delta
+        && let Err(e) = p.sync(&catalog.state()).await
+    {
+        warn!(error = %e, "publishing the Delta logs at exit failed; the next start does it");
     }
     drop(query_runtime);
     info!("bye");

@@ -7,6 +7,7 @@ mod bad_input;
 mod compaction;
 mod crash;
 mod deletes;
+mod delta;
 mod demo;
 mod diagnosis;
 mod duckdb;

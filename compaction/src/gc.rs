@@ -140,7 +140,10 @@ pub(crate) async fn collect(
             Some(p) => p.strip_suffix(".series"),
             None => Some(path).filter(|p| p.ends_with(".parquet")),
         };
-        if path.starts_with("_catalog/") || data_path.is_none_or(|p| known.contains(p)) {
+        if path.starts_with("_catalog/")
+            || path.contains("/_delta_log/")
+            || data_path.is_none_or(|p| known.contains(p))
+        {
             continue;
         }
         let age_ns =

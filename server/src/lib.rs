@@ -87,6 +87,8 @@ pub struct AppState {
     pub started: Instant,
     /// Rule definitions, alert state, actions (the rules crate).
     pub rules: Arc<fleetlake_rules::RulesEngine>,
+    /// The Delta Lake publisher, unless `--without-delta`.
+    pub delta: Option<Arc<fleetlake_storage::delta::Publisher>>,
 }
 
 /// What [`AppState::new`] needs besides the engines.
@@ -122,6 +124,7 @@ impl AppState {
             metrics: Arc::new(ServerMetrics::default()),
             started: Instant::now(),
             rules,
+            delta: None,
         }
     }
 

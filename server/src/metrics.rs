@@ -69,6 +69,46 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     );
 }
 
+/// The Delta Lake publisher's figures: how far behind the catalog the
+/// published tables are.
+fn delta_metrics(out: &mut String, d: &fleetlake_storage::delta::DeltaMetrics) {
+    counter(
+        out,
+        "fleetlake_delta_commits_total",
+        "Delta log commits written.",
+        d.commits.get(),
+    );
+    counter(
+        out,
+        "fleetlake_delta_errors_total",
+        "Delta log syncs that failed (retried).",
+        d.errors.get(),
+    );
+    gauge(
+        out,
+        "fleetlake_delta_unpublished_files",
+        "Live data files Delta readers do not see yet (a day partition is published once compacted into one run).",
+        d.unpublished_files.load(Ordering::Relaxed),
+    );
+    gauge(
+        out,
+        "fleetlake_delta_refused_tables",
+        "Tables that cannot be published as Delta (a column Delta cannot name or type; see the log).",
+        d.refused_tables.load(Ordering::Relaxed),
+    );
+    gauge(
+        out,
+        "fleetlake_delta_synced_seq",
+        "Catalog commit the Delta logs were last brought in line with.",
+        d.synced_seq.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_delta_lag_seconds Age of the oldest live file Delta readers do not see yet (0: they see everything).\n# TYPE fleetlake_delta_lag_seconds gauge\nfleetlake_delta_lag_seconds {:.3}",
+        d.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    );
+}
+
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let m = &state.metrics;
     let i = state.ingester.metrics();
@@ -211,6 +251,9 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         ),
     ] {
         counter(&mut out, name, help, value);
+    }
+    if let Some(d) = &state.delta {
+        delta_metrics(&mut out, d.metrics());
     }
     let _ = writeln!(
         out,

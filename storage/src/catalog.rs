@@ -374,6 +374,11 @@ pub struct Catalog {
     /// Every state published that may still be alive: the snapshots readers
     /// hold. Dead ones are dropped at the next publish.
     published: parking_lot::Mutex<Vec<std::sync::Weak<CatalogState>>>,
+    /// The sequence of the current state, for tasks that follow commits.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Files that readers outside the server may read (those the Delta logs
+    /// list): in use whatever the snapshots say.
+    retained: RwLock<Arc<std::collections::HashSet<String>>>,
 }
 
 fn commit_path(seq: u64) -> Path {
@@ -407,6 +412,8 @@ impl Catalog {
         let state = Arc::new(state);
         let catalog = Self {
             store,
+            changes: tokio::sync::watch::Sender::new(state.seq),
+            retained: RwLock::new(Arc::default()),
             published: parking_lot::Mutex::new(vec![Arc::downgrade(&state)]),
             state: RwLock::new(state),
             commit_lock: tokio::sync::Mutex::new(()),
@@ -439,12 +446,37 @@ impl Catalog {
         let mut published = self.published.lock();
         published.retain(|w| w.strong_count() > 0);
         published.push(Arc::downgrade(&next));
+        let seq = next.seq;
         *self.state.write() = next;
+        self.changes.send_replace(seq);
     }
 
-    /// Whether a snapshot somebody still holds lists `path` as a file of
-    /// `db.table`: a reader planned against it and may still read it.
+    /// Sets the files readers outside the server may still read (`keep`:
+    /// in addition to those set before).
+    pub fn retain_for_outside_readers(&self, paths: std::collections::HashSet<String>, keep: bool) {
+        let mut retained = self.retained.write();
+        if keep {
+            let mut all = (**retained).clone();
+            all.extend(paths);
+            *retained = Arc::new(all);
+        } else {
+            *retained = Arc::new(paths);
+        }
+    }
+
+    /// Follows commits: the receiver sees the sequence of each new state
+    /// (it may skip some when several land before it looks).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether a snapshot somebody still holds, or a Delta log, lists `path`
+    /// as a file of `db.table`: a reader planned against it and may still
+    /// read it.
     pub fn in_use(&self, db: &str, table: &str, path: &str) -> bool {
+        if self.retained.read().contains(path) {
+            return true;
+        }
         let live: Vec<Arc<CatalogState>> = self
             .published
             .lock()

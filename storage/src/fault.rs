@@ -2,7 +2,9 @@
 //! process abort (as `kill -9` would stop it) when it reaches that point.
 //! Points: `flush:before_commit`, `compaction:mid_write`,
 //! `compaction:before_commit`, `compaction:after_commit`, `gc:after_delete`,
-//! `rollup:after_commit` (between a rollup's commit and its progress record).
+//! `rollup:after_commit` (between a rollup's commit and its progress record),
+//! `delta:before_commit` (a catalog commit is in, the Delta commit that
+//! follows it is not), `delta:after_commit`.
 
 use std::sync::OnceLock;
 

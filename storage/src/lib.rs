@@ -17,6 +17,7 @@
 pub mod catalog;
 pub mod counter;
 pub mod dedup;
+pub mod delta;
 pub mod error;
 pub mod fault;
 pub mod layout;

@@ -1,0 +1,423 @@
+//! One Delta Lake table's transaction log: its actions as the protocol
+//! spells them ("Actions" in Delta's PROTOCOL.md), replaying the log into
+//! the table's current snapshot, and writing the next commit.
+//!
+//! # Invariants
+//! - Commit `n` is `_delta_log/<n, 20 digits>.json`, one JSON action per
+//!   line, written with put-if-not-exists: two writers never both own `n`.
+//! - Versions start at 0 and have no gaps; a gap is an error, not a guess.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The log's folder under a table's root.
+pub const LOG_DIR: &str = "_delta_log";
+
+/// One line of a commit: exactly one of its fields is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_data: Option<Metadata>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<Add>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<Remove>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_info: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Protocol {
+    pub min_reader_version: u32,
+    pub min_writer_version: u32,
+}
+
+impl Protocol {
+    /// Plain Parquet files, no table features: every Delta reader reads it.
+    pub fn basic() -> Self {
+        Self {
+            min_reader_version: 1,
+            min_writer_version: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub format: Format,
+    pub schema_string: String,
+    pub partition_columns: Vec<String>,
+    #[serde(default)]
+    pub configuration: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_time: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Format {
+    pub provider: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Self {
+            provider: "parquet".into(),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+/// A data file enters the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Add {
+    /// Relative to the table root, URI-encoded.
+    pub path: String,
+    pub partition_values: BTreeMap<String, Option<String>>,
+    pub size: u64,
+    /// Milliseconds since the epoch.
+    pub modification_time: i64,
+    pub data_change: bool,
+    /// Per-file statistics, a JSON document in a string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<String>,
+}
+
+/// A data file leaves the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Remove {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<i64>,
+    pub data_change: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_file_metadata: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_values: Option<BTreeMap<String, Option<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// What the log says the table is at its newest version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// `None` while the log is empty (the table is not published yet).
+    pub version: Option<u64>,
+    pub metadata: Option<Metadata>,
+    /// Live files by their (relative) path.
+    pub files: BTreeMap<String, Add>,
+}
+
+impl Snapshot {
+    fn apply(&mut self, version: u64, lines: Vec<LogLine>) {
+        for line in lines {
+            if let Some(m) = line.meta_data {
+                self.metadata = Some(m);
+            }
+            if let Some(a) = line.add {
+                self.files.insert(a.path.clone(), a);
+            }
+            if let Some(r) = line.remove {
+                self.files.remove(&r.path);
+            }
+        }
+        self.version = Some(version);
+    }
+
+    /// The version the next commit takes.
+    pub fn next_version(&self) -> u64 {
+        self.version.map_or(0, |v| v + 1)
+    }
+}
+
+fn log_dir(root: &Path) -> Path {
+    root.clone().join(LOG_DIR)
+}
+
+fn commit_path(root: &Path, version: u64) -> Path {
+    log_dir(root).join(format!("{version:020}.json"))
+}
+
+fn version_of(path: &Path) -> Option<u64> {
+    let name = path.filename()?.strip_suffix(".json")?;
+    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| name.parse().ok())
+        .flatten()
+}
+
+fn os_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
+    move |source| Error::ObjectStore {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Parses one commit's lines.
+pub fn parse_commit(path: &Path, bytes: &[u8]) -> Result<Vec<LogLine>> {
+    let mut lines = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = serde_json::from_slice(line)
+            .map_err(|e| Error::Invalid(format!("Delta log {path}, line {}: {e}", i + 1)))?;
+        lines.push(parsed);
+    }
+    Ok(lines)
+}
+
+/// Replays the log of the table at `root` (every commit from version 0).
+///
+/// # Errors
+/// The store fails, a commit does not parse, or versions have a gap.
+pub async fn replay(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Snapshot> {
+    let dir = log_dir(root);
+    let mut versions: Vec<(u64, Path)> = store
+        .list(Some(&dir))
+        .try_filter_map(|m| async move { Ok(version_of(&m.location).map(|v| (v, m.location))) })
+        .try_collect()
+        .await
+        .map_err(os_err(&dir))?;
+    versions.sort_by_key(|(v, _)| *v);
+    let mut snapshot = Snapshot::default();
+    for (v, path) in versions {
+        if v != snapshot.next_version() {
+            return Err(Error::Invalid(format!(
+                "Delta log {dir} has a gap: expected version {}, found {v}",
+                snapshot.next_version()
+            )));
+        }
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(os_err(&path))?
+            .bytes()
+            .await
+            .map_err(os_err(&path))?;
+        snapshot.apply(v, parse_commit(&path, &bytes)?);
+    }
+    Ok(snapshot)
+}
+
+/// Writes `lines` as version `snapshot.next_version()` and applies them to
+/// `snapshot`. Returns `false`, changing nothing, when another writer took
+/// that version first (replay and decide again).
+///
+/// # Errors
+/// The store fails.
+pub async fn commit(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    snapshot: &mut Snapshot,
+    lines: Vec<LogLine>,
+) -> Result<bool> {
+    let version = snapshot.next_version();
+    let path = commit_path(root, version);
+    let mut body = Vec::new();
+    for line in &lines {
+        serde_json::to_writer(&mut body, line).expect("Delta actions serialise");
+        body.push(b'\n');
+    }
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store.put_opts(&path, PutPayload::from(body), opts).await {
+        Ok(_) => {
+            snapshot.apply(version, lines);
+            Ok(true)
+        }
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(source) => Err(Error::ObjectStore {
+            path: path.to_string(),
+            source,
+        }),
+    }
+}
+
+/// The Delta type of an Arrow column of ours, or `None` for one Delta
+/// cannot hold.
+fn delta_type(t: &DataType) -> Option<&'static str> {
+    Some(match t {
+        DataType::Dictionary(_, v) if **v == DataType::Utf8 => "string",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
+        DataType::Float64 => "double",
+        DataType::Int64 => "long",
+        // Delta has no unsigned integers: a decimal holds every u64 exactly.
+        DataType::UInt64 => "decimal(20,0)",
+        DataType::Boolean => "boolean",
+        // Delta's timestamps are microseconds: readers see ours truncated.
+        DataType::Timestamp(_, Some(_)) => "timestamp",
+        _ => return None,
+    })
+}
+
+/// Characters Delta (without column mapping) refuses in a column name.
+const INVALID_NAME_CHARS: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
+
+/// The table's schema as Delta's `schemaString`, with `partition` (a
+/// `date`) last.
+///
+/// # Errors
+/// A column Delta cannot name or type without column mapping, which this
+/// writer does not use: the table is not published, and the reason says why.
+pub fn schema_string(schema: &Schema, partition: &str) -> std::result::Result<String, String> {
+    let mut fields = Vec::new();
+    for f in schema.fields() {
+        if f.name().contains(INVALID_NAME_CHARS) {
+            return Err(format!(
+                "column {:?} has a character Delta refuses in a name (one of \" ,;{{}}()=\" or a tab or newline)",
+                f.name()
+            ));
+        }
+        let Some(t) = delta_type(f.data_type()) else {
+            return Err(format!(
+                "column {:?} has type {}, which has no Delta type",
+                f.name(),
+                f.data_type()
+            ));
+        };
+        fields.push(serde_json::json!({
+            "name": f.name(), "type": t, "nullable": f.is_nullable(), "metadata": {}
+        }));
+    }
+    fields.push(serde_json::json!({
+        "name": partition, "type": "date", "nullable": false, "metadata": {}
+    }));
+    Ok(serde_json::json!({"type": "struct", "fields": fields}).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn add(path: &str) -> LogLine {
+        LogLine {
+            add: Some(Add {
+                path: path.into(),
+                partition_values: BTreeMap::from([("day".into(), Some("2024-01-01".into()))]),
+                size: 10,
+                modification_time: 1,
+                data_change: true,
+                stats: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn remove(path: &str) -> LogLine {
+        LogLine {
+            remove: Some(Remove {
+                path: path.into(),
+                deletion_timestamp: Some(2),
+                data_change: true,
+                extended_file_metadata: None,
+                partition_values: None,
+                size: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_replay_to_the_live_files_and_a_taken_version_is_refused() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let root = Path::from("db/t");
+        let mut s = replay(&store, &root).await.unwrap();
+        assert_eq!(s.version, None);
+        assert!(
+            commit(&store, &root, &mut s, vec![add("a"), add("b")])
+                .await
+                .unwrap()
+        );
+        assert!(
+            commit(&store, &root, &mut s, vec![remove("a"), add("c")])
+                .await
+                .unwrap()
+        );
+        let replayed = replay(&store, &root).await.unwrap();
+        assert_eq!(replayed, s);
+        assert_eq!(replayed.version, Some(1));
+        assert_eq!(replayed.files.keys().collect::<Vec<_>>(), ["b", "c"]);
+        // A writer with a stale view loses the race and changes nothing.
+        let mut stale = Snapshot::default();
+        assert!(
+            !commit(&store, &root, &mut stale, vec![add("x")])
+                .await
+                .unwrap()
+        );
+        assert_eq!(stale.version, None);
+        // The lines are what the protocol names them.
+        let bytes = store
+            .get(&commit_path(&root, 1))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(text.starts_with("{\"remove\":{\"path\":\"a\",\"deletionTimestamp\":2,\"dataChange\":true}}\n{\"add\":{\"path\":\"c\",\"partitionValues\":{\"day\":\"2024-01-01\"}"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_gap_in_the_log_is_an_error() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let root = Path::from("db/t");
+        store.put(&commit_path(&root, 0), PutPayload::from("{\"add\":{\"path\":\"a\",\"partitionValues\":{},\"size\":1,\"modificationTime\":1,\"dataChange\":true}}\n")).await.unwrap();
+        store
+            .put(&commit_path(&root, 2), PutPayload::from(""))
+            .await
+            .unwrap();
+        let err = replay(&store, &root).await.unwrap_err().to_string();
+        assert!(err.contains("expected version 1, found 2"), "{err}");
+    }
+
+    #[test]
+    fn schemas_map_to_delta_types_or_say_why_not() {
+        use arrow::datatypes::{Field, TimeUnit};
+        let s = Schema::new(vec![
+            Field::new("host", crate::schema::tag_data_type(), true),
+            Field::new("n", DataType::UInt64, true),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                false,
+            ),
+        ]);
+        let text = schema_string(&s, "day").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let types: Vec<&str> = v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["string", "decimal(20,0)", "timestamp", "date"]);
+        let bad = Schema::new(vec![Field::new("disk name", DataType::Float64, true)]);
+        assert!(
+            schema_string(&bad, "day")
+                .unwrap_err()
+                .contains("\"disk name\"")
+        );
+    }
+}

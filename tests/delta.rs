@@ -1,0 +1,304 @@
+//! Every table is a Delta Lake table: the `deltalake` Python package (delta-rs,
+//! from PyPI; `scripts/test` installs it) reads each compacted day once,
+//! follows deletes and schema changes, travels in time, and after `kill -9`
+//! at each point between our commit and the Delta commit reads what the
+//! server answers.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Server, Tsbs};
+
+/// Background compaction off (tests trigger it); removed files kept an
+/// hour, so older Delta versions stay readable.
+const ARGS: [&str; 6] = [
+    "--compaction-interval",
+    "0",
+    "--gc-grace",
+    "1h",
+    "--compaction-target-rows",
+    "500",
+];
+
+/// Reads a Delta table (at a version, if given) and prints its rows.
+const READ: &str = r#"
+import json, sys
+import pyarrow as pa
+from deltalake import DeltaTable
+uri, version = sys.argv[1], (int(sys.argv[2]) if len(sys.argv) > 2 else None)
+try:
+    dt = DeltaTable(uri, version=version)
+except Exception as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+    sys.exit(0)
+t = dt.to_pyarrow_table()
+cols = t.column_names
+rows = []
+for r in t.to_pylist():
+    rows.append([r["hostname"], int(r["time"].timestamp() * 1_000_000), r["usage_user"],
+                 r.get("usage_new"), str(r["day"])])
+rows.sort(key=lambda r: (r[0], r[1]))
+print(json.dumps({"version": dt.version(), "columns": cols,
+                  "types": [str(f.type) for f in t.schema], "rows": rows}))
+"#;
+
+const CRASH_ARGS: [&str; 4] = ["--compaction-interval", "0", "--gc-grace", "0s"];
+
+fn read_delta(server: &Server, table: &str, version: Option<u64>) -> Value {
+    let uri = server.data_dir.join("store/fleet").join(table);
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", READ, uri.to_str().unwrap()]);
+    if let Some(v) = version {
+        cmd.arg(v.to_string());
+    }
+    let out = cmd
+        .output()
+        .expect("python3 runs (scripts/test installs deltalake from PyPI)");
+    assert!(
+        out.status.success(),
+        "reading the Delta table failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// The server's rows in the reader's shape: hostname, time (µs),
+/// usage_user, usage_new, day.
+async fn ours(server: &Server, with_new: bool) -> Vec<Value> {
+    let new = if with_new { "usage_new" } else { "NULL" };
+    let rows = server
+        .sql(
+            "fleet",
+            &format!(
+                "SELECT hostname, CAST(time AS BIGINT) / 1000 AS t, usage_user, {new} AS n, \
+                 to_char(time, '%Y-%m-%d') AS day FROM cpu ORDER BY hostname, t"
+            ),
+        )
+        .await;
+    rows.iter()
+        .map(|r| {
+            Value::Array(vec![
+                r["hostname"].clone(),
+                r["t"].clone(),
+                r["usage_user"].clone(),
+                r["n"].clone(),
+                r["day"].clone(),
+            ])
+        })
+        .collect()
+}
+
+/// Waits until the Delta table's rows are `want` (the publisher follows
+/// the catalog in the background) and returns what the reader saw.
+async fn until_rows(server: &Server, want: &[Value]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = read_delta(server, "cpu", None);
+        if got["rows"].as_array().is_some_and(|r| r == want) {
+            return got;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "the Delta table never showed the server's {} rows; last read: {}",
+                want.len(),
+                &got.to_string()[..got.to_string().len().min(2000)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+fn tsbs() -> Tsbs {
+    Tsbs {
+        // 23:50 on 2015-12-31: the rows span two day partitions.
+        start_ns: 1_451_605_800_000_000_000,
+        ..Tsbs::new(5)
+    }
+}
+
+#[tokio::test]
+async fn delta_readers_see_each_compacted_day_once() {
+    let server = Server::start(&ARGS);
+    let tsbs = tsbs();
+    // One flush: one file per day, which holds each row once: published.
+    server.write_ok("fleet", &tsbs.body(0, 90)).await;
+    server.flush().await;
+    let first = ours(&server, false).await;
+    assert_eq!(first.len(), 5 * 90);
+    until_rows(&server, &first).await;
+    // A second flush with a retried batch and an overwrite of one row: two
+    // flush files per day may hold a row twice, so readers keep the first
+    // state until compaction.
+    server.write_ok("fleet", &tsbs.body(90, 120)).await;
+    server.write_ok("fleet", &tsbs.body(80, 90)).await;
+    let t = tsbs.time(100);
+    server
+        .write_ok(
+            "fleet",
+            &format!("cpu,hostname=host_2,region=eu-west-1 usage_user=1000i {t}\n"),
+        )
+        .await;
+    server.flush().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stale = read_delta(&server, "cpu", None);
+    assert_eq!(stale["rows"].as_array().unwrap(), &first);
+    let m = server.metrics().await;
+    assert!(
+        metric(&m, "fleetlake_delta_unpublished_files") >= 2.0,
+        "{m}"
+    );
+    assert!(metric(&m, "fleetlake_delta_lag_seconds") > 0.0, "{m}");
+
+    server.admin("compact").await;
+    let want = ours(&server, false).await;
+    assert_eq!(want.len(), 5 * 120);
+    let got = until_rows(&server, &want).await;
+    let overwritten = want
+        .iter()
+        .find(|r| r[0] == "host_2" && r[1] == t / 1000)
+        .expect("the overwritten row");
+    assert_eq!(overwritten[2], 1000);
+    let cols: Vec<&str> = got["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cols.last(), Some(&"day"), "{cols:?}");
+    assert!(
+        cols.contains(&"time") && cols.contains(&"hostname"),
+        "{cols:?}"
+    );
+    let types = got["types"].as_array().unwrap();
+    assert_eq!(
+        types[cols.iter().position(|c| *c == "time").unwrap()],
+        "timestamp[us, tz=UTC]"
+    );
+    assert_eq!(
+        types[cols.iter().position(|c| *c == "day").unwrap()],
+        "date32[day]"
+    );
+    let m = server.metrics().await;
+    assert_eq!(metric(&m, "fleetlake_delta_unpublished_files"), 0.0, "{m}");
+    assert_eq!(metric(&m, "fleetlake_delta_lag_seconds"), 0.0, "{m}");
+    let compacted = got["version"].as_u64().unwrap();
+
+    // A new field, then a delete: neither shows until compaction has
+    // applied it, then both do.
+    let t2 = tsbs.time(110);
+    server
+        .write_ok(
+            "fleet",
+            &format!(
+                "cpu,hostname=host_1,region=ap-southeast-2 usage_user=7i,usage_new=2.5 {t2}\n"
+            ),
+        )
+        .await;
+    server.flush().await;
+    server
+        .sql(
+            "fleet",
+            &format!(
+                "DELETE FROM cpu WHERE hostname = 'host_3' AND time >= '{}'",
+                chrono::DateTime::from_timestamp_nanos(tsbs.time(60)).to_rfc3339()
+            ),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stale = read_delta(&server, "cpu", None);
+    assert_eq!(
+        stale["rows"].as_array().unwrap(),
+        &want,
+        "a pending change showed early"
+    );
+    server.admin("compact").await;
+    let want2 = ours(&server, true).await;
+    assert!(want2.len() < want.len());
+    assert!(
+        !want2
+            .iter()
+            .any(|r| r[0] == "host_3" && r[1].as_i64() >= Some(tsbs.time(60) / 1000))
+    );
+    let got2 = until_rows(&server, &want2).await;
+    assert!(
+        got2["columns"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("usage_new"))
+    );
+    let new_row = want2
+        .iter()
+        .find(|r| r[0] == "host_1" && r[1] == t2 / 1000)
+        .unwrap();
+    assert_eq!(new_row[3], 2.5);
+
+    // Time travel: the version of the first compaction still reads as it was.
+    let old = read_delta(&server, "cpu", Some(compacted));
+    assert_eq!(old["rows"].as_array().unwrap(), &want);
+}
+
+/// Reads `kill -9` at each point between a catalog commit and the Delta
+/// commit that follows it: after a restart the table reads as the server
+/// answers, each row once.
+#[tokio::test]
+async fn a_crash_between_the_catalog_and_the_delta_log_is_repaired_at_start() {
+    let tsbs = tsbs();
+    for fault in [
+        "delta:before_commit",
+        "delta:after_commit",
+        "compaction:after_commit",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server =
+            Server::start_with_env(tmp.path(), &CRASH_ARGS, &[("FLEETLAKE_FAULT", fault)]);
+        // Each request may be the one the server dies in.
+        let client = server.client();
+        let url = server.url.clone();
+        for (from, to) in [(0, 70), (70, 120)] {
+            let _ = client
+                .post(format!("{url}/api/v3/write_lp?db=fleet"))
+                .body(tsbs.body(from, to))
+                .send()
+                .await;
+            let _ = client
+                .post(format!("{url}/api/v1/admin/flush"))
+                .send()
+                .await;
+        }
+        let _ = client
+            .post(format!("{url}/api/v1/admin/compact"))
+            .send()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.liveness().starts_with("running") {
+            assert!(
+                Instant::now() < deadline,
+                "{fault}: the server never reached the fault"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server.kill9();
+        // No garbage collection grace: were the Delta log repaired after
+        // start-up's collection, it would list deleted files.
+        let server = Server::start_in(tmp.path(), &CRASH_ARGS);
+        // Repaired before anything new is written.
+        let now = ours(&server, false).await;
+        assert!(!now.is_empty(), "{fault}: nothing survived");
+        until_rows(&server, &now).await;
+        // And it keeps following: everything again (idempotent), compacted.
+        server.write_ok("fleet", &tsbs.body(0, 120)).await;
+        server.flush().await;
+        server.admin("compact").await;
+        let want = ours(&server, false).await;
+        assert_eq!(want.len(), 5 * 120, "{fault}: rows after restart");
+        until_rows(&server, &want).await;
+    }
+}
