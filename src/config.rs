@@ -3,8 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use fleetlake_time::parse_duration;
+
+/// What a server does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Ingest, store, compact, publish, evaluate rules and answer queries.
+    All,
+    /// A read replica: answers SQL, PromQL and Grafana from the object store
+    /// another server writes, following its catalog; no WAL, no writes.
+    Query,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -95,6 +105,16 @@ pub struct ServeArgs {
     /// (another engine scanning the Parquet directly).
     #[arg(long, env = "FLEETLAKE_GC_GRACE", default_value = "0s", value_parser = parse_duration)]
     pub gc_grace: Duration,
+
+    /// `all` (the default) or `query`: a stateless read replica of the
+    /// server that writes `--object-store` (see "Read replicas" in the
+    /// README). It refuses writes, deletes and admin requests with a 403.
+    #[arg(long, env = "FLEETLAKE_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
+    /// How often a read replica looks for new catalog commits.
+    #[arg(long, env = "FLEETLAKE_FOLLOW_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub follow_interval: Duration,
 
     /// Do not publish the tables as Delta Lake tables (`<db>/<table>/_delta_log`
     /// beside the data, for Spark, Trino, DuckDB and delta-rs).

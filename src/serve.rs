@@ -16,7 +16,7 @@ use fleetlake_storage::delta::Publisher;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::ServeArgs;
+use crate::config::{Role, ServeArgs};
 use fleetlake_server::auth::TokenStore;
 use fleetlake_server::{AppState, AuditLog, Auth, Limits};
 
@@ -44,6 +44,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     fleetlake_compaction::rollup::config::set_default_db(&args.default_db);
     // A bad rollup file stops start-up before anything is opened or written.
     let rollup_specs = read_rollups(&args)?;
+    // A read replica changes nothing in the store: no retention, no
+    // compaction, no garbage collection, no Delta commits, no rules.
+    let writer = args.role == Role::All;
+    if !writer && args.demo.demo {
+        anyhow::bail!("--demo writes a fleet: it needs --role all");
+    }
     // Held until the process exits (the OS releases it on a crash too).
     let _lock = lock_wal_dir(&args.wal_dir())?;
     let mut rules_config = args.rules_config();
@@ -65,10 +71,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("loading the catalog")?,
     );
-    apply_retention(&catalog, &args.retention)
-        .await
-        .context("applying --retention")?;
-    let delta = (!args.without_delta).then(|| Publisher::new(catalog.clone()));
+    if writer {
+        apply_retention(&catalog, &args.retention)
+            .await
+            .context("applying --retention")?;
+    } else if !args.retention.is_empty() {
+        warn!("--retention is the writing server's to set; a read replica ignores it");
+    }
+    let delta = (writer && !args.without_delta).then(|| Publisher::new(catalog.clone()));
     // Before garbage collection: a Delta log that a crash left behind its
     // catalog is brought in line first, and the files it lists are kept.
     if let Some(p) = &delta
@@ -78,15 +88,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let compactor = Compactor::new(catalog.clone(), args.compaction_config());
     // Before anything writes: orphans of a crash are safe to delete now.
-    match compactor.collect_garbage_at_startup().await {
-        Ok(r) if r.orphans_deleted > 0 => {
-            info!(
-                orphans = r.orphans_deleted,
-                "deleted files of an interrupted flush or compaction"
-            )
+    // (A replica's store is another server's: never.)
+    if writer {
+        match compactor.collect_garbage_at_startup().await {
+            Ok(r) if r.orphans_deleted > 0 => {
+                info!(
+                    orphans = r.orphans_deleted,
+                    "deleted files of an interrupted flush or compaction"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "start-up garbage collection failed"),
         }
-        Ok(_) => {}
-        Err(e) => error!(error = %e, "start-up garbage collection failed"),
     }
     let mut ingest_config = IngestConfig::new(args.wal_dir());
     ingest_config.memory_budget = args.memory_budget;
@@ -182,15 +195,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         audit,
     );
     state.delta = delta.clone();
+    state.read_only = !writer;
     let rules_query = state.engine.clone();
     rules.set_diagnoser(Arc::new(fleetlake_server::RuleDiagnoser::new(
         state.engine.clone(),
     )));
 
     let shutdown = CancellationToken::new();
-    let flusher = tokio::spawn(ingester.clone().run_flusher(shutdown.clone()));
-    let compaction =
-        (!args.compaction_interval.is_zero()).then(|| compactor.clone().start(shutdown.clone()));
+    let flusher = writer.then(|| tokio::spawn(ingester.clone().run_flusher(shutdown.clone())));
+    let compaction = (writer && !args.compaction_interval.is_zero())
+        .then(|| compactor.clone().start(shutdown.clone()));
+    let follower = (!writer).then(|| {
+        tokio::spawn(follow_catalog(
+            ingester.clone(),
+            args.follow_interval,
+            shutdown.clone(),
+        ))
+    });
     let delta_task = delta.clone().map(|p| tokio::spawn(p.run(shutdown.clone())));
 
     let listener = tokio::net::TcpListener::bind(&args.http_bind)
@@ -208,10 +229,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when binding to :0.
     // Rules start once the address is known (their generatorURL); a bad
     // rule file stops start-up here, before the server answers.
-    let rules_task = rules
-        .start(rules_query, format!("http://{addr}"), shutdown.clone())
-        .await
-        .context("loading rules")?;
+    let rules_task = if writer {
+        Some(
+            rules
+                .start(rules_query, format!("http://{addr}"), shutdown.clone())
+                .await
+                .context("loading rules")?,
+        )
+    } else {
+        None
+    };
     println!("fleetlake listening on http://{addr}");
     // Stopped by `shutdown`, awaited before the final flush.
     let demo_task = demo.map(|d| {
@@ -219,7 +246,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("{}", d.banner(&format!("http://{addr}")));
         tokio::spawn(d.run(ingester.clone(), shutdown.clone()))
     });
-    let journal = (!args.diagnosis_journal_interval.is_zero()).then(|| {
+    let journal = (writer && !args.diagnosis_journal_interval.is_zero()).then(|| {
         let journal = fleetlake_server::DiagnosisJournal {
             engine: state.engine.clone(),
             clock: Arc::new(fleetlake_rules::clock::SystemClock),
@@ -265,14 +292,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(t) = demo_task {
         let _ = t.await;
     }
-    let _ = flusher.await;
-    let _ = rules_task.await;
+    for task in [flusher, follower].into_iter().flatten() {
+        let _ = task.await;
+    }
+    if let Some(t) = rules_task {
+        let _ = t.await;
+    }
     if let Some(c) = compaction {
         // A merge in progress finishes or is abandoned: both are safe.
         let _ = tokio::task::spawn_blocking(move || c.join()).await;
     }
     if let Some(t) = delta_task {
         let _ = t.await;
+    }
+    if !writer {
+        drop(query_runtime);
+        info!("bye");
+        return Ok(());
     }
     info!("flushing the write buffer before exit");
     if let Err(e) = ingester.shutdown().await {
@@ -287,6 +323,39 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(query_runtime);
     info!("bye");
     Ok(())
+}
+
+/// A read replica's loop: applies the commits the writing server made
+/// since, and makes tables and columns they created visible to queries
+/// (which list the write path's schemas).
+async fn follow_catalog(
+    ingester: Arc<fleetlake_ingest::Ingester>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let catalog = ingester.catalog().clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match catalog.refresh().await {
+            Ok(0) => continue,
+            Ok(n) => tracing::debug!(commits = n, "followed the catalog"),
+            Err(e) => {
+                warn!(error = %e, "reading the writer's catalog failed; retrying");
+                continue;
+            }
+        }
+        let state = catalog.state();
+        for (db, dbs) in &state.databases {
+            for (table, ts) in &dbs.tables {
+                if let Err(e) = ingester.adopt_table_schema(db, table, &ts.schema) {
+                    warn!(db, table, error = %e, "a table's schema could not be followed");
+                }
+            }
+        }
+    }
 }
 
 /// One server per write-ahead log (and so per local data directory): a

@@ -17,6 +17,7 @@ mod last_value;
 mod prometheus;
 mod promql;
 mod pruning;
+mod replica;
 mod rollup;
 mod rules;
 mod s3;

@@ -43,6 +43,7 @@ mod params;
 mod prom_labels;
 mod prometheus;
 mod query;
+pub mod read_only;
 mod remote_write;
 mod rules;
 mod tokens;
@@ -89,6 +90,9 @@ pub struct AppState {
     pub rules: Arc<fleetlake_rules::RulesEngine>,
     /// The Delta Lake publisher, unless `--without-delta`.
     pub delta: Option<Arc<fleetlake_storage::delta::Publisher>>,
+    /// A read replica (`--role query`): every request that would change
+    /// the store is refused ([`read_only::refuse_changes`]).
+    pub read_only: bool,
 }
 
 /// What [`AppState::new`] needs besides the engines.
@@ -125,6 +129,7 @@ impl AppState {
             started: Instant::now(),
             rules,
             delta: None,
+            read_only: false,
         }
     }
 
@@ -194,9 +199,13 @@ pub fn router(state: AppState) -> Router {
             limits::request_body,
         ))
         .layer(DefaultBodyLimit::max(state.max_request_bytes));
-    writes
-        .merge(others)
-        .layer(axum::middleware::from_fn_with_state(
+    let app = writes.merge(others);
+    let app = if state.read_only {
+        app.layer(axum::middleware::from_fn(read_only::refuse_changes))
+    } else {
+        app
+    };
+    app.layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             auth::authenticate,
         ))

@@ -132,6 +132,9 @@ async fn run(
         principal.require(Permission::Read, Some(&db))?;
         let db = state.existing_db(Some(&db)).map_err(ApiError::not_found)?;
         if let Some(spec) = state.engine.plan_delete(&db, &sql).await? {
+            if state.read_only {
+                return Err(crate::read_only::refused("a DELETE"));
+            }
             principal.require(Permission::Admin, Some(&db))?;
             let target = format!("{db}.{}", spec.table);
             let result = delete(&state, &db, spec).await;

@@ -489,6 +489,16 @@ impl Catalog {
         })
     }
 
+    /// Reads the commits another process wrote since our state (a read
+    /// replica following the writer); returns how many it applied.
+    ///
+    /// # Errors
+    /// The store fails, or a commit is corrupt or missing.
+    pub async fn refresh(&self) -> Result<usize> {
+        let _guard = self.commit_lock.lock().await;
+        self.catch_up().await
+    }
+
     /// Applies commits written after our state (by us or another writer).
     async fn catch_up(&self) -> Result<usize> {
         let mut state = (*self.state()).clone();
