@@ -48,7 +48,11 @@ async fn a_read_replica_follows_the_writer_and_refuses_changes() {
         "100ms",
     ]);
     for q in QUERIES {
-        assert_eq!(replica.sql("fleet", q).await, writer.sql("fleet", q).await, "{q}");
+        assert_eq!(
+            replica.sql("fleet", q).await,
+            writer.sql("fleet", q).await,
+            "{q}"
+        );
     }
 
     // Rows still in the writer's buffer are the writer's alone; once
@@ -58,7 +62,10 @@ async fn a_read_replica_follows_the_writer_and_refuses_changes() {
         .write_ok("fleet", "mem,hostname=host_0 used=5i 1451606400000000000\n")
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(replica.sql_i64("fleet", "SELECT count(*) FROM cpu").await, 200);
+    assert_eq!(
+        replica.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        200
+    );
     writer.flush().await;
     until_count(&replica, "SELECT count(*) AS n FROM cpu", 400).await;
     until_count(&replica, "SELECT count(*) AS n FROM mem", 1).await;
@@ -67,7 +74,11 @@ async fn a_read_replica_follows_the_writer_and_refuses_changes() {
     writer.admin("compact").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for q in QUERIES {
-        assert_eq!(replica.sql("fleet", q).await, writer.sql("fleet", q).await, "{q}");
+        assert_eq!(
+            replica.sql("fleet", q).await,
+            writer.sql("fleet", q).await,
+            "{q}"
+        );
     }
     let promql = |s: &Server| {
         let url = format!(
@@ -75,7 +86,16 @@ async fn a_read_replica_follows_the_writer_and_refuses_changes() {
             s.url
         );
         let client = s.client();
-        async move { client.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     let (w, r) = (promql(&writer).await, promql(&replica).await);
     assert_eq!(w["status"], "success", "{w}");
@@ -83,16 +103,34 @@ async fn a_read_replica_follows_the_writer_and_refuses_changes() {
 
     // Every change is refused, saying where to go; the writer's catalog
     // does not move.
-    let seq = writer.sql("fleet", "SELECT count(*) AS n FROM system.files").await;
+    let seq = writer
+        .sql("fleet", "SELECT count(*) AS n FROM system.files")
+        .await;
     let client = replica.client();
     for (method, path, body) in [
-        ("POST", "/api/v3/write_lp?db=fleet", "cpu,hostname=x usage_user=1i 1\n"),
-        ("POST", "/write?db=fleet", "cpu,hostname=x usage_user=1i 1\n"),
+        (
+            "POST",
+            "/api/v3/write_lp?db=fleet",
+            "cpu,hostname=x usage_user=1i 1\n",
+        ),
+        (
+            "POST",
+            "/write?db=fleet",
+            "cpu,hostname=x usage_user=1i 1\n",
+        ),
         ("POST", "/api/v1/admin/flush", ""),
         ("POST", "/api/v1/admin/compact", ""),
-        ("PUT", "/api/v1/retention", r#"{"db": "fleet", "ttl": "1d"}"#),
+        (
+            "PUT",
+            "/api/v1/retention",
+            r#"{"db": "fleet", "ttl": "1d"}"#,
+        ),
         ("POST", "/api/v1/rules", "[[rule]]\nname = \"x\"\n"),
-        ("POST", "/api/v1/tokens", r#"{"name": "x", "scopes": ["admin"]}"#),
+        (
+            "POST",
+            "/api/v1/tokens",
+            r#"{"name": "x", "scopes": ["admin"]}"#,
+        ),
     ] {
         let r = client
             .request(method.parse().unwrap(), format!("{}{path}", replica.url))
@@ -103,16 +141,31 @@ async fn a_read_replica_follows_the_writer_and_refuses_changes() {
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         assert_eq!(status, 403, "{method} {path}: {text}");
-        assert!(text.contains("read replica (--role query)"), "{method} {path}: {text}");
+        assert!(
+            text.contains("read replica (--role query)"),
+            "{method} {path}: {text}"
+        );
     }
     let (status, text) = replica
-        .sql_raw("fleet", "DELETE FROM cpu WHERE time < '2016-01-02T00:00:00Z'", "json")
+        .sql_raw(
+            "fleet",
+            "DELETE FROM cpu WHERE time < '2016-01-02T00:00:00Z'",
+            "json",
+        )
         .await;
     assert_eq!(status, 403, "{text}");
-    assert!(text.contains("a DELETE goes to the server that writes"), "{text}");
-    assert_eq!(replica.sql_i64("fleet", "SELECT count(*) FROM cpu").await, 400);
+    assert!(
+        text.contains("a DELETE goes to the server that writes"),
+        "{text}"
+    );
     assert_eq!(
-        writer.sql("fleet", "SELECT count(*) AS n FROM system.files").await,
+        replica.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        400
+    );
+    assert_eq!(
+        writer
+            .sql("fleet", "SELECT count(*) AS n FROM system.files")
+            .await,
         seq
     );
 }

@@ -135,4 +135,34 @@ async fn s3_object_store_holds_files_and_catalog() {
         )
         .await;
     assert_eq!(sum, expected_sum);
+
+    // The Delta log is in the bucket too: the first flush's file (its day
+    // held one file); the last flush's file waits for compaction.
+    let options = serde_json::json!({
+        "AWS_ENDPOINT_URL": moto.url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+    });
+    let delta = crate::delta::read_delta_at(
+        "s3://fleet-bucket/warehouse/one/fleet/cpu",
+        None,
+        Some(&options),
+    );
+    assert_eq!(delta["rows"].as_array().map(Vec::len), Some(120), "{delta}");
+
+    // A read replica on the same bucket answers what the writer flushed.
+    let replica_dir = tempfile::tempdir().expect("tempdir");
+    let replica = Server::start_with_env(
+        replica_dir.path(),
+        &[
+            "--role",
+            "query",
+            "--object-store",
+            "s3://fleet-bucket/warehouse/one",
+        ],
+        &env,
+    );
+    assert_eq!(
+        replica.sql_i64("fleet", "SELECT count(*) FROM cpu").await,
+        160
+    );
 }

@@ -206,8 +206,8 @@ pub fn router(state: AppState) -> Router {
         app
     };
     app.layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
-            auth::authenticate,
-        ))
-        .with_state(state)
+        state.auth.clone(),
+        auth::authenticate,
+    ))
+    .with_state(state)
 }

@@ -105,7 +105,7 @@ fn delta_metrics(out: &mut String, d: &fleetlake_storage::delta::DeltaMetrics) {
     let _ = writeln!(
         out,
         "# HELP fleetlake_delta_lag_seconds Age of the oldest live file Delta readers do not see yet (0: they see everything).\n# TYPE fleetlake_delta_lag_seconds gauge\nfleetlake_delta_lag_seconds {:.3}",
-        d.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        d.lag_seconds(fleetlake_storage::catalog::now_ns())
     );
 }
 

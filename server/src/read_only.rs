@@ -32,7 +32,10 @@ fn refusal(method: &Method, path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
     let reading = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     match path {
-        "/write" | "/api/v2/write" | "/api/v3/write_lp" | "/api/v1/prom/write"
+        "/write"
+        | "/api/v2/write"
+        | "/api/v3/write_lp"
+        | "/api/v1/prom/write"
         | "/prometheus/api/v1/write" => Some("a write"),
         _ if path.starts_with("/api/v1/admin/") => Some("an admin action"),
         "/api/v1/retention" if !reading => Some("a retention change"),

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use object_store::path::Path;
@@ -42,12 +42,24 @@ pub struct DeltaMetrics {
     pub errors: Counter,
     /// Live files readers do not see yet (see [`policy`]).
     pub unpublished_files: AtomicU64,
-    /// Age (ms) of the oldest of them at the last sync; 0 when none.
-    pub lag_ms: AtomicU64,
+    /// When the oldest of them was committed (ns since the epoch); 0 when
+    /// there is none.
+    pub oldest_unpublished_ns: AtomicI64,
     /// Tables that cannot be published (a column Delta cannot hold).
     pub refused_tables: AtomicU64,
     /// The catalog sequence of the last complete sync.
     pub synced_seq: AtomicU64,
+}
+
+impl DeltaMetrics {
+    /// How long the oldest live file readers do not see has waited, at
+    /// `now` (ns); 0 when they see every file.
+    pub fn lag_seconds(&self, now: i64) -> f64 {
+        match self.oldest_unpublished_ns.load(Ordering::Relaxed) {
+            0 => 0.0,
+            t => now.saturating_sub(t).max(0) as f64 / 1e9,
+        }
+    }
 }
 
 /// One table's log as we last read or wrote it.
@@ -177,10 +189,8 @@ impl Publisher {
             .retain_for_outside_readers(listed, first_err.is_some());
         let m = &self.metrics;
         m.unpublished_files.store(unpublished, Ordering::Relaxed);
-        let lag_ms = oldest.map_or(0, |o| {
-            (now_ns().saturating_sub(o) / 1_000_000).max(0) as u64
-        });
-        m.lag_ms.store(lag_ms, Ordering::Relaxed);
+        m.oldest_unpublished_ns
+            .store(oldest.unwrap_or(0), Ordering::Relaxed);
         m.refused_tables.store(refused, Ordering::Relaxed);
         match first_err {
             Some(e) => Err(e),
