@@ -121,6 +121,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_WITHOUT_DELTA")]
     pub without_delta: bool,
 
+    /// A Delta checkpoint (the table's state as Parquet, so readers need
+    /// not replay every commit) every this many versions of a table.
+    #[arg(long, env = "FLEETLAKE_DELTA_CHECKPOINT_EVERY", default_value_t = fleetlake_storage::delta::checkpoint::CHECKPOINT_EVERY)]
+    pub delta_checkpoint_every: u64,
+
     /// Retention: `DB=DURATION` for a database, `DB.TABLE=DURATION` for one
     /// table (e.g. `fleet=30d`, `fleet.cpu=7d`); repeat the flag or separate
     /// with commas. Rows older than that disappear from queries at once;

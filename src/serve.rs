@@ -78,7 +78,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else if !args.retention.is_empty() {
         warn!("--retention is the writing server's to set; a read replica ignores it");
     }
-    let delta = (writer && !args.without_delta).then(|| Publisher::new(catalog.clone()));
+    let delta = (writer && !args.without_delta)
+        .then(|| Publisher::new(catalog.clone(), args.delta_checkpoint_every));
     // Before garbage collection: a Delta log that a crash left behind its
     // catalog is brought in line first, and the files it lists are kept.
     if let Some(p) = &delta
@@ -87,6 +88,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         error!(error = %e, "publishing the Delta logs at start-up failed; retrying in the background");
     }
     let compactor = Compactor::new(catalog.clone(), args.compaction_config());
+    if let Some(p) = &delta {
+        compactor.set_delta(p.clone());
+    }
     // Before anything writes: orphans of a crash are safe to delete now.
     // (A replica's store is another server's: never.)
     if writer {

@@ -423,9 +423,12 @@ async fn replaced_files_go_once_no_running_query_reads_them() {
         } else if path.ends_with(".parquet") {
             assert!(live.contains(&path), "{path} is not live");
         } else {
-            // The catalog, and the audit log of the admin calls above.
+            // The catalog, the audit log of the admin calls above, and
+            // the table's Delta log.
             assert!(
-                path.starts_with("_catalog/") || path.starts_with("_audit/"),
+                path.starts_with("_catalog/")
+                    || path.starts_with("_audit/")
+                    || path.starts_with("fleet/cpu/_delta_log/"),
                 "{path} ({bytes} bytes)"
             );
         }

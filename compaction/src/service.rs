@@ -65,6 +65,9 @@ pub struct Compactor {
     running: tokio::sync::Mutex<()>,
     /// Materialized in the background loop too, when set.
     rollups: OnceLock<Arc<Rollups>>,
+    /// Brought up to date before each garbage collection, so that files a
+    /// Delta log stopped listing go at once, not a pass later.
+    delta: OnceLock<Arc<fleetlake_storage::delta::Publisher>>,
 }
 
 impl Compactor {
@@ -76,6 +79,7 @@ impl Compactor {
             metrics: CompactionMetrics::default(),
             running: tokio::sync::Mutex::new(()),
             rollups: OnceLock::new(),
+            delta: OnceLock::new(),
         })
     }
 
@@ -83,6 +87,11 @@ impl Compactor {
     /// built after the compactor (they need the write path), hence not `new`.
     pub fn set_rollups(&self, rollups: Arc<Rollups>) {
         let _ = self.rollups.set(rollups);
+    }
+
+    /// Publishes the Delta logs before each garbage collection.
+    pub fn set_delta(&self, publisher: Arc<fleetlake_storage::delta::Publisher>) {
+        let _ = self.delta.set(publisher);
     }
 
     pub fn metrics(&self) -> &CompactionMetrics {
@@ -183,6 +192,13 @@ impl Compactor {
 
     async fn gc(&self, orphan_age: Duration) -> fleetlake_storage::Result<GcReport> {
         let _guard = self.running.lock().await;
+        // A file a Delta log lists is kept; a removal just committed is not
+        // in the log yet.
+        if let Some(p) = self.delta.get()
+            && let Err(e) = p.sync(&self.catalog.state()).await
+        {
+            tracing::warn!(error = %e, "publishing the Delta logs before garbage collection failed");
+        }
         let report = gc::collect(&self.catalog, self.config.gc_grace, orphan_age).await?;
         self.metrics.files_deleted.add(report.removed_deleted);
         self.metrics.orphans_deleted.add(report.orphans_deleted);

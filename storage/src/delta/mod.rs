@@ -7,6 +7,7 @@
 //! - [`policy`]: which files readers see — each day partition as of its
 //!   latest de-duplicated state with no delete pending.
 //! - [`publisher`]: follows the catalog and writes the difference.
+//! - [`checkpoint`]: the state as Parquet every so many versions, for readers.
 //!
 //! How readers see our columns: tags and string fields as `string`,
 //! floats as `double`, integers as `long`, unsigned integers as
@@ -14,6 +15,7 @@
 //! (microseconds: Delta has no finer one, so readers truncate ours), and
 //! the partition column `day` as a `date`.
 
+pub mod checkpoint;
 pub mod log;
 pub mod policy;
 pub mod publisher;

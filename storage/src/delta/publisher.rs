@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::log::{self, Add, LogLine, Metadata, Protocol, Remove, Snapshot};
-use super::policy;
+use super::{checkpoint, policy};
 use crate::catalog::{Catalog, CatalogState, FileMeta, TableState, now_ns};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
@@ -71,6 +71,8 @@ struct TableLog {
 
 pub struct Publisher {
     catalog: Arc<Catalog>,
+    /// Versions between checkpoints.
+    checkpoint_every: u64,
     tables: tokio::sync::Mutex<BTreeMap<(String, String), TableLog>>,
     metrics: DeltaMetrics,
 }
@@ -82,9 +84,12 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub fn new(catalog: Arc<Catalog>) -> Arc<Self> {
+    /// A publisher that writes a checkpoint every `checkpoint_every`
+    /// versions of a table.
+    pub fn new(catalog: Arc<Catalog>, checkpoint_every: u64) -> Arc<Self> {
         Arc::new(Self {
             catalog,
+            checkpoint_every,
             tables: tokio::sync::Mutex::new(BTreeMap::new()),
             metrics: DeltaMetrics::default(),
         })
@@ -162,6 +167,20 @@ impl Publisher {
                         }
                         if s.committed {
                             self.metrics.commits.inc();
+                        }
+                        if s.committed
+                            && let Some(v) = tl.snapshot.version
+                            && checkpoint::due(v, self.checkpoint_every)
+                            // Only reader time is at stake: log and go on.
+                            && let Err(e) = checkpoint::write(
+                                &store,
+                                &root,
+                                &tl.snapshot,
+                                &Protocol::basic(),
+                            )
+                            .await
+                        {
+                            warn!(table = %root, error = %e, "writing a Delta checkpoint failed");
                         }
                     }
                     Err(e) => {

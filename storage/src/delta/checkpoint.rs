@@ -1,0 +1,289 @@
+//! Delta checkpoints: every so many versions ([`CHECKPOINT_EVERY`] by
+//! default) the table's state
+//! is written as `<version>.checkpoint.parquet` and named in
+//! `_delta_log/_last_checkpoint`, so a reader starts from it instead of
+//! replaying every JSON commit since version 0 (the protocol's "classic"
+//! checkpoint: one row per action, one struct column per action kind).
+//!
+//! A checkpoint only speeds readers up: our own replay reads the JSON
+//! commits, which are never deleted, so a checkpoint lost in a crash costs
+//! nothing but reader time.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, MapBuilder, MapFieldNames,
+    RecordBatch, StringArray, StringBuilder, StructArray,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, Fields, Schema};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+
+use super::log::{LOG_DIR, Snapshot};
+use crate::error::{Error, Result};
+
+/// Versions between checkpoints by default (Delta's own writers use 10 or 100).
+pub const CHECKPOINT_EVERY: u64 = 100;
+
+/// Whether the commit of `version` is followed by a checkpoint.
+pub fn due(version: u64, every: u64) -> bool {
+    version > 0 && version.is_multiple_of(every.max(1))
+}
+
+fn nullable(name: &str, t: DataType) -> Field {
+    Field::new(name, t, true)
+}
+
+fn map_names() -> MapFieldNames {
+    MapFieldNames {
+        entry: "key_value".into(),
+        key: "key".into(),
+        value: "value".into(),
+    }
+}
+
+fn string_map() -> DataType {
+    let entries = Field::new(
+        "key_value",
+        DataType::Struct(Fields::from(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", DataType::Utf8, true),
+        ])),
+        false,
+    );
+    DataType::Map(Arc::new(entries), false)
+}
+
+/// One map per row: `None` rows are null maps.
+fn maps<'a>(rows: impl Iterator<Item = Option<Vec<(&'a str, Option<&'a str>)>>>) -> ArrayRef {
+    let mut b = MapBuilder::new(
+        Some(map_names()),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    )
+    .with_values_field(Arc::new(Field::new("value", DataType::Utf8, true)));
+    for row in rows {
+        match row {
+            Some(entries) => {
+                for (k, v) in entries {
+                    b.keys().append_value(k);
+                    b.values().append_option(v);
+                }
+                b.append(true).expect("keys and values align");
+            }
+            None => b.append(false).expect("keys and values align"),
+        }
+    }
+    Arc::new(b.finish())
+}
+
+fn strings<'a>(rows: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(rows.collect::<StringArray>())
+}
+
+fn struct_column(fields: Vec<Field>, arrays: Vec<ArrayRef>, present: Vec<bool>) -> ArrayRef {
+    Arc::new(StructArray::new(
+        Fields::from(fields),
+        arrays,
+        Some(NullBuffer::from(present)),
+    ))
+}
+
+/// The checkpoint of `snapshot` as one record batch: the protocol, the
+/// metadata, then every live file.
+pub fn batch(snapshot: &Snapshot, protocol: &super::log::Protocol) -> Result<RecordBatch> {
+    let meta = snapshot
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("a Delta checkpoint needs the table's metadata".into()))?;
+    let adds: Vec<&super::log::Add> = snapshot.files.values().collect();
+    // Row 0: protocol; row 1: metaData; rows 2..: add.
+    let n = 2 + adds.len();
+    let is = |row: usize| move |i: usize| i == row;
+    let add_at = |i: usize| i.checked_sub(2).map(|j| adds[j]);
+
+    let protocol_col = struct_column(
+        vec![
+            nullable("minReaderVersion", DataType::Int32),
+            nullable("minWriterVersion", DataType::Int32),
+        ],
+        vec![
+            Arc::new(
+                (0..n)
+                    .map(|i| is(0)(i).then_some(protocol.min_reader_version as i32))
+                    .collect::<Int32Array>(),
+            ),
+            Arc::new(
+                (0..n)
+                    .map(|i| is(0)(i).then_some(protocol.min_writer_version as i32))
+                    .collect::<Int32Array>(),
+            ),
+        ],
+        (0..n).map(is(0)).collect(),
+    );
+
+    let in_meta = is(1);
+    let mut columns = ListBuilder::new(StringBuilder::new());
+    for i in 0..n {
+        if in_meta(i) {
+            for c in &meta.partition_columns {
+                columns.values().append_value(c);
+            }
+            columns.append(true);
+        } else {
+            columns.append(false);
+        }
+    }
+    let format_col = struct_column(
+        vec![
+            nullable("provider", DataType::Utf8),
+            nullable("options", string_map()),
+        ],
+        vec![
+            strings((0..n).map(|i| in_meta(i).then_some(meta.format.provider.as_str()))),
+            maps((0..n).map(|i| {
+                in_meta(i).then(|| {
+                    meta.format
+                        .options
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+                        .collect()
+                })
+            })),
+        ],
+        (0..n).map(in_meta).collect(),
+    );
+    let columns = columns.finish();
+    let meta_col = struct_column(
+        vec![
+            nullable("id", DataType::Utf8),
+            nullable("name", DataType::Utf8),
+            nullable("description", DataType::Utf8),
+            nullable("format", format_col.data_type().clone()),
+            nullable("schemaString", DataType::Utf8),
+            nullable("partitionColumns", columns.data_type().clone()),
+            nullable("configuration", string_map()),
+            nullable("createdTime", DataType::Int64),
+        ],
+        vec![
+            strings((0..n).map(|i| in_meta(i).then_some(meta.id.as_str()))),
+            strings((0..n).map(|i| in_meta(i).then_some(meta.name.as_deref()).flatten())),
+            strings((0..n).map(|_| None)),
+            format_col,
+            strings((0..n).map(|i| in_meta(i).then_some(meta.schema_string.as_str()))),
+            Arc::new(columns),
+            maps((0..n).map(|i| {
+                in_meta(i).then(|| {
+                    meta.configuration
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+                        .collect()
+                })
+            })),
+            Arc::new(
+                (0..n)
+                    .map(|i| in_meta(i).then_some(meta.created_time).flatten())
+                    .collect::<Int64Array>(),
+            ),
+        ],
+        (0..n).map(in_meta).collect(),
+    );
+
+    let add_col = struct_column(
+        vec![
+            nullable("path", DataType::Utf8),
+            nullable("partitionValues", string_map()),
+            nullable("size", DataType::Int64),
+            nullable("modificationTime", DataType::Int64),
+            nullable("dataChange", DataType::Boolean),
+            nullable("stats", DataType::Utf8),
+            nullable("tags", string_map()),
+        ],
+        vec![
+            strings((0..n).map(|i| add_at(i).map(|a| a.path.as_str()))),
+            maps((0..n).map(|i| {
+                add_at(i).map(|a| {
+                    a.partition_values
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_deref()))
+                        .collect()
+                })
+            })),
+            Arc::new(
+                (0..n)
+                    .map(|i| add_at(i).map(|a| a.size as i64))
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(
+                (0..n)
+                    .map(|i| add_at(i).map(|a| a.modification_time))
+                    .collect::<Int64Array>(),
+            ),
+            // A checkpoint's adds are the state, not a change.
+            Arc::new(
+                (0..n)
+                    .map(|i| add_at(i).map(|_| false))
+                    .collect::<BooleanArray>(),
+            ),
+            strings((0..n).map(|i| add_at(i).and_then(|a| a.stats.as_deref()))),
+            maps((0..n).map(|_| None)),
+        ],
+        (0..n).map(|i| add_at(i).is_some()).collect(),
+    );
+
+    let schema = Schema::new(vec![
+        nullable("protocol", protocol_col.data_type().clone()),
+        nullable("metaData", meta_col.data_type().clone()),
+        nullable("add", add_col.data_type().clone()),
+    ]);
+    Ok(RecordBatch::try_new(
+        Arc::new(schema),
+        vec![protocol_col, meta_col, add_col],
+    )?)
+}
+
+/// Writes the checkpoint of `snapshot` (at its version) and points
+/// `_last_checkpoint` at it.
+///
+/// # Errors
+/// Encoding or the store fails.
+pub async fn write(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    snapshot: &Snapshot,
+    protocol: &super::log::Protocol,
+) -> Result<()> {
+    let Some(version) = snapshot.version else {
+        return Ok(());
+    };
+    let batch = batch(snapshot, protocol)?;
+    let rows = batch.num_rows();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None)?;
+    writer.write(&batch)?;
+    writer.close()?;
+    let dir = root.clone().join(LOG_DIR);
+    let path = dir
+        .clone()
+        .join(format!("{version:020}.checkpoint.parquet"));
+    let size = bytes.len();
+    store
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map_err(|source| Error::ObjectStore {
+            path: path.to_string(),
+            source,
+        })?;
+    let last = dir.join("_last_checkpoint");
+    let body = serde_json::json!({"version": version, "size": rows, "sizeInBytes": size});
+    store
+        .put(&last, PutPayload::from(body.to_string()))
+        .await
+        .map_err(|source| Error::ObjectStore {
+            path: last.to_string(),
+            source,
+        })?;
+    Ok(())
+}
