@@ -280,6 +280,21 @@ async fn delta_readers_see_each_compacted_day_once() {
     // Time travel: the version of the first compaction still reads as it was.
     let old = read_delta(&server, "cpu", Some(compacted));
     assert_eq!(old["rows"].as_array().unwrap(), &want);
+
+    // Retention drops the files whose rows all expired (these are from
+    // 2016): the Delta table drops them too.
+    let r = server
+        .client()
+        .put(format!("{}/api/v1/retention", server.url))
+        .body(r#"{"db": "fleet", "table": "cpu", "ttl": "30d"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    server.admin("compact").await;
+    assert_eq!(server.sql_i64("fleet", "SELECT count(*) FROM cpu").await, 0);
+    let dropped = until_rows(&server, &[]).await;
+    assert!(dropped["version"].as_u64() > got2["version"].as_u64(), "{dropped}");
 }
 
 /// Reads `kill -9` at each point between a catalog commit and the Delta
