@@ -294,7 +294,10 @@ async fn delta_readers_see_each_compacted_day_once() {
     server.admin("compact").await;
     assert_eq!(server.sql_i64("fleet", "SELECT count(*) FROM cpu").await, 0);
     let dropped = until_rows(&server, &[]).await;
-    assert!(dropped["version"].as_u64() > got2["version"].as_u64(), "{dropped}");
+    assert!(
+        dropped["version"].as_u64() > got2["version"].as_u64(),
+        "{dropped}"
+    );
 }
 
 /// Reads `kill -9` at each point between a catalog commit and the Delta

@@ -128,6 +128,8 @@ impl Publisher {
         let mut tables = self.tables.lock().await;
         let mut first_err = None;
         let (mut unpublished, mut oldest, mut refused) = (0u64, None::<i64>, 0u64);
+        // Whether what the logs list may differ from what was retained.
+        let mut changed = false;
         let store = Arc::clone(self.catalog.store());
         for (db, dbs) in &state.databases {
             for (name, ts) in &dbs.tables {
@@ -136,6 +138,7 @@ impl Publisher {
                 if !tables.contains_key(&key) {
                     match log::replay(&store, &root).await {
                         Ok(snapshot) => {
+                            changed = true;
                             tables.insert(
                                 key.clone(),
                                 TableLog {
@@ -166,6 +169,7 @@ impl Publisher {
                             }
                         }
                         if s.committed {
+                            changed = true;
                             self.metrics.commits.inc();
                         }
                         if s.committed
@@ -187,25 +191,28 @@ impl Publisher {
                         self.metrics.errors.inc();
                         // Read the log again next time: it may be ahead of us.
                         tables.remove(&key);
+                        changed = true;
                         first_err.get_or_insert(e);
                     }
                 }
             }
         }
-        let listed: HashSet<String> = tables
-            .iter()
-            .flat_map(|((db, t), tl)| {
-                let root = table_dir(db, t);
-                tl.snapshot
-                    .files
-                    .keys()
-                    .map(move |rel| format!("{root}/{rel}"))
-            })
-            .collect();
-        // A table whose log could not be read may list more: keep what was
-        // retained for it.
-        self.catalog
-            .retain_for_outside_readers(listed, first_err.is_some());
+        if changed {
+            let listed: HashSet<String> = tables
+                .iter()
+                .flat_map(|((db, t), tl)| {
+                    let root = table_dir(db, t);
+                    tl.snapshot
+                        .files
+                        .keys()
+                        .map(move |rel| format!("{root}/{rel}"))
+                })
+                .collect();
+            // A table whose log could not be read may list more: keep what was
+            // retained for it.
+            self.catalog
+                .retain_for_outside_readers(listed, first_err.is_some());
+        }
         let m = &self.metrics;
         m.unpublished_files.store(unpublished, Ordering::Relaxed);
         m.oldest_unpublished_ns
@@ -249,12 +256,11 @@ async fn sync_table(
 ) -> Result<TableSync> {
     let prefix = format!("{root}/");
     for _ in 0..MAX_RACES {
-        let published: BTreeSet<String> = tl
-            .snapshot
-            .files
-            .keys()
-            .map(|rel| format!("{prefix}{rel}"))
-            .collect();
+        let files = &tl.snapshot.files;
+        let published = |path: &str| {
+            path.strip_prefix(&prefix)
+                .is_some_and(|rel| files.contains_key(rel))
+        };
         let partition = tl
             .snapshot
             .metadata
@@ -272,14 +278,18 @@ async fn sync_table(
         // A table that cannot be published keeps what it has, minus what
         // the catalog dropped: its readers must not meet deleted files.
         let want: BTreeSet<&str> = match &schema {
-            Ok(_) => policy::to_publish(ts, &published),
+            Ok(_) => policy::to_publish(ts, published),
             Err(_) => ts
                 .files
                 .keys()
                 .map(String::as_str)
-                .filter(|p| published.contains(*p))
+                .filter(|p| published(p))
                 .collect(),
         };
+        let want_rel: HashSet<&str> = want
+            .iter()
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .collect();
         let now_ms = now_ns() / 1_000_000;
         let mut lines = Vec::new();
         let metadata = match (&schema, &tl.snapshot.metadata) {
@@ -312,7 +322,7 @@ async fn sync_table(
         }
         let (mut added, mut removed) = (0usize, 0usize);
         for (rel, add) in &tl.snapshot.files {
-            if !want.contains(format!("{prefix}{rel}").as_str()) {
+            if !want_rel.contains(rel.as_str()) {
                 removed += 1;
                 lines.push(LogLine {
                     remove: Some(Remove {
