@@ -17,10 +17,7 @@ use crate::catalog::{FileMeta, TableState};
 
 /// The catalog paths of `table`'s files to publish, given which paths are
 /// `published` now.
-pub fn to_publish<'a>(
-    table: &'a TableState,
-    published: impl Fn(&str) -> bool,
-) -> BTreeSet<&'a str> {
+pub fn to_publish(table: &TableState, published: impl Fn(&str) -> bool) -> BTreeSet<&str> {
     let mut days: BTreeMap<&str, Vec<&FileMeta>> = BTreeMap::new();
     for f in table.files.values() {
         days.entry(f.day.as_str()).or_default().push(f);
