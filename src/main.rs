@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod cli_ballista;
 mod cli_bench;
 mod cli_client;
 mod cli_diagnose;
@@ -49,6 +50,9 @@ enum Command {
     Bench(cli_bench::BenchArgs),
     /// Create, list and revoke API tokens on the store.
     Token(cli_token::TokenArgs),
+    /// Distributed SQL on Apache Ballista: a scheduler, an executor, or a
+    /// query over the tables' Delta snapshots.
+    Ballista(cli_ballista::BallistaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,5 +77,6 @@ fn main() -> anyhow::Result<()> {
         Command::Gen(args) => cli_gen::run(args, &runtime),
         Command::Bench(args) => cli_bench::run(args, &runtime),
         Command::Token(args) => runtime.block_on(cli_token::run(args)),
+        Command::Ballista(args) => runtime.block_on(cli_ballista::run(args)),
     }
 }

@@ -4,6 +4,7 @@ mod common;
 
 mod anomaly;
 mod bad_input;
+mod ballista;
 mod compaction;
 mod crash;
 mod deletes;

@@ -1,0 +1,153 @@
+//! Distributed SQL on Apache Ballista: a scheduler and two executors
+//! (`fleetlake ballista scheduler|executor`) answer SQL over a writer's
+//! compacted tables as the writer answers it.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Server, Tsbs, free_port};
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fleetlake(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("fleetlake starts"),
+    )
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ballista_sql(scheduler: u16, store: &Path, sql: &str) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args(["ballista", "sql", "--scheduler"])
+        .arg(format!("df://127.0.0.1:{scheduler}"))
+        .arg("--store")
+        .arg(store)
+        .args(["--db", "fleet", sql])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("fleetlake ballista sql runs");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let text = text.trim();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{sql}: {e}: {text}"))
+}
+
+const QUERIES: [&str; 3] = [
+    "SELECT count(*) AS n FROM cpu",
+    "SELECT hostname, max(usage_user) AS m, sum(usage_idle) AS s, count(*) AS n FROM cpu GROUP BY hostname ORDER BY hostname",
+    "SELECT region, CAST(date_bin(INTERVAL '10 minutes', time) AS BIGINT) AS t, sum(usage_system) AS s FROM cpu GROUP BY region, t ORDER BY region, t",
+];
+
+#[tokio::test]
+async fn two_ballista_executors_answer_as_the_writer_does() {
+    let writer = Server::start(&["--compaction-interval", "0"]);
+    let tsbs = Tsbs {
+        // The rows span two days.
+        start_ns: 1_451_605_800_000_000_000,
+        ..Tsbs::new(12)
+    };
+    writer.write_ok("fleet", &tsbs.body(0, 200)).await;
+    writer.flush().await;
+    writer.write_ok("fleet", &tsbs.body(200, 360)).await;
+    writer.flush().await;
+    writer.admin("compact").await;
+    // Every file is published once compacted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !writer
+        .metrics()
+        .await
+        .contains("\nfleetlake_delta_unpublished_files 0\n")
+    {
+        assert!(Instant::now() < deadline, "the Delta logs never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let scheduler = free_port();
+    let _scheduler = fleetlake(&[
+        "ballista",
+        "scheduler",
+        "--bind",
+        &format!("127.0.0.1:{scheduler}"),
+    ]);
+    wait_listening(scheduler);
+    let work = tempfile::tempdir().unwrap();
+    let mut executors = Vec::new();
+    for i in 0..2 {
+        let (port, grpc) = (free_port(), free_port());
+        let dir = work.path().join(format!("executor-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        executors.push(fleetlake(&[
+            "ballista",
+            "executor",
+            "--scheduler",
+            &format!("127.0.0.1:{scheduler}"),
+            "--port",
+            &port.to_string(),
+            "--grpc-port",
+            &grpc.to_string(),
+            "--concurrent-tasks",
+            "1",
+            "--work-dir",
+            dir.to_str().unwrap(),
+        ]));
+        wait_listening(port);
+    }
+
+    let store = writer.data_dir.join("store");
+    for q in QUERIES {
+        let want = writer.sql("fleet", q).await;
+        assert!(!want.is_empty(), "{q}");
+        let got = ballista_sql(scheduler, &store, q);
+        assert_eq!(got, want, "{q}");
+    }
+    // Both executors ran tasks: each wrote shuffle output.
+    for i in 0..2 {
+        let dir = work.path().join(format!("executor-{i}"));
+        let n = walk(&dir);
+        assert!(n > 0, "executor {i} wrote nothing under {}", dir.display());
+    }
+}
+
+/// Files under `dir`.
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { 1 }
+        })
+        .sum()
+}
