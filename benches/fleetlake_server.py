@@ -17,8 +17,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-# The process id of each running server, by base URL.
+# The process id and data directory of each running server, by base URL.
 _PIDS = {}
+_DIRS = {}
+
+
+def data_dir(url):
+    """The data directory of the server at `url` (its store is `store/`)."""
+    return _DIRS[url]
 
 
 def cpu_seconds(url):
@@ -79,8 +85,10 @@ def running(binary):
                         raise RuntimeError(f"{binary} exited with {server.returncode}")
                     time.sleep(0.1)
             _PIDS[url] = server.pid
+            _DIRS[url] = d
             yield url
         finally:
             _PIDS.pop(url, None)
+            _DIRS.pop(url, None)
             server.terminate()
             server.wait(timeout=30)
