@@ -44,9 +44,11 @@ enum BallistaCommand {
         /// The scheduler, `df://host:port`.
         #[arg(long, default_value = "df://127.0.0.1:50050")]
         scheduler: String,
-        /// The store directory the writing server uses (`<data-dir>/store`).
+        /// The writing server's store: its directory (`<data-dir>/store`)
+        /// or `s3://bucket/prefix` (with the `AWS_*` variables, as the
+        /// server).
         #[arg(long)]
-        store: std::path::PathBuf,
+        store: String,
         #[arg(long, default_value = "fleet")]
         db: String,
         sql: String,

@@ -21,11 +21,12 @@ impl Drop for Proc {
     }
 }
 
-fn fleetlake(args: &[&str]) -> Proc {
+fn fleetlake(args: &[&str], envs: &[(&str, &str)]) -> Proc {
     Proc(
         Command::new(env!("CARGO_BIN_EXE_fleetlake"))
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("fleetlake starts"),
@@ -40,7 +41,7 @@ fn wait_listening(port: u16) {
     }
 }
 
-fn ballista_sql(scheduler: u16, store: &Path, sql: &str) -> Vec<Value> {
+fn ballista_sql(scheduler: u16, store: &str, envs: &[(&str, &str)], sql: &str) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
         .args(["ballista", "sql", "--scheduler"])
         .arg(format!("df://127.0.0.1:{scheduler}"))
@@ -48,6 +49,7 @@ fn ballista_sql(scheduler: u16, store: &Path, sql: &str) -> Vec<Value> {
         .arg(store)
         .args(["--db", "fleet", sql])
         .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
         .output()
         .expect("fleetlake ballista sql runs");
     assert!(
@@ -72,6 +74,40 @@ const QUERIES: [&str; 3] = [
 #[tokio::test]
 async fn two_ballista_executors_answer_as_the_writer_does() {
     let writer = Server::start(&["--compaction-interval", "0"]);
+    let store = writer.data_dir.join("store");
+    cluster_answers_as_the_writer(&writer, store.to_str().unwrap(), &[]).await;
+}
+
+/// The same on an S3 store (moto's server): the writer, the scheduler,
+/// the executors and the client all reach the bucket.
+#[tokio::test]
+async fn two_ballista_executors_on_s3_answer_as_the_writer_does() {
+    let moto = crate::s3::Moto::start();
+    moto.wait_ready().await;
+    let created = reqwest::Client::new()
+        .put(format!("{}/lake", moto.url))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(created.status().is_success(), "{created:?}");
+    let env = [
+        ("AWS_ENDPOINT", moto.url.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let store = "s3://lake/fleetlake";
+    let writer = Server::start_with_env(
+        tmp.path(),
+        &["--compaction-interval", "0", "--object-store", store],
+        &env,
+    );
+    cluster_answers_as_the_writer(&writer, store, &env).await;
+}
+
+async fn cluster_answers_as_the_writer(writer: &Server, store: &str, env: &[(&str, &str)]) {
     let tsbs = Tsbs {
         // The rows span two days.
         start_ns: 1_451_605_800_000_000_000,
@@ -94,12 +130,15 @@ async fn two_ballista_executors_answer_as_the_writer_does() {
     }
 
     let scheduler = free_port();
-    let _scheduler = fleetlake(&[
-        "ballista",
-        "scheduler",
-        "--bind",
-        &format!("127.0.0.1:{scheduler}"),
-    ]);
+    let _scheduler = fleetlake(
+        &[
+            "ballista",
+            "scheduler",
+            "--bind",
+            &format!("127.0.0.1:{scheduler}"),
+        ],
+        env,
+    );
     wait_listening(scheduler);
     let work = tempfile::tempdir().unwrap();
     let mut executors = Vec::new();
@@ -107,28 +146,30 @@ async fn two_ballista_executors_answer_as_the_writer_does() {
         let (port, grpc) = (free_port(), free_port());
         let dir = work.path().join(format!("executor-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
-        executors.push(fleetlake(&[
-            "ballista",
-            "executor",
-            "--scheduler",
-            &format!("127.0.0.1:{scheduler}"),
-            "--port",
-            &port.to_string(),
-            "--grpc-port",
-            &grpc.to_string(),
-            "--concurrent-tasks",
-            "1",
-            "--work-dir",
-            dir.to_str().unwrap(),
-        ]));
+        executors.push(fleetlake(
+            &[
+                "ballista",
+                "executor",
+                "--scheduler",
+                &format!("127.0.0.1:{scheduler}"),
+                "--port",
+                &port.to_string(),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--concurrent-tasks",
+                "1",
+                "--work-dir",
+                dir.to_str().unwrap(),
+            ],
+            env,
+        ));
         wait_listening(port);
     }
 
-    let store = writer.data_dir.join("store");
     for q in QUERIES {
         let want = writer.sql("fleet", q).await;
         assert!(!want.is_empty(), "{q}");
-        let got = ballista_sql(scheduler, &store, q);
+        let got = ballista_sql(scheduler, store, env, q);
         assert_eq!(got, want, "{q}");
     }
     // Both executors ran tasks: each wrote shuffle output.

@@ -10,14 +10,20 @@
 //! files straight from the store. Rows not yet compacted, and the writer's
 //! buffer, are not seen: this is the Delta readers' view, not the server's.
 //!
-//! Only a local store is supported: executors open the files by their
-//! local paths (`file://`).
+//! The store is a local directory (executors open the files by their local
+//! paths, so it must be at the same path on each) or `s3://bucket/prefix`:
+//! the scheduler, the executors and the client then reach the bucket with
+//! Ballista's S3 object-store registry, configured from the standard
+//! `AWS_*` environment variables of each process.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use ballista::prelude::SessionContextExt;
+use ballista_core::object_store::{
+    runtime_env_with_s3_support, session_config_with_s3_support, session_state_with_s3_support,
+    state_with_s3_support,
+};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -44,6 +50,11 @@ pub async fn run_scheduler(bind: SocketAddr) -> Result<(), Error> {
         bind_host: bind.ip().to_string(),
         bind_port: bind.port(),
         ..SchedulerConfig::default()
+    };
+    let config = SchedulerConfig {
+        override_config_producer: Some(Arc::new(session_config_with_s3_support)),
+        override_session_builder: Some(Arc::new(session_state_with_s3_support)),
+        ..config
     };
     let cluster = BallistaCluster::new_from_config(&config).await?;
     start_server(cluster, bind, Arc::new(config)).await?;
@@ -78,6 +89,8 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), Error> {
         scheduler_port: o.scheduler.port(),
         vcores: o.concurrent_tasks,
         work_dir: o.work_dir,
+        override_config_producer: Some(Arc::new(session_config_with_s3_support)),
+        override_runtime_producer: Some(Arc::new(runtime_env_with_s3_support)),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config)).await?;
@@ -101,21 +114,29 @@ fn plain_strings(schema: &Schema) -> SchemaRef {
 }
 
 /// Runs `sql` on the Ballista cluster at `scheduler` (`df://host:port`)
-/// over database `db` of the local store at `store_dir`.
+/// over database `db` of the store at `store` (a local directory or
+/// `s3://bucket/prefix`).
 ///
 /// # Errors
 /// The store, the cluster or the query fails.
 pub async fn query(
     scheduler: &str,
-    store_dir: &Path,
+    store_url: &str,
     db: &str,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
-    let store_dir = std::fs::canonicalize(store_dir)?;
-    let store = fleetlake_storage::store::open_local(&store_dir)?;
+    // Where a file is, as executors open it: the store's URL, then the
+    // file's path in the store.
+    let base = if store_url.starts_with("s3://") {
+        store_url.trim_end_matches('/').to_string()
+    } else {
+        let dir = std::fs::canonicalize(store_url.strip_prefix("file://").unwrap_or(store_url))?;
+        format!("file://{}", dir.display())
+    };
+    let store = fleetlake_storage::store::open(store_url)?;
     let catalog = Catalog::load(store.clone(), u64::MAX).await?;
     let state = catalog.state();
-    let ctx = SessionContext::remote(scheduler).await?;
+    let ctx = SessionContext::remote_with_state(scheduler, state_with_s3_support()?).await?;
     let Some(dbs) = state.databases.get(db) else {
         return Err(format!("database {db:?} does not exist").into());
     };
@@ -128,10 +149,7 @@ pub async fn query(
         let urls = snapshot
             .files
             .keys()
-            .map(|rel| {
-                let path = store_dir.join(root.as_ref()).join(rel);
-                ListingTableUrl::parse(format!("file://{}", path.display()))
-            })
+            .map(|rel| ListingTableUrl::parse(format!("{base}/{root}/{rel}")))
             .collect::<Result<Vec<_>, _>>()?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
