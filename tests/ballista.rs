@@ -84,19 +84,8 @@ async fn two_ballista_executors_answer_as_the_writer_does() {
 async fn two_ballista_executors_on_s3_answer_as_the_writer_does() {
     let moto = crate::s3::Moto::start();
     moto.wait_ready().await;
-    let created = reqwest::Client::new()
-        .put(format!("{}/lake", moto.url))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(created.status().is_success(), "{created:?}");
-    let env = [
-        ("AWS_ENDPOINT", moto.url.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    moto.create_bucket("lake").await;
+    let env = moto.env();
     let tmp = tempfile::tempdir().unwrap();
     let store = "s3://lake/fleetlake";
     let writer = Server::start_with_env(

@@ -23,33 +23,7 @@ const ARGS: [&str; 6] = [
 ];
 
 /// Reads a Delta table (at a version, if given) and prints its rows.
-const READ: &str = r#"
-import json, os, sys
-import pyarrow as pa
-from deltalake import DeltaTable
-uri = sys.argv[1]
-version = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else None
-options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
-try:
-    dt = DeltaTable(uri, version=version, storage_options=options)
-except Exception as e:
-    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
-    sys.stdout.flush()
-    os._exit(0)
-t = dt.to_pyarrow_table()
-cols = t.column_names
-rows = []
-for r in t.to_pylist():
-    rows.append([r["hostname"], int(r["time"].timestamp() * 1_000_000), r["usage_user"],
-                 r.get("usage_new"), str(r["day"])])
-rows.sort(key=lambda r: (r[0], r[1]))
-print(json.dumps({"version": dt.version(), "columns": cols,
-                  "types": [str(f.type) for f in t.schema], "rows": rows}))
-sys.stdout.flush()
-# delta-rs's threads may abort the interpreter's teardown ("terminate called
-# without an active exception") after a successful read: skip it.
-os._exit(0)
-"#;
+const READ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/delta_read.py");
 
 const CRASH_ARGS: [&str; 4] = ["--compaction-interval", "0", "--gc-grace", "0s"];
 
@@ -64,7 +38,7 @@ fn read_delta(server: &Server, table: &str, version: Option<u64>) -> Value {
 /// usage_new, day) sorted.
 pub fn read_delta_at(uri: &str, version: Option<u64>, storage_options: Option<&Value>) -> Value {
     let mut cmd = Command::new("python3");
-    cmd.args(["-c", READ, uri]);
+    cmd.args([READ, uri]);
     cmd.arg(version.map(|v| v.to_string()).unwrap_or_default());
     if let Some(o) = storage_options {
         cmd.arg(o.to_string());

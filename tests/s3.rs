@@ -57,6 +57,29 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Creates bucket `name`.
+    pub(crate) async fn create_bucket(&self, name: &str) {
+        let created = reqwest::Client::new()
+            .put(format!("{}/{name}", self.url))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(created.status().is_success(), "{created:?}");
+    }
+
+    /// The standard AWS variables that point a process at this server.
+    pub(crate) fn env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("AWS_ENDPOINT", self.url.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -68,20 +91,8 @@ impl Drop for Moto {
 async fn s3_object_store_holds_files_and_catalog() {
     let moto = Moto::start();
     moto.wait_ready().await;
-    let created = reqwest::Client::new()
-        .put(format!("{}/fleet-bucket", moto.url))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(created.status().is_success(), "{created:?}");
-
-    let env = [
-        ("AWS_ENDPOINT", moto.url.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    moto.create_bucket("fleet-bucket").await;
+    let env = moto.env();
     let args = ["--object-store", "s3://fleet-bucket/warehouse/one"];
     let tmp = tempfile::tempdir().expect("tempdir");
     let tsbs = Tsbs::new(4);

@@ -531,14 +531,7 @@ impl Catalog {
                     found: seq,
                 });
             }
-            let bytes = self
-                .store
-                .get(&path)
-                .await
-                .map_err(os_err(&path))?
-                .bytes()
-                .await
-                .map_err(os_err(&path))?;
+            let bytes = crate::store::read(self.store.as_ref(), &path).await?;
             let commit: Commit = serde_json::from_slice(&bytes)
                 .map_err(|source| Error::CorruptCommit { seq, source })?;
             state.apply(seq, &commit.actions)?;
@@ -647,13 +640,7 @@ async fn newest_checkpoint(store: &Arc<dyn ObjectStore>) -> Result<Option<Catalo
         return Ok(None);
     };
     let path = checkpoint_path(latest);
-    let bytes = store
-        .get(&path)
-        .await
-        .map_err(os_err(&path))?
-        .bytes()
-        .await
-        .map_err(os_err(&path))?;
+    let bytes = crate::store::read(store.as_ref(), &path).await?;
     let mut state: CatalogState =
         serde_json::from_slice(&bytes).map_err(|source| Error::CorruptCheckpoint {
             seq: latest,

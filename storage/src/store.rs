@@ -14,7 +14,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
 use crate::error::{Error, Result};
@@ -54,6 +54,24 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
     }
     let dir = url.strip_prefix("file://").unwrap_or(url);
     open_local(FsPath::new(dir))
+}
+
+/// The whole object at `path`.
+///
+/// # Errors
+/// [`Error::ObjectStore`] naming the path.
+pub async fn read(store: &dyn ObjectStore, path: &Path) -> Result<Bytes> {
+    let err = |source| Error::ObjectStore {
+        path: path.to_string(),
+        source,
+    };
+    store
+        .get(path)
+        .await
+        .map_err(err)?
+        .bytes()
+        .await
+        .map_err(err)
 }
 
 /// A local directory as the store root.

@@ -206,13 +206,7 @@ pub async fn replay(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Snapsho
                 snapshot.next_version()
             )));
         }
-        let bytes = store
-            .get(&path)
-            .await
-            .map_err(os_err(&path))?
-            .bytes()
-            .await
-            .map_err(os_err(&path))?;
+        let bytes = crate::store::read(store.as_ref(), &path).await?;
         snapshot.apply(v, parse_commit(&path, &bytes)?);
     }
     Ok(snapshot)
