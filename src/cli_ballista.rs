@@ -1,5 +1,5 @@
 //! `fleetlake ballista`: a Ballista scheduler, an executor, or a SQL query
-//! on such a cluster over the published tables of a local store.
+//! on such a cluster over a store's tables.
 
 use std::net::SocketAddr;
 
@@ -17,6 +17,9 @@ enum BallistaCommand {
     Scheduler {
         #[arg(long, default_value = "127.0.0.1:50050")]
         bind: SocketAddr,
+        /// The store the queries read (as for `sql`).
+        #[arg(long)]
+        store: String,
     },
     /// Run a Ballista executor that serves a scheduler.
     Executor {
@@ -37,9 +40,12 @@ enum BallistaCommand {
         /// Where shuffle files go (default: a temporary directory).
         #[arg(long)]
         work_dir: Option<String>,
+        /// The store the queries read (as for `sql`).
+        #[arg(long)]
+        store: String,
     },
-    /// Run SQL on the cluster over the tables' Delta snapshots (each day as
-    /// of its last compaction) in a local store; prints JSON rows.
+    /// Run SQL on the cluster over a store's tables as its catalog has them
+    /// now (every flushed row; not the writer's buffer); prints JSON rows.
     Sql {
         /// The scheduler, `df://host:port`.
         #[arg(long, default_value = "df://127.0.0.1:50050")]
@@ -58,9 +64,11 @@ enum BallistaCommand {
 pub async fn run(args: BallistaArgs) -> anyhow::Result<()> {
     let to_anyhow = |e: fleetlake_distributed::Error| anyhow::anyhow!(e);
     match args.command {
-        BallistaCommand::Scheduler { bind } => fleetlake_distributed::run_scheduler(bind)
-            .await
-            .map_err(to_anyhow),
+        BallistaCommand::Scheduler { bind, store } => {
+            fleetlake_distributed::run_scheduler(bind, &store)
+                .await
+                .map_err(to_anyhow)
+        }
         BallistaCommand::Executor {
             scheduler,
             bind_host,
@@ -68,6 +76,7 @@ pub async fn run(args: BallistaArgs) -> anyhow::Result<()> {
             grpc_port,
             concurrent_tasks,
             work_dir,
+            store,
         } => fleetlake_distributed::run_executor(fleetlake_distributed::ExecutorOptions {
             scheduler,
             bind_host,
@@ -75,6 +84,7 @@ pub async fn run(args: BallistaArgs) -> anyhow::Result<()> {
             grpc_port,
             concurrent_tasks,
             work_dir,
+            store,
         })
         .await
         .map_err(to_anyhow),

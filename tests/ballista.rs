@@ -1,9 +1,9 @@
 //! Distributed SQL on Apache Ballista: a scheduler and two executors
 //! (`fleetlake ballista scheduler|executor`) answer SQL over a writer's
-//! compacted tables as the writer answers it.
+//! flushed tables as the writer answers it — with overlapping flushes
+//! de-duplicated and deletes applied on the cluster, then after compaction.
 
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,19 @@ impl Drop for Proc {
 }
 
 fn fleetlake(args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    fleetlake_logged(args, envs, "warn", Stdio::inherit())
+}
+
+/// `fleetlake` with its log at level `log` going to `stderr`.
+fn fleetlake_logged(args: &[&str], envs: &[(&str, &str)], log: &str, stderr: Stdio) -> Proc {
     Proc(
         Command::new(env!("CARGO_BIN_EXE_fleetlake"))
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
+            .env("NO_COLOR", "1")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("fleetlake starts"),
     )
@@ -96,6 +103,11 @@ async fn two_ballista_executors_on_s3_answer_as_the_writer_does() {
     cluster_answers_as_the_writer(&writer, store, &env).await;
 }
 
+/// `tsbs`'s rows of epochs `[from, to)` with every `usage_user` changed.
+fn overwritten(tsbs: &Tsbs, from: usize, to: usize) -> String {
+    tsbs.body(from, to).replace("usage_user=", "usage_user=1")
+}
+
 async fn cluster_answers_as_the_writer(writer: &Server, store: &str, env: &[(&str, &str)]) {
     let tsbs = Tsbs {
         // The rows span two days.
@@ -106,17 +118,22 @@ async fn cluster_answers_as_the_writer(writer: &Server, store: &str, env: &[(&st
     writer.flush().await;
     writer.write_ok("fleet", &tsbs.body(200, 360)).await;
     writer.flush().await;
-    writer.admin("compact").await;
-    // Every file is published once compacted.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !writer
-        .metrics()
-        .await
-        .contains("\nfleetlake_delta_unpublished_files 0\n")
-    {
-        assert!(Instant::now() < deadline, "the Delta logs never caught up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // A third file over both: its rows replace theirs, field by field.
+    writer
+        .write_ok("fleet", &overwritten(&tsbs, 150, 250))
+        .await;
+    writer.flush().await;
+    let (status, body) = writer
+        .sql_raw(
+            "fleet",
+            &format!(
+                "DELETE FROM cpu WHERE hostname = 'host_3' AND time >= '{}'",
+                chrono::DateTime::from_timestamp_nanos(tsbs.time(300)).to_rfc3339()
+            ),
+            "json",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     let scheduler = free_port();
     let _scheduler = fleetlake(
@@ -125,6 +142,8 @@ async fn cluster_answers_as_the_writer(writer: &Server, store: &str, env: &[(&st
             "scheduler",
             "--bind",
             &format!("127.0.0.1:{scheduler}"),
+            "--store",
+            store,
         ],
         env,
     );
@@ -135,7 +154,8 @@ async fn cluster_answers_as_the_writer(writer: &Server, store: &str, env: &[(&st
         let (port, grpc) = (free_port(), free_port());
         let dir = work.path().join(format!("executor-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
-        executors.push(fleetlake(
+        let log = std::fs::File::create(work.path().join(format!("executor-{i}.log"))).unwrap();
+        executors.push(fleetlake_logged(
             &[
                 "ballista",
                 "executor",
@@ -149,35 +169,39 @@ async fn cluster_answers_as_the_writer(writer: &Server, store: &str, env: &[(&st
                 "1",
                 "--work-dir",
                 dir.to_str().unwrap(),
+                "--store",
+                store,
             ],
             env,
+            "warn,ballista_executor::executor_server=info",
+            log.into(),
         ));
         wait_listening(port);
     }
 
-    for q in QUERIES {
-        let want = writer.sql("fleet", q).await;
-        assert!(!want.is_empty(), "{q}");
-        let got = ballista_sql(scheduler, store, env, q);
-        assert_eq!(got, want, "{q}");
-    }
-    // Both executors ran tasks: each wrote shuffle output.
+    // The overlap and the delete are the cluster's to resolve.
+    let plan = ballista_sql(scheduler, store, env, &format!("EXPLAIN {}", QUERIES[0]));
+    let plan = serde_json::to_string(&plan).unwrap();
+    assert!(plan.contains("DedupExec"), "{plan}");
+    let answers_as_the_writer = async || {
+        for q in QUERIES {
+            let want = writer.sql("fleet", q).await;
+            assert!(!want.is_empty(), "{q}");
+            let got = ballista_sql(scheduler, store, env, q);
+            assert_eq!(got, want, "{q}");
+        }
+    };
+    answers_as_the_writer().await;
+    let n = writer.sql_i64("fleet", QUERIES[0]).await;
+    assert_eq!(n, 12 * 360 - 60, "each row once, host_3's last 60 deleted");
+    // Compaction rewrites the day into one run, the delete applied.
+    writer.admin("compact").await;
+    answers_as_the_writer().await;
+    // Both executors ran tasks (a job's shuffle files are removed when it
+    // ends, so their logs tell).
     for i in 0..2 {
-        let dir = work.path().join(format!("executor-{i}"));
-        let n = walk(&dir);
-        assert!(n > 0, "executor {i} wrote nothing under {}", dir.display());
+        let log = std::fs::read_to_string(work.path().join(format!("executor-{i}.log"))).unwrap();
+        let tasks = log.matches("Execute task").count();
+        assert!(tasks > 0, "executor {i} ran no task: {log}");
     }
-}
-
-/// Files under `dir`.
-fn walk(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() { walk(&p) } else { 1 }
-        })
-        .sum()
 }

@@ -1,67 +1,105 @@
-//! Distributed SQL on Apache Ballista over the published tables.
+//! Distributed SQL on Apache Ballista over fleetlake's own tables.
 //!
 //! A Ballista scheduler and its executors are started from the `fleetlake`
-//! binary ([`run_scheduler`], [`run_executor`]); [`query`] registers every
-//! table of a database as the files its Delta log lists now — each day as
-//! of its last compacted state, each row once (see
-//! `fleetlake_storage::delta::policy`) — and runs SQL on the cluster. The
-//! plans are DataFusion's own (a Parquet listing table), which Ballista's
-//! default codecs carry, so executors need no code of ours; they read the
-//! files straight from the store. Rows not yet compacted, and the writer's
-//! buffer, are not seen: this is the Delta readers' view, not the server's.
+//! binary ([`run_scheduler`], [`run_executor`]), each given the store. The
+//! client ([`query`]) reads the catalog and registers every table of a
+//! database as a [`FleetTable`] of its persisted files — the server's view
+//! without its write buffer: every flushed row, each row once (overlapping
+//! flushes are de-duplicated by `DedupExec`), deletes and retention applied.
+//! The table and `DedupExec` travel through our extension codecs
+//! ([`codec`]); the scans, filters and sorts they plan are DataFusion's.
 //!
-//! The store is a local directory (executors open the files by their local
-//! paths, so it must be at the same path on each) or `s3://bucket/prefix`:
-//! the scheduler, the executors and the client then reach the bucket with
-//! Ballista's S3 object-store registry, configured from the standard
-//! `AWS_*` environment variables of each process.
+//! The store is a local directory (at the same path on every machine) or
+//! `s3://bucket/prefix`, reached as the server reaches it, with the
+//! standard `AWS_*` variables of each process.
+
+pub mod codec;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ballista::prelude::SessionContextExt;
-use ballista_core::object_store::{
-    runtime_env_with_s3_support, session_config_with_s3_support, session_state_with_s3_support,
-    state_with_s3_support,
-};
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::utils::default_session_builder;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
-use datafusion::prelude::SessionContext;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use fleetlake_query::engine::{STORE_URL, register_functions};
+use fleetlake_query::table::FleetTable;
 use fleetlake_storage::catalog::Catalog;
-use fleetlake_storage::delta::log;
-use fleetlake_storage::layout::table_dir;
+use object_store::ObjectStore;
+
+use crate::codec::{FleetLogicalCodec, FleetPhysicalCodec};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Runs a Ballista scheduler on `bind` until the process ends.
+/// What the growing string and array functions may allocate per call.
+const FUNCTION_LIMIT_BYTES: usize = 1 << 30;
+
+/// A runtime that reaches `store` under [`STORE_URL`], the URL our scans
+/// name it by.
 ///
 /// # Errors
-/// The address cannot be bound or the scheduler fails to start.
-pub async fn run_scheduler(bind: SocketAddr) -> Result<(), Error> {
+/// The runtime cannot be built.
+pub fn runtime_with_store(
+    store: Arc<dyn ObjectStore>,
+) -> datafusion::common::Result<Arc<RuntimeEnv>> {
+    let runtime = RuntimeEnvBuilder::new().build()?;
+    let url = ObjectStoreUrl::parse(STORE_URL)?;
+    runtime.register_object_store(url.as_ref(), store);
+    Ok(Arc::new(runtime))
+}
+
+/// Ballista's session for `config`, on a runtime that reaches `store`, with
+/// fleetlake's SQL functions.
+fn session_state(
+    config: SessionConfig,
+    store: Arc<dyn ObjectStore>,
+) -> datafusion::common::Result<SessionState> {
+    let state = SessionStateBuilder::new_from_existing(default_session_builder(config)?)
+        .with_runtime_env(runtime_with_store(store)?)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    register_functions(&ctx, FUNCTION_LIMIT_BYTES);
+    Ok(ctx.state())
+}
+
+fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>, Error> {
+    Ok(fleetlake_storage::store::open(url)?)
+}
+
+/// Runs a Ballista scheduler on `bind`, planning over the store at
+/// `store_url`, until the process ends.
+///
+/// # Errors
+/// The store cannot be opened, the address cannot be bound or the
+/// scheduler fails to start.
+pub async fn run_scheduler(bind: SocketAddr, store_url: &str) -> Result<(), Error> {
+    let store = open_store(store_url)?;
     let config = SchedulerConfig {
         bind_host: bind.ip().to_string(),
         bind_port: bind.port(),
+        override_session_builder: Some(Arc::new(move |config| {
+            session_state(config, Arc::clone(&store))
+        })),
+        override_logical_codec: Some(Arc::new(FleetLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(FleetPhysicalCodec::default())),
         ..SchedulerConfig::default()
-    };
-    let config = SchedulerConfig {
-        override_config_producer: Some(Arc::new(session_config_with_s3_support)),
-        override_session_builder: Some(Arc::new(session_state_with_s3_support)),
-        ..config
     };
     let cluster = BallistaCluster::new_from_config(&config).await?;
     start_server(cluster, bind, Arc::new(config)).await?;
     Ok(())
 }
 
-/// Where an executor listens and whom it serves.
+/// Where an executor listens, whom it serves, and the store it reads.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
     pub scheduler: SocketAddr,
@@ -73,13 +111,18 @@ pub struct ExecutorOptions {
     pub concurrent_tasks: usize,
     /// Shuffle files.
     pub work_dir: Option<String>,
+    /// The store: a directory or `s3://bucket/prefix`.
+    pub store: String,
 }
 
 /// Runs a Ballista executor until the process ends.
 ///
 /// # Errors
-/// The executor cannot start or reach its scheduler.
+/// The store cannot be opened, or the executor cannot start or reach its
+/// scheduler.
 pub async fn run_executor(o: ExecutorOptions) -> Result<(), Error> {
+    let store = open_store(&o.store)?;
+    let functions = session_state(SessionConfig::new_with_ballista(), Arc::clone(&store))?;
     let config = ExecutorProcessConfig {
         bind_host: o.bind_host.clone(),
         external_host: Some(o.bind_host),
@@ -89,74 +132,53 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), Error> {
         scheduler_port: o.scheduler.port(),
         vcores: o.concurrent_tasks,
         work_dir: o.work_dir,
-        override_config_producer: Some(Arc::new(session_config_with_s3_support)),
-        override_runtime_producer: Some(Arc::new(runtime_env_with_s3_support)),
+        override_runtime_producer: Some(Arc::new(move |_| runtime_with_store(Arc::clone(&store)))),
+        override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&functions))),
+        override_logical_codec: Some(Arc::new(FleetLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(FleetPhysicalCodec::default())),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config)).await?;
     Ok(())
 }
 
-/// `schema` with its dictionary-encoded strings (our tags) as plain
-/// strings: Ballista's shuffle hands dictionaries on as plain strings, and
-/// a later stage would find a type it did not plan for. The files keep
-/// their dictionaries; the scan casts.
-fn plain_strings(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Dictionary(_, v) => f.as_ref().clone().with_data_type(v.as_ref().clone()),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
 /// Runs `sql` on the Ballista cluster at `scheduler` (`df://host:port`)
-/// over database `db` of the store at `store` (a local directory or
-/// `s3://bucket/prefix`).
+/// over database `db` of the store at `store_url` (a local directory or
+/// `s3://bucket/prefix`), as of its catalog now.
 ///
 /// # Errors
-/// The store, the cluster or the query fails.
+/// The store, the catalog, the cluster or the query fails.
 pub async fn query(
     scheduler: &str,
     store_url: &str,
     db: &str,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
-    // Where a file is, as executors open it: the store's URL, then the
-    // file's path in the store.
-    let base = if store_url.starts_with("s3://") {
-        store_url.trim_end_matches('/').to_string()
-    } else {
-        let dir = std::fs::canonicalize(store_url.strip_prefix("file://").unwrap_or(store_url))?;
-        format!("file://{}", dir.display())
-    };
-    let store = fleetlake_storage::store::open(store_url)?;
-    let catalog = Catalog::load(store.clone(), u64::MAX).await?;
+    let store = open_store(store_url)?;
+    let catalog = Catalog::load(Arc::clone(&store), u64::MAX).await?;
     let state = catalog.state();
-    let ctx = SessionContext::remote_with_state(scheduler, state_with_s3_support()?).await?;
     let Some(dbs) = state.databases.get(db) else {
         return Err(format!("database {db:?} does not exist").into());
     };
+    let config = SessionConfig::new_with_ballista()
+        .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
+        .with_ballista_logical_extension_codec(Arc::new(FleetLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(FleetPhysicalCodec::default()));
+    let ctx =
+        SessionContext::remote_with_state(scheduler, session_state(config, Arc::clone(&store))?)
+            .await?;
+    let store_url = ObjectStoreUrl::parse(STORE_URL)?;
     for (name, ts) in &dbs.tables {
-        let root = table_dir(db, name);
-        let snapshot = log::replay(&store, &root).await?;
-        if snapshot.files.is_empty() {
-            continue;
-        }
-        let urls = snapshot
-            .files
-            .keys()
-            .map(|rel| ListingTableUrl::parse(format!("{base}/{root}/{rel}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(plain_strings(&ts.schema.arrow_schema()));
-        ctx.register_table(name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
+        let table = FleetTable::from_catalog(
+            &state,
+            db,
+            name,
+            Arc::new(ts.schema.clone()),
+            Vec::new(),
+            store_url.clone(),
+        )
+        .with_plain_tags();
+        ctx.register_table(name.as_str(), Arc::new(table))?;
     }
     Ok(ctx.sql(sql).await?.collect().await?)
 }

@@ -82,23 +82,14 @@ impl SchemaProvider for DatabaseSchema {
         // rows twice (de-duplicated by identity), never zero times.
         let buffered = self.ingester.buffered(&self.db, name);
         let state = self.ingester.catalog().state();
-        let persisted = state.table(&self.db, name);
-        let files = persisted
-            .map(|t| t.files.values().cloned().collect())
-            .unwrap_or_default();
-        let tombstones = persisted.map(|t| t.tombstones.clone()).unwrap_or_default();
-        let expiry = state
-            .databases
-            .get(&self.db)
-            .and_then(|d| d.retention_of(name))
-            .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl));
-        Ok(Some(Arc::new(
-            FleetTable::new(schema, files, buffered, self.store_url.clone())
-                .with_tombstones(tombstones)
-                .with_expiry(expiry)
-                .with_identity(&self.db, name, persisted.map_or(0, |t| t.delete_seq))
-                .with_snapshot(Arc::clone(&state)),
-        )))
+        Ok(Some(Arc::new(FleetTable::from_catalog(
+            &state,
+            &self.db,
+            name,
+            schema,
+            buffered,
+            self.store_url.clone(),
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

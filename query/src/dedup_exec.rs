@@ -49,6 +49,16 @@ impl DedupExec {
             props: Arc::new(props),
         }
     }
+
+    /// The identity columns (indices into the input's schema).
+    pub fn key(&self) -> &[usize] {
+        &self.key
+    }
+
+    /// The order the input has: the key columns, then write order.
+    pub fn ordering(&self) -> &LexOrdering {
+        &self.ordering
+    }
 }
 
 impl DisplayAs for DedupExec {
@@ -116,6 +126,13 @@ impl ExecutionPlan for DedupExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        // One output partition. A caller asking for another would get the
+        // whole output again from a single-partition input.
+        if partition != 0 {
+            return datafusion::common::internal_err!(
+                "DedupExec has one partition; asked for partition {partition}"
+            );
+        }
         let input = self.input.execute(partition, context)?;
         let schema = self.input.schema();
         let key = self.key.clone();

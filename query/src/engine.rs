@@ -127,6 +127,15 @@ fn time_bucket() -> datafusion::logical_expr::ScalarUDF {
         .with_aliases(["time_bucket"])
 }
 
+/// Registers fleetlake's SQL functions in `ctx`: `time_bucket`, the series
+/// functions, and the growing string and array functions checked against
+/// `memory_limit` bytes.
+pub fn register_functions(ctx: &SessionContext, memory_limit: usize) {
+    ctx.register_udf(time_bucket());
+    crate::functions::register(ctx);
+    crate::functions::bounded::register(ctx, memory_limit);
+}
+
 impl QueryEngine {
     pub fn new(
         ingester: Arc<Ingester>,
@@ -162,9 +171,7 @@ impl QueryEngine {
             CATALOG_NAME,
             Arc::new(FleetCatalog::new(ingester.clone(), store_url, extra_system)),
         );
-        ctx.register_udf(time_bucket());
-        crate::functions::register(&ctx);
-        crate::functions::bounded::register(&ctx, config.memory_limit);
+        register_functions(&ctx, config.memory_limit);
         let last_values = Arc::new(LastValueCaches::default());
         ctx.add_analyzer_rule(Arc::new(LastValueRule::new(last_values.clone())));
         Ok(Self {

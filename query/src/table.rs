@@ -69,6 +69,8 @@ pub struct FleetTable {
     /// every scan planned from it, it keeps those files from the garbage
     /// collector until the last batch is read (see `Catalog::in_use`).
     snapshot: Option<Arc<CatalogState>>,
+    /// Tags are plain strings in `arrow_schema`, not dictionaries.
+    plain_tags: bool,
 }
 
 impl FleetTable {
@@ -89,7 +91,54 @@ impl FleetTable {
             name: None,
             delete_seq: 0,
             snapshot: None,
+            plain_tags: false,
         }
+    }
+
+    /// Table `name` of database `db` as of catalog `state`, plus the write
+    /// buffer's `buffered` partitions: its files, deletes and retention,
+    /// holding `state` for as long as a scan of it runs.
+    pub fn from_catalog(
+        state: &Arc<CatalogState>,
+        db: &str,
+        name: &str,
+        schema: Arc<TableSchema>,
+        buffered: Vec<BufferedPartition>,
+        store_url: ObjectStoreUrl,
+    ) -> Self {
+        let persisted = state.table(db, name);
+        let files = persisted
+            .map(|t| t.files.values().cloned().collect())
+            .unwrap_or_default();
+        let tombstones = persisted.map(|t| t.tombstones.clone()).unwrap_or_default();
+        let expiry = state
+            .databases
+            .get(db)
+            .and_then(|d| d.retention_of(name))
+            .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl));
+        Self::new(schema, files, buffered, store_url)
+            .with_tombstones(tombstones)
+            .with_expiry(expiry)
+            .with_identity(db, name, persisted.map_or(0, |t| t.delete_seq))
+            .with_snapshot(Arc::clone(state))
+    }
+
+    /// The same table with its tags as plain strings rather than
+    /// dictionaries (scans cast), for an engine that hands dictionaries on
+    /// between stages as plain strings (Ballista's shuffle).
+    pub fn with_plain_tags(mut self) -> Self {
+        let fields: Vec<Field> = self
+            .arrow_schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Dictionary(_, v) => f.as_ref().clone().with_data_type(v.as_ref().clone()),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        self.arrow_schema = Arc::new(Schema::new(fields));
+        self.plain_tags = true;
+        self
     }
 
     /// Holds `snapshot`, the catalog state `files` were taken from.
@@ -120,6 +169,10 @@ impl FleetTable {
 
     pub fn buffered(&self) -> &[BufferedPartition] {
         &self.buffered
+    }
+
+    pub fn tombstones(&self) -> &[Tombstone] {
+        &self.tombstones
     }
 
     pub fn expired_before(&self) -> Option<i64> {
@@ -157,7 +210,13 @@ impl FleetTable {
     }
 
     fn visible(&self, range: &TimeRange) -> Option<Expr> {
-        visibility(&self.schema, &self.tombstones, self.expired_before, range)
+        visibility_of(
+            &self.schema,
+            &self.tombstones,
+            self.expired_before,
+            range,
+            !self.plain_tags,
+        )
     }
 
     fn is_identity(&self, e: &Expr) -> bool {
@@ -288,6 +347,18 @@ pub fn visibility(
     expired_before: Option<i64>,
     range: &TimeRange,
 ) -> Option<Expr> {
+    visibility_of(schema, tombstones, expired_before, range, true)
+}
+
+/// [`visibility`], comparing tags as dictionaries (`dictionary_tags`) or
+/// as plain strings.
+fn visibility_of(
+    schema: &TableSchema,
+    tombstones: &[Tombstone],
+    expired_before: Option<i64>,
+    range: &TimeRange,
+    dictionary_tags: bool,
+) -> Option<Expr> {
     let mut parts: Vec<Expr> = Vec::new();
     if let Some(cutoff) = expired_before {
         parts.push(time_col().gt_eq(ts_lit(cutoff)));
@@ -305,10 +376,12 @@ pub fn visibility(
             .and(time_col().gt_eq(ts_lit(t.min_time)))
             .and(time_col().lt_eq(ts_lit(t.max_time)));
         for (k, v) in &t.tags {
-            let value = ScalarValue::Dictionary(
-                Box::new(DataType::Int32),
-                Box::new(ScalarValue::Utf8(Some(v.clone()))),
-            );
+            let value = ScalarValue::Utf8(Some(v.clone()));
+            let value = if dictionary_tags {
+                ScalarValue::Dictionary(Box::new(DataType::Int32), Box::new(value))
+            } else {
+                value
+            };
             deleted = deleted.and(Expr::Column(Column::new_unqualified(k)).eq(lit(value)));
         }
         // A row with a NULL tag is not matched: keep it, not drop it.
@@ -455,7 +528,7 @@ impl FleetTable {
         let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
         let mut source = ParquetSource::new(table_schema)
             .with_enable_page_index(true)
-            .with_pushdown_filters(true)
+            .with_pushdown_filters(!self.plain_tags)
             .with_reorder_filters(true)
             // fleetlake writes no bloom filters: do not look for them.
             .with_bloom_filter_on_read(false)
