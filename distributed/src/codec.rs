@@ -274,3 +274,150 @@ impl PhysicalExtensionCodec for FleetPhysicalCodec {
         serde_json::to_writer(&mut *buf, &wire).map_err(|e| codec_error("dedup", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::bytes::{
+        logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec,
+        physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+    };
+    use fleetlake_storage::schema::{ColumnKind, FieldType};
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn file(path: &str, min_time: i64, max_time: i64, seq: u64) -> FileMeta {
+        FileMeta {
+            path: path.to_string(),
+            db: "fleet".into(),
+            table: "cpu".into(),
+            day: "2016-01-01".into(),
+            rows: 10,
+            bytes: 1000,
+            min_time,
+            max_time,
+            seq,
+            created_ns: 0,
+            level: 0,
+            run: None,
+            sort_order: Vec::new(),
+            deletes_applied: 0,
+        }
+    }
+
+    /// A session that reaches an (empty) store as `fleetlake://data`.
+    fn session() -> SessionContext {
+        let ctx = SessionContext::new();
+        let url = ObjectStoreUrl::parse(STORE_URL).unwrap();
+        ctx.runtime_env()
+            .register_object_store(url.as_ref(), Arc::new(InMemory::new()));
+        ctx
+    }
+
+    #[tokio::test]
+    async fn a_table_and_its_dedup_plan_arrive_as_they_left() {
+        let mut schema = TableSchema::new();
+        schema.merge_column("cpu", "host", ColumnKind::Tag).unwrap();
+        schema
+            .merge_column("cpu", "usage", ColumnKind::Field(FieldType::Float))
+            .unwrap();
+        let tombstone = Tombstone {
+            seq: 9,
+            min_time: 0,
+            max_time: 50,
+            tags: vec![("host".into(), "a".into())],
+            created_ns: 0,
+        };
+        // Two files over the same minute: their overlap is de-duplicated.
+        let files = vec![file("a.parquet", 0, 100, 1), file("b.parquet", 50, 150, 2)];
+        let table = FleetTable::new(
+            Arc::new(schema),
+            files.clone(),
+            Vec::new(),
+            ObjectStoreUrl::parse(STORE_URL).unwrap(),
+        )
+        .with_tombstones(vec![tombstone.clone()])
+        .with_expiry(Some(-5))
+        .with_identity("fleet", "cpu", 9)
+        .with_plain_tags();
+
+        let client = session();
+        client.register_table("cpu", Arc::new(table)).unwrap();
+        let sql = "SELECT host, max(usage) FROM cpu GROUP BY host";
+        let plan = client.sql(sql).await.unwrap().logical_plan().clone();
+        let logical = FleetLogicalCodec::default();
+        let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &logical).unwrap();
+
+        let scheduler = session();
+        let decoded =
+            logical_plan_from_bytes_with_extension_codec(&bytes, &scheduler.task_ctx(), &logical)
+                .unwrap();
+        assert_eq!(format!("{decoded}"), format!("{plan}"));
+        let mut provider = None;
+        decoded
+            .apply(|node| {
+                if let LogicalPlan::TableScan(scan) = node {
+                    provider = Some(Arc::clone(&scan.source));
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })
+            .unwrap();
+        let source = provider.expect("a table scan");
+        let source = datafusion::datasource::source_as_provider(&source).unwrap();
+        let table = source.downcast_ref::<FleetTable>().expect("a FleetTable");
+        assert_eq!(table.files(), files.as_slice());
+        assert_eq!(table.tombstones(), [tombstone].as_slice());
+        assert_eq!(table.expired_before(), Some(-5));
+        assert_eq!(table.identity(), Some(("fleet", "cpu")));
+        assert_eq!(table.delete_seq(), 9);
+
+        let physical = scheduler
+            .state()
+            .create_physical_plan(&decoded)
+            .await
+            .unwrap();
+        let shown = displayable(physical.as_ref()).indent(true).to_string();
+        assert!(shown.contains("DedupExec"), "{shown}");
+        let physical_codec = FleetPhysicalCodec::default();
+        let bytes =
+            physical_plan_to_bytes_with_extension_codec(Arc::clone(&physical), &physical_codec)
+                .unwrap();
+        let executor = session();
+        let back = physical_plan_from_bytes_with_extension_codec(
+            &bytes,
+            &executor.task_ctx(),
+            &physical_codec,
+        )
+        .unwrap();
+        assert_eq!(displayable(back.as_ref()).indent(true).to_string(), shown);
+    }
+
+    #[test]
+    fn a_foreign_or_damaged_encoding_is_an_error_not_a_panic() {
+        let ctx = session();
+        let codec = FleetPhysicalCodec::default();
+        let converter = datafusion_proto::physical_plan::DefaultPhysicalProtoConverter {};
+        for buf in [&b""[..], &[FLEET][..], &[FLEET, b'{'][..], &[7, 1, 2][..]] {
+            assert!(
+                codec
+                    .try_decode(buf, &[], &ctx.task_ctx(), &converter)
+                    .is_err()
+            );
+        }
+        let wire =
+            br#"{"key":[5],"ordering":[{"column":5,"descending":false,"nulls_first":false}]}"#;
+        let mut buf = vec![FLEET];
+        buf.extend_from_slice(wire);
+        let input: Arc<dyn ExecutionPlan> =
+            Arc::new(datafusion::physical_plan::empty::EmptyExec::new(Arc::new(
+                datafusion::arrow::datatypes::Schema::empty(),
+            )));
+        let err = codec
+            .try_decode(&buf, &[input], &ctx.task_ctx(), &converter)
+            .unwrap_err();
+        assert!(err.to_string().contains("column 5"), "{err}");
+    }
+}
