@@ -251,6 +251,107 @@ async fn delta_readers_see_each_compacted_day_once() {
     assert!(v >= 2 && v.is_multiple_of(2), "{last}");
     assert!(log.join(format!("{v:020}.checkpoint.parquet")).exists());
 
+    // Each live file's statistics bound its columns, so over the table
+    // they are the table's own bounds.
+    let mut live: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    for c in commits {
+        for line in std::fs::read_to_string(c).unwrap().lines() {
+            let action: Value = serde_json::from_str(line).unwrap();
+            if let Some(add) = action.get("add") {
+                let stats = serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
+                live.insert(add["path"].as_str().unwrap().to_string(), stats);
+            }
+            if let Some(remove) = action.get("remove") {
+                live.remove(remove["path"].as_str().unwrap());
+            }
+        }
+    }
+    assert!(!live.is_empty());
+    let bounds = |side: &str, col: &str| -> Vec<Value> {
+        live.values()
+            .map(|s| s[side][col].clone())
+            .inspect(|v| assert!(!v.is_null(), "{side} of {col} missing: {live:?}"))
+            .collect()
+    };
+    let table = &server
+        .sql(
+            "fleet",
+            "SELECT min(usage_user) AS lo, max(usage_user) AS hi, min(hostname) AS hlo, \
+             max(hostname) AS hhi, min(usage_new) AS nlo, max(usage_new) AS nhi FROM cpu",
+        )
+        .await[0];
+    if table["nlo"].is_null() {
+        for q in [
+            "SELECT hostname, time, usage_new FROM cpu WHERE usage_new IS NOT NULL",
+            "SELECT count(usage_new) AS c, min(usage_new) AS m FROM cpu",
+            "SELECT min(usage_new) AS m FROM cpu",
+            "EXPLAIN SELECT min(usage_new) AS m FROM cpu",
+        ] {
+            eprintln!("{q}: {:?}", server.sql("fleet", q).await);
+        }
+    }
+    let ints = |side, col| {
+        bounds(side, col)
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let strs = |side, col| {
+        bounds(side, col)
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let floats = |side, col| {
+        live.values()
+            .filter_map(|s| s[side][col].as_f64())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ints("minValues", "usage_user").into_iter().min(),
+        table["lo"].as_i64()
+    );
+    assert_eq!(
+        ints("maxValues", "usage_user").into_iter().max(),
+        table["hi"].as_i64()
+    );
+    assert_eq!(
+        strs("minValues", "hostname").into_iter().min().as_deref(),
+        table["hlo"].as_str()
+    );
+    assert_eq!(
+        strs("maxValues", "hostname").into_iter().max().as_deref(),
+        table["hhi"].as_str()
+    );
+    // `usage_new` has one value; files without it count it NULL.
+    assert_eq!(
+        floats("minValues", "usage_new"),
+        vec![table["nlo"].as_f64().unwrap_or_else(|| panic!("{table}"))]
+    );
+    assert_eq!(
+        floats("maxValues", "usage_new"),
+        vec![table["nhi"].as_f64().unwrap()]
+    );
+    let rows: u64 = live
+        .values()
+        .map(|s| s["numRecords"].as_u64().unwrap())
+        .sum();
+    let nulls: u64 = live
+        .values()
+        .map(|s| {
+            s["nullCount"]["usage_new"]
+                .as_u64()
+                .unwrap_or(s["numRecords"].as_u64().unwrap())
+        })
+        .sum();
+    assert_eq!(nulls, rows - 1, "{live:?}");
+
     // Time travel: the version of the first compaction still reads as it was.
     let old = read_delta(&server, "cpu", Some(compacted));
     assert_eq!(old["rows"].as_array().unwrap(), &want);

@@ -91,3 +91,39 @@ async fn host_and_hour_read_a_small_part_of_the_table() {
     .await;
     assert!(files_in(&none).is_empty(), "{none}");
 }
+
+/// `min` and `max` of a sparse field beside dense ones: DataFusion's
+/// dynamic filter for them once dropped the rows that held the sparse
+/// field's only value (see `without_aggregate_dynamic_filters`).
+#[tokio::test]
+async fn min_and_max_of_a_sparse_field_beside_dense_ones() {
+    let server = Server::start(&[]);
+    let day = 86_400_000_000_000_i64;
+    let start = 1_451_606_400_000_000_000_i64;
+    let mut body = String::new();
+    // Four days of the dense field, its bounds met at once; then, on a
+    // fifth day (the smallest file, opened last, after a whole day's file
+    // has been aggregated), the sparse field's one value beside a dense
+    // value inside those bounds.
+    for d in 0..4 {
+        for i in 0..20_000_i64 {
+            let u = if i % 2 == 0 { 0 } else { 100 };
+            body.push_str(&format!(
+                "m,host=a u={u}i {}\n",
+                start + d * day + i * 1_000_000_000
+            ));
+        }
+    }
+    body.push_str(&format!("m,host=a u=50i,sparse=2.5 {}\n", start + 4 * day));
+    server.write_ok("fleet", &body).await;
+    server.flush().await;
+    // Only `min` and `max`: any other aggregate turns the filter off.
+    let sql = "SELECT min(u) AS lo, max(u) AS hi, min(sparse) AS slo, max(sparse) AS shi FROM m";
+    for _ in 0..3 {
+        let rows = server.sql("fleet", sql).await;
+        assert_eq!(
+            rows,
+            vec![serde_json::json!({"lo": 0, "hi": 100, "slo": 2.5, "shi": 2.5})],
+        );
+    }
+}

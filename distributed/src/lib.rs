@@ -32,7 +32,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use fleetlake_query::engine::{STORE_URL, register_functions};
+use fleetlake_query::engine::{STORE_URL, register_functions, without_aggregate_dynamic_filters};
 use fleetlake_query::table::FleetTable;
 use fleetlake_storage::catalog::Catalog;
 use object_store::ObjectStore;
@@ -61,9 +61,10 @@ pub fn runtime_with_store(
 /// Ballista's session for `config`, on a runtime that reaches `store`, with
 /// fleetlake's SQL functions.
 fn session_state(
-    config: SessionConfig,
+    mut config: SessionConfig,
     store: Arc<dyn ObjectStore>,
 ) -> datafusion::common::Result<SessionState> {
+    without_aggregate_dynamic_filters(&mut config);
     let state = SessionStateBuilder::new_from_existing(default_session_builder(config)?)
         .with_runtime_env(runtime_with_store(store)?)
         .build();

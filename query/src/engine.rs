@@ -464,11 +464,27 @@ fn base_config(config: &QueryConfig, db: &str) -> SessionConfig {
     c.options_mut().execution.parquet.pushdown_filters = true;
     c.options_mut().execution.parquet.reorder_filters = true;
     c.options_mut().execution.time_zone = Some("UTC".to_string());
+    without_aggregate_dynamic_filters(&mut c);
     // A sort reserves this much up front for merging its spills; with the
     // default (10 MB) a small per-query limit would refuse every sort.
     let reserve = &mut c.options_mut().execution.sort_spill_reservation_bytes;
     *reserve = (*reserve).min(config.memory_limit / 8);
     c
+}
+
+/// Turns off DataFusion's dynamic filter for `min`/`max` without GROUP BY.
+///
+/// DataFusion 55 builds it as `a < min(a) OR b < min(b) OR ...` from the
+/// bounds found so far, leaving out every aggregate that has no bound yet:
+/// while `min(c)` has seen only NULLs, rows whose `a` and `b` are inside
+/// their bounds are filtered out of the scan — and with them the first
+/// non-NULL `c`, so `min(c)` came back NULL (found with a sparse field,
+/// depending on which partition ran first).
+pub fn without_aggregate_dynamic_filters(config: &mut SessionConfig) {
+    config
+        .options_mut()
+        .optimizer
+        .enable_aggregate_dynamic_filter_pushdown = false;
 }
 
 /// Plans `sql` on `ctx` (with `now()` fixed when given) and starts it.

@@ -8,6 +8,7 @@
 //!   latest de-duplicated state with no delete pending.
 //! - [`publisher`]: follows the catalog and writes the difference.
 //! - [`checkpoint`]: the state as Parquet every so many versions, for readers.
+//! - [`stats`]: each file's column bounds and null counts, from its footer.
 //!
 //! How readers see our columns: tags and string fields as `string`,
 //! floats as `double`, integers as `long`, unsigned integers as
@@ -19,5 +20,6 @@ pub mod checkpoint;
 pub mod log;
 pub mod policy;
 pub mod publisher;
+pub mod stats;
 
 pub use publisher::{DeltaMetrics, Publisher};

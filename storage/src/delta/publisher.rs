@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::log::{self, Add, LogLine, Metadata, Protocol, Remove, Snapshot};
-use super::{checkpoint, policy};
+use futures::StreamExt;
+
+use super::{checkpoint, policy, stats};
 use crate::catalog::{Catalog, CatalogState, FileMeta, TableState, now_ns};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
@@ -30,6 +32,8 @@ use crate::layout::table_dir;
 
 /// Commits lost to another writer in a row before a sync gives up.
 const MAX_RACES: usize = 8;
+/// Footers read at once for the statistics of newly published files.
+const FOOTER_READS: usize = 8;
 /// How often the lag is measured again when nothing is committed.
 const IDLE_RESYNC: Duration = Duration::from_secs(30);
 /// Wait after a failed sync before the next.
@@ -339,17 +343,27 @@ async fn sync_table(
         }
         // Only once the table has metadata (it names the partition column).
         if tl.snapshot.metadata.is_some() || lines.iter().any(|l| l.meta_data.is_some()) {
-            for path in &want {
-                let (Some(rel), Some(f)) = (path.strip_prefix(&prefix), ts.files.get(path)) else {
-                    continue;
-                };
-                if !tl.snapshot.files.contains_key(rel) {
-                    added += 1;
-                    lines.push(LogLine {
-                        add: Some(add_of(f, rel, &partition)),
-                        ..Default::default()
-                    });
-                }
+            let new: Vec<(&str, &FileMeta)> = want
+                .iter()
+                .filter_map(|path| Some((path.strip_prefix(&prefix)?, ts.files.get(path)?)))
+                .filter(|(rel, _)| !tl.snapshot.files.contains_key(*rel))
+                .collect();
+            // A Vec of futures, not a mapped iterator: a closure in the
+            // stream's type makes the publisher's future not provably Send.
+            let mut reads = Vec::with_capacity(new.len());
+            for (_, f) in &new {
+                reads.push(stats::read(store, f, &ts.schema));
+            }
+            let stats: Vec<Option<stats::ColumnStats>> = futures::stream::iter(reads)
+                .buffered(FOOTER_READS)
+                .collect()
+                .await;
+            for ((rel, f), stats) in new.iter().zip(&stats) {
+                added += 1;
+                lines.push(LogLine {
+                    add: Some(add_of(f, rel, &partition, stats.as_ref())),
+                    ..Default::default()
+                });
             }
         }
         let (unpublished, oldest_ns) = policy::unpublished(ts, &want);
@@ -392,10 +406,10 @@ async fn sync_table(
     )))
 }
 
-/// The `add` action of a catalog file, with what statistics the catalog
-/// knows: the row count and the time bounds (milliseconds, widened outward:
-/// a reader may skip files by them).
-fn add_of(f: &FileMeta, rel: &str, partition: &str) -> Add {
+/// The `add` action of a catalog file, with its statistics: the row count
+/// and the time bounds (milliseconds, widened outward: a reader may skip
+/// files by them) from the catalog, and the other columns' from the footer.
+fn add_of(f: &FileMeta, rel: &str, partition: &str, columns: Option<&stats::ColumnStats>) -> Add {
     const MS: i64 = 1_000_000;
     let floor = f.min_time.div_euclid(MS) * MS;
     let ceil = f.max_time.div_euclid(MS) * MS + if f.max_time.rem_euclid(MS) > 0 { MS } else { 0 };
@@ -404,11 +418,20 @@ fn add_of(f: &FileMeta, rel: &str, partition: &str) -> Add {
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string()
     };
+    let time = crate::schema::TIME_COLUMN.to_string();
+    let mut min = serde_json::Map::from_iter([(time.clone(), iso(floor).into())]);
+    let mut max = serde_json::Map::from_iter([(time.clone(), iso(ceil).into())]);
+    let mut nulls = serde_json::Map::from_iter([(time, 0.into())]);
+    if let Some(c) = columns {
+        min.extend(c.min.iter().map(|(k, v)| (k.clone(), v.clone())));
+        max.extend(c.max.iter().map(|(k, v)| (k.clone(), v.clone())));
+        nulls.extend(c.null_count.iter().map(|(k, &n)| (k.clone(), n.into())));
+    }
     let stats = serde_json::json!({
         "numRecords": f.rows,
-        "minValues": {crate::schema::TIME_COLUMN: iso(floor)},
-        "maxValues": {crate::schema::TIME_COLUMN: iso(ceil)},
-        "nullCount": {crate::schema::TIME_COLUMN: 0},
+        "minValues": min,
+        "maxValues": max,
+        "nullCount": nulls,
     });
     Add {
         path: rel.to_string(),
