@@ -72,8 +72,10 @@ fn ballista_sql(scheduler: u16, store: &str, envs: &[(&str, &str)], sql: &str) -
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{sql}: {e}: {text}"))
 }
 
-const QUERIES: [&str; 3] = [
+const QUERIES: [&str; 4] = [
     "SELECT count(*) AS n FROM cpu",
+    // fleetlake's own functions, their partial states merged across stages.
+    "SELECT hostname, increase(usage_idle, time) AS inc, robust_zscore(usage_user, time) AS z FROM cpu GROUP BY hostname ORDER BY hostname",
     "SELECT hostname, max(usage_user) AS m, sum(usage_idle) AS s, count(*) AS n FROM cpu GROUP BY hostname ORDER BY hostname",
     "SELECT region, CAST(date_bin(INTERVAL '10 minutes', time) AS BIGINT) AS t, sum(usage_system) AS s FROM cpu GROUP BY region, t ORDER BY region, t",
 ];

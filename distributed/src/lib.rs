@@ -168,6 +168,9 @@ pub async fn query(
     let ctx =
         SessionContext::remote_with_state(scheduler, session_state(config, Arc::clone(&store))?)
             .await?;
+    // Ballista's upgrade of the session replaces its functions with its own
+    // lists: ours go in again.
+    register_functions(&ctx, FUNCTION_LIMIT_BYTES);
     let store_url = ObjectStoreUrl::parse(STORE_URL)?;
     for (name, ts) in &dbs.tables {
         let table = FleetTable::from_catalog(
