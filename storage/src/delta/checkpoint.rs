@@ -5,23 +5,26 @@
 //! replaying every JSON commit since version 0 (the protocol's "classic"
 //! checkpoint: one row per action, one struct column per action kind).
 //!
-//! A checkpoint only speeds readers up: our own replay reads the JSON
-//! commits, which are never deleted, so a checkpoint lost in a crash costs
-//! nothing but reader time.
+//! Our own replay starts from the last checkpoint too ([`load`]) and falls
+//! back to every JSON commit (never deleted) if it cannot read it, so a
+//! checkpoint lost or torn in a crash costs only time.
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, MapBuilder, MapFieldNames,
-    RecordBatch, StringArray, StringBuilder, StructArray,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, ListBuilder, MapArray,
+    MapBuilder, MapFieldNames, RecordBatch, StringArray, StringBuilder, StructArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::log::{LOG_DIR, Snapshot};
+use super::log::{Add, Format, LOG_DIR, Metadata, Snapshot};
 use crate::error::{Error, Result};
 
 /// Versions between checkpoints by default (Delta's own writers use 10 or 100).
@@ -286,4 +289,127 @@ pub async fn write(
             source,
         })?;
     Ok(())
+}
+
+/// The string map at `row` of `map` (NULL values kept as `None`).
+fn map_at(map: &MapArray, row: usize) -> Result<BTreeMap<String, Option<String>>> {
+    let entries = map.value(row);
+    let keys = as_strings(entries.column(0), "map keys")?;
+    let values = as_strings(entries.column(1), "map values")?;
+    Ok((0..entries.len())
+        .map(|i| {
+            let value = values.is_valid(i).then(|| values.value(i).to_string());
+            (keys.value(i).to_string(), value)
+        })
+        .collect())
+}
+
+fn bad(what: &str) -> Error {
+    Error::Invalid(format!(
+        "Delta checkpoint: {what} is not as fleetlake writes it"
+    ))
+}
+
+fn as_strings<'a>(a: &'a ArrayRef, what: &str) -> Result<&'a StringArray> {
+    a.as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| bad(what))
+}
+
+fn child<'a, T: 'static>(s: &'a StructArray, name: &str) -> Result<&'a T> {
+    s.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| bad(name))
+}
+
+fn string_at(s: &StructArray, name: &str, row: usize) -> Result<Option<String>> {
+    let a = child::<StringArray>(s, name)?;
+    Ok(a.is_valid(row).then(|| a.value(row).to_string()))
+}
+
+/// Applies the actions of one checkpoint batch (as [`batch`] writes them)
+/// to `snapshot`.
+fn apply_batch(snapshot: &mut Snapshot, batch: &RecordBatch) -> Result<()> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+            .ok_or_else(|| bad(name))
+    };
+    let meta = column("metaData")?;
+    let add = column("add")?;
+    for row in 0..batch.num_rows() {
+        if meta.is_valid(row) {
+            let format = child::<StructArray>(meta, "format")?;
+            let columns = child::<ListArray>(meta, "partitionColumns")?.value(row);
+            let columns = as_strings(&columns, "partitionColumns")?;
+            let created = child::<Int64Array>(meta, "createdTime")?;
+            snapshot.metadata = Some(Metadata {
+                id: string_at(meta, "id", row)?.ok_or_else(|| bad("metaData.id"))?,
+                name: string_at(meta, "name", row)?,
+                format: Format {
+                    provider: string_at(format, "provider", row)?
+                        .ok_or_else(|| bad("format.provider"))?,
+                    options: map_at(child::<MapArray>(format, "options")?, row)?
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, v?)))
+                        .collect(),
+                },
+                schema_string: string_at(meta, "schemaString", row)?
+                    .ok_or_else(|| bad("metaData.schemaString"))?,
+                partition_columns: columns.iter().flatten().map(str::to_string).collect(),
+                configuration: map_at(child::<MapArray>(meta, "configuration")?, row)?
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v?)))
+                    .collect(),
+                created_time: created.is_valid(row).then(|| created.value(row)),
+            });
+        }
+        if add.is_valid(row) {
+            let path = string_at(add, "path", row)?.ok_or_else(|| bad("add.path"))?;
+            let size = child::<Int64Array>(add, "size")?.value(row);
+            let a = Add {
+                path: path.clone(),
+                partition_values: map_at(child::<MapArray>(add, "partitionValues")?, row)?,
+                size: u64::try_from(size).map_err(|_| bad("add.size"))?,
+                modification_time: child::<Int64Array>(add, "modificationTime")?.value(row),
+                data_change: child::<BooleanArray>(add, "dataChange")?.value(row),
+                stats: string_at(add, "stats", row)?,
+            };
+            snapshot.files.insert(path, a);
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot at the version `_last_checkpoint` names, read from that
+/// checkpoint; `None` if there is none.
+///
+/// # Errors
+/// The store fails, or the checkpoint is not one this module wrote.
+pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Snapshot>> {
+    let dir = root.clone().join(LOG_DIR);
+    let last = dir.clone().join("_last_checkpoint");
+    let body = match crate::store::read(store.as_ref(), &last).await {
+        Ok(body) => body,
+        Err(Error::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let last: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| bad("_last_checkpoint"))?;
+    let version = last["version"]
+        .as_u64()
+        .ok_or_else(|| bad("_last_checkpoint"))?;
+    let path = dir.join(format!("{version:020}.checkpoint.parquet"));
+    let bytes = crate::store::read(store.as_ref(), &path).await?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let mut snapshot = Snapshot::default();
+    for batch in reader {
+        apply_batch(&mut snapshot, &batch?)?;
+    }
+    snapshot.version = Some(version);
+    Ok(Some(snapshot))
 }

@@ -191,14 +191,26 @@ pub fn parse_commit(path: &Path, bytes: &[u8]) -> Result<Vec<LogLine>> {
 /// The store fails, a commit does not parse, or versions have a gap.
 pub async fn replay(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Snapshot> {
     let dir = log_dir(root);
-    let mut versions: Vec<(u64, Path)> = store
-        .list(Some(&dir))
+    // From the last checkpoint when there is a readable one: a long-lived
+    // table has one commit per publication, and each is a GET on S3.
+    let mut snapshot = match super::checkpoint::load(store, root).await {
+        Ok(found) => found.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(table = %root, error = %e, "Delta checkpoint unreadable: replaying every commit");
+            Snapshot::default()
+        }
+    };
+    let listing = match snapshot.version {
+        Some(v) => store.list_with_offset(Some(&dir), &commit_path(root, v)),
+        None => store.list(Some(&dir)),
+    };
+    let mut versions: Vec<(u64, Path)> = listing
         .try_filter_map(|m| async move { Ok(version_of(&m.location).map(|v| (v, m.location))) })
         .try_collect()
         .await
         .map_err(os_err(&dir))?;
     versions.sort_by_key(|(v, _)| *v);
-    let mut snapshot = Snapshot::default();
+    versions.retain(|(v, _)| *v >= snapshot.next_version());
     for (v, path) in versions {
         if v != snapshot.next_version() {
             return Err(Error::Invalid(format!(
@@ -372,6 +384,78 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         assert!(text.starts_with("{\"remove\":{\"path\":\"a\",\"deletionTimestamp\":2,\"dataChange\":true}}\n{\"add\":{\"path\":\"c\",\"partitionValues\":{\"day\":\"2024-01-01\"}"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn replay_starts_from_the_last_checkpoint_and_survives_a_torn_one() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let root = Path::from("db/t");
+        let mut s = replay(&store, &root).await.unwrap();
+        let meta = LogLine {
+            meta_data: Some(Metadata {
+                id: "id".into(),
+                name: Some("t".into()),
+                format: Format::default(),
+                schema_string: "{}".into(),
+                partition_columns: vec!["day".into()],
+                configuration: BTreeMap::from([("k".into(), "v".into())]),
+                created_time: Some(5),
+            }),
+            ..Default::default()
+        };
+        let mut stats = add("s");
+        stats.add.as_mut().unwrap().stats = Some("{\"numRecords\":3}".into());
+        assert!(
+            commit(&store, &root, &mut s, vec![meta, add("a"), add("b"), stats])
+                .await
+                .unwrap()
+        );
+        assert!(
+            commit(&store, &root, &mut s, vec![remove("a")])
+                .await
+                .unwrap()
+        );
+        super::super::checkpoint::write(&store, &root, &s, &Protocol::basic())
+            .await
+            .unwrap();
+        assert!(commit(&store, &root, &mut s, vec![add("c")]).await.unwrap());
+        // Commit 0 is no longer read: a replay that still read it would fail.
+        store
+            .put(&commit_path(&root, 0), PutPayload::from("not json"))
+            .await
+            .unwrap();
+        let from_checkpoint = replay(&store, &root).await.unwrap();
+        assert_eq!(from_checkpoint.version, Some(2));
+        assert_eq!(from_checkpoint.metadata, s.metadata);
+        assert_eq!(
+            from_checkpoint.files.keys().collect::<Vec<_>>(),
+            ["b", "c", "s"]
+        );
+        // A checkpoint's adds are state, not changes; the rest is as written.
+        let mut b = s.files["b"].clone();
+        b.data_change = false;
+        assert_eq!(from_checkpoint.files["b"], b);
+        assert_eq!(from_checkpoint.files["s"].stats, s.files["s"].stats);
+        assert_eq!(from_checkpoint.files["c"], s.files["c"]);
+        // A torn checkpoint: every commit is replayed instead (and commit 0,
+        // restored, is read again).
+        let checkpoint = Path::from("db/t/_delta_log/00000000000000000001.checkpoint.parquet");
+        store
+            .put(&checkpoint, PutPayload::from("torn"))
+            .await
+            .unwrap();
+        store
+            .put(
+                &commit_path(&root, 0),
+                PutPayload::from(
+                    "{\"add\":{\"path\":\"z\",\"partitionValues\":{},\"size\":1,\"modificationTime\":1,\"dataChange\":true}}\n",
+                ),
+            )
+            .await
+            .unwrap();
+        let full = replay(&store, &root).await.unwrap();
+        assert_eq!(full.version, Some(2));
+        assert_eq!(full.files.keys().collect::<Vec<_>>(), ["c", "z"]);
     }
 
     #[tokio::test]
