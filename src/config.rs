@@ -126,6 +126,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_DELTA_CHECKPOINT_EVERY", default_value_t = fleetlake_storage::delta::checkpoint::CHECKPOINT_EVERY)]
     pub delta_checkpoint_every: u64,
 
+    /// Delta log files (commits and older checkpoints) are deleted once a
+    /// newer checkpoint is this old: Delta readers can travel back in time
+    /// at least this far (Delta's own default is 30 days).
+    #[arg(long, env = "FLEETLAKE_DELTA_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub delta_log_retention: Duration,
+
     /// Retention: `DB=DURATION` for a database, `DB.TABLE=DURATION` for one
     /// table (e.g. `fleet=30d`, `fleet.cpu=7d`); repeat the flag or separate
     /// with commas. Rows older than that disappear from queries at once;

@@ -78,8 +78,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else if !args.retention.is_empty() {
         warn!("--retention is the writing server's to set; a read replica ignores it");
     }
-    let delta = (writer && !args.without_delta)
-        .then(|| Publisher::new(catalog.clone(), args.delta_checkpoint_every));
+    let delta = (writer && !args.without_delta).then(|| {
+        Publisher::new(
+            catalog.clone(),
+            args.delta_checkpoint_every,
+            args.delta_log_retention,
+        )
+    });
     // Before garbage collection: a Delta log that a crash left behind its
     // catalog is brought in line first, and the files it lists are kept.
     if let Some(p) = &delta

@@ -5,9 +5,9 @@
 //! replaying every JSON commit since version 0 (the protocol's "classic"
 //! checkpoint: one row per action, one struct column per action kind).
 //!
-//! Our own replay starts from the last checkpoint too ([`load`]) and falls
-//! back to every JSON commit (never deleted) if it cannot read it, so a
-//! checkpoint lost or torn in a crash costs only time.
+//! Our own replay starts from the newest readable checkpoint too
+//! ([`load`]). Once a newer checkpoint is older than the log retention, the
+//! commits and checkpoints before it are deleted ([`clean_log`]).
 
 use std::sync::Arc;
 
@@ -382,28 +382,67 @@ fn apply_batch(snapshot: &mut Snapshot, batch: &RecordBatch) -> Result<()> {
     Ok(())
 }
 
-/// The snapshot at the version `_last_checkpoint` names, read from that
-/// checkpoint; `None` if there is none.
+/// The snapshot as of the newest readable checkpoint: the one
+/// `_last_checkpoint` names, else the newest other one in the log (log
+/// cleaning may have removed the commits before it, so replaying from
+/// version 0 is the last resort, not the first); `None` if there is none.
 ///
 /// # Errors
-/// The store fails, or the checkpoint is not one this module wrote.
+/// The store fails, or no checkpoint in the log is readable.
 pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Snapshot>> {
+    use futures::TryStreamExt;
+
     let dir = root.clone().join(LOG_DIR);
     let last = dir.clone().join("_last_checkpoint");
-    let body = match crate::store::read(store.as_ref(), &last).await {
-        Ok(body) => body,
+    let named = match crate::store::read(store.as_ref(), &last).await {
+        Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["version"].as_u64()),
         Err(Error::ObjectStore {
             source: object_store::Error::NotFound { .. },
             ..
-        }) => return Ok(None),
+        }) => None,
         Err(e) => return Err(e),
     };
-    let last: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| bad("_last_checkpoint"))?;
-    let version = last["version"]
-        .as_u64()
-        .ok_or_else(|| bad("_last_checkpoint"))?;
-    let path = dir.join(format!("{version:020}.checkpoint.parquet"));
+    let mut listed: Vec<u64> = store
+        .list(Some(&dir))
+        .try_filter_map(|m| async move {
+            Ok(m.location
+                .filename()
+                .and_then(|n| n.strip_suffix(".checkpoint.parquet"))
+                .and_then(|d| d.parse::<u64>().ok()))
+        })
+        .try_collect()
+        .await
+        .map_err(|source| Error::ObjectStore {
+            path: dir.to_string(),
+            source,
+        })?;
+    listed.sort_unstable_by(|a, b| b.cmp(a));
+    let candidates = named
+        .into_iter()
+        .chain(listed.into_iter().filter(|v| Some(*v) != named));
+    let mut last_err = None;
+    for version in candidates {
+        match read_checkpoint(store, &dir, version).await {
+            Ok(snapshot) => return Ok(Some(snapshot)),
+            Err(e) => {
+                tracing::warn!(table = %root, version, error = %e, "Delta checkpoint unreadable");
+                last_err = Some(e);
+            }
+        }
+    }
+    last_err.map_or(Ok(None), Err)
+}
+
+async fn read_checkpoint(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+    version: u64,
+) -> Result<Snapshot> {
+    let path = dir
+        .clone()
+        .join(format!("{version:020}.checkpoint.parquet"));
     let bytes = crate::store::read(store.as_ref(), &path).await?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let mut snapshot = Snapshot::default();
@@ -411,5 +450,73 @@ pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Sn
         apply_batch(&mut snapshot, &batch?)?;
     }
     snapshot.version = Some(version);
-    Ok(Some(snapshot))
+    Ok(snapshot)
+}
+
+/// Deletes the log files no reader within `retention` needs: every commit
+/// and checkpoint below the newest checkpoint written more than
+/// `retention` ago. Every version since that checkpoint stays readable
+/// (time travel reaches back at least `retention`); older ones do not, as
+/// with Delta's own `delta.logRetentionDuration`. Returns how many files
+/// were deleted.
+///
+/// # Errors
+/// The store fails.
+pub async fn clean_log(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    retention: std::time::Duration,
+) -> Result<usize> {
+    use futures::TryStreamExt;
+
+    let dir = root.clone().join(LOG_DIR);
+    let files: Vec<object_store::ObjectMeta> =
+        store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|source| Error::ObjectStore {
+                path: dir.to_string(),
+                source,
+            })?;
+    let version = |name: &str, suffix: &str| -> Option<u64> {
+        let digits = name.strip_suffix(suffix)?;
+        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    };
+    let cutoff = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|r| chrono::Utc::now().checked_sub_signed(r));
+    let Some(cutoff) = cutoff else {
+        return Ok(0);
+    };
+    let Some(base) = files
+        .iter()
+        .filter(|m| m.last_modified <= cutoff)
+        .filter_map(|m| version(m.location.filename()?, ".checkpoint.parquet"))
+        .max()
+    else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    for m in &files {
+        let Some(name) = m.location.filename() else {
+            continue;
+        };
+        let below = version(name, ".json")
+            .or_else(|| version(name, ".checkpoint.parquet"))
+            .is_some_and(|v| v < base);
+        if below {
+            store
+                .delete(&m.location)
+                .await
+                .map_err(|source| Error::ObjectStore {
+                    path: m.location.to_string(),
+                    source,
+                })?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }

@@ -459,6 +459,104 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cleaning_keeps_what_the_newest_old_checkpoint_needs() {
+        use super::super::checkpoint;
+        use std::time::Duration;
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let root = Path::from("db/t");
+        let mut s = Snapshot::default();
+        let meta = LogLine {
+            meta_data: Some(Metadata {
+                id: "id".into(),
+                name: None,
+                format: Format::default(),
+                schema_string: "{}".into(),
+                partition_columns: vec!["day".into()],
+                configuration: BTreeMap::new(),
+                created_time: None,
+            }),
+            ..Default::default()
+        };
+        assert!(commit(&store, &root, &mut s, vec![meta]).await.unwrap());
+        let mut at_4 = Snapshot::default();
+        for v in 1..=5 {
+            let path = format!("f{v}");
+            assert!(
+                commit(&store, &root, &mut s, vec![add(&path)])
+                    .await
+                    .unwrap()
+            );
+            if v % 2 == 0 {
+                checkpoint::write(&store, &root, &s, &Protocol::basic())
+                    .await
+                    .unwrap();
+                at_4 = s.clone();
+            }
+        }
+        // The named checkpoint torn: the one before it serves (commit 0,
+        // made unreadable, shows that no full replay stood in).
+        let cp_4 = Path::from("db/t/_delta_log/00000000000000000004.checkpoint.parquet");
+        store.put(&cp_4, PutPayload::from("torn")).await.unwrap();
+        store
+            .put(&commit_path(&root, 0), PutPayload::from("not json"))
+            .await
+            .unwrap();
+        let replayed = replay(&store, &root).await.unwrap();
+        assert_eq!(replayed.version, Some(5));
+        assert_eq!(
+            replayed.files.keys().collect::<Vec<_>>(),
+            s.files.keys().collect::<Vec<_>>()
+        );
+        checkpoint::write(&store, &root, &at_4, &Protocol::basic())
+            .await
+            .unwrap();
+        let names = |store: Arc<dyn ObjectStore>| async move {
+            let mut v: Vec<String> = store
+                .list(Some(&Path::from("db/t/_delta_log")))
+                .map_ok(|m| m.location.filename().unwrap().to_string())
+                .try_collect()
+                .await
+                .unwrap();
+            v.sort();
+            v
+        };
+        let before = names(store.clone()).await;
+        // Nothing is old enough yet.
+        let day = Duration::from_secs(86_400);
+        assert_eq!(checkpoint::clean_log(&store, &root, day).await.unwrap(), 0);
+        assert_eq!(
+            checkpoint::clean_log(&store, &root, Duration::MAX)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(names(store.clone()).await, before);
+        // With no retention, all below the newest checkpoint (4) goes.
+        assert_eq!(
+            checkpoint::clean_log(&store, &root, Duration::ZERO)
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            names(store.clone()).await,
+            [
+                "00000000000000000004.checkpoint.parquet",
+                "00000000000000000004.json",
+                "00000000000000000005.json",
+                "_last_checkpoint"
+            ]
+        );
+        let replayed = replay(&store, &root).await.unwrap();
+        assert_eq!(replayed.version, Some(5));
+        assert_eq!(replayed.metadata, s.metadata);
+        assert_eq!(
+            replayed.files.keys().collect::<Vec<_>>(),
+            s.files.keys().collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
     async fn a_gap_in_the_log_is_an_error() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let root = Path::from("db/t");

@@ -77,6 +77,8 @@ pub struct Publisher {
     catalog: Arc<Catalog>,
     /// Versions between checkpoints.
     checkpoint_every: u64,
+    /// How long log files stay after a newer checkpoint (time travel).
+    log_retention: Duration,
     tables: tokio::sync::Mutex<BTreeMap<(String, String), TableLog>>,
     metrics: DeltaMetrics,
 }
@@ -89,11 +91,13 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     /// A publisher that writes a checkpoint every `checkpoint_every`
-    /// versions of a table.
-    pub fn new(catalog: Arc<Catalog>, checkpoint_every: u64) -> Arc<Self> {
+    /// versions of a table, and then deletes the log files older than
+    /// `log_retention` that the checkpoint replaces.
+    pub fn new(catalog: Arc<Catalog>, checkpoint_every: u64, log_retention: Duration) -> Arc<Self> {
         Arc::new(Self {
             catalog,
             checkpoint_every,
+            log_retention,
             tables: tokio::sync::Mutex::new(BTreeMap::new()),
             metrics: DeltaMetrics::default(),
         })
@@ -179,16 +183,28 @@ impl Publisher {
                         if s.committed
                             && let Some(v) = tl.snapshot.version
                             && checkpoint::due(v, self.checkpoint_every)
-                            // Only reader time is at stake: log and go on.
-                            && let Err(e) = checkpoint::write(
-                                &store,
-                                &root,
-                                &tl.snapshot,
-                                &Protocol::basic(),
-                            )
-                            .await
                         {
-                            warn!(table = %root, error = %e, "writing a Delta checkpoint failed");
+                            match checkpoint::write(&store, &root, &tl.snapshot, &Protocol::basic())
+                                .await
+                            {
+                                // Only reader time is at stake: log and go on.
+                                Err(e) => {
+                                    warn!(table = %root, error = %e, "writing a Delta checkpoint failed");
+                                }
+                                Ok(()) => {
+                                    match checkpoint::clean_log(&store, &root, self.log_retention)
+                                        .await
+                                    {
+                                        Ok(0) => {}
+                                        Ok(n) => {
+                                            info!(table = %root, deleted = n, "Delta log cleaned")
+                                        }
+                                        Err(e) => {
+                                            warn!(table = %root, error = %e, "cleaning the Delta log failed")
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                     Err(e) => {
