@@ -49,16 +49,7 @@ fn wait_listening(port: u16) {
 }
 
 fn ballista_sql(scheduler: u16, store: &str, envs: &[(&str, &str)], sql: &str) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetlake"))
-        .args(["ballista", "sql", "--scheduler"])
-        .arg(format!("df://127.0.0.1:{scheduler}"))
-        .arg("--store")
-        .arg(store)
-        .args(["--db", "fleet", sql])
-        .env("RUST_LOG", "warn")
-        .envs(envs.iter().copied())
-        .output()
-        .expect("fleetlake ballista sql runs");
+    let out = ballista_run(scheduler, store, envs, sql);
     assert!(
         out.status.success(),
         "{sql}: {}",
@@ -70,6 +61,24 @@ fn ballista_sql(scheduler: u16, store: &str, envs: &[(&str, &str)], sql: &str) -
         return Vec::new();
     }
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{sql}: {e}: {text}"))
+}
+
+fn ballista_run(
+    scheduler: u16,
+    store: &str,
+    envs: &[(&str, &str)],
+    sql: &str,
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args(["ballista", "sql", "--scheduler"])
+        .arg(format!("df://127.0.0.1:{scheduler}"))
+        .arg("--store")
+        .arg(store)
+        .args(["--db", "fleet", sql])
+        .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("fleetlake ballista sql runs")
 }
 
 const QUERIES: [&str; 4] = [
@@ -199,6 +208,38 @@ async fn cluster_answers_as_the_writer(writer: &Server, store: &str, env: &[(&st
     // Compaction rewrites the day into one run, the delete applied.
     writer.admin("compact").await;
     answers_as_the_writer().await;
+    // The cluster runs whatever plan reaches the scheduler: it reaches no
+    // store but ours (the executor refuses the local file system), and ours
+    // only to read.
+    let outside = work.path().join("outside.csv");
+    std::fs::write(&outside, "a\n1\n").unwrap();
+    let copied = work.path().join("copied.csv");
+    for sql in [
+        format!(
+            "COPY (SELECT 1 AS a) TO '{}' STORED AS CSV",
+            copied.display()
+        ),
+        "COPY (SELECT 1 AS a) TO 'fleetlake://data/fleet/evil.csv' STORED AS CSV".to_string(),
+    ] {
+        let out = ballista_run(scheduler, store, env, &sql);
+        assert!(!out.status.success(), "{sql} ran");
+    }
+    assert!(!copied.exists());
+    // Nor does the client read files by name.
+    let read = ballista_run(
+        scheduler,
+        store,
+        env,
+        &format!("SELECT * FROM '{}'", outside.display()),
+    );
+    assert!(!read.status.success(), "read a file outside the store");
+    // The store is as the writer left it.
+    for q in QUERIES {
+        assert_eq!(
+            ballista_sql(scheduler, store, env, q),
+            writer.sql("fleet", q).await
+        );
+    }
     // Both executors ran tasks (a job's shuffle files are removed when it
     // ends, so their logs tell).
     for i in 0..2 {

@@ -28,13 +28,14 @@ use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use fleetlake_query::engine::{STORE_URL, register_functions, without_aggregate_dynamic_filters};
 use fleetlake_query::table::FleetTable;
 use fleetlake_storage::catalog::Catalog;
+use fleetlake_storage::store::ReadOnly;
 use object_store::ObjectStore;
 
 use crate::codec::{FleetLogicalCodec, FleetPhysicalCodec};
@@ -44,18 +45,50 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// What the growing string and array functions may allocate per call.
 const FUNCTION_LIMIT_BYTES: usize = 1 << 30;
 
-/// A runtime that reaches `store` under [`STORE_URL`], the URL our scans
-/// name it by.
+/// The object stores of a cluster process: the fleetlake store, read-only,
+/// under [`STORE_URL`], and nothing else. The scheduler and executors run
+/// whatever plan a client sends; a plan that names another location (a
+/// `file://` path on an executor, another bucket) or writes (`COPY ... TO`)
+/// fails instead of reading or changing what is not the cluster's.
+#[derive(Debug)]
+struct OnlyTheStore(Arc<dyn ObjectStore>);
+
+impl ObjectStoreRegistry for OnlyTheStore {
+    /// Refused: the one store is fixed when the process starts.
+    fn register_store(
+        &self,
+        _url: &url::Url,
+        _store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        None
+    }
+
+    fn get_store(&self, url: &url::Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        let ours = ObjectStoreUrl::parse(STORE_URL)?;
+        let ours: &url::Url = ours.as_ref();
+        if url.scheme() == ours.scheme() && url.host_str() == ours.host_str() {
+            return Ok(Arc::clone(&self.0));
+        }
+        datafusion::common::plan_err!(
+            "{url}: a fleetlake Ballista cluster reads only the fleetlake store"
+        )
+    }
+}
+
+/// A runtime that reaches `store`, read-only, under [`STORE_URL`] (the URL
+/// our scans name it by), and no other store.
 ///
 /// # Errors
 /// The runtime cannot be built.
 pub fn runtime_with_store(
     store: Arc<dyn ObjectStore>,
 ) -> datafusion::common::Result<Arc<RuntimeEnv>> {
-    let runtime = RuntimeEnvBuilder::new().build()?;
-    let url = ObjectStoreUrl::parse(STORE_URL)?;
-    runtime.register_object_store(url.as_ref(), store);
-    Ok(Arc::new(runtime))
+    let store: Arc<dyn ObjectStore> = Arc::new(ReadOnly(store));
+    Ok(Arc::new(
+        RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(OnlyTheStore(store)))
+            .build()?,
+    ))
 }
 
 /// Ballista's session for `config`, on a runtime that reaches `store`, with

@@ -291,3 +291,100 @@ mod tests {
         assert!(dir.path().join("_catalog/commits/1.json").exists());
     }
 }
+
+/// Reads `inner` and refuses every write: the store as a process that must
+/// never change it sees it (a Ballista scheduler or executor, which runs
+/// whatever plan a client sends).
+#[derive(Debug)]
+pub struct ReadOnly(pub Arc<dyn ObjectStore>);
+
+impl std::fmt::Display for ReadOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadOnly({})", self.0)
+    }
+}
+
+fn refused(location: &Path) -> object_store::Error {
+    object_store::Error::PermissionDenied {
+        path: location.to_string(),
+        source: "this process only reads the store; writes go to the fleetlake server".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for ReadOnly {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        _payload: PutPayload,
+        _opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Err(refused(location))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        _opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(refused(location))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.0.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        use futures::StreamExt;
+        locations.map(|l| l.and_then(|l| Err(refused(&l)))).boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.0.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.0.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        _from: &Path,
+        to: &Path,
+        _options: CopyOptions,
+    ) -> object_store::Result<()> {
+        Err(refused(to))
+    }
+
+    async fn rename_opts(
+        &self,
+        _from: &Path,
+        to: &Path,
+        _options: RenameOptions,
+    ) -> object_store::Result<()> {
+        Err(refused(to))
+    }
+}

@@ -24,7 +24,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::log::{Add, Format, LOG_DIR, Metadata, Snapshot};
+use super::log::{Add, Format, LOG_DIR, Metadata, Snapshot, list_log, numbered};
 use crate::error::{Error, Result};
 
 /// Versions between checkpoints by default (Delta's own writers use 10 or 100).
@@ -390,8 +390,6 @@ fn apply_batch(snapshot: &mut Snapshot, batch: &RecordBatch) -> Result<()> {
 /// # Errors
 /// The store fails, or no checkpoint in the log is readable.
 pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Snapshot>> {
-    use futures::TryStreamExt;
-
     let dir = root.clone().join(LOG_DIR);
     let last = dir.clone().join("_last_checkpoint");
     let named = match crate::store::read(store.as_ref(), &last).await {
@@ -404,20 +402,11 @@ pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Sn
         }) => None,
         Err(e) => return Err(e),
     };
-    let mut listed: Vec<u64> = store
-        .list(Some(&dir))
-        .try_filter_map(|m| async move {
-            Ok(m.location
-                .filename()
-                .and_then(|n| n.strip_suffix(".checkpoint.parquet"))
-                .and_then(|d| d.parse::<u64>().ok()))
-        })
-        .try_collect()
-        .await
-        .map_err(|source| Error::ObjectStore {
-            path: dir.to_string(),
-            source,
-        })?;
+    let mut listed: Vec<u64> = list_log(store, root)
+        .await?
+        .iter()
+        .filter_map(|m| numbered(&m.location, ".checkpoint.parquet"))
+        .collect();
     listed.sort_unstable_by(|a, b| b.cmp(a));
     let candidates = named
         .into_iter()
@@ -467,24 +456,8 @@ pub async fn clean_log(
     root: &Path,
     retention: std::time::Duration,
 ) -> Result<usize> {
-    use futures::TryStreamExt;
-
-    let dir = root.clone().join(LOG_DIR);
-    let files: Vec<object_store::ObjectMeta> =
-        store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|source| Error::ObjectStore {
-                path: dir.to_string(),
-                source,
-            })?;
-    let version = |name: &str, suffix: &str| -> Option<u64> {
-        let digits = name.strip_suffix(suffix)?;
-        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| digits.parse().ok())
-            .flatten()
-    };
+    let files = list_log(store, root).await?;
+    let version = |m: &object_store::ObjectMeta, suffix| numbered(&m.location, suffix);
     let cutoff = chrono::Duration::from_std(retention)
         .ok()
         .and_then(|r| chrono::Utc::now().checked_sub_signed(r));
@@ -494,18 +467,15 @@ pub async fn clean_log(
     let Some(base) = files
         .iter()
         .filter(|m| m.last_modified <= cutoff)
-        .filter_map(|m| version(m.location.filename()?, ".checkpoint.parquet"))
+        .filter_map(|m| version(m, ".checkpoint.parquet"))
         .max()
     else {
         return Ok(0);
     };
     let mut deleted = 0;
     for m in &files {
-        let Some(name) = m.location.filename() else {
-            continue;
-        };
-        let below = version(name, ".json")
-            .or_else(|| version(name, ".checkpoint.parquet"))
+        let below = version(m, ".json")
+            .or_else(|| version(m, ".checkpoint.parquet"))
             .is_some_and(|v| v < base);
         if below {
             store

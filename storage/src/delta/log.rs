@@ -158,10 +158,28 @@ fn commit_path(root: &Path, version: u64) -> Path {
 }
 
 fn version_of(path: &Path) -> Option<u64> {
-    let name = path.filename()?.strip_suffix(".json")?;
-    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| name.parse().ok())
+    numbered(path, ".json")
+}
+
+/// The version in a log file's name `<20 digits><suffix>`.
+pub(super) fn numbered(path: &Path, suffix: &str) -> Option<u64> {
+    let digits = path.filename()?.strip_suffix(suffix)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
         .flatten()
+}
+
+/// Every object in the log of the table at `root`.
+pub(super) async fn list_log(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+) -> Result<Vec<object_store::ObjectMeta>> {
+    let dir = log_dir(root);
+    store
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(os_err(&dir))
 }
 
 fn os_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
