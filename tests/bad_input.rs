@@ -253,3 +253,22 @@ async fn query_limits_and_buffer_budget() {
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("memory limit"), "{body}");
 }
+
+/// A query string that does not parse (a parameter given twice) gets the
+/// API's JSON error, not plain text.
+#[tokio::test]
+async fn a_bad_sql_query_string_is_a_json_400() {
+    let server = Server::start(&[]);
+    let r = server
+        .client()
+        .get(format!(
+            "{}/api/v1/sql?q=SELECT%201&q=SELECT%202",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.expect("a JSON body");
+    assert!(v["error"].as_str().unwrap().contains("duplicate"), "{v}");
+}

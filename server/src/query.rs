@@ -11,7 +11,7 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use fleetlake_query::QueryStream;
@@ -19,6 +19,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::auth::{Permission, Principal};
+use crate::params::Params;
 use crate::{ApiError, AppState, ErrorKind};
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +41,7 @@ pub struct SqlBody {
 pub async fn sql_get(
     State(state): State<AppState>,
     principal: Principal,
-    Query(p): Query<SqlParams>,
+    Params(p): Params<SqlParams>,
 ) -> Response {
     run(state, principal, p.q, p.db, p.format).await
 }
@@ -59,7 +60,7 @@ pub async fn sql_post(
 pub async fn sql_get_v3(
     state: State<AppState>,
     principal: Principal,
-    params: Query<SqlParams>,
+    params: Params<SqlParams>,
 ) -> Response {
     sql_get(state, principal, params).await
 }
