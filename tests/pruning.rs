@@ -127,3 +127,41 @@ async fn min_and_max_of_a_sparse_field_beside_dense_ones() {
         );
     }
 }
+
+/// Every SQL answer says where its time went before the first row, as an
+/// HTTP `Server-Timing` header (planning, optimizing, physical planning).
+#[tokio::test]
+async fn a_query_answer_times_its_planning_phases() {
+    let server = Server::start(&[]);
+    server.write_ok("fleet", &Tsbs::new(2).body(0, 10)).await;
+    let r = server
+        .client()
+        .get(format!("{}/api/v1/sql", server.url))
+        .query(&[("q", "SELECT count(*) FROM cpu WHERE hostname = 'host_1'")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let timing = r
+        .headers()
+        .get("server-timing")
+        .expect("a Server-Timing header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let phases: Vec<(&str, f64)> = timing
+        .split(", ")
+        .map(|p| {
+            let (name, dur) = p.split_once(";dur=").expect("name;dur=ms");
+            (name, dur.parse().expect("milliseconds"))
+        })
+        .collect();
+    assert_eq!(
+        phases.iter().map(|p| p.0).collect::<Vec<_>>(),
+        ["plan", "optimize", "physical"],
+        "{timing}"
+    );
+    assert!(phases.iter().all(|p| p.1 >= 0.0), "{timing}");
+    assert!(phases.iter().any(|p| p.1 > 0.0), "{timing}");
+    assert_eq!(r.text().await.unwrap(), "[{\"count(*)\":10}]");
+}

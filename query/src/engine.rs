@@ -328,29 +328,29 @@ impl QueryEngine {
         let deadline = Instant::now() + self.config.timeout;
         let limit_ms = self.config.timeout.as_millis() as u64;
         let mem = self.config.memory_limit;
-        let (inner, schema, task) = match &self.config.executor {
+        let (inner, schema, task, timings) = match &self.config.executor {
             None => {
-                let stream =
+                let (stream, timings) =
                     match tokio::time::timeout_at(deadline, plan_and_run(ctx, input, now)).await {
                         Err(_) => return Err(Error::Timeout { limit_ms }),
                         Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
                         Ok(Ok(s)) => s,
                     };
                 let schema = stream.schema();
-                (stream.boxed(), schema, None)
+                (stream.boxed(), schema, None, timings)
             }
             Some(executor) => {
                 let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
                 let (tx, rx) = tokio::sync::mpsc::channel(2);
                 let task = executor.spawn(async move {
-                    let mut stream = match plan_and_run(ctx, input, now).await {
+                    let (mut stream, timings) = match plan_and_run(ctx, input, now).await {
                         Ok(s) => s,
                         Err(e) => {
                             let _ = schema_tx.send(Err(e));
                             return;
                         }
                     };
-                    if schema_tx.send(Ok(stream.schema())).is_err() {
+                    if schema_tx.send(Ok((stream.schema(), timings))).is_err() {
                         return;
                     }
                     while let Some(b) = stream.next().await {
@@ -362,16 +362,16 @@ impl QueryEngine {
                     }
                 });
                 let abort = AbortOnDrop(task);
-                let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
+                let (schema, timings) = match tokio::time::timeout_at(deadline, schema_rx).await {
                     Err(_) => return Err(Error::Timeout { limit_ms }),
                     Ok(Err(_)) => return Err(Error::Internal("the query task ended early".into())),
                     Ok(Ok(Err(e))) => return Err(Error::from_datafusion(e, mem)),
-                    Ok(Ok(Ok(schema))) => schema,
+                    Ok(Ok(Ok(started))) => started,
                 };
                 let batches = futures::stream::unfold(rx, |mut rx| async move {
                     rx.recv().await.map(|b| (b, rx))
                 });
-                (batches.boxed(), schema, Some(abort))
+                (batches.boxed(), schema, Some(abort), timings)
             }
         };
         Ok(QueryStream {
@@ -381,6 +381,7 @@ impl QueryEngine {
             limit_ms,
             memory_limit: mem,
             done: false,
+            timings,
             _task: task,
         })
     }
@@ -494,11 +495,36 @@ enum Input {
     Plan(LogicalPlan),
 }
 
+/// Where a query's time went before its first batch was asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PhaseTimings {
+    /// SQL to a logical plan (parse, resolve tables and types).
+    pub plan: Duration,
+    /// The logical optimizer.
+    pub optimize: Duration,
+    /// The physical plan: planning, the physical optimizer, starting it.
+    pub physical: Duration,
+}
+
+impl PhaseTimings {
+    /// As an HTTP `Server-Timing` header value (milliseconds).
+    pub fn server_timing(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        format!(
+            "plan;dur={:.3}, optimize;dur={:.3}, physical;dur={:.3}",
+            ms(self.plan),
+            ms(self.optimize),
+            ms(self.physical)
+        )
+    }
+}
+
 async fn plan_and_run(
     ctx: SessionContext,
     input: Input,
     now: Option<chrono::DateTime<chrono::Utc>>,
-) -> datafusion::common::Result<SendableRecordBatchStream> {
+) -> datafusion::common::Result<(SendableRecordBatchStream, PhaseTimings)> {
+    let started = std::time::Instant::now();
     // `SessionContext::sql` stamps the start time itself; planning on a
     // state of our own keeps the one set here.
     let mut state = ctx.state();
@@ -514,9 +540,21 @@ async fn plan_and_run(
         .with_allow_dml(false)
         .with_allow_statements(false)
         .verify_plan(&plan)?;
-    datafusion::dataframe::DataFrame::new(state, plan)
-        .execute_stream()
-        .await
+    let planned = std::time::Instant::now();
+    // What `SessionState::create_physical_plan` does, in two timed steps.
+    let optimized = state.optimize(&plan)?;
+    let optimized_at = std::time::Instant::now();
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&optimized, &state)
+        .await?;
+    let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+    let timings = PhaseTimings {
+        plan: planned - started,
+        optimize: optimized_at - planned,
+        physical: optimized_at.elapsed(),
+    };
+    Ok((stream, timings))
 }
 
 /// Aborts a query's task when its stream is dropped.
@@ -539,12 +577,18 @@ pub struct QueryStream {
     limit_ms: u64,
     memory_limit: usize,
     done: bool,
+    timings: PhaseTimings,
     _task: Option<AbortOnDrop>,
 }
 
 impl QueryStream {
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// How long planning took, phase by phase.
+    pub fn timings(&self) -> PhaseTimings {
+        self.timings
     }
 }
 

@@ -149,13 +149,21 @@ async fn run(
             return result;
         }
         let mut stream = state.engine.query(&db, &sql).await?;
+        let timing = stream.timings().server_timing();
         // The first batch surfaces most execution errors while a status can still say so.
         let first = match stream.next().await {
             Some(Ok(b)) => Some(b),
             Some(Err(e)) => return Err(e.into()),
             None => None,
         };
-        respond(format, stream, first, state.engine.config().memory_limit).await
+        let mut response =
+            respond(format, stream, first, state.engine.config().memory_limit).await?;
+        // Where the time before the first row went (browsers' network panels
+        // and `curl -v` show it).
+        if let Ok(v) = header::HeaderValue::from_str(&timing) {
+            response.headers_mut().insert("server-timing", v);
+        }
+        Ok(response)
     }
     .await;
     let response = result.unwrap_or_else(|e| e.into_response());
