@@ -164,4 +164,16 @@ async fn a_query_answer_times_its_planning_phases() {
     assert!(phases.iter().all(|p| p.1 >= 0.0), "{timing}");
     assert!(phases.iter().any(|p| p.1 > 0.0), "{timing}");
     assert_eq!(r.text().await.unwrap(), "[{\"count(*)\":10}]");
+    // And summed by phase on /metrics.
+    let m = server.metrics().await;
+    for phase in ["plan", "optimize", "physical"] {
+        let count = format!("fleetlake_query_phase_seconds_count{{phase=\"{phase}\"}} ");
+        let n: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix(&count))
+            .unwrap_or_else(|| panic!("{count}in {m}"))
+            .parse()
+            .unwrap();
+        assert!(n >= 1, "{m}");
+    }
 }

@@ -24,7 +24,13 @@ pub struct ServerMetrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// Planning phases of SQL queries: plan, optimize, physical (ns).
+    phase_sum_nanos: [AtomicU64; 3],
+    phase_count: AtomicU64,
 }
+
+/// The planning phases, in `PhaseTimings` order.
+const PHASES: [&str; 3] = ["plan", "optimize", "physical"];
 
 fn bump(v: &Mutex<Vec<(u16, u64)>>, status: u16) {
     let mut v = v.lock();
@@ -40,6 +46,19 @@ fn bump(v: &Mutex<Vec<(u16, u64)>>, status: u16) {
 impl ServerMetrics {
     pub fn count_write(&self, status: u16) {
         bump(&self.writes_by_status, status);
+    }
+
+    /// Adds one SQL query's planning phases.
+    pub fn count_phases(&self, t: &fleetlake_query::engine::PhaseTimings) {
+        for (sum, d) in self
+            .phase_sum_nanos
+            .iter()
+            .zip([t.plan, t.optimize, t.physical])
+        {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            sum.fetch_add(nanos, Ordering::Relaxed);
+        }
+        self.phase_count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_query(&self, status: u16, seconds: f64) {
@@ -284,6 +303,18 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
     );
     let _ = writeln!(out, "fleetlake_query_duration_seconds_count {count}");
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_query_phase_seconds Time SQL queries spent planning, by phase (plan: SQL to a logical plan; optimize: the logical optimizer; physical: physical planning).\n# TYPE fleetlake_query_phase_seconds summary"
+    );
+    let phases = m.phase_count.load(Ordering::Relaxed);
+    for (phase, sum) in PHASES.iter().zip(&m.phase_sum_nanos) {
+        let _ = writeln!(
+            out,
+            "fleetlake_query_phase_seconds_sum{{phase=\"{phase}\"}} {}\nfleetlake_query_phase_seconds_count{{phase=\"{phase}\"}} {phases}",
+            sum.load(Ordering::Relaxed) as f64 / 1e9
+        );
+    }
     let r = state.rules.metrics();
     gauge(
         &mut out,

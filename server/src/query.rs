@@ -149,7 +149,9 @@ async fn run(
             return result;
         }
         let mut stream = state.engine.query(&db, &sql).await?;
-        let timing = stream.timings().server_timing();
+        let timings = stream.timings();
+        state.metrics.count_phases(&timings);
+        let timing = timings.server_timing();
         // The first batch surfaces most execution errors while a status can still say so.
         let first = match stream.next().await {
             Some(Ok(b)) => Some(b),
