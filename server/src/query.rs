@@ -148,16 +148,23 @@ async fn run(
                 .await;
             return result;
         }
+        let asked = Instant::now();
         let mut stream = state.engine.query(&db, &sql).await?;
         let timings = stream.timings();
         state.metrics.count_phases(&timings);
-        let timing = timings.server_timing();
         // The first batch surfaces most execution errors while a status can still say so.
         let first = match stream.next().await {
             Some(Ok(b)) => Some(b),
             Some(Err(e)) => return Err(e.into()),
             None => None,
         };
+        // `first_batch`: from the query's start (its session included) to
+        // its first batch, the phases above included.
+        let timing = format!(
+            "{}, first_batch;dur={:.3}",
+            timings.server_timing(),
+            asked.elapsed().as_secs_f64() * 1e3
+        );
         let mut response =
             respond(format, stream, first, state.engine.config().memory_limit).await?;
         // Where the time before the first row went (browsers' network panels
