@@ -194,6 +194,10 @@ pub async fn query(
     let Some(dbs) = state.databases.get(db) else {
         return Err(format!("database {db:?} does not exist").into());
     };
+    // Ballista 55's adaptive planner ran a scan's single-partition
+    // de-duplicating branch once per task of the stage that unions it with
+    // the plain scan (overlapping rows came back several times); the
+    // static planner cuts a stage at it and answers exactly.
     let config = SessionConfig::new_with_ballista()
         .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
         .with_ballista_logical_extension_codec(Arc::new(FleetLogicalCodec::default()))
