@@ -158,18 +158,18 @@ async fn a_query_answer_times_its_planning_phases() {
         .collect();
     assert_eq!(
         phases.iter().map(|p| p.0).collect::<Vec<_>>(),
-        ["plan", "optimize", "physical", "first_batch"],
+        ["session", "plan", "optimize", "physical", "first_batch"],
         "{timing}"
     );
-    let first_batch = phases[3].1;
-    let planning: f64 = phases[..3].iter().map(|p| p.1).sum();
+    let first_batch = phases[4].1;
+    let planning: f64 = phases[..4].iter().map(|p| p.1).sum();
     assert!(first_batch >= planning - 0.01, "{timing}");
     assert!(phases.iter().all(|p| p.1 >= 0.0), "{timing}");
     assert!(phases.iter().any(|p| p.1 > 0.0), "{timing}");
     assert_eq!(r.text().await.unwrap(), "[{\"count(*)\":10}]");
     // And summed by phase on /metrics.
     let m = server.metrics().await;
-    for phase in ["plan", "optimize", "physical"] {
+    for phase in ["session", "plan", "optimize", "physical"] {
         let count = format!("fleetlake_query_phase_seconds_count{{phase=\"{phase}\"}} ");
         let n: u64 = m
             .lines()

@@ -252,8 +252,12 @@ impl QueryEngine {
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<QueryStream> {
         crate::front_door::check_sql(sql)?;
-        self.run_at(self.session(db), Input::Sql(sql.to_string()), now)
-            .await
+        let started = std::time::Instant::now();
+        let ctx = self.session(db);
+        let session = started.elapsed();
+        let mut stream = self.run_at(ctx, Input::Sql(sql.to_string()), now).await?;
+        stream.timings.session = session;
+        Ok(stream)
     }
 
     /// Runs a plan [`QueryEngine::check`] made (a rule's, planned once)
@@ -498,6 +502,8 @@ enum Input {
 /// Where a query's time went before its first batch was asked for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PhaseTimings {
+    /// The query's own session (config, memory pool, catalog view).
+    pub session: Duration,
     /// SQL to a logical plan (parse, resolve tables and types).
     pub plan: Duration,
     /// The logical optimizer.
@@ -511,7 +517,8 @@ impl PhaseTimings {
     pub fn server_timing(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
-            "plan;dur={:.3}, optimize;dur={:.3}, physical;dur={:.3}",
+            "session;dur={:.3}, plan;dur={:.3}, optimize;dur={:.3}, physical;dur={:.3}",
+            ms(self.session),
             ms(self.plan),
             ms(self.optimize),
             ms(self.physical)
@@ -550,6 +557,7 @@ async fn plan_and_run(
         .await?;
     let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
     let timings = PhaseTimings {
+        session: Duration::ZERO,
         plan: planned - started,
         optimize: optimized_at - planned,
         physical: optimized_at.elapsed(),

@@ -24,13 +24,13 @@ pub struct ServerMetrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
-    /// Planning phases of SQL queries: plan, optimize, physical (ns).
-    phase_sum_nanos: [AtomicU64; 3],
+    /// Planning phases of SQL queries: session, plan, optimize, physical (ns).
+    phase_sum_nanos: [AtomicU64; 4],
     phase_count: AtomicU64,
 }
 
 /// The planning phases, in `PhaseTimings` order.
-const PHASES: [&str; 3] = ["plan", "optimize", "physical"];
+const PHASES: [&str; 4] = ["session", "plan", "optimize", "physical"];
 
 fn bump(v: &Mutex<Vec<(u16, u64)>>, status: u16) {
     let mut v = v.lock();
@@ -305,7 +305,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "fleetlake_query_duration_seconds_count {count}");
     let _ = writeln!(
         out,
-        "# HELP fleetlake_query_phase_seconds Time SQL queries spent planning, by phase (plan: SQL to a logical plan; optimize: the logical optimizer; physical: physical planning).\n# TYPE fleetlake_query_phase_seconds summary"
+        "# HELP fleetlake_query_phase_seconds Time SQL queries spent before running, by phase (session: the query's session; plan: SQL to a logical plan; optimize: the logical optimizer; physical: physical planning).\n# TYPE fleetlake_query_phase_seconds summary"
     );
     let phases = m.phase_count.load(Ordering::Relaxed);
     for (phase, sum) in PHASES.iter().zip(&m.phase_sum_nanos) {
