@@ -135,10 +135,7 @@ pub async fn put_data_file(
     store
         .put(&path, PutPayload::from(bytes))
         .await
-        .map_err(|source| Error::ObjectStore {
-            path: path.to_string(),
-            source,
-        })?;
+        .map_err(crate::store::os_err(&path))?;
     Ok(data_file_meta(spec, &path, size))
 }
 

@@ -56,22 +56,26 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
     open_local(FsPath::new(dir))
 }
 
+/// An object-store error as [`Error::ObjectStore`], naming `path`.
+pub fn os_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
+    move |source| Error::ObjectStore {
+        path: path.to_string(),
+        source,
+    }
+}
+
 /// The whole object at `path`.
 ///
 /// # Errors
 /// [`Error::ObjectStore`] naming the path.
 pub async fn read(store: &dyn ObjectStore, path: &Path) -> Result<Bytes> {
-    let err = |source| Error::ObjectStore {
-        path: path.to_string(),
-        source,
-    };
     store
         .get(path)
         .await
-        .map_err(err)?
+        .map_err(os_err(path))?
         .bytes()
         .await
-        .map_err(err)
+        .map_err(os_err(path))
 }
 
 /// A local directory as the store root.

@@ -26,6 +26,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::log::{Add, Format, LOG_DIR, Metadata, Snapshot, list_log, numbered};
 use crate::error::{Error, Result};
+use crate::store::os_err;
+
+/// How a checkpoint's file name ends, after its version.
+const CHECKPOINT_SUFFIX: &str = ".checkpoint.parquet";
 
 /// Versions between checkpoints by default (Delta's own writers use 10 or 100).
 pub const CHECKPOINT_EVERY: u64 = 100;
@@ -267,27 +271,18 @@ pub async fn write(
     let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None)?;
     writer.write(&batch)?;
     writer.close()?;
-    let dir = root.clone().join(LOG_DIR);
-    let path = dir
-        .clone()
-        .join(format!("{version:020}.checkpoint.parquet"));
+    let path = checkpoint_path(root, version);
     let size = bytes.len();
     store
         .put(&path, PutPayload::from(bytes))
         .await
-        .map_err(|source| Error::ObjectStore {
-            path: path.to_string(),
-            source,
-        })?;
-    let last = dir.join("_last_checkpoint");
+        .map_err(os_err(&path))?;
+    let last = last_checkpoint_path(root);
     let body = serde_json::json!({"version": version, "size": rows, "sizeInBytes": size});
     store
         .put(&last, PutPayload::from(body.to_string()))
         .await
-        .map_err(|source| Error::ObjectStore {
-            path: last.to_string(),
-            source,
-        })?;
+        .map_err(os_err(&last))?;
     Ok(())
 }
 
@@ -390,9 +385,7 @@ fn apply_batch(snapshot: &mut Snapshot, batch: &RecordBatch) -> Result<()> {
 /// # Errors
 /// The store fails, or no checkpoint in the log is readable.
 pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Snapshot>> {
-    let dir = root.clone().join(LOG_DIR);
-    let last = dir.clone().join("_last_checkpoint");
-    let named = match crate::store::read(store.as_ref(), &last).await {
+    let named = match crate::store::read(store.as_ref(), &last_checkpoint_path(root)).await {
         Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["version"].as_u64()),
@@ -402,18 +395,27 @@ pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Sn
         }) => None,
         Err(e) => return Err(e),
     };
+    let mut last_err = None;
+    if let Some(version) = named {
+        match read_checkpoint(store, root, version).await {
+            Ok(snapshot) => return Ok(Some(snapshot)),
+            Err(e) => {
+                tracing::warn!(table = %root, version, error = %e, "Delta checkpoint unreadable");
+                last_err = Some(e);
+            }
+        }
+    }
+    // Only now list the log (every commit since the last cleaning) for the
+    // other checkpoints, newest first.
     let mut listed: Vec<u64> = list_log(store, root)
         .await?
         .iter()
-        .filter_map(|m| numbered(&m.location, ".checkpoint.parquet"))
+        .filter_map(|m| numbered(&m.location, CHECKPOINT_SUFFIX))
+        .filter(|v| Some(*v) != named)
         .collect();
     listed.sort_unstable_by(|a, b| b.cmp(a));
-    let candidates = named
-        .into_iter()
-        .chain(listed.into_iter().filter(|v| Some(*v) != named));
-    let mut last_err = None;
-    for version in candidates {
-        match read_checkpoint(store, &dir, version).await {
+    for version in listed {
+        match read_checkpoint(store, root, version).await {
             Ok(snapshot) => return Ok(Some(snapshot)),
             Err(e) => {
                 tracing::warn!(table = %root, version, error = %e, "Delta checkpoint unreadable");
@@ -424,15 +426,22 @@ pub async fn load(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<Sn
     last_err.map_or(Ok(None), Err)
 }
 
+fn checkpoint_path(root: &Path, version: u64) -> Path {
+    root.clone()
+        .join(LOG_DIR)
+        .join(format!("{version:020}{CHECKPOINT_SUFFIX}"))
+}
+
+fn last_checkpoint_path(root: &Path) -> Path {
+    root.clone().join(LOG_DIR).join("_last_checkpoint")
+}
+
 async fn read_checkpoint(
     store: &Arc<dyn ObjectStore>,
-    dir: &Path,
+    root: &Path,
     version: u64,
 ) -> Result<Snapshot> {
-    let path = dir
-        .clone()
-        .join(format!("{version:020}.checkpoint.parquet"));
-    let bytes = crate::store::read(store.as_ref(), &path).await?;
+    let bytes = crate::store::read(store.as_ref(), &checkpoint_path(root, version)).await?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let mut snapshot = Snapshot::default();
     for batch in reader {
@@ -467,7 +476,7 @@ pub async fn clean_log(
     let Some(base) = files
         .iter()
         .filter(|m| m.last_modified <= cutoff)
-        .filter_map(|m| version(m, ".checkpoint.parquet"))
+        .filter_map(|m| version(m, CHECKPOINT_SUFFIX))
         .max()
     else {
         return Ok(0);
@@ -475,16 +484,13 @@ pub async fn clean_log(
     let mut deleted = 0;
     for m in &files {
         let below = version(m, ".json")
-            .or_else(|| version(m, ".checkpoint.parquet"))
+            .or_else(|| version(m, CHECKPOINT_SUFFIX))
             .is_some_and(|v| v < base);
         if below {
             store
                 .delete(&m.location)
                 .await
-                .map_err(|source| Error::ObjectStore {
-                    path: m.location.to_string(),
-                    source,
-                })?;
+                .map_err(os_err(&m.location))?;
             deleted += 1;
         }
     }

@@ -17,6 +17,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::store::os_err;
 
 /// The log's folder under a table's root.
 pub const LOG_DIR: &str = "_delta_log";
@@ -180,13 +181,6 @@ pub(super) async fn list_log(
         .try_collect()
         .await
         .map_err(os_err(&dir))
-}
-
-fn os_err(path: &Path) -> impl FnOnce(object_store::Error) -> Error + '_ {
-    move |source| Error::ObjectStore {
-        path: path.to_string(),
-        source,
-    }
 }
 
 /// Parses one commit's lines.
