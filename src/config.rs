@@ -75,6 +75,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_QUERY_METADATA_CACHE", default_value_t = 256 << 20)]
     pub query_metadata_cache: usize,
 
+    /// Query shapes (SQL with the literals compared with columns taken
+    /// out) whose optimized plans are kept and reused with other values;
+    /// 0 plans every query from its SQL.
+    #[arg(long, env = "FLEETLAKE_QUERY_PLAN_CACHE", default_value_t = 256)]
+    pub query_plan_cache: usize,
+
     /// How often the compactor looks for partitions to merge; 0 disables
     /// background compaction and garbage collection.
     #[arg(long, env = "FLEETLAKE_COMPACTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]

@@ -133,6 +133,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         timeout: args.query_timeout,
         memory_limit: args.query_memory_limit,
         metadata_cache_bytes: args.query_metadata_cache,
+        plan_cache_entries: args.query_plan_cache,
         executor: query_runtime.0.as_ref().map(|rt| rt.handle().clone()),
         ..QueryConfig::default()
     };

@@ -153,6 +153,8 @@ async fn a_query_answer_times_its_planning_phases() {
         .split(", ")
         .map(|p| {
             let (name, dur) = p.split_once(";dur=").expect("name;dur=ms");
+            // `plan` says where the plan came from: `;desc=miss` here.
+            let dur = dur.split(';').next().unwrap();
             (name, dur.parse().expect("milliseconds"))
         })
         .collect();
@@ -166,9 +168,21 @@ async fn a_query_answer_times_its_planning_phases() {
     assert!(first_batch >= planning - 0.01, "{timing}");
     assert!(phases.iter().all(|p| p.1 >= 0.0), "{timing}");
     assert!(phases.iter().any(|p| p.1 > 0.0), "{timing}");
+    assert!(
+        timing.contains("plan;dur=") && timing.contains(";desc=miss"),
+        "{timing}"
+    );
     assert_eq!(r.text().await.unwrap(), "[{\"count(*)\":10}]");
-    // And summed by phase on /metrics.
+    // And summed by phase on /metrics, each under its own name.
     let m = server.metrics().await;
+    let physical = "fleetlake_query_phase_seconds_sum{phase=\"physical\"} ";
+    let physical: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix(physical))
+        .unwrap_or_else(|| panic!("{physical}in {m}"))
+        .parse()
+        .unwrap();
+    assert!(physical > 0.0, "{m}");
     for phase in ["session", "plan", "optimize", "physical"] {
         let count = format!("fleetlake_query_phase_seconds_count{{phase=\"{phase}\"}} ");
         let n: u64 = m

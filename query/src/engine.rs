@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use crate::catalog::{CATALOG_NAME, FleetCatalog};
 use crate::error::{Error, Result};
 use crate::last_value::{LastValueCaches, LastValueRule};
+use crate::plan_cache::{self, Cached, PlanCache, PlanCacheStats, PlanUse};
 use crate::shared_scan::ScanShare;
 use crate::system::SystemTable;
 
@@ -52,6 +53,9 @@ pub struct QueryConfig {
     /// The runtime queries plan and run on; `None` runs them on the
     /// caller's (tests, tools).
     pub executor: Option<tokio::runtime::Handle>,
+    /// Query shapes whose optimized plans are kept (0: plan every query
+    /// from its SQL). See [`crate::plan_cache`].
+    pub plan_cache_entries: usize,
 }
 
 impl Default for QueryConfig {
@@ -64,6 +68,7 @@ impl Default for QueryConfig {
                 .unwrap_or(2),
             metadata_cache_bytes: 256 << 20,
             executor: None,
+            plan_cache_entries: 256,
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct QueryEngine {
     table_functions: std::sync::RwLock<Vec<(String, Arc<dyn TableFunctionImpl>)>>,
     /// The newest row of each series, per table (`DISTINCT ON` queries).
     last_values: Arc<LastValueCaches>,
+    /// Optimized plans by query shape.
+    plans: PlanCache,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -178,6 +185,7 @@ impl QueryEngine {
             ingester,
             base: ctx.state(),
             runtime,
+            plans: PlanCache::new(config.plan_cache_entries),
             config,
             table_functions: std::sync::RwLock::new(Vec::new()),
             last_values,
@@ -195,6 +203,11 @@ impl QueryEngine {
 
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    /// How often queries' plans came from the plan cache.
+    pub fn plan_cache_stats(&self) -> PlanCacheStats {
+        self.plans.stats()
     }
 
     /// Adds table function `name` to every query from now on (`SELECT *
@@ -253,11 +266,76 @@ impl QueryEngine {
     ) -> Result<QueryStream> {
         crate::front_door::check_sql(sql)?;
         let started = std::time::Instant::now();
-        let ctx = self.session(db);
+        let state = self.session(db).state();
         let session = started.elapsed();
-        let mut stream = self.run_at(ctx, Input::Sql(sql.to_string()), now).await?;
+        let (input, used) = match self.reuse(&state, db, sql).await {
+            Some((plan, used)) => (Input::Optimized(plan), used),
+            None => (Input::Sql(sql.to_string()), PlanUse::Planned),
+        };
+        self.plans.count(used);
+        let reused = started.elapsed() - session;
+        let mut stream = self.run_at(state, input, now).await?;
         stream.timings.session = session;
+        stream.timings.plan_cache = used;
+        if used != PlanUse::Planned {
+            // Shaping, binding and (on a miss) planning and optimizing.
+            stream.timings.plan = reused;
+        }
         Ok(stream)
+    }
+
+    /// `sql`'s optimized plan from its shape's, with its literals and the
+    /// tables as they are now bound in; `None` when the SQL must be
+    /// planned as it is (see [`crate::plan_cache`]).
+    async fn reuse(
+        &self,
+        state: &SessionState,
+        db: &str,
+        sql: &str,
+    ) -> Option<(LogicalPlan, PlanUse)> {
+        if !self.plans.enabled() || sql.len() > plan_cache::MAX_SQL_BYTES {
+            return None;
+        }
+        let dialect = state.config_options().sql_parser.dialect;
+        // A parse error is reported by the planner's own path.
+        let statement = state.sql_to_statement(sql, &dialect).ok()?;
+        let shaped = plan_cache::shape(db, &statement)?;
+        if let Some(cached) = self.plans.get(&shaped.key) {
+            let Cached::Reusable { plan, types } = &*cached else {
+                return None;
+            };
+            let values = plan_cache::bind(&shaped.literals, types)?;
+            let plan = plan.clone().with_param_values(values).ok()?;
+            match bind_tables(state, db, plan, None).await {
+                Ok(Some(plan)) => return Some((plan, PlanUse::Hit)),
+                // A table changed its schema or went: plan the shape anew.
+                Ok(None) => self.plans.remove(&shaped.key),
+                Err(_) => return None,
+            }
+        }
+        let n = shaped.literals.len();
+        // Errors (unknown columns, wrong types) are the planner's to report
+        // on the SQL as written.
+        let plan = state.statement_to_plan(shaped.statement).await.ok()?;
+        read_only().verify_plan(&plan).ok()?;
+        if !plan_cache::immutable(&plan) || plan_cache::names_a_parameter(&plan) {
+            self.plans.insert(shaped.key, Cached::Unfit);
+            return None;
+        }
+        let optimized = state.optimize(&plan).ok()?;
+        let types = match plan_cache::parameter_types(&optimized, n) {
+            Some(t) if plan_cache::only_fleet_scans(&optimized) => t,
+            _ => {
+                self.plans.insert(shaped.key, Cached::Unfit);
+                return None;
+            }
+        };
+        let values = plan_cache::bind(&shaped.literals, &types)?;
+        let kept = without_snapshots(optimized.clone()).ok()?;
+        self.plans
+            .insert(shaped.key, Cached::Reusable { plan: kept, types });
+        let plan = optimized.with_param_values(values).ok()?;
+        Some((plan, PlanUse::Miss))
     }
 
     /// Runs a plan [`QueryEngine::check`] made (a rule's, planned once)
@@ -277,55 +355,20 @@ impl QueryEngine {
         share: Option<&Arc<ScanShare>>,
     ) -> Result<Option<QueryStream>> {
         let mem = self.config.memory_limit;
-        let err = |e| Error::from_datafusion(e, mem);
-        let ctx = self.session(db);
-        let mut scans = Vec::new();
-        plan.apply_with_subqueries(|p| {
-            if let LogicalPlan::TableScan(s) = p {
-                scans.push((s.table_name.clone(), s.source.schema()));
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })
-        .map_err(err)?;
-        let mut fresh = std::collections::HashMap::new();
-        for (name, planned) in scans {
-            let Ok(provider) = ctx.table_provider(name.clone()).await else {
-                return Ok(None);
-            };
-            if provider.schema() != planned {
-                return Ok(None);
-            }
-            let in_db = name.schema().unwrap_or(db);
-            let provider = match share {
-                Some(share) if share.covers(in_db, name.table()) => {
-                    share.wrap(in_db, name.table(), provider)
-                }
-                _ => provider,
-            };
-            fresh.insert(name, provider_as_source(provider));
+        let state = self.session(db).state();
+        match bind_tables(&state, db, plan.clone(), share).await {
+            Ok(Some(plan)) => self
+                .run_at(state, Input::Plan(plan), Some(now))
+                .await
+                .map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::from_datafusion(e, mem)),
         }
-        let plan = plan
-            .clone()
-            .transform_up_with_subqueries(|p| match p {
-                LogicalPlan::TableScan(mut s) => match fresh.get(&s.table_name) {
-                    Some(src) => {
-                        s.source = src.clone();
-                        Ok(Transformed::yes(LogicalPlan::TableScan(s)))
-                    }
-                    None => Ok(Transformed::no(LogicalPlan::TableScan(s))),
-                },
-                other => Ok(Transformed::no(other)),
-            })
-            .map_err(err)?
-            .data;
-        self.run_at(ctx, Input::Plan(plan), Some(now))
-            .await
-            .map(Some)
     }
 
     async fn run_at(
         &self,
-        ctx: SessionContext,
+        ctx: SessionState,
         input: Input,
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<QueryStream> {
@@ -421,12 +464,7 @@ impl QueryEngine {
             return Ok(SqlCheck::MissingTables(missing));
         }
         let plan = state.statement_to_plan(statement).await.map_err(err)?;
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(err)?;
+        read_only().verify_plan(&plan).map_err(err)?;
         Ok(SqlCheck::Planned {
             schema: Arc::new(plan.schema().as_arrow().clone()),
             tables: tables.iter().map(|t| t.table().to_string()).collect(),
@@ -492,11 +530,12 @@ pub fn without_aggregate_dynamic_filters(config: &mut SessionConfig) {
         .enable_aggregate_dynamic_filter_pushdown = false;
 }
 
-/// Plans `sql` on `ctx` (with `now()` fixed when given) and starts it.
-/// What a query runs: SQL, or a plan made from SQL before.
+/// What a query runs: SQL, a plan made from SQL before, or one already
+/// optimized (from the plan cache).
 enum Input {
     Sql(String),
     Plan(LogicalPlan),
+    Optimized(LogicalPlan),
 }
 
 /// Where a query's time went before its first batch was asked for.
@@ -510,6 +549,10 @@ pub struct PhaseTimings {
     pub optimize: Duration,
     /// The physical plan: planning, the physical optimizer, starting it.
     pub physical: Duration,
+    /// Whether the logical plan came from the plan cache. On a hit or a
+    /// miss, `plan` covers shaping, binding and (on a miss) planning and
+    /// optimizing, and `optimize` is zero.
+    pub plan_cache: PlanUse,
 }
 
 impl PhaseTimings {
@@ -517,9 +560,10 @@ impl PhaseTimings {
     pub fn server_timing(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
-            "session;dur={:.3}, plan;dur={:.3}, optimize;dur={:.3}, physical;dur={:.3}",
+            "session;dur={:.3}, plan;dur={:.3};desc={}, optimize;dur={:.3}, physical;dur={:.3}",
             ms(self.session),
             ms(self.plan),
+            self.plan_cache.as_str(),
             ms(self.optimize),
             ms(self.physical)
         )
@@ -527,29 +571,32 @@ impl PhaseTimings {
 }
 
 async fn plan_and_run(
-    ctx: SessionContext,
+    mut state: SessionState,
     input: Input,
     now: Option<chrono::DateTime<chrono::Utc>>,
 ) -> datafusion::common::Result<(SendableRecordBatchStream, PhaseTimings)> {
     let started = std::time::Instant::now();
     // `SessionContext::sql` stamps the start time itself; planning on a
     // state of our own keeps the one set here.
-    let mut state = ctx.state();
     if let Some(now) = now {
         state.execution_props_mut().query_execution_start_time = Some(now);
     }
-    let plan = match input {
-        Input::Sql(sql) => state.create_logical_plan(&sql).await?,
-        Input::Plan(plan) => plan,
+    let (plan, optimized) = match input {
+        Input::Sql(sql) => {
+            let plan = state.create_logical_plan(&sql).await?;
+            read_only().verify_plan(&plan)?;
+            (plan, false)
+        }
+        Input::Plan(plan) => (plan, false),
+        Input::Optimized(plan) => (plan, true),
     };
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-        .verify_plan(&plan)?;
     let planned = std::time::Instant::now();
     // What `SessionState::create_physical_plan` does, in two timed steps.
-    let optimized = state.optimize(&plan)?;
+    let optimized = if optimized {
+        plan
+    } else {
+        state.optimize(&plan)?
+    };
     let optimized_at = std::time::Instant::now();
     let physical = state
         .query_planner()
@@ -557,12 +604,70 @@ async fn plan_and_run(
         .await?;
     let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
     let timings = PhaseTimings {
-        session: Duration::ZERO,
         plan: planned - started,
         optimize: optimized_at - planned,
         physical: optimized_at.elapsed(),
+        ..PhaseTimings::default()
     };
     Ok((stream, timings))
+}
+
+/// What a query may do: read, nothing else.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// `plan` with every scan reading its table as it is now in `state`'s
+/// catalog (the tables `share` covers read through it). `None` when a
+/// table's schema changed since the plan was made, or the table is gone.
+async fn bind_tables(
+    state: &SessionState,
+    db: &str,
+    plan: LogicalPlan,
+    share: Option<&Arc<ScanShare>>,
+) -> datafusion::common::Result<Option<LogicalPlan>> {
+    let mut scans = Vec::new();
+    plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::TableScan(s) = p {
+            scans.push((s.table_name.clone(), s.source.schema()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    let mut fresh = std::collections::HashMap::new();
+    for (name, planned) in scans {
+        let provider = match state.schema_for_ref(name.clone()) {
+            Ok(schema) => schema.table(name.table()).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let Some(provider) = provider else {
+            return Ok(None);
+        };
+        if provider.schema() != planned {
+            return Ok(None);
+        }
+        let in_db = name.schema().unwrap_or(db);
+        let provider = match share {
+            Some(share) if share.covers(in_db, name.table()) => {
+                share.wrap(in_db, name.table(), provider)
+            }
+            _ => provider,
+        };
+        fresh.insert(name, provider_as_source(provider));
+    }
+    let plan = plan.transform_up_with_subqueries(|p| match p {
+        LogicalPlan::TableScan(mut s) => match fresh.get(&s.table_name) {
+            Some(src) => {
+                s.source = src.clone();
+                Ok(Transformed::yes(LogicalPlan::TableScan(s)))
+            }
+            None => Ok(Transformed::no(LogicalPlan::TableScan(s))),
+        },
+        other => Ok(Transformed::no(other)),
+    })?;
+    Ok(Some(plan.data))
 }
 
 /// Aborts a query's task when its stream is dropped.

@@ -20,6 +20,7 @@ pub mod front_door;
 pub mod functions;
 pub mod last_value;
 pub mod parquet_reader;
+pub mod plan_cache;
 pub mod shared_scan;
 pub mod system;
 pub mod table;

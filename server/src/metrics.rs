@@ -53,7 +53,7 @@ impl ServerMetrics {
         for (sum, d) in self
             .phase_sum_nanos
             .iter()
-            .zip([t.plan, t.optimize, t.physical])
+            .zip([t.session, t.plan, t.optimize, t.physical])
         {
             let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
             sum.fetch_add(nanos, Ordering::Relaxed);
@@ -315,6 +315,27 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             sum.load(Ordering::Relaxed) as f64 / 1e9
         );
     }
+    let pc = state.engine.plan_cache_stats();
+    let _ = writeln!(
+        out,
+        "# HELP fleetlake_query_plan_cache_total SQL queries by where their plan came from (hit: a kept plan of the same shape; miss: the shape planned now and kept; planned: planned from its SQL, not cacheable).\n# TYPE fleetlake_query_plan_cache_total counter"
+    );
+    for (result, n) in [
+        ("hit", pc.hits),
+        ("miss", pc.misses),
+        ("planned", pc.planned),
+    ] {
+        let _ = writeln!(
+            out,
+            "fleetlake_query_plan_cache_total{{result=\"{result}\"}} {n}"
+        );
+    }
+    gauge(
+        &mut out,
+        "fleetlake_query_plan_cache_entries",
+        "Query shapes whose plans are kept.",
+        pc.entries as u64,
+    );
     let r = state.rules.metrics();
     gauge(
         &mut out,
