@@ -75,12 +75,12 @@ impl Default for QueryConfig {
 
 pub struct QueryEngine {
     ingester: Arc<Ingester>,
-    base: SessionState,
+    /// Every session starts as a copy of this one: the catalog, our
+    /// functions, and the table functions registered since (they may query
+    /// the engine: diagnosis's bulk forms).
+    base: std::sync::RwLock<SessionState>,
     runtime: Arc<RuntimeEnv>,
     config: QueryConfig,
-    /// Table functions added after the engine was built (they may query
-    /// it: diagnosis's bulk forms), registered on every session.
-    table_functions: std::sync::RwLock<Vec<(String, Arc<dyn TableFunctionImpl>)>>,
     /// The newest row of each series, per table (`DISTINCT ON` queries).
     last_values: Arc<LastValueCaches>,
     /// Optimized plans by query shape.
@@ -183,11 +183,10 @@ impl QueryEngine {
         ctx.add_analyzer_rule(Arc::new(LastValueRule::new(last_values.clone())));
         Ok(Self {
             ingester,
-            base: ctx.state(),
+            base: std::sync::RwLock::new(ctx.state()),
             runtime,
             plans: PlanCache::new(config.plan_cache_entries),
             config,
-            table_functions: std::sync::RwLock::new(Vec::new()),
             last_values,
         })
     }
@@ -213,17 +212,21 @@ impl QueryEngine {
     /// Adds table function `name` to every query from now on (`SELECT *
     /// FROM name(args)`); a second registration of a name replaces it.
     pub fn register_table_function(&self, name: &str, f: Arc<dyn TableFunctionImpl>) {
-        let mut fs = self
-            .table_functions
+        self.base
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        fs.retain(|(n, _)| n != name);
-        fs.push((name.to_owned(), f));
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register_udtf(name, f);
     }
 
     /// A session for one query: database `db` as the default schema, and a
     /// memory pool of its own.
     pub(crate) fn session(&self, db: &str) -> SessionContext {
+        SessionContext::new_with_state(self.session_state(db))
+    }
+
+    /// [`QueryEngine::session`]'s state alone (what planning and running
+    /// use), without a context to clone it out of again.
+    fn session_state(&self, db: &str) -> SessionState {
         let pool = TrackConsumersPool::new(
             FairSpillPool::new(self.config.memory_limit),
             NonZeroUsize::new(3).expect("non-zero"),
@@ -234,19 +237,18 @@ impl QueryEngine {
             cache_manager: self.runtime.cache_manager.clone(),
             object_store_registry: self.runtime.object_store_registry.clone(),
         });
-        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+        let base = self
+            .base
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut state = SessionStateBuilder::new_from_existing(base)
             .with_config(base_config(&self.config, db))
             .with_runtime_env(runtime)
             .build();
-        let ctx = SessionContext::new_with_state(state);
-        let fs = self
-            .table_functions
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (name, f) in fs.iter() {
-            ctx.register_udtf(name, Arc::clone(f));
-        }
-        ctx
+        // `now()` is the query's start (what `SessionContext::state` stamps).
+        state.mark_start_execution();
+        state
     }
 
     /// Plans `sql` against database `db` and starts executing it. The stream
@@ -266,7 +268,7 @@ impl QueryEngine {
     ) -> Result<QueryStream> {
         crate::front_door::check_sql(sql)?;
         let started = std::time::Instant::now();
-        let state = self.session(db).state();
+        let state = self.session_state(db);
         let session = started.elapsed();
         let (input, used) = match self.reuse(&state, db, sql).await {
             Some((plan, used)) => (Input::Optimized(plan), used),
@@ -355,7 +357,7 @@ impl QueryEngine {
         share: Option<&Arc<ScanShare>>,
     ) -> Result<Option<QueryStream>> {
         let mem = self.config.memory_limit;
-        let state = self.session(db).state();
+        let state = self.session_state(db);
         match bind_tables(&state, db, plan.clone(), share).await {
             Ok(Some(plan)) => self
                 .run_at(state, Input::Plan(plan), Some(now))
