@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""A small query's fixed cost, server-side, with the plan cache on and off
+(issue 20, point 1).
+
+Loads `--hosts` hosts x 3 h of TSBS cpu-only data (`fleetlake bench
+ingest`), flushes and compacts, then restarts the server on that store
+alternately with the plan cache on (`--query-plan-cache 256`) and off (`0`),
+`--rounds` times each. Each start sends `--warmup` then `--queries`
+single-groupby-1-1-1 queries (one host, one hour, max per minute: TSBS's
+text, a random host and start second each time) over one kept-alive
+connection, and reports the medians of:
+
+- the `Server-Timing` phases (session, plan, optimize, physical) and
+  `first_batch` (from the query's start to its first batch, all phases
+  included: the server-side figure of the issue's target);
+- the client's time to the last byte (HTTP on loopback included).
+
+    python3 benches/fixed_cost.py --bin target/release/fleetlake
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fleetlake_server as fs  # noqa: E402
+
+START = 1_451_606_400  # 2016-01-01T00:00:00Z, `bench ingest`'s --start below
+HOURS = 3
+
+
+def rfc3339(s):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))
+
+
+def query(rng, hosts):
+    t0 = START + rng.randrange(0, (HOURS - 1) * 3600)
+    return (
+        "SELECT time_bucket(INTERVAL '1 minute', time) AS minute, "
+        "max(usage_user) AS max_usage_user FROM cpu "
+        f"WHERE hostname IN ('host_{rng.randrange(hosts)}') "
+        f"AND time >= '{rfc3339(t0)}' AND time < '{rfc3339(t0 + 3600)}' "
+        "GROUP BY minute ORDER BY minute"
+    )
+
+
+def start(binary, data, port, plan_cache):
+    p = subprocess.Popen(
+        [
+            binary, "serve", "--data-dir", data, "--http-bind", f"127.0.0.1:{port}",
+            "--compaction-interval", "0", "--query-plan-cache", str(plan_cache),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return p
+        except OSError:
+            if p.poll() is not None:
+                raise RuntimeError(f"{binary} exited with {p.returncode}")
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+def timings(header):
+    out = {}
+    for part in header.split(","):
+        fields = part.strip().split(";")
+        for f in fields[1:]:
+            if f.startswith("dur="):
+                out[fields[0]] = float(f[4:])
+    return out
+
+
+def measure(port, hosts, n, warmup, seed):
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    rows = {k: [] for k in ["session", "plan", "optimize", "physical", "first_batch", "client"]}
+    for i in range(warmup + n):
+        path = "/api/v1/sql?" + urllib.parse.urlencode({"db": "fleet", "q": query(rng, hosts)})
+        t = time.perf_counter()
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        client = (time.perf_counter() - t) * 1e3
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}: {body[:500]!r}")
+        if i < warmup:
+            continue
+        for k, v in timings(r.getheader("server-timing", "")).items():
+            rows[k].append(v)
+        rows["client"].append(client)
+        # An hour from a start second is 60 minute buckets, 61 unless aligned.
+        if len(json.loads(body)) not in (60, 61):
+            raise RuntimeError(f"expected 60 or 61 minutes, got {body[:200]!r}")
+    conn.close()
+    return {k: statistics.median(v) for k, v in rows.items() if v}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default="target/release/fleetlake")
+    ap.add_argument("--hosts", type=int, default=4000)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as data:
+        port = fs.free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = start(args.bin, data, port, 256)
+        try:
+            subprocess.run(
+                [
+                    args.bin, "bench", "ingest", "--url", f"{base}/api/v3/write_lp?db=fleet",
+                    "--gen", "cpu-only", "--hosts", str(args.hosts), "--hours", str(HOURS),
+                    "--start", rfc3339(START), "--concurrency", "4", "--batch", "5000",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            fs.post(f"{base}/api/v1/admin/flush", b"", "application/json")
+            fs.post(f"{base}/api/v1/admin/compact", b"", "application/json")
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        results = []
+        for r in range(args.rounds):
+            for cache in (256, 0):
+                server = start(args.bin, data, port, cache)
+                try:
+                    m = measure(port, args.hosts, args.queries, args.warmup, seed=r)
+                finally:
+                    server.terminate()
+                    server.wait(timeout=60)
+                results.append((r, cache, m))
+                print(
+                    f"round {r} plan cache {'on ' if cache else 'off'}: "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in m.items()),
+                    flush=True,
+                )
+        print("\nmedians of the rounds' medians (ms):")
+        print(f"{'':<10}" + "".join(f"{k:>12}" for k in results[0][2]))
+        for cache in (256, 0):
+            ms = [m for _, c, m in results if c == cache]
+            line = "".join(f"{statistics.median(m[k] for m in ms):>12.3f}" for k in ms[0])
+            print(f"{'on' if cache else 'off':<10}" + line)
+
+
+if __name__ == "__main__":
+    main()
