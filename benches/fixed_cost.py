@@ -15,7 +15,14 @@ connection, and reports the medians of:
   included: the server-side figure of the issue's target);
 - the client's time to the last byte (HTTP on loopback included).
 
+`--extra-files N` first adds N one-row flush files to `cpu`, each on a day of
+2015 (outside every query's hour): a long-lived store's table has many
+files, and the query should not pay for the ones it does not read.
+`--other-bin B` alternates with a second binary instead of the cache's
+settings (both with the cache on): the same store, before and after a change.
+
     python3 benches/fixed_cost.py --bin target/release/fleetlake
+    python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --extra-files 2000
 """
 
 import argparse
@@ -115,6 +122,8 @@ def main():
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--extra-files", type=int, default=0)
+    ap.add_argument("--other-bin")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as data:
         port = fs.free_port()
@@ -132,30 +141,42 @@ def main():
             )
             fs.post(f"{base}/api/v1/admin/flush", b"", "application/json")
             fs.post(f"{base}/api/v1/admin/compact", b"", "application/json")
+            day0 = START - 400 * 86400
+            for i in range(args.extra_files):
+                t = (day0 + (i % 365) * 86400 + i // 365) * 10**9
+                line = f"cpu,hostname=host_0 usage_user={i}i {t}"
+                try:
+                    fs.post(f"{base}/api/v3/write_lp?db=fleet", line.encode(), "text/plain")
+                    fs.post(f"{base}/api/v1/admin/flush", b"", "application/json")
+                except urllib.error.HTTPError as e:
+                    raise RuntimeError(f"{e.url}: HTTP {e.code}: {e.read()[:500]!r}") from e
         finally:
             server.terminate()
             server.wait(timeout=60)
+        # (label, binary, plan cache entries)
+        setups = [("on", args.bin, 256), ("off", args.bin, 0)]
+        if args.other_bin:
+            setups = [("bin", args.bin, 256), ("other-bin", args.other_bin, 256)]
         results = []
         for r in range(args.rounds):
-            for cache in (256, 0):
-                server = start(args.bin, data, port, cache)
+            for label, binary, cache in setups:
+                server = start(binary, data, port, cache)
                 try:
                     m = measure(port, args.hosts, args.queries, args.warmup, seed=r)
                 finally:
                     server.terminate()
                     server.wait(timeout=60)
-                results.append((r, cache, m))
+                results.append((r, label, m))
                 print(
-                    f"round {r} plan cache {'on ' if cache else 'off'}: "
-                    + ", ".join(f"{k} {v:.3f}" for k, v in m.items()),
+                    f"round {r} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()),
                     flush=True,
                 )
         print("\nmedians of the rounds' medians (ms):")
         print(f"{'':<10}" + "".join(f"{k:>12}" for k in results[0][2]))
-        for cache in (256, 0):
-            ms = [m for _, c, m in results if c == cache]
+        for label, _, _ in setups:
+            ms = [m for _, l, m in results if l == label]
             line = "".join(f"{statistics.median(m[k] for m in ms):>12.3f}" for k in ms[0])
-            print(f"{'on' if cache else 'off':<10}" + line)
+            print(f"{label:<10}" + line)
 
 
 if __name__ == "__main__":

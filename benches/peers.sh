@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release
+bin=${CARGO_TARGET_DIR:-$root/target}/release
 for b in fleetlake peers; do
     [ -x "$bin/$b" ] || { echo "missing $bin/$b: run cargo build --release --workspace --bins" >&2; exit 1; }
 done

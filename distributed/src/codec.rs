@@ -148,7 +148,7 @@ impl LogicalExtensionCodec for FleetLogicalCodec {
             db: db.to_string(),
             table: name.to_string(),
             schema: table.table_schema().as_ref().clone(),
-            files: table.files().to_vec(),
+            files: table.files().into_iter().cloned().collect(),
             tombstones: table.tombstones().to_vec(),
             expired_before: table.expired_before(),
             delete_seq: table.delete_seq(),
@@ -368,7 +368,7 @@ mod tests {
         let source = provider.expect("a table scan");
         let source = datafusion::datasource::source_as_provider(&source).unwrap();
         let table = source.downcast_ref::<FleetTable>().expect("a FleetTable");
-        assert_eq!(table.files(), files.as_slice());
+        assert_eq!(table.files(), files.iter().collect::<Vec<_>>());
         assert_eq!(table.tombstones(), [tombstone].as_slice());
         assert_eq!(table.expired_before(), Some(-5));
         assert_eq!(table.identity(), Some(("fleet", "cpu")));

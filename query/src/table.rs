@@ -54,7 +54,7 @@ use crate::time_range::TimeRange;
 pub struct FleetTable {
     schema: Arc<TableSchema>,
     arrow_schema: SchemaRef,
-    files: Vec<FileMeta>,
+    files: Files,
     buffered: Vec<BufferedPartition>,
     store_url: ObjectStoreUrl,
     tombstones: Vec<Tombstone>,
@@ -73,6 +73,18 @@ pub struct FleetTable {
     plain_tags: bool,
 }
 
+/// Where a table's files are listed.
+#[derive(Debug)]
+enum Files {
+    /// A list of its own (part of a table, a table sent to the cluster).
+    Listed(Vec<FileMeta>),
+    /// The files of the table `name` in `snapshot`, read in place: a table
+    /// of a long-lived store has tens of thousands of files, and a query
+    /// touches a few; copying every one's metadata for each query was its
+    /// largest fixed cost on such stores.
+    InSnapshot,
+}
+
 impl FleetTable {
     pub fn new(
         schema: Arc<TableSchema>,
@@ -83,7 +95,7 @@ impl FleetTable {
         Self {
             arrow_schema: schema.arrow_schema(),
             schema,
-            files,
+            files: Files::Listed(files),
             buffered,
             store_url,
             tombstones: Vec::new(),
@@ -107,20 +119,19 @@ impl FleetTable {
         store_url: ObjectStoreUrl,
     ) -> Self {
         let persisted = state.table(db, name);
-        let files = persisted
-            .map(|t| t.files.values().cloned().collect())
-            .unwrap_or_default();
         let tombstones = persisted.map(|t| t.tombstones.clone()).unwrap_or_default();
         let expiry = state
             .databases
             .get(db)
             .and_then(|d| d.retention_of(name))
             .map(|ttl| fleetlake_storage::catalog::now_ns().saturating_sub(ttl));
-        Self::new(schema, files, buffered, store_url)
+        let mut table = Self::new(schema, Vec::new(), buffered, store_url)
             .with_tombstones(tombstones)
             .with_expiry(expiry)
             .with_identity(db, name, persisted.map_or(0, |t| t.delete_seq))
-            .with_snapshot(Arc::clone(state))
+            .with_snapshot(Arc::clone(state));
+        table.files = Files::InSnapshot;
+        table
     }
 
     /// The same table with its tags as plain strings rather than
@@ -163,8 +174,22 @@ impl FleetTable {
         self.delete_seq
     }
 
-    pub fn files(&self) -> &[FileMeta] {
-        &self.files
+    /// The table's live files.
+    pub fn files(&self) -> Vec<&FileMeta> {
+        self.live_files().collect()
+    }
+
+    fn live_files(&self) -> Box<dyn Iterator<Item = &FileMeta> + '_> {
+        match &self.files {
+            Files::Listed(files) => Box::new(files.iter()),
+            Files::InSnapshot => {
+                let table = match (&self.snapshot, &self.name) {
+                    (Some(state), Some((db, name))) => state.table(db, name),
+                    _ => None,
+                };
+                Box::new(table.into_iter().flat_map(|t| t.files.values()))
+            }
+        }
     }
 
     pub fn buffered(&self) -> &[BufferedPartition] {
@@ -444,8 +469,7 @@ impl datafusion::catalog::TableProvider for FleetTable {
         }
         let visible = self.visible(&range);
         let files: Vec<&FileMeta> = self
-            .files
-            .iter()
+            .live_files()
             .filter(|f| range.overlaps(f.min_time, f.max_time))
             .collect();
         let buffered: Vec<&BufferedPartition> = self
