@@ -21,6 +21,7 @@ use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
 use datafusion::execution::context::{SQLOptions, SessionState};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -28,6 +29,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{LogicalPlan, LogicalTableSource};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
 use fleetlake_ingest::Ingester;
 use futures::{Stream, StreamExt};
 use object_store::ObjectStore;
@@ -85,7 +87,13 @@ pub struct QueryEngine {
     last_values: Arc<LastValueCaches>,
     /// Optimized plans by query shape.
     plans: PlanCache,
+    /// Each database's session state, as [`QueryEngine::session_state`]
+    /// builds it.
+    states: std::sync::Mutex<std::collections::HashMap<String, SessionState>>,
 }
+
+/// Session states kept at most (one per database queried).
+const MAX_KEPT_STATES: usize = 1024;
 
 impl std::fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,6 +194,7 @@ impl QueryEngine {
             base: std::sync::RwLock::new(ctx.state()),
             runtime,
             plans: PlanCache::new(config.plan_cache_entries),
+            states: std::sync::Mutex::new(std::collections::HashMap::new()),
             config,
             last_values,
         })
@@ -216,6 +225,10 @@ impl QueryEngine {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .register_udtf(name, f);
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// A session for one query: database `db` as the default schema, and a
@@ -224,31 +237,60 @@ impl QueryEngine {
         SessionContext::new_with_state(self.session_state(db))
     }
 
-    /// [`QueryEngine::session`]'s state alone (what planning and running
-    /// use), without a context to clone it out of again.
+    /// [`QueryEngine::session`]'s state alone (what planning uses), without
+    /// a context to clone it out of again. Built once per database
+    /// (building re-registers every function) and cloned per query; it
+    /// runs on [`QueryEngine::query_runtime`], not on its own runtime.
     fn session_state(&self, db: &str) -> SessionState {
+        let kept = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(db)
+            .cloned();
+        let mut state = match kept {
+            Some(state) => state,
+            None => {
+                let base = self
+                    .base
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let state = SessionStateBuilder::new_from_existing(base)
+                    .with_config(base_config(&self.config, db))
+                    .with_runtime_env(self.runtime.clone())
+                    .build();
+                let mut states = self
+                    .states
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Databases exist before they are queried; the bound only
+                // keeps a caller naming endless ones from growing this.
+                if states.len() >= MAX_KEPT_STATES {
+                    states.clear();
+                }
+                states.insert(db.to_string(), state.clone());
+                state
+            }
+        };
+        // `now()` is the query's start (what `SessionContext::state` stamps).
+        state.mark_start_execution();
+        state
+    }
+
+    /// A query's runtime: the engine's stores and caches, and a memory
+    /// pool of the query's own.
+    fn query_runtime(&self) -> Arc<RuntimeEnv> {
         let pool = TrackConsumersPool::new(
             FairSpillPool::new(self.config.memory_limit),
             NonZeroUsize::new(3).expect("non-zero"),
         );
-        let runtime = Arc::new(RuntimeEnv {
+        Arc::new(RuntimeEnv {
             memory_pool: Arc::new(pool),
             disk_manager: self.runtime.disk_manager.clone(),
             cache_manager: self.runtime.cache_manager.clone(),
             object_store_registry: self.runtime.object_store_registry.clone(),
-        });
-        let base = self
-            .base
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let mut state = SessionStateBuilder::new_from_existing(base)
-            .with_config(base_config(&self.config, db))
-            .with_runtime_env(runtime)
-            .build();
-        // `now()` is the query's start (what `SessionContext::state` stamps).
-        state.mark_start_execution();
-        state
+        })
     }
 
     /// Plans `sql` against database `db` and starts executing it. The stream
@@ -271,8 +313,9 @@ impl QueryEngine {
         let state = self.session_state(db);
         let session = started.elapsed();
         let (input, used) = match self.reuse(&state, db, sql).await {
-            Some((plan, used)) => (Input::Optimized(plan), used),
-            None => (Input::Sql(sql.to_string()), PlanUse::Planned),
+            Reuse::Plan(plan, used) => (Input::Optimized(plan), used),
+            Reuse::Parsed(statement) => (Input::Statement(statement), PlanUse::Planned),
+            Reuse::Unparsed => (Input::Sql(sql.to_string()), PlanUse::Planned),
         };
         self.plans.count(used);
         let reused = started.elapsed() - session;
@@ -289,19 +332,29 @@ impl QueryEngine {
     /// `sql`'s optimized plan from its shape's, with its literals and the
     /// tables as they are now bound in; `None` when the SQL must be
     /// planned as it is (see [`crate::plan_cache`]).
-    async fn reuse(
-        &self,
-        state: &SessionState,
-        db: &str,
-        sql: &str,
-    ) -> Option<(LogicalPlan, PlanUse)> {
+    async fn reuse(&self, state: &SessionState, db: &str, sql: &str) -> Reuse {
         if !self.plans.enabled() || sql.len() > plan_cache::MAX_SQL_BYTES {
-            return None;
+            return Reuse::Unparsed;
         }
         let dialect = state.config_options().sql_parser.dialect;
         // A parse error is reported by the planner's own path.
-        let statement = state.sql_to_statement(sql, &dialect).ok()?;
-        let shaped = plan_cache::shape(db, &statement)?;
+        let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
+            return Reuse::Unparsed;
+        };
+        match self.reuse_parsed(state, db, &statement).await {
+            Some((plan, used)) => Reuse::Plan(plan, used),
+            None => Reuse::Parsed(statement),
+        }
+    }
+
+    /// [`QueryEngine::reuse`] once the SQL is parsed.
+    async fn reuse_parsed(
+        &self,
+        state: &SessionState,
+        db: &str,
+        statement: &DfStatement,
+    ) -> Option<(LogicalPlan, PlanUse)> {
+        let shaped = plan_cache::shape(db, statement)?;
         if let Some(cached) = self.plans.get(&shaped.key) {
             let Cached::Reusable { plan, types } = &*cached else {
                 return None;
@@ -374,13 +427,16 @@ impl QueryEngine {
         input: Input,
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<QueryStream> {
+        let runtime = self.query_runtime();
         let deadline = Instant::now() + self.config.timeout;
         let limit_ms = self.config.timeout.as_millis() as u64;
         let mem = self.config.memory_limit;
         let (inner, schema, task, timings) = match &self.config.executor {
             None => {
                 let (stream, timings) =
-                    match tokio::time::timeout_at(deadline, plan_and_run(ctx, input, now)).await {
+                    match tokio::time::timeout_at(deadline, plan_and_run(ctx, runtime, input, now))
+                        .await
+                    {
                         Err(_) => return Err(Error::Timeout { limit_ms }),
                         Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
                         Ok(Ok(s)) => s,
@@ -392,7 +448,7 @@ impl QueryEngine {
                 let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
                 let (tx, rx) = tokio::sync::mpsc::channel(2);
                 let task = executor.spawn(async move {
-                    let (mut stream, timings) = match plan_and_run(ctx, input, now).await {
+                    let (mut stream, timings) = match plan_and_run(ctx, runtime, input, now).await {
                         Ok(s) => s,
                         Err(e) => {
                             let _ = schema_tx.send(Err(e));
@@ -536,8 +592,20 @@ pub fn without_aggregate_dynamic_filters(config: &mut SessionConfig) {
 /// optimized (from the plan cache).
 enum Input {
     Sql(String),
+    /// SQL parsed already (by the plan cache, which did not keep it).
+    Statement(DfStatement),
     Plan(LogicalPlan),
     Optimized(LogicalPlan),
+}
+
+/// What the plan cache made of a query's SQL.
+enum Reuse {
+    /// The optimized plan, bound.
+    Plan(LogicalPlan, PlanUse),
+    /// Not reusable; parsed, for the planner.
+    Parsed(DfStatement),
+    /// Not looked at, or not parsable (the planner reports why).
+    Unparsed,
 }
 
 /// Where a query's time went before its first batch was asked for.
@@ -574,6 +642,7 @@ impl PhaseTimings {
 
 async fn plan_and_run(
     mut state: SessionState,
+    runtime: Arc<RuntimeEnv>,
     input: Input,
     now: Option<chrono::DateTime<chrono::Utc>>,
 ) -> datafusion::common::Result<(SendableRecordBatchStream, PhaseTimings)> {
@@ -586,6 +655,11 @@ async fn plan_and_run(
     let (plan, optimized) = match input {
         Input::Sql(sql) => {
             let plan = state.create_logical_plan(&sql).await?;
+            read_only().verify_plan(&plan)?;
+            (plan, false)
+        }
+        Input::Statement(statement) => {
+            let plan = state.statement_to_plan(statement).await?;
             read_only().verify_plan(&plan)?;
             (plan, false)
         }
@@ -604,7 +678,8 @@ async fn plan_and_run(
         .query_planner()
         .create_physical_plan(&optimized, &state)
         .await?;
-    let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+    let task = TaskContext::from(&state).with_runtime(runtime);
+    let stream = datafusion::physical_plan::execute_stream(physical, Arc::new(task))?;
     let timings = PhaseTimings {
         plan: planned - started,
         optimize: optimized_at - planned,
