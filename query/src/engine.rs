@@ -231,8 +231,8 @@ impl QueryEngine {
             .clear();
     }
 
-    /// A session for one query: database `db` as the default schema, and a
-    /// memory pool of its own.
+    /// A session for planning against database `db` (its default schema);
+    /// queries run on [`QueryEngine::query_runtime`].
     pub(crate) fn session(&self, db: &str) -> SessionContext {
         SessionContext::new_with_state(self.session_state(db))
     }

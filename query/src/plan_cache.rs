@@ -147,12 +147,17 @@ fn value(literal: &Literal, ty: &DataType) -> Option<ScalarValue> {
     match literal {
         // A string compared with a string column stays a string; with a
         // time column the planner casts it with the same kernel.
-        Literal::Text(s) => match ty {
-            t if is_text(t) => ScalarValue::Utf8(Some(s.clone())).cast_to(ty).ok(),
-            Dictionary(_, v) if is_text(v) => ScalarValue::Utf8(Some(s.clone())).cast_to(ty).ok(),
-            Timestamp(..) | Date32 | Date64 => ScalarValue::Utf8(Some(s.clone())).cast_to(ty).ok(),
-            _ => None,
-        },
+        Literal::Text(s) => {
+            let fits = match ty {
+                Dictionary(_, v) => is_text(v),
+                t => is_text(t) || matches!(t, Timestamp(..) | Date32 | Date64),
+            };
+            if fits {
+                ScalarValue::Utf8(Some(s.clone())).cast_to(ty).ok()
+            } else {
+                None
+            }
+        }
         // The planner reads an integer literal as Int64 and anything else
         // as Float64; against a float column both become Float64, against
         // an integer column an integer that fits keeps its value (a cast
