@@ -11,9 +11,10 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use fleetlake_storage::catalog::{Action, Catalog, CatalogState, Tombstone, now_ns};
 use fleetlake_storage::layout::day_bounds;
-use fleetlake_storage::parquet_file::write_data_file;
+use fleetlake_storage::parquet_file::{Encoded, Encoder, FileSpec, put_data_file};
+use fleetlake_storage::series_index::SeriesFile;
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
-use fleetlake_storage::series_sort::{TagOrder, sort_dedup_by_series};
+use fleetlake_storage::series_sort::{TagOrder, order_by_series};
 use fleetlake_storage::write_order::{SEQ_COLUMN, file_seq, row_seq};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -547,13 +548,15 @@ impl Ingester {
                     schema.set_sort_key(k);
                 }
                 let fixed = sort_key.is_some();
-                // Sorting a partition is CPU-heavy: keep it off the async workers.
+                let tags: Vec<String> = live.tags_sorted().into_iter().map(String::from).collect();
+                // Sorting and encoding a partition is CPU-heavy: keep it off the async workers.
                 let (target2, batches) = (target.clone(), p.batches.clone());
-                let (batch, order) = tokio::task::spawn_blocking(move || {
-                    sorted_dedup(&schema, fixed, &target2, &batches)
+                let part = tokio::task::spawn_blocking(move || {
+                    encode_partition(&schema, fixed, &target2, &batches, &tags)
                 })
                 .await
-                .expect("sort does not panic")?;
+                .expect("encoding does not panic")?;
+                let order = part.order;
                 if sort_key.is_none() {
                     actions.push(Action::SetSortKey {
                         db: db.clone(),
@@ -564,17 +567,18 @@ impl Ingester {
                 }
                 let (start, _) = day_bounds(*day);
                 let day_name = fleetlake_storage::layout::day_of(start);
-                let series_batch = batch.clone();
-                let mut meta =
-                    write_data_file(self.catalog.store(), db, table, &day_name, batch, seq).await?;
-                let tags: Vec<String> = live.tags_sorted().into_iter().map(String::from).collect();
-                SeriesIndexes::write_series_file(
-                    self.catalog.store(),
-                    &meta.path,
-                    &series_batch,
-                    &tags,
-                )
-                .await?;
+                let spec = FileSpec {
+                    db,
+                    table,
+                    day: &day_name,
+                    rows: part.data.rows,
+                    min_time: part.data.min_time,
+                    max_time: part.data.max_time,
+                    seq,
+                };
+                let mut meta = put_data_file(self.catalog.store(), spec, part.data.bytes).await?;
+                SeriesIndexes::put_series_file(self.catalog.store(), &meta.path, part.series)
+                    .await?;
                 meta.sort_order = order;
                 self.metrics.flushed_rows.add(meta.rows);
                 self.metrics.flushed_bytes.add(meta.bytes);
@@ -733,36 +737,63 @@ fn schema_actions(
 /// schema, sorted by series, time and write order, de-duplicated, without
 /// `__seq`. Returns it with the tag order it is sorted by: the schema's
 /// series order when `fixed`, else highest cardinality first.
-fn sorted_dedup(
+/// A partition's data file and series file, encoded.
+struct EncodedPartition {
+    data: Encoded,
+    series: Vec<u8>,
+    /// Tags in the order the rows are sorted by.
+    order: Vec<String>,
+}
+
+/// Rows copied out of the buffer at a time: the sorted partition is never
+/// in memory whole, only its order and the encoded file.
+const FLUSH_SLICE_ROWS: usize = 64 * 1024;
+
+/// Sorts and de-duplicates a partition's buffered `batches` by series and
+/// time and encodes them, slice by slice, as a data file (without
+/// [`SEQ_COLUMN`]) and its series file.
+fn encode_partition(
     schema: &TableSchema,
     fixed: bool,
     target: &SchemaRef,
     batches: &[RecordBatch],
-) -> Result<(RecordBatch, Vec<String>)> {
+    tags: &[String],
+) -> Result<EncodedPartition> {
     let aligned = batches
         .iter()
         .map(|b| align_to_schema(b, target))
         .collect::<Result<Vec<_>, _>>()?;
-    let tags: Vec<usize> = schema
+    let sort_tags: Vec<usize> = schema
         .series_order()
         .iter()
         .map(|t| target.index_of(t))
         .collect::<Result<_, _>>()?;
-    let order = if fixed {
+    let tag_order = if fixed {
         TagOrder::Given
     } else {
         TagOrder::ByCardinality
     };
     let time = target.index_of(TIME_COLUMN)?;
     let seq_idx = target.index_of(SEQ_COLUMN)?;
-    let sorted = sort_dedup_by_series(&aligned, &tags, order, time, Some(seq_idx))?;
-    let names = sorted
-        .tag_order
-        .iter()
-        .map(|&i| target.field(i).name().clone())
-        .collect();
+    let order = order_by_series(&aligned, &sort_tags, tag_order, time, Some(seq_idx))?;
     let keep: Vec<usize> = (0..target.fields().len())
         .filter(|&i| i != seq_idx)
         .collect();
-    Ok((sorted.batch.project(&keep)?, names))
+    let mut encoder = Encoder::new(Arc::new(target.project(&keep)?))?;
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let mut series = SeriesFile::new(&tags);
+    for slice in order.batches(&aligned, FLUSH_SLICE_ROWS) {
+        let slice = slice?.project(&keep)?;
+        encoder.write(&slice)?;
+        series.add(&slice);
+    }
+    Ok(EncodedPartition {
+        data: encoder.finish()?,
+        series: series.encode()?,
+        order: order
+            .tag_order
+            .iter()
+            .map(|&i| target.field(i).name().clone())
+            .collect(),
+    })
 }

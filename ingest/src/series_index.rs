@@ -177,18 +177,17 @@ impl SeriesIndexes {
         let _ = rx.await;
     }
 
-    /// Writes the series file of a data file the flush is writing.
+    /// Stores the series file (encoded by
+    /// [`fleetlake_storage::series_index::SeriesFile`]) of a data file the
+    /// flush is writing.
     ///
     /// # Errors
-    /// Encoding or object-store failures.
-    pub(crate) async fn write_series_file(
+    /// Object-store failures.
+    pub(crate) async fn put_series_file(
         store: &Arc<dyn ObjectStore>,
         data_path: &str,
-        batch: &RecordBatch,
-        tags: &[String],
+        bytes: Vec<u8>,
     ) -> Result<()> {
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        let bytes = encode_series_file(batch, &tags)?;
         let path = series_file_path(data_path);
         store
             .put(&path, PutPayload::from(bytes))

@@ -24,7 +24,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::catalog::{FileMeta, now_ns};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::data_file_path;
 use crate::schema::TIME_COLUMN;
 
@@ -62,14 +62,68 @@ pub fn writer_properties(schema: &Schema) -> WriterProperties {
 
 /// Encodes `batches` (all with one schema) into one Parquet file in memory.
 pub fn encode(schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let props = writer_properties(&schema);
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
+    let mut encoder = Encoder::new(schema)?;
     for b in batches {
-        writer.write(b)?;
+        encoder.write(b)?;
     }
-    writer.close()?;
-    Ok(out)
+    Ok(encoder.finish()?.bytes)
+}
+
+/// A data file encoded in memory batch by batch, so that its rows need not
+/// be in memory as Arrow all at once.
+pub struct Encoder {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+    bounds: Option<(i64, i64)>,
+}
+
+/// The bytes of an encoded data file and what [`FileSpec`] needs of them.
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub rows: u64,
+    /// Inclusive time bounds (ns); `(0, 0)` without rows.
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+impl Encoder {
+    /// # Errors
+    /// A schema Parquet cannot hold.
+    pub fn new(schema: Arc<Schema>) -> Result<Self> {
+        let props = writer_properties(&schema);
+        Ok(Self {
+            writer: ArrowWriter::try_new(Vec::new(), schema, Some(props))?,
+            rows: 0,
+            bounds: None,
+        })
+    }
+
+    /// # Errors
+    /// A batch of another schema; encoding failures.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some((lo, hi)) = time_bounds(batch) {
+            let (l, h) = self.bounds.get_or_insert((lo, hi));
+            *l = (*l).min(lo);
+            *h = (*h).max(hi);
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch)?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Encoding failures.
+    pub fn finish(self) -> Result<Encoded> {
+        let bytes = self.writer.into_inner()?;
+        let (min_time, max_time) = self.bounds.unwrap_or((0, 0));
+        Ok(Encoded {
+            bytes,
+            rows: self.rows,
+            min_time,
+            max_time,
+        })
+    }
 }
 
 /// Time bounds (inclusive, ns) of a batch's `time` column.
@@ -77,38 +131,6 @@ pub fn time_bounds(batch: &RecordBatch) -> Option<(i64, i64)> {
     let col = batch.column_by_name(TIME_COLUMN)?;
     let t = col.as_any().downcast_ref::<TimestampNanosecondArray>()?;
     Some((min(t)?, max(t)?))
-}
-
-/// Writes one sorted, de-duplicated partition of a table as a new data file.
-/// The file is not visible until a catalog commit adds the returned meta.
-pub async fn write_data_file(
-    store: &Arc<dyn ObjectStore>,
-    db: &str,
-    table: &str,
-    day: &str,
-    batch: RecordBatch,
-    seq: u64,
-) -> Result<FileMeta> {
-    let rows = batch.num_rows() as u64;
-    let (min_time, max_time) = time_bounds(&batch).unwrap_or((0, 0));
-    let schema = batch.schema();
-    let bytes = tokio::task::spawn_blocking(move || encode(schema, &[batch]))
-        .await
-        .map_err(|e| Error::Parquet(parquet::errors::ParquetError::External(Box::new(e))))??;
-    put_data_file(
-        store,
-        FileSpec {
-            db,
-            table,
-            day,
-            rows,
-            min_time,
-            max_time,
-            seq,
-        },
-        bytes,
-    )
-    .await
 }
 
 /// What a data file holds, for [`put_data_file`].
@@ -246,9 +268,21 @@ mod tests {
         )
         .unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let meta = write_data_file(&store, "fleet", "cpu", "1970-01-01", batch.clone(), 7)
-            .await
-            .unwrap();
+        // Written in two parts: the file holds both, the bounds cover both.
+        let mut encoder = Encoder::new(schema).unwrap();
+        encoder.write(&batch.slice(0, 2)).unwrap();
+        encoder.write(&batch.slice(2, 1)).unwrap();
+        let encoded = encoder.finish().unwrap();
+        let spec = FileSpec {
+            db: "fleet",
+            table: "cpu",
+            day: "1970-01-01",
+            rows: encoded.rows,
+            min_time: encoded.min_time,
+            max_time: encoded.max_time,
+            seq: 7,
+        };
+        let meta = put_data_file(&store, spec, encoded.bytes).await.unwrap();
         assert_eq!((meta.rows, meta.min_time, meta.max_time), (3, 10, 20));
         let bytes = store
             .get(&object_store::path::Path::from(meta.path.as_str()))
@@ -262,6 +296,6 @@ mod tests {
             .build()
             .unwrap();
         let back: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-        assert_eq!(back[0], batch);
+        assert_eq!(arrow::compute::concat_batches(&back[0].schema(), &back).unwrap(), batch);
     }
 }

@@ -25,7 +25,7 @@
 //! assert_eq!(idx.select(&[m], &live).iter().collect::<Vec<_>>(), [b]);
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
@@ -122,7 +122,7 @@ pub struct SeriesIndex {
     key_ids: HashMap<Arc<str>, u32>,
     keys: Vec<Arc<str>>,
     values: Vec<KeyValues>,
-    series: HashMap<SeriesKey, u32>,
+    series: HashMap<SeriesKey, u32, Fold>,
     /// By series id: (key id, value id), sorted by key id.
     series_tags: Vec<SeriesKey>,
 }
@@ -210,32 +210,39 @@ impl SeriesIndex {
             }
             return out;
         }
-        // Per column, dictionary entry (or row, for plain strings) → value id, resolved once.
-        let mut resolved: Vec<HashMap<usize, u32>> = vec![HashMap::new(); cols.len()];
-        let mut local: HashSet<Vec<Option<usize>>> = HashSet::new();
-        let mut codes: Vec<Option<usize>> = Vec::with_capacity(cols.len());
+        // Per column, code → value id + 1 (0: not resolved yet), resolved once.
+        let mut resolved: Vec<Vec<u32>> = cols.iter().map(|(_, c)| vec![0; c.codes()]).collect();
+        // A row's series as its columns' codes; rows of a series are often
+        // adjacent (always, in a sorted batch), so the previous row's is kept.
+        let mut local: HashMap<Box<[u32]>, u32, Fold> = HashMap::default();
+        let mut codes: Vec<u32> = Vec::with_capacity(cols.len());
+        let mut previous: Vec<u32> = Vec::new();
         for row in 0..batch.num_rows() {
             codes.clear();
             codes.extend(cols.iter().map(|(_, c)| c.code(row)));
-            if local.contains(&codes) {
+            if row > 0 && codes == previous {
+                continue;
+            }
+            std::mem::swap(&mut codes, &mut previous);
+            if local.contains_key(previous.as_slice()) {
                 continue;
             }
             let mut key: Vec<(u32, u32)> = Vec::with_capacity(cols.len());
             for (i, (k, c)) in cols.iter().enumerate() {
-                let Some(code) = codes[i] else { continue };
-                let v = match resolved[i].get(&code) {
-                    Some(&v) => v,
-                    None => {
-                        let v = self.value_id(*k, c.text(code));
-                        resolved[i].insert(code, v);
-                        v
-                    }
-                };
-                key.push((*k, v));
+                let code = previous[i];
+                if code == NO_CODE {
+                    continue;
+                }
+                let slot = &mut resolved[i][code as usize];
+                if *slot == 0 {
+                    *slot = self.value_id(*k, c.text(code as usize)) + 1;
+                }
+                key.push((*k, *slot - 1));
             }
             key.sort_unstable();
-            out.insert(self.insert_ids(key.into_boxed_slice()));
-            local.insert(codes.clone());
+            let id = self.insert_ids(key.into_boxed_slice());
+            out.insert(id);
+            local.insert(previous.clone().into_boxed_slice(), id);
         }
         out
     }
@@ -369,6 +376,12 @@ impl SeriesIndex {
     }
 }
 
+/// The code of a row without the tag. Real codes are below it: an Arrow
+/// array's length fits `i32` offsets' range.
+const NO_CODE: u32 = u32::MAX;
+
+type Fold = foldhash::fast::RandomState;
+
 /// A tag column: a dictionary (codes are dictionary keys) or plain strings
 /// (codes are rows).
 enum TagColumn<'a> {
@@ -394,17 +407,35 @@ impl<'a> TagColumn<'a> {
         }
     }
 
-    /// `None` for null or empty.
-    fn code(&self, row: usize) -> Option<usize> {
+    /// How many codes there are: dictionary entries, or rows.
+    fn codes(&self) -> usize {
+        match self {
+            Self::Dict { values, .. } => values.len(),
+            Self::Plain(a) => a.len(),
+        }
+    }
+
+    /// [`NO_CODE`] for null or empty.
+    fn code(&self, row: usize) -> u32 {
         match self {
             Self::Dict { keys, values } => {
                 if keys.is_null(row) {
-                    return None;
+                    return NO_CODE;
                 }
                 let k = keys.value(row) as usize;
-                (!values.is_null(k) && !values.value(k).is_empty()).then_some(k)
+                if values.is_null(k) || values.value(k).is_empty() {
+                    NO_CODE
+                } else {
+                    k as u32
+                }
             }
-            Self::Plain(a) => (!a.is_null(row) && !a.value(row).is_empty()).then_some(row),
+            Self::Plain(a) => {
+                if a.is_null(row) || a.value(row).is_empty() {
+                    NO_CODE
+                } else {
+                    row as u32
+                }
+            }
         }
     }
 
@@ -422,49 +453,89 @@ impl<'a> TagColumn<'a> {
 /// # Errors
 /// Parquet encoding failures.
 pub fn encode_series_file(batch: &RecordBatch, tags: &[&str]) -> Result<Vec<u8>> {
-    let mut idx = SeriesIndex::default();
-    let ids = idx.insert_batch(batch, tags);
-    let present: Vec<&str> = tags
-        .iter()
-        .copied()
-        .filter(|t| batch.column_by_name(t).is_some())
-        .collect();
-    let mut cols: Vec<Vec<Option<&str>>> =
-        vec![Vec::with_capacity(ids.len() as usize); present.len()];
-    for id in &ids {
-        let st = idx.series_tags(id);
-        for (i, t) in present.iter().enumerate() {
-            cols[i].push(st.iter().find(|(k, _)| k == t).map(|(_, v)| *v));
+    let mut file = SeriesFile::new(tags);
+    file.add(batch);
+    file.encode()
+}
+
+/// A series file built from the batches of one data file as they are
+/// written ([`encode_series_file`] for one batch).
+#[derive(Debug)]
+pub struct SeriesFile {
+    tags: Vec<String>,
+    /// Tags some added batch has a column for.
+    present: Vec<bool>,
+    index: SeriesIndex,
+    ids: RoaringBitmap,
+}
+
+impl SeriesFile {
+    pub fn new(tags: &[&str]) -> Self {
+        Self {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            present: vec![false; tags.len()],
+            index: SeriesIndex::default(),
+            ids: RoaringBitmap::new(),
         }
     }
-    let mut fields: Vec<Field> = present
-        .iter()
-        .map(|t| Field::new(*t, DataType::Utf8, true))
-        .collect();
-    let mut arrays: Vec<ArrayRef> = cols
-        .into_iter()
-        .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
-        .collect();
-    if arrays.is_empty() {
-        // Parquet needs a column to count rows: a table without tags has one series.
-        fields.push(Field::new(ROWS_COLUMN, DataType::Utf8, true));
-        arrays.push(arrow::array::new_null_array(
-            &DataType::Utf8,
-            ids.len() as usize,
-        ));
+
+    /// Adds the series of `batch`'s rows.
+    pub fn add(&mut self, batch: &RecordBatch) {
+        for (t, p) in self.tags.iter().zip(&mut self.present) {
+            *p |= batch.column_by_name(t).is_some();
+        }
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        self.ids |= self.index.insert_batch(batch, &tags);
     }
-    let schema = Arc::new(Schema::new(fields));
-    let out = RecordBatch::try_new(schema.clone(), arrays)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
-        .build();
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
-    w.write(&out)?;
-    w.close()?;
-    Ok(buf)
+
+    /// # Errors
+    /// Parquet encoding failures.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let present: Vec<&str> = self
+            .tags
+            .iter()
+            .zip(&self.present)
+            .filter(|(_, p)| **p)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        let ids = &self.ids;
+        let mut cols: Vec<Vec<Option<&str>>> =
+            vec![Vec::with_capacity(ids.len() as usize); present.len()];
+        for id in ids {
+            let st = self.index.series_tags(id);
+            for (i, t) in present.iter().enumerate() {
+                cols[i].push(st.iter().find(|(k, _)| k == t).map(|(_, v)| *v));
+            }
+        }
+        let mut fields: Vec<Field> = present
+            .iter()
+            .map(|t| Field::new(*t, DataType::Utf8, true))
+            .collect();
+        let mut arrays: Vec<ArrayRef> = cols
+            .into_iter()
+            .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+            .collect();
+        if arrays.is_empty() {
+            // Parquet needs a column to count rows: a table without tags has one series.
+            fields.push(Field::new(ROWS_COLUMN, DataType::Utf8, true));
+            arrays.push(arrow::array::new_null_array(
+                &DataType::Utf8,
+                ids.len() as usize,
+            ));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let out = RecordBatch::try_new(schema.clone(), arrays)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("valid level"),
+            ))
+            .build();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+        w.write(&out)?;
+        w.close()?;
+        Ok(buf)
+    }
 }
 
 /// Adds the series of a series file to `index`; returns their ids.

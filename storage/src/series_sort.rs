@@ -53,6 +53,45 @@ pub fn sort_dedup_by_series(
     time: usize,
     seq: Option<usize>,
 ) -> Result<SeriesSorted> {
+    let sorted = order_by_series(batches, tags, order, time, seq)?;
+    let parts = sorted
+        .batches(batches, usize::MAX)
+        .collect::<Result<Vec<_>>>()?;
+    let batch = match parts.len() {
+        1 => parts.into_iter().next().expect("one part"),
+        _ => arrow::compute::concat_batches(&batches[0].schema(), &parts)?,
+    };
+    Ok(SeriesSorted {
+        batch,
+        tag_order: sorted.tag_order,
+        series: sorted.series,
+    })
+}
+
+/// The order of a partition's rows by series, then time, then write order:
+/// what [`sort_dedup_by_series`] computes before it copies any column, so
+/// that a flush can copy a slice at a time ([`SeriesOrder::batches`]).
+#[derive(Debug)]
+pub struct SeriesOrder {
+    /// (series ordinal, time, write order, batch, row), sorted.
+    rows: Vec<(u32, i64, u64, u32, u32)>,
+    /// Tag columns then time: the columns a merged row takes from its first.
+    key: Vec<usize>,
+    /// Tag column indices in the order rows are sorted by.
+    pub tag_order: Vec<usize>,
+    /// Number of distinct series.
+    pub series: usize,
+}
+
+/// Orders the rows of `batches` as [`sort_dedup_by_series`] does, without
+/// copying them.
+pub fn order_by_series(
+    batches: &[RecordBatch],
+    tags: &[usize],
+    order: TagOrder,
+    time: usize,
+    seq: Option<usize>,
+) -> Result<SeriesOrder> {
     let Some(first) = batches.first() else {
         return Err(Error::Invalid("no batches to sort".into()));
     };
@@ -92,7 +131,8 @@ pub fn sort_dedup_by_series(
     let mut nodes: Vec<(u32, u32)> = vec![(0, 0)];
     let mut node_of_row: Vec<Vec<u32>> = batches.iter().map(|b| vec![0; b.num_rows()]).collect();
     for &ti in &order {
-        let mut children: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut children: HashMap<(u32, u32), u32, foldhash::fast::RandomState> =
+            HashMap::default();
         for (b, batch) in batches.iter().enumerate() {
             let row_ranks = row_ranks(batch.column(tags[ti]), &ranks[ti])?;
             for (node, rank) in node_of_row[b].iter_mut().zip(row_ranks) {
@@ -154,41 +194,73 @@ pub fn sort_dedup_by_series(
     }
     drop(node_of_row);
     rows.sort_unstable();
-
-    // Runs of equal (series, time): the identities.
-    let mut runs: Vec<Range<usize>> = Vec::new();
-    let mut start = 0;
-    for i in 1..=rows.len() {
-        if i == rows.len() || (rows[i].0, rows[i].1) != (rows[start].0, rows[start].1) {
-            runs.push(start..i);
-            start = i;
-        }
-    }
-    let duplicates = runs.len() != rows.len();
-    let indices: Vec<(usize, usize)> = rows
-        .iter()
-        .map(|&(_, _, _, b, r)| (b as usize, r as usize))
-        .collect();
-    drop(rows);
-    let columns = (0..schema.fields().len())
-        .map(|c| {
-            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-            interleave(&arrays, &indices)
-        })
-        .collect::<Result<Vec<ArrayRef>, _>>()?;
-    let sorted = RecordBatch::try_new(schema, columns)?;
     let mut key: Vec<usize> = tags.to_vec();
     key.push(time);
-    let batch = if duplicates {
-        merge_runs(&sorted, &key, &runs)?
-    } else {
-        sorted
-    };
-    Ok(SeriesSorted {
-        batch,
+    Ok(SeriesOrder {
+        rows,
+        key,
         tag_order: order.iter().map(|&i| tags[i]).collect(),
         series: leaves.len(),
     })
+}
+
+impl SeriesOrder {
+    /// The sorted, de-duplicated rows of `batches` (those this order was
+    /// computed from), in batches of at most about `max_rows` input rows:
+    /// the rows of one identity (series and time) are never split, so a
+    /// batch can exceed `max_rows` by one identity's duplicates.
+    pub fn batches<'a>(
+        &'a self,
+        batches: &'a [RecordBatch],
+        max_rows: usize,
+    ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
+        let identity = |i: usize| (self.rows[i].0, self.rows[i].1);
+        let mut start = 0;
+        std::iter::from_fn(move || {
+            if start >= self.rows.len() {
+                return None;
+            }
+            let mut end = start.saturating_add(max_rows.max(1)).min(self.rows.len());
+            while end < self.rows.len() && identity(end) == identity(end - 1) {
+                end += 1;
+            }
+            let part = self.copy(batches, start..end);
+            start = end;
+            Some(part)
+        })
+    }
+
+    /// Copies rows `range` of the order, merging each run of one identity.
+    fn copy(&self, batches: &[RecordBatch], range: Range<usize>) -> Result<RecordBatch> {
+        let rows = &self.rows[range];
+        // Runs of equal (series, time): the identities.
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        let mut start = 0;
+        for i in 1..=rows.len() {
+            if i == rows.len() || (rows[i].0, rows[i].1) != (rows[start].0, rows[start].1) {
+                runs.push(start..i);
+                start = i;
+            }
+        }
+        let indices: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|&(_, _, _, b, r)| (b as usize, r as usize))
+            .collect();
+        let schema = batches[0].schema();
+        let columns = (0..schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &indices)
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let sorted = RecordBatch::try_new(schema, columns)?;
+        if runs.len() == rows.len() {
+            Ok(sorted)
+        } else {
+            merge_runs(&sorted, &self.key, &runs)
+        }
+    }
 }
 
 /// Calls `f` with every value of a string (or string-dictionary) column's
@@ -376,6 +448,46 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>();
         // @5: the later write is NULL, so the earlier value stays; @6: the last write.
         assert_eq!(v.values().to_vec(), vec![1, 9]);
+    }
+
+    #[test]
+    fn slices_of_the_order_equal_the_whole_and_keep_duplicates_together() {
+        // Three writes of h1@5 (one identity) and distinct rows around them.
+        let b1 = batch(
+            vec![Some("a"), Some("a"), Some("a"), Some("a")],
+            vec!["h2", "h1", "h1", "h1"],
+            vec![Some(1), Some(2), Some(3), None],
+            vec![5, 4, 5, 6],
+        );
+        let b2 = batch(
+            vec![Some("a"), Some("a"), Some("a")],
+            vec!["h1", "h1", "h3"],
+            vec![Some(7), None, Some(8)],
+            vec![5, 5, 1],
+        );
+        let batches = [b1, b2];
+        let whole = sort_dedup_by_series(&batches, &[0, 1], TagOrder::Given, 3, None).unwrap();
+        assert_eq!(whole.batch.num_rows(), 5);
+        let order = order_by_series(&batches, &[0, 1], TagOrder::Given, 3, None).unwrap();
+        for max_rows in [1, 2, 3, 100] {
+            let parts: Vec<RecordBatch> = order
+                .batches(&batches, max_rows)
+                .collect::<Result<_>>()
+                .unwrap();
+            let joined = arrow::compute::concat_batches(&batches[0].schema(), &parts).unwrap();
+            assert_eq!(joined, whole.batch, "max_rows {max_rows}");
+        }
+        // h1@5 merged from three writes: the last non-NULL value, 7.
+        let v = whole
+            .batch
+            .column(2)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(v.values()[1], 7);
+        assert_eq!(
+            order.batches(&batches, 1).count(),
+            5,
+            "one part per identity"
+        );
     }
 
     #[test]
