@@ -117,6 +117,11 @@ pub struct IngestArgs {
     #[arg(long, env = "FLEETLAKE_BENCH_PREPARE_BYTES", default_value_t = 2 << 30)]
     pub prepare_bytes: usize,
 
+    /// Offer at most this many samples per second (bodies are paced from
+    /// the start of each round); by default bodies go as fast as answered.
+    #[arg(long, env = "FLEETLAKE_BENCH_RATE")]
+    pub rate: Option<f64>,
+
     /// Also write the figures as JSON to this file.
     #[arg(long, env = "FLEETLAKE_BENCH_REPORT_JSON")]
     pub report_json: Option<PathBuf>,
@@ -231,6 +236,7 @@ fn ingest(args: IngestArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result
         concurrency: args.concurrency,
         batch: args.batch,
         prepare_bytes: args.prepare_bytes,
+        rate: args.rate,
     };
     let report: LoadReport = load(runtime, &client(args.concurrency)?, source.as_mut(), &opts)?;
     if let Some(sink) = sink {

@@ -36,12 +36,17 @@ pub struct LoadOptions {
     pub batch: usize,
     /// Most bytes of bodies held at once (one round).
     pub prepare_bytes: usize,
+    /// Samples per second offered: bodies start no sooner than this rate
+    /// allows (from each round's start); `None` sends as fast as answered.
+    pub rate: Option<f64>,
 }
 
 /// One prepared request body.
 struct Body {
     data: Bytes,
     lines: u64,
+    /// When to send it, in seconds from the round's start (0 unpaced).
+    due_s: f64,
 }
 
 /// What a load measured.
@@ -71,6 +76,11 @@ pub struct LoadReport {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// The offered rate (`--rate`), samples/s.
+    pub offered_samples_per_s: Option<f64>,
+    /// Most seconds a body started after it was due (paced loads): above a
+    /// request's latency, the server did not keep up with the offered rate.
+    pub max_lag_s: f64,
     /// CPU seconds of this process while sending (loader cost).
     pub loader_cpu_s: Option<f64>,
 }
@@ -102,6 +112,13 @@ impl LoadReport {
                 100.0 * c / self.send_s.max(1e-9)
             ))
         );
+        if let Some(rate) = self.offered_samples_per_s {
+            println!(
+                "offered {} samples/s; a body started at most {:.2} s after it was due",
+                thousands(rate as u64),
+                self.max_lag_s
+            );
+        }
         if self.unparsable_lines > 0 {
             println!(
                 "warning: {} lines did not parse as line protocol",
@@ -173,8 +190,12 @@ pub fn load(
         url: opts.url.clone(),
         concurrency: opts.concurrency,
         batch: opts.batch,
+        offered_samples_per_s: opts.rate,
         ..Default::default()
     };
+    if opts.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("the rate must be a positive number of samples per second");
+    }
     let mut latencies = Vec::new();
     let mut cpu = Some(0.0);
     loop {
@@ -198,6 +219,7 @@ pub fn load(
         report.rows += round.rows;
         report.requests += round.requests;
         report.retries_503 += round.retries_503;
+        report.max_lag_s = report.max_lag_s.max(round.max_lag_s);
         latencies.extend(round.latencies_ms);
     }
     let lat = sorted(&latencies);
@@ -220,6 +242,7 @@ fn prepare_round(
 ) -> (Vec<Body>, u64) {
     let mut bodies = Vec::new();
     let mut held = 0u64;
+    let mut offered = 0u64;
     while held < opts.prepare_bytes as u64 {
         let mut buf = Vec::new();
         let n = source.next_chunk(&mut buf, opts.batch);
@@ -227,6 +250,8 @@ fn prepare_round(
             break;
         }
         let (samples, bad) = count_samples(&buf);
+        let due_s = opts.rate.map_or(0.0, |r| offered as f64 / r);
+        offered += samples;
         report.samples += samples;
         report.unparsable_lines += bad;
         report.bytes += buf.len() as u64;
@@ -234,6 +259,7 @@ fn prepare_round(
         bodies.push(Body {
             data: Bytes::from(buf),
             lines: n as u64,
+            due_s,
         });
     }
     (bodies, held)
@@ -260,6 +286,7 @@ struct RoundStats {
     requests: u64,
     retries_503: u64,
     latencies_ms: Vec<f64>,
+    max_lag_s: f64,
 }
 
 async fn send_round(
@@ -272,6 +299,7 @@ async fn send_round(
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicBool::new(false));
     let mut writers = tokio::task::JoinSet::new();
+    let start = tokio::time::Instant::now();
     for _ in 0..concurrency {
         let (bodies, next, failed) = (bodies.clone(), next.clone(), failed.clone());
         let (client, url) = (client.clone(), url.to_string());
@@ -280,6 +308,9 @@ async fn send_round(
             while !failed.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
+                let due = start + Duration::from_secs_f64(body.due_s);
+                tokio::time::sleep_until(due).await;
+                st.max_lag_s = st.max_lag_s.max(due.elapsed().as_secs_f64());
                 if let Err(e) = post(&client, &url, body, &mut st).await {
                     failed.store(true, Ordering::Relaxed);
                     return Err(e);
@@ -296,6 +327,7 @@ async fn send_round(
                 total.rows += st.rows;
                 total.requests += st.requests;
                 total.retries_503 += st.retries_503;
+                total.max_lag_s = total.max_lag_s.max(st.max_lag_s);
                 total.latencies_ms.extend(st.latencies_ms);
             }
             Err(e) => {
@@ -393,6 +425,7 @@ mod tests {
             concurrency: 1,
             batch: 10,
             prepare_bytes: 40,
+            rate: None,
         };
         let mut report = LoadReport::default();
         let (bodies, held) = prepare_round(&mut src, &opts, &mut report);

@@ -12,8 +12,8 @@ use arrow::record_batch::RecordBatch;
 use fleetlake_storage::catalog::{Action, Catalog, CatalogState, Tombstone, now_ns};
 use fleetlake_storage::layout::day_bounds;
 use fleetlake_storage::parquet_file::{Encoded, Encoder, FileSpec, put_data_file};
-use fleetlake_storage::series_index::SeriesFile;
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
+use fleetlake_storage::series_index::SeriesFile;
 use fleetlake_storage::series_sort::{TagOrder, order_by_series};
 use fleetlake_storage::write_order::{SEQ_COLUMN, file_seq, row_seq};
 use parking_lot::{Mutex, RwLock};
@@ -782,10 +782,9 @@ fn encode_partition(
     let mut encoder = Encoder::new(Arc::new(target.project(&keep)?))?;
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     let mut series = SeriesFile::new(&tags);
+    series.add(&order.series_rows(&aligned)?);
     for slice in order.batches(&aligned, FLUSH_SLICE_ROWS) {
-        let slice = slice?.project(&keep)?;
-        encoder.write(&slice)?;
-        series.add(&slice);
+        encoder.write(&slice?.project(&keep)?)?;
     }
     Ok(EncodedPartition {
         data: encoder.finish()?,

@@ -296,6 +296,9 @@ mod tests {
             .build()
             .unwrap();
         let back: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-        assert_eq!(arrow::compute::concat_batches(&back[0].schema(), &back).unwrap(), batch);
+        assert_eq!(
+            arrow::compute::concat_batches(&back[0].schema(), &back).unwrap(),
+            batch
+        );
     }
 }

@@ -230,6 +230,18 @@ impl SeriesOrder {
         })
     }
 
+    /// One row of each series (its first in the order), in series order:
+    /// what a series file needs, without going through every row.
+    pub fn series_rows(&self, batches: &[RecordBatch]) -> Result<RecordBatch> {
+        let mut indices: Vec<(usize, usize)> = Vec::with_capacity(self.series);
+        for (i, row) in self.rows.iter().enumerate() {
+            if i == 0 || self.rows[i - 1].0 != row.0 {
+                indices.push((row.3 as usize, row.4 as usize));
+            }
+        }
+        gather(batches, &indices)
+    }
+
     /// Copies rows `range` of the order, merging each run of one identity.
     fn copy(&self, batches: &[RecordBatch], range: Range<usize>) -> Result<RecordBatch> {
         let rows = &self.rows[range];
@@ -246,21 +258,25 @@ impl SeriesOrder {
             .iter()
             .map(|&(_, _, _, b, r)| (b as usize, r as usize))
             .collect();
-        let schema = batches[0].schema();
-        let columns = (0..schema.fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    batches.iter().map(|b| b.column(c).as_ref()).collect();
-                interleave(&arrays, &indices)
-            })
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let sorted = RecordBatch::try_new(schema, columns)?;
+        let sorted = gather(batches, &indices)?;
         if runs.len() == rows.len() {
             Ok(sorted)
         } else {
             merge_runs(&sorted, &self.key, &runs)
         }
     }
+}
+
+/// The rows `indices` ((batch, row) pairs) of `batches`, in that order.
+fn gather(batches: &[RecordBatch], indices: &[(usize, usize)]) -> Result<RecordBatch> {
+    let schema = batches[0].schema();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            interleave(&arrays, indices)
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Calls `f` with every value of a string (or string-dictionary) column's
@@ -487,6 +503,11 @@ mod tests {
             order.batches(&batches, 1).count(),
             5,
             "one part per identity"
+        );
+        let series = order.series_rows(&batches).unwrap();
+        assert_eq!(
+            strings(&series, 1),
+            [Some("h1".into()), Some("h2".into()), Some("h3".into())]
         );
     }
 
