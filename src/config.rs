@@ -41,11 +41,11 @@ pub struct ServeArgs {
 
     /// Memory budget of the write buffer in bytes; past it writes get 503
     /// with Retry-After until a flush frees room.
-    #[arg(long, env = "FLEETLAKE_MEMORY_BUDGET", default_value_t = 1 << 30)]
+    #[arg(long, env = "FLEETLAKE_MEMORY_BUDGET", default_value_t = 512 << 20)]
     pub memory_budget: usize,
 
     /// Flush the write buffer to Parquet once it holds this many bytes.
-    #[arg(long, env = "FLEETLAKE_FLUSH_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "FLEETLAKE_FLUSH_BYTES", default_value_t = 64 << 20)]
     pub flush_bytes: usize,
 
     /// Flush the write buffer once its oldest write is this old (e.g. 5m, 30s).

@@ -49,8 +49,8 @@ impl IngestConfig {
     pub fn new(wal_dir: PathBuf) -> Self {
         Self {
             wal_dir,
-            memory_budget: 1 << 30,
-            flush_bytes: 256 << 20,
+            memory_budget: 512 << 20,
+            flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(300),
             max_columns_per_table: crate::validate::DEFAULT_MAX_COLUMNS_PER_TABLE,
         }
