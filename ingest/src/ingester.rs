@@ -13,7 +13,7 @@ use fleetlake_storage::catalog::{Action, Catalog, CatalogState, Tombstone, now_n
 use fleetlake_storage::layout::day_bounds;
 use fleetlake_storage::parquet_file::{Encoded, Encoder, FileSpec, put_data_file};
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
-use fleetlake_storage::series_index::SeriesFile;
+use fleetlake_storage::series_index::encode_series_rows;
 use fleetlake_storage::series_sort::{TagOrder, order_by_series};
 use fleetlake_storage::write_order::{SEQ_COLUMN, file_seq, row_seq};
 use parking_lot::{Mutex, RwLock};
@@ -781,14 +781,13 @@ fn encode_partition(
         .collect();
     let mut encoder = Encoder::new(Arc::new(target.project(&keep)?))?;
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-    let mut series = SeriesFile::new(&tags);
-    series.add(&order.series_rows(&aligned)?);
+    let series = encode_series_rows(&order.series_rows(&aligned)?, &tags)?;
     for slice in order.batches(&aligned, FLUSH_SLICE_ROWS) {
         encoder.write(&slice?.project(&keep)?)?;
     }
     Ok(EncodedPartition {
         data: encoder.finish()?,
-        series: series.encode()?,
+        series,
         order: order
             .tag_order
             .iter()

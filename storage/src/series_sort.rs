@@ -13,7 +13,7 @@
 //! of ranks a series ordinal, and rows sort by the integers
 //! `(ordinal, time, write order)`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
@@ -22,6 +22,8 @@ use arrow::datatypes::{DataType, Int32Type, TimestampNanosecondType, UInt64Type}
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
+
+type Fold = foldhash::fast::RandomState;
 
 /// A partition sorted by series and time, de-duplicated.
 #[derive(Debug)]
@@ -97,14 +99,18 @@ pub fn order_by_series(
     };
     let schema = first.schema();
     // Distinct values per tag, ranked; rank 0 is NULL (sorts first).
-    let mut ranks: Vec<HashMap<&str, u32>> = Vec::with_capacity(tags.len());
+    let mut ranks: Vec<HashMap<&str, u32, Fold>> = Vec::with_capacity(tags.len());
     for &t in tags {
-        let mut values: Vec<&str> = Vec::new();
+        // Each buffered request has a dictionary of its own: the same values
+        // come again and again, so they are made distinct before sorting.
+        let mut distinct: HashSet<&str, Fold> = HashSet::default();
         for b in batches {
-            for_each_value(b.column(t), |s| values.push(s))?;
+            for_each_value(b.column(t), |s| {
+                distinct.insert(s);
+            })?;
         }
+        let mut values: Vec<&str> = distinct.into_iter().collect();
         values.sort_unstable();
-        values.dedup();
         ranks.push(
             values
                 .into_iter()
@@ -131,8 +137,7 @@ pub fn order_by_series(
     let mut nodes: Vec<(u32, u32)> = vec![(0, 0)];
     let mut node_of_row: Vec<Vec<u32>> = batches.iter().map(|b| vec![0; b.num_rows()]).collect();
     for &ti in &order {
-        let mut children: HashMap<(u32, u32), u32, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut children: HashMap<(u32, u32), u32, Fold> = HashMap::default();
         for (b, batch) in batches.iter().enumerate() {
             let row_ranks = row_ranks(batch.column(tags[ti]), &ranks[ti])?;
             for (node, rank) in node_of_row[b].iter_mut().zip(row_ranks) {
@@ -300,7 +305,7 @@ fn for_each_value<'a>(col: &'a ArrayRef, mut f: impl FnMut(&'a str)) -> Result<(
 }
 
 /// The rank of every row's value (0 for NULL).
-fn row_ranks(col: &ArrayRef, ranks: &HashMap<&str, u32>) -> Result<Vec<u32>> {
+fn row_ranks(col: &ArrayRef, ranks: &HashMap<&str, u32, Fold>) -> Result<Vec<u32>> {
     let rank = |s: &str| ranks.get(s).copied().unwrap_or(0);
     Ok(match col.data_type() {
         DataType::Dictionary(_, _) => {
