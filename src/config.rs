@@ -1,9 +1,11 @@
 //! Flags of `fleetlake serve`. Every flag has an environment variable.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use fleetlake_storage::memory_budget::MemoryBudget;
 use fleetlake_time::parse_duration;
 
 /// What a server does.
@@ -43,6 +45,13 @@ pub struct ServeArgs {
     /// with Retry-After until a flush frees room.
     #[arg(long, env = "FLEETLAKE_MEMORY_BUDGET", default_value_t = 512 << 20)]
     pub memory_budget: usize,
+
+    /// Memory the write buffer, flushes, queries and compaction hold
+    /// together, in bytes. Each keeps its own limit too; past this sum a
+    /// write or a query gets 503 with Retry-After, a sort spills, and a
+    /// merge waits for a later round.
+    #[arg(long, env = "FLEETLAKE_MEMORY_LIMIT", default_value_t = 2 << 30)]
+    pub memory_limit: usize,
 
     /// Flush the write buffer to Parquet once it holds this many bytes.
     #[arg(long, env = "FLEETLAKE_FLUSH_BYTES", default_value_t = 64 << 20)]
@@ -273,7 +282,10 @@ fn store_url(data_dir: &std::path::Path, object_store: Option<&str>) -> String {
 }
 
 impl ServeArgs {
-    pub fn compaction_config(&self) -> fleetlake_compaction::CompactionConfig {
+    pub fn compaction_config(
+        &self,
+        budget: Arc<MemoryBudget>,
+    ) -> fleetlake_compaction::CompactionConfig {
         fleetlake_compaction::CompactionConfig {
             interval: self.compaction_interval,
             l0_trigger: self.compaction_l0_trigger,
@@ -282,6 +294,7 @@ impl ServeArgs {
             target_rows: self.compaction_target_rows,
             memory_limit: self.compaction_memory_limit,
             gc_grace: self.gc_grace,
+            budget,
         }
     }
 

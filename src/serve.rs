@@ -13,6 +13,7 @@ use fleetlake_query::system::SystemTable;
 use fleetlake_query::{QueryConfig, QueryEngine};
 use fleetlake_storage::catalog::Catalog;
 use fleetlake_storage::delta::Publisher;
+use fleetlake_storage::memory_budget::{Consumer, MemoryBudget};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -50,6 +51,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !writer && args.demo.demo {
         anyhow::bail!("--demo writes a fleet: it needs --role all");
     }
+    if args.memory_limit < args.memory_budget {
+        anyhow::bail!(
+            "--memory-limit ({} bytes) is below --memory-budget ({} bytes): the write buffer \
+             alone may hold that much; raise --memory-limit or lower --memory-budget",
+            args.memory_limit,
+            args.memory_budget
+        );
+    }
+    if args.compaction_memory_limit > args.memory_limit - args.memory_budget {
+        warn!(
+            memory_limit = args.memory_limit,
+            memory_budget = args.memory_budget,
+            compaction_memory_limit = args.compaction_memory_limit,
+            "a merge may take more than --memory-limit leaves beside a full write buffer; \
+             such merges wait until the buffer has flushed"
+        );
+    }
+    let budget = MemoryBudget::new(args.memory_limit);
     // Held until the process exits (the OS releases it on a crash too).
     let _lock = lock_wal_dir(&args.wal_dir())?;
     let mut rules_config = args.rules_config();
@@ -92,7 +111,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         error!(error = %e, "publishing the Delta logs at start-up failed; retrying in the background");
     }
-    let compactor = Compactor::new(catalog.clone(), args.compaction_config());
+    let compactor = Compactor::new(catalog.clone(), args.compaction_config(budget.clone()));
     if let Some(p) = &delta {
         compactor.set_delta(p.clone());
     }
@@ -112,6 +131,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut ingest_config = IngestConfig::new(args.wal_dir());
     ingest_config.memory_budget = args.memory_budget;
+    ingest_config.budget = budget.clone();
     ingest_config.flush_bytes = args.flush_bytes;
     ingest_config.flush_interval = args.flush_interval;
     ingest_config.max_columns_per_table = args.max_columns_per_table;
@@ -135,6 +155,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metadata_cache_bytes: args.query_metadata_cache,
         plan_cache_entries: args.query_plan_cache,
         executor: query_runtime.0.as_ref().map(|rt| rt.handle().clone()),
+        budget: budget.clone(),
         ..QueryConfig::default()
     };
     // Rollups aggregate with an engine of their own: background limits (the
@@ -146,6 +167,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(3600),
             memory_limit: args.compaction_memory_limit,
             target_partitions: 1,
+            budget: budget.clone(),
+            budget_consumer: Consumer::Compaction,
             ..QueryConfig::default()
         },
     )?);

@@ -724,3 +724,116 @@ async fn hostile_writes_are_refused_inside_the_memory_budget() {
     let peak = s.peak_rss();
     assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
 }
+
+/// `--memory-limit` bounds the write buffer, flushes, queries and compaction
+/// together: a query within its own limit but past what the budget has left
+/// gets 503 with Retry-After and a message naming the holders, the budget
+/// is given back, and the same query passes on a server with room. A limit
+/// below the write buffer's own refuses to start.
+#[tokio::test]
+async fn queries_share_the_servers_memory_budget() {
+    // 32 MB of values in one aggregate's state, which cannot spill.
+    let collect =
+        "SELECT array_length(array_agg(v)) AS n FROM (SELECT unnest(range(0, 4000000)) AS v)";
+    let s = Server::start(&["--memory-budget", "4194304", "--memory-limit", "8388608"]);
+    let c = s.client();
+    s.write_ok("fleet", "cpu,host=a v=1 1000000000\n").await;
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("fleetlake_memory_limit_bytes 8388608"),
+        "{metrics}"
+    );
+    let held = |m: &str, consumer: &str| -> u64 {
+        let key = format!("fleetlake_memory_used_bytes{{consumer=\"{consumer}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .unwrap_or_else(|| panic!("no {key} in {m}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(held(&metrics, "write_buffer") > 0, "{metrics}");
+
+    let r = c
+        .post(format!("{}/api/v1/sql", s.url))
+        .json(&json!({"sql": collect, "format": "json"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("the server's memory budget of 8388608 bytes")
+            && body.contains("query asked for")
+            && body.contains("--memory-limit"),
+        "{body}"
+    );
+    // A buffered answer counts too.
+    let (status, body) = s
+        .sql_raw(
+            "fleet",
+            "SELECT * FROM generate_series(1, 2000000)",
+            "pretty",
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let metrics = s.metrics().await;
+    assert_eq!(held(&metrics, "query"), 0, "{metrics}");
+    assert_eq!(s.sql_i64("fleet", "SELECT count(*) FROM cpu").await, 1);
+    s.flush().await;
+    assert_eq!(held(&s.metrics().await, "write_buffer"), 0);
+    // A merge's readers and writer (16 MB of upload parts alone) do not
+    // fit: it is refused, recorded, and the files stay as they are.
+    for i in 2..5 {
+        s.write_ok("fleet", &format!("cpu,host=a v={i} {i}000000000\n"))
+            .await;
+        s.flush().await;
+    }
+    let r = c
+        .post(format!("{}/api/v1/admin/compact", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("the server's memory budget") && body.contains("compaction asked for"),
+        "{body}"
+    );
+    assert_eq!(s.sql_i64("fleet", "SELECT count(*) FROM cpu").await, 4);
+
+    let roomy = Server::start(&[]);
+    let (status, body) = roomy.sql_raw("fleet", collect, "json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("4000000"), "{body}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut low = std::process::Command::new(env!("CARGO_BIN_EXE_fleetlake"))
+        .args([
+            "serve",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--memory-limit",
+            "1048576",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while low.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "started with --memory-limit below --memory-budget"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = low.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--memory-limit"),
+        "{stderr}"
+    );
+}

@@ -1,6 +1,9 @@
 //! The compactor's settings.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use fleetlake_storage::memory_budget::MemoryBudget;
 
 /// Settings of the background compactor.
 #[derive(Debug, Clone)]
@@ -21,6 +24,10 @@ pub struct CompactionConfig {
     /// and their removal is this old: zero unless readers outside the
     /// process (another engine reading the Parquet) need time to finish.
     pub gc_grace: Duration,
+    /// The server's memory budget: a merge takes its readers' and writer's
+    /// estimate from it before it starts (or waits for the next round),
+    /// and its DataFusion pool takes the rest as it goes.
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl Default for CompactionConfig {
@@ -33,6 +40,7 @@ impl Default for CompactionConfig {
             target_rows: 8 << 20,
             memory_limit: 512 << 20,
             gc_grace: Duration::ZERO,
+            budget: MemoryBudget::unlimited(),
         }
     }
 }

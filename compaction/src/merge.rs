@@ -36,11 +36,13 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use fleetlake_query::budget_pool::BudgetPool;
 use fleetlake_query::dedup_exec::DedupExec;
 use fleetlake_query::table::visibility;
 use fleetlake_query::time_range::TimeRange;
 use fleetlake_storage::catalog::{Action, Catalog, FileMeta, now_ns};
 use fleetlake_storage::dedup::SERIES_SORT;
+use fleetlake_storage::memory_budget::{Consumer, Reservation};
 use fleetlake_storage::parquet_file::{FileSpec, StreamingDataFile};
 use fleetlake_storage::schema::TIME_COLUMN;
 use fleetlake_storage::write_order::SEQ_COLUMN;
@@ -106,8 +108,16 @@ pub(crate) async fn merge_partition(
     } else {
         memory.pool as usize
     };
+    // Held until the merge ends; refused, the partition waits for a round
+    // with room.
+    let mut held = Reservation::new(&config.budget, Consumer::Compaction);
+    held.try_resize((memory.readers + memory.writer) as usize)?;
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(pool)))
+        .with_memory_pool(Arc::new(BudgetPool::new(
+            FairSpillPool::new(pool),
+            Arc::clone(&config.budget),
+            Consumer::Compaction,
+        )))
         .build_arc()
         .map_err(df)?;
     let url = ObjectStoreUrl::parse(STORE_URL).map_err(df)?;

@@ -83,6 +83,8 @@ pub enum QueryFailure {
     NotFound,
     Timeout,
     MemoryLimit,
+    /// The server's memory budget had no room; retrying may work.
+    ServerBusy,
     Internal,
 }
 

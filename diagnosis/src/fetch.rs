@@ -429,6 +429,7 @@ pub(crate) fn failure(e: &fleetlake_query::Error) -> QueryFailure {
         E::NotFound(_) => QueryFailure::NotFound,
         E::Timeout { .. } => QueryFailure::Timeout,
         E::MemoryLimit { .. } => QueryFailure::MemoryLimit,
+        E::ServerBusy(_) => QueryFailure::ServerBusy,
         E::Internal(_) => QueryFailure::Internal,
     }
 }

@@ -13,6 +13,11 @@ pub enum Error {
     #[error("the write buffer is full ({used} of {budget} bytes); retry after the next flush")]
     BufferFull { used: usize, budget: usize },
 
+    /// The server's memory budget (shared with queries and compaction) has
+    /// no room for the write; retry later.
+    #[error(transparent)]
+    MemoryBudget(#[from] fleetlake_storage::memory_budget::Exhausted),
+
     #[error(
         "a body of {bytes} bytes can never fit the write buffer's budget of {budget} bytes; split it"
     )]

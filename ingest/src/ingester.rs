@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use fleetlake_storage::catalog::{Action, Catalog, CatalogState, Tombstone, now_ns};
 use fleetlake_storage::layout::day_bounds;
+use fleetlake_storage::memory_budget::{Consumer, MemoryBudget, Reservation};
 use fleetlake_storage::parquet_file::{Encoded, Encoder, FileSpec, put_data_file};
 use fleetlake_storage::schema::{ColumnDef, TIME_COLUMN, TableSchema, validate_name};
 use fleetlake_storage::series_index::encode_series_rows;
@@ -43,6 +44,9 @@ pub struct IngestConfig {
     /// Columns a write may give a table (see
     /// [`crate::validate::DEFAULT_MAX_COLUMNS_PER_TABLE`]).
     pub max_columns_per_table: usize,
+    /// The server's memory budget: the buffer, its writes in flight and
+    /// flushes hold their bytes in it.
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl IngestConfig {
@@ -53,6 +57,7 @@ impl IngestConfig {
             flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(300),
             max_columns_per_table: crate::validate::DEFAULT_MAX_COLUMNS_PER_TABLE,
+            budget: MemoryBudget::unlimited(),
         }
     }
 }
@@ -172,6 +177,9 @@ pub struct Ingester {
     buffer: Arc<SharedBuffer>,
     wal: Wal,
     inflight_bytes: AtomicUsize,
+    /// The buffer's bytes in the server's memory budget (see
+    /// [`Self::account_buffer`]).
+    buffer_held: parking_lot::Mutex<Reservation>,
     flush_lock: tokio::sync::Mutex<()>,
     flush_wanted: Notify,
     metrics: Arc<IngestMetrics>,
@@ -252,18 +260,32 @@ impl Ingester {
             buffer.clone() as Arc<dyn WalApply>,
             metrics.clone(),
         )?;
-        Ok(Arc::new(Self {
+        let buffer_held =
+            parking_lot::Mutex::new(Reservation::new(&config.budget, Consumer::WriteBuffer));
+        let ingester = Arc::new(Self {
             catalog,
             schemas,
             buffer,
             wal,
             inflight_bytes: AtomicUsize::new(0),
+            buffer_held,
             flush_lock: tokio::sync::Mutex::new(()),
             flush_wanted: Notify::new(),
             metrics,
             config,
             series,
-        }))
+        });
+        ingester.account_buffer();
+        Ok(ingester)
+    }
+
+    /// Sets the buffer's share of the server's memory budget to what it
+    /// holds now. Called after every change of size (a write, a flush).
+    /// The reservation's lock is taken before the size is read, so the
+    /// last caller leaves the newest size.
+    fn account_buffer(&self) {
+        let mut held = self.buffer_held.lock();
+        held.resize(self.buffer_bytes());
     }
 
     pub fn metrics(&self) -> &Arc<IngestMetrics> {
@@ -327,9 +349,16 @@ impl Ingester {
             });
         }
         let inflight = body.len() * 2;
+        let mut in_budget = Reservation::new(&self.config.budget, Consumer::WriteBuffer);
+        if let Err(e) = in_budget.try_resize(inflight) {
+            self.metrics.writes_refused_buffer_full.inc();
+            return Err(e.into());
+        }
         self.inflight_bytes.fetch_add(inflight, Ordering::Relaxed);
         let result = self.write_inner(db, body, precision, accept_partial).await;
         self.inflight_bytes.fetch_sub(inflight, Ordering::Relaxed);
+        self.account_buffer();
+        drop(in_budget);
         if self.buffer_bytes() >= self.config.flush_bytes {
             self.flush_wanted.notify_one();
         }
@@ -550,12 +579,16 @@ impl Ingester {
                 let fixed = sort_key.is_some();
                 let tags: Vec<String> = live.tags_sorted().into_iter().map(String::from).collect();
                 // Sorting and encoding a partition is CPU-heavy: keep it off the async workers.
+                // Never refused: the flush frees the buffer it reads.
+                let mut work = Reservation::new(&self.config.budget, Consumer::Flush);
+                work.resize(flush_work_bytes(p.rows, p.bytes));
                 let (target2, batches) = (target.clone(), p.batches.clone());
                 let part = tokio::task::spawn_blocking(move || {
                     encode_partition(&schema, fixed, &target2, &batches, &tags)
                 })
                 .await
                 .expect("encoding does not panic")?;
+                work.resize(part.data.bytes.len() + part.series.len());
                 let order = part.order;
                 if sort_key.is_none() {
                     actions.push(Action::SetSortKey {
@@ -579,6 +612,7 @@ impl Ingester {
                 let mut meta = put_data_file(self.catalog.store(), spec, part.data.bytes).await?;
                 SeriesIndexes::put_series_file(self.catalog.store(), &meta.path, part.series)
                     .await?;
+                drop(work);
                 meta.sort_order = order;
                 self.metrics.flushed_rows.add(meta.rows);
                 self.metrics.flushed_bytes.add(meta.bytes);
@@ -591,6 +625,7 @@ impl Ingester {
         fleetlake_storage::fault::point("flush:before_commit");
         self.catalog.commit(actions).await?;
         self.buffer.state.lock().flushing = None;
+        self.account_buffer();
         self.metrics.flushes.inc();
         let wal = &self.wal;
         match wal.remove_persisted(wal_seq) {
@@ -749,6 +784,19 @@ struct EncodedPartition {
 /// in memory whole, only its order and the encoded file.
 const FLUSH_SLICE_ROWS: usize = 64 * 1024;
 
+/// What encoding a partition of `rows` rows and `bytes` buffered bytes
+/// holds besides the buffer, estimated: the sort order (32 bytes a row),
+/// one slice copied out, and the encoded file (taken as a quarter of the
+/// buffered bytes until its size is known).
+fn flush_work_bytes(rows: usize, bytes: usize) -> usize {
+    let slice = if rows > FLUSH_SLICE_ROWS {
+        bytes / rows * FLUSH_SLICE_ROWS
+    } else {
+        bytes
+    };
+    rows * 32 + slice + bytes / 4
+}
+
 /// Sorts and de-duplicates a partition's buffered `batches` by series and
 /// time and encodes them, slice by slice, as a data file (without
 /// [`SEQ_COLUMN`]) and its series file.
@@ -794,4 +842,66 @@ fn encode_partition(
             .map(|&i| target.field(i).name().clone())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    async fn ingester(budget: &Arc<MemoryBudget>, wal: &std::path::Path) -> Arc<Ingester> {
+        let catalog = Arc::new(Catalog::load(Arc::new(InMemory::new()), 100).await.unwrap());
+        let mut config = IngestConfig::new(wal.to_path_buf());
+        config.budget = Arc::clone(budget);
+        Ingester::open(catalog, config).await.unwrap()
+    }
+
+    fn lines(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("cpu,host=h{} v={i} {}\n", i % 50, 1_000_000_000 + i))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_buffer_holds_its_bytes_in_the_shared_budget() {
+        let budget = MemoryBudget::new(64 << 20);
+        let wal = tempfile::tempdir().unwrap();
+        let ing = ingester(&budget, wal.path()).await;
+        ing.write_lp("fleet", lines(2_000), Precision::Nanosecond, true)
+            .await
+            .unwrap();
+        assert!(ing.buffer_bytes() > 0);
+        assert_eq!(budget.used_by(Consumer::WriteBuffer), ing.buffer_bytes());
+        ing.flush().await.unwrap();
+        assert_eq!(ing.buffer_bytes(), 0);
+        assert_eq!(
+            budget.used(),
+            0,
+            "the buffer and the flush gave everything back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_is_refused_while_others_hold_the_budget() {
+        let budget = MemoryBudget::new(1 << 20);
+        let wal = tempfile::tempdir().unwrap();
+        let ing = ingester(&budget, wal.path()).await;
+        // Queries hold all but 10 KB.
+        budget.grow(Consumer::Query, (1 << 20) - 10_000);
+        let body = lines(500);
+        assert!(body.len() * 2 > 10_000);
+        let e = ing
+            .write_lp("fleet", body.clone(), Precision::Nanosecond, true)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::MemoryBudget(_)), "{e}");
+        assert!(e.to_string().contains("query"), "{e}");
+        assert_eq!(ing.buffer_rows(), 0, "nothing was written");
+        budget.shrink(Consumer::Query, (1 << 20) - 10_000);
+        let out = ing
+            .write_lp("fleet", body, Precision::Nanosecond, true)
+            .await
+            .unwrap();
+        assert_eq!(out.rows, 500);
+    }
 }

@@ -45,6 +45,7 @@ impl Error {
             Error::Query(fleetlake_query::Error::NotFound(_)) => "not_found",
             Error::Query(fleetlake_query::Error::User(_))
             | Error::Query(fleetlake_query::Error::MemoryLimit { .. }) => "execution",
+            Error::Query(fleetlake_query::Error::ServerBusy(_)) => "unavailable",
             Error::Query(fleetlake_query::Error::Internal(_)) | Error::Internal(_) => "internal",
         }
     }

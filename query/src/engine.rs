@@ -31,10 +31,12 @@ use datafusion::logical_expr::{LogicalPlan, LogicalTableSource};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use fleetlake_ingest::Ingester;
+use fleetlake_storage::memory_budget::{Consumer, MemoryBudget};
 use futures::{Stream, StreamExt};
 use object_store::ObjectStore;
 use tokio::time::Instant;
 
+use crate::budget_pool::BudgetPool;
 use crate::catalog::{CATALOG_NAME, FleetCatalog};
 use crate::error::{Error, Result};
 use crate::last_value::{LastValueCaches, LastValueRule};
@@ -58,6 +60,12 @@ pub struct QueryConfig {
     /// Query shapes whose optimized plans are kept (0: plan every query
     /// from its SQL). See [`crate::plan_cache`].
     pub plan_cache_entries: usize,
+    /// The server's memory budget, which every query's pool also takes
+    /// its bytes from (beside its own `memory_limit`).
+    pub budget: Arc<MemoryBudget>,
+    /// Whose bytes this engine's queries are in the budget: `Query`, or
+    /// `Compaction` for the rollups' engine.
+    pub budget_consumer: Consumer,
 }
 
 impl Default for QueryConfig {
@@ -71,6 +79,8 @@ impl Default for QueryConfig {
             metadata_cache_bytes: 256 << 20,
             executor: None,
             plan_cache_entries: 256,
+            budget: MemoryBudget::unlimited(),
+            budget_consumer: Consumer::Query,
         }
     }
 }
@@ -282,7 +292,11 @@ impl QueryEngine {
     /// pool of the query's own.
     fn query_runtime(&self) -> Arc<RuntimeEnv> {
         let pool = TrackConsumersPool::new(
-            FairSpillPool::new(self.config.memory_limit),
+            BudgetPool::new(
+                FairSpillPool::new(self.config.memory_limit),
+                Arc::clone(&self.config.budget),
+                self.config.budget_consumer,
+            ),
             NonZeroUsize::new(3).expect("non-zero"),
         );
         Arc::new(RuntimeEnv {
@@ -567,9 +581,10 @@ fn base_config(config: &QueryConfig, db: &str) -> SessionConfig {
     c.options_mut().execution.time_zone = Some("UTC".to_string());
     without_aggregate_dynamic_filters(&mut c);
     // A sort reserves this much up front for merging its spills; with the
-    // default (10 MB) a small per-query limit would refuse every sort.
+    // default (10 MB) a small per-query limit, or a small server budget,
+    // would refuse every sort.
     let reserve = &mut c.options_mut().execution.sort_spill_reservation_bytes;
-    *reserve = (*reserve).min(config.memory_limit / 8);
+    *reserve = (*reserve).min(config.memory_limit.min(config.budget.limit()) / 8);
     c
 }
 

@@ -1,6 +1,7 @@
 //! Query errors, classified once for the server to map to HTTP statuses.
 
 use datafusion::error::DataFusionError;
+use fleetlake_storage::memory_budget::EXHAUSTED;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,6 +19,11 @@ pub enum Error {
     #[error("query exceeded its memory limit of {limit_bytes} bytes: {detail}")]
     MemoryLimit { limit_bytes: usize, detail: String },
 
+    /// The server's memory budget, shared by every query, flush and
+    /// compaction, had no room: the query may succeed when retried.
+    #[error("{0}")]
+    ServerBusy(String),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -29,6 +35,9 @@ impl Error {
     /// everything else came from the query text or its data.
     pub fn from_datafusion(e: DataFusionError, memory_limit: usize) -> Self {
         match e.find_root() {
+            DataFusionError::ResourcesExhausted(m) if m.contains(EXHAUSTED) => {
+                Error::ServerBusy(format!("query refused memory: {m}"))
+            }
             DataFusionError::ResourcesExhausted(_) => Error::MemoryLimit {
                 limit_bytes: memory_limit,
                 detail: e.to_string(),

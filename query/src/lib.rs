@@ -11,6 +11,7 @@
 //! assert!(TimeRange::default().overlaps(0, 10));
 //! ```
 
+pub mod budget_pool;
 pub mod catalog;
 pub mod dedup_exec;
 pub mod delete;

@@ -5,10 +5,11 @@
 use axum::Json;
 use axum::extract::State;
 use fleetlake_compaction::RollupRecord;
+use fleetlake_storage::memory_budget::EXHAUSTED;
 use serde_json::json;
 
 use crate::auth::{Permission, Principal};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, ErrorKind};
 
 async fn do_flush(state: AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let files = state.ingester.flush().await?;
@@ -56,10 +57,16 @@ async fn do_compact(state: AppState) -> Result<Json<serde_json::Value>, ApiError
         "orphans_deleted": gc.orphans_deleted,
     });
     if !failed.is_empty() {
-        return Err(ApiError::internal(format!(
-            "compaction failed: {}",
-            failed.join("; ")
-        )));
+        // Refused by the memory budget only: busy, not broken.
+        let kind = if failed.iter().all(|e| e.contains(EXHAUSTED)) {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Internal
+        };
+        return Err(ApiError::new(
+            kind,
+            format!("compaction failed: {}", failed.join("; ")),
+        ));
     }
     Ok(Json(body))
 }

@@ -123,7 +123,9 @@ impl From<fleetlake_ingest::Error> for ApiError {
             E::InvalidPrecision(_) | E::InvalidDatabase(_) | E::TooManyColumns { .. } => {
                 ErrorKind::BadRequest
             }
-            E::BufferFull { .. } | E::ShuttingDown | E::WalClosed => ErrorKind::Unavailable,
+            E::BufferFull { .. } | E::MemoryBudget(_) | E::ShuttingDown | E::WalClosed => {
+                ErrorKind::Unavailable
+            }
             E::ConcurrentSchemaChange { .. } => ErrorKind::Conflict,
             E::BodyOverBudget { .. } => ErrorKind::PayloadTooLarge,
             _ => ErrorKind::Internal,
@@ -145,6 +147,7 @@ fn query_kind(e: &fleetlake_query::Error) -> ErrorKind {
         E::NotFound(_) => ErrorKind::NotFound,
         E::Timeout { .. } => ErrorKind::Timeout,
         E::MemoryLimit { .. } => ErrorKind::Unprocessable,
+        E::ServerBusy(_) => ErrorKind::Unavailable,
         E::Internal(_) => ErrorKind::Internal,
     }
 }
@@ -173,6 +176,7 @@ impl From<fleetlake_diagnosis::Error> for ApiError {
                 Q::NotFound => ErrorKind::NotFound,
                 Q::Timeout => ErrorKind::Timeout,
                 Q::MemoryLimit => ErrorKind::Unprocessable,
+                Q::ServerBusy => ErrorKind::Unavailable,
                 Q::Internal => ErrorKind::Internal,
             },
             // A bad id, or rows that do not form a job: the request or the
@@ -248,7 +252,7 @@ impl From<fleetlake_promql::Error> for PromError {
         let kind = match error_type {
             "bad_data" => ErrorKind::BadRequest,
             "execution" => ErrorKind::Unprocessable,
-            "timeout" => ErrorKind::Unavailable,
+            "timeout" | "unavailable" => ErrorKind::Unavailable,
             "not_found" => ErrorKind::NotFound,
             _ => ErrorKind::Internal,
         };

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use fleetlake_storage::counter::Counter;
+use fleetlake_storage::memory_budget::{Consumer, MemoryBudget};
 use parking_lot::Mutex;
 
 use crate::AppState;
@@ -86,6 +87,24 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+/// The server's memory budget: its limit and what each consumer holds.
+fn memory_budget_metrics(out: &mut String, b: &MemoryBudget) {
+    gauge(
+        out,
+        "fleetlake_memory_limit_bytes",
+        "The memory budget the write buffer, flushes, queries and compaction share (--memory-limit).",
+        b.limit() as u64,
+    );
+    let name = "fleetlake_memory_used_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bytes of the memory budget held, by consumer.\n# TYPE {name} gauge"
+    );
+    for c in Consumer::ALL {
+        let _ = writeln!(out, "{name}{{consumer=\"{}\"}} {}", c.name(), b.used_by(c));
+    }
 }
 
 /// The Delta Lake publisher's figures: how far behind the catalog the
@@ -208,6 +227,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Writes answered 503 because the buffer was over budget.",
         i.writes_refused_buffer_full.get(),
     );
+    memory_budget_metrics(&mut out, &state.ingester.config().budget);
     gauge(
         &mut out,
         "fleetlake_buffer_bytes",

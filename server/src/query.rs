@@ -14,7 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use fleetlake_query::QueryStream;
+use fleetlake_query::{QueryConfig, QueryStream};
+use fleetlake_storage::memory_budget::{Consumer, Reservation};
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -165,8 +166,7 @@ async fn run(
             timings.server_timing(),
             asked.elapsed().as_secs_f64() * 1e3
         );
-        let mut response =
-            respond(format, stream, first, state.engine.config().memory_limit).await?;
+        let mut response = respond(format, stream, first, state.engine.config()).await?;
         // Where the time before the first row went (browsers' network panels
         // and `curl -v` show it).
         if let Ok(v) = header::HeaderValue::from_str(&timing) {
@@ -216,15 +216,22 @@ async fn respond(
     format: Format,
     mut stream: QueryStream,
     first: Option<RecordBatch>,
-    memory_limit: usize,
+    config: &QueryConfig,
 ) -> Result<Response, ApiError> {
+    let memory_limit = config.memory_limit;
     let schema = stream.schema();
     let body = match format {
-        // Built whole, so held whole: counted against the query's limit.
+        // Built whole, so held whole: counted against the query's limit
+        // and the server's memory budget.
         Format::Pretty | Format::Parquet => {
+            let mut in_budget = Reservation::new(&config.budget, Consumer::Query);
             let mut held = first.as_ref().map_or(0, RecordBatch::get_array_memory_size);
             let mut batches: Vec<RecordBatch> = first.into_iter().collect();
-            while let Some(b) = stream.next().await {
+            loop {
+                in_budget
+                    .try_resize(held)
+                    .map_err(|e| ApiError::new(ErrorKind::Unavailable, e.to_string()))?;
+                let Some(b) = stream.next().await else { break };
                 let b = b?;
                 held += b.get_array_memory_size();
                 if held > memory_limit {

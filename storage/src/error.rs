@@ -51,6 +51,9 @@ pub enum Error {
     #[error("file {path} is no longer live in the catalog")]
     FileNotLive { path: String },
 
+    #[error(transparent)]
+    MemoryBudget(#[from] crate::memory_budget::Exhausted),
+
     #[error("invalid data: {0}")]
     Invalid(String),
 

@@ -21,6 +21,7 @@ pub mod delta;
 pub mod error;
 pub mod fault;
 pub mod layout;
+pub mod memory_budget;
 pub mod parquet_file;
 pub mod path_map;
 pub mod priority;
