@@ -4,7 +4,8 @@
 #
 #   benches/ingest_memory.sh [--gen cpu-only|devops] [--hosts N] [--hours H]
 #                            [--rate SAMPLES_PER_S] [--prepare-bytes B]
-#                            [--flush-alone] [-- serve flags...]
+#                            [--flush-alone] [--queries N [--sql SQL]]
+#                            [-- serve flags...]
 #
 # Starts target/release/fleetlake (or $CARGO_TARGET_DIR/release) on a free
 # loopback port with a fresh data directory, loads the data with `fleetlake
@@ -14,10 +15,17 @@
 # largest buffer sample. With --flush-alone the server never flushes during
 # the load (--flush-bytes and --memory-budget far above the data); the script
 # then times one POST /api/v1/admin/flush and prints RSS before and VmHWM
-# after it. The server is stopped on exit, by its pid.
+# after it. With --queries N, N clients send SQL (default: every host's
+# per-minute maxima, 720,000 groups at 4,000 hosts x 3 h, sorted) one after
+# another for as long as the load runs; the script prints their answers'
+# statuses and the largest share of the server's memory budget
+# (fleetlake_memory_used_bytes) sampled. The server is stopped on exit, by
+# its pid.
 set -eu
 
-gen=cpu-only hosts=4000 hours=3 rate="" prep=2147483648 alone=0
+gen=cpu-only hosts=4000 hours=3 rate="" prep=2147483648 alone=0 queries=0
+sql="SELECT hostname, date_bin(INTERVAL '1 minute', time) AS minute, max(usage_user) AS u, \
+max(usage_system) AS s, avg(usage_idle) AS i FROM cpu GROUP BY 1, 2 ORDER BY u DESC, s DESC LIMIT 5"
 while [ $# -gt 0 ]; do
     case "$1" in
     --gen) gen=$2; shift 2 ;;
@@ -26,8 +34,10 @@ while [ $# -gt 0 ]; do
     --rate) rate="--rate $2"; shift 2 ;;
     --prepare-bytes) prep=$2; shift 2 ;;
     --flush-alone) alone=1; shift ;;
+    --queries) queries=$2; shift 2 ;;
+    --sql) sql=$2; shift 2 ;;
     --) shift; break ;;
-    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 
@@ -58,13 +68,28 @@ until curl -sf -o /dev/null "$url/health"; do
 done
 kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
 buffer() { curl -s "$url/metrics" | awk '/^fleetlake_buffer_bytes / {print $2}'; }
+budget() { curl -s "$url/metrics" | awk '/^fleetlake_memory_used_bytes/ {s += $2} END {print s + 0}'; }
 (
     while kill -0 "$pid" 2>/dev/null; do
-        echo "$(kb VmRSS) $(buffer)"
+        echo "$(kb VmRSS) $(buffer) $(budget)"
         sleep 1
     done
 ) >"$work/samples" &
 sampler=$!
+python3 -c 'import json, sys; print(json.dumps({"sql": sys.argv[1], "format": "json"}))' "$sql" >"$work/query.json"
+client() {
+    while [ ! -e "$work/loaded" ]; do
+        curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -H 'Content-Type: application/json' \
+            --data-binary @"$work/query.json" "$url/api/v1/sql?db=fleet"
+    done >"$work/answers.$1"
+}
+clients=""
+n=0
+while [ "$n" -lt "$queries" ]; do
+    n=$((n + 1))
+    client "$n" &
+    clients="$clients $!"
+done
 
 echo "machine: $(nproc) cores; $(date -u +%FT%TZ); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "data: TSBS $gen, $hosts hosts x $hours h; serve flags: $extra $*"
@@ -72,7 +97,15 @@ echo "data: TSBS $gen, $hosts hosts x $hours h; serve flags: $extra $*"
 "$bin" bench ingest --url "$url/api/v3/write_lp?db=fleet" --gen "$gen" --hosts "$hosts" \
     --hours "$hours" --start 2016-01-01T00:00:00Z --seed 1 --concurrency 4 --batch 5000 \
     --prepare-bytes "$prep" $rate
+touch "$work/loaded"
+# shellcheck disable=SC2086
+[ -n "$clients" ] && wait $clients
 echo "server VmHWM after the load: $(($(kb VmHWM) / 1024)) MiB"
+if [ "$queries" -gt 0 ]; then
+    echo "queries ($queries clients): $(cat "$work"/answers.* | awk '{print $1}' | sort | uniq -c | awk '{printf "%s x %s; ", $1, $2}')"
+    echo "  seconds per answer, median: $(cat "$work"/answers.* | awk '{print $2}' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')"
+    echo "  largest memory budget sample: $(awk '{print int($3 / 1048576)}' "$work/samples" | sort -n | tail -n 1) MiB"
+fi
 if [ "$alone" = 1 ]; then
     echo "before the flush: VmRSS $(($(kb VmRSS) / 1024)) MiB, buffer $(($(buffer | cut -d. -f1) / 1048576)) MiB"
     t0=$(date +%s.%N)
