@@ -17,7 +17,7 @@
 # then times one POST /api/v1/admin/flush and prints RSS before and VmHWM
 # after it. With --queries N, N clients send SQL (default: every host's
 # per-minute maxima, 720,000 groups at 4,000 hosts x 3 h, sorted) one after
-# another for as long as the load runs; the script prints their answers'
+# another from the load's first rows to its end; the script prints their answers'
 # statuses and the largest share of the server's memory budget
 # (fleetlake_memory_used_bytes) sampled. The server is stopped on exit, by
 # its pid.
@@ -78,6 +78,12 @@ budget() { curl -s "$url/metrics" | awk '/^fleetlake_memory_used_bytes/ {s += $2
 sampler=$!
 python3 -c 'import json, sys; print(json.dumps({"sql": sys.argv[1], "format": "json"}))' "$sql" >"$work/query.json"
 client() {
+    # From the load's first rows on (before them, the table does not exist).
+    until curl -sf -o /dev/null -H 'Content-Type: application/json' \
+        --data '{"sql": "SELECT 1 FROM cpu LIMIT 1"}' "$url/api/v1/sql"; do
+        [ -e "$work/loaded" ] && return
+        sleep 0.2
+    done
     while [ ! -e "$work/loaded" ]; do
         curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -H 'Content-Type: application/json' \
             --data-binary @"$work/query.json" "$url/api/v1/sql?db=fleet"

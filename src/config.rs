@@ -47,9 +47,10 @@ pub struct ServeArgs {
     pub memory_budget: usize,
 
     /// Memory the write buffer, flushes, queries and compaction hold
-    /// together, in bytes. Each keeps its own limit too; past this sum a
-    /// write or a query gets 503 with Retry-After, a sort spills, and a
-    /// merge waits for a later round.
+    /// together, in bytes, of which --memory-budget is kept for the write
+    /// buffer. Each keeps its own limit too; past this sum a query gets
+    /// 503 with Retry-After, a sort spills, and a merge waits for a later
+    /// round.
     #[arg(long, env = "FLEETLAKE_MEMORY_LIMIT", default_value_t = 2 << 30)]
     pub memory_limit: usize,
 

@@ -68,7 +68,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              such merges wait until the buffer has flushed"
         );
     }
-    let budget = MemoryBudget::new(args.memory_limit);
+    // The buffer's own budget is kept for it: queries never refuse writes.
+    let budget = MemoryBudget::with_write_reserve(args.memory_limit, args.memory_budget);
     // Held until the process exits (the OS releases it on a crash too).
     let _lock = lock_wal_dir(&args.wal_dir())?;
     let mut rules_config = args.rules_config();

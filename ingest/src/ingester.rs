@@ -904,4 +904,18 @@ mod tests {
             .unwrap();
         assert_eq!(out.rows, 500);
     }
+
+    #[tokio::test]
+    async fn queries_cannot_take_the_write_reserve() {
+        let budget = MemoryBudget::with_write_reserve(1 << 20, 512 << 10);
+        let wal = tempfile::tempdir().unwrap();
+        let ing = ingester(&budget, wal.path()).await;
+        budget.try_grow(Consumer::Query, 512 << 10).unwrap();
+        assert!(budget.try_grow(Consumer::Query, 1).is_err());
+        let out = ing
+            .write_lp("fleet", lines(500), Precision::Nanosecond, true)
+            .await
+            .unwrap();
+        assert_eq!(out.rows, 500);
+    }
 }

@@ -41,6 +41,7 @@ use crate::catalog::{CATALOG_NAME, FleetCatalog};
 use crate::error::{Error, Result};
 use crate::last_value::{LastValueCaches, LastValueRule};
 use crate::plan_cache::{self, Cached, PlanCache, PlanCacheStats, PlanUse};
+use crate::scan_predicate::DedupScanPredicate;
 use crate::shared_scan::ScanShare;
 use crate::system::SystemTable;
 
@@ -190,6 +191,7 @@ impl QueryEngine {
             .with_config(session_config)
             .with_runtime_env(runtime.clone())
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(DedupScanPredicate))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
@@ -584,7 +586,7 @@ fn base_config(config: &QueryConfig, db: &str) -> SessionConfig {
     // default (10 MB) a small per-query limit, or a small server budget,
     // would refuse every sort.
     let reserve = &mut c.options_mut().execution.sort_spill_reservation_bytes;
-    *reserve = (*reserve).min(config.memory_limit.min(config.budget.limit()) / 8);
+    *reserve = (*reserve).min(config.memory_limit.min(config.budget.others_limit()) / 8);
     c
 }
 

@@ -97,6 +97,12 @@ fn memory_budget_metrics(out: &mut String, b: &MemoryBudget) {
         "The memory budget the write buffer, flushes, queries and compaction share (--memory-limit).",
         b.limit() as u64,
     );
+    gauge(
+        out,
+        "fleetlake_memory_others_limit_bytes",
+        "What flushes, queries and compaction may hold together: the memory limit less what is kept for the write buffer (--memory-budget).",
+        b.others_limit() as u64,
+    );
     let name = "fleetlake_memory_used_bytes";
     let _ = writeln!(
         out,

@@ -9,6 +9,10 @@
 //! sort spills or the query gets 503, a merge spills or waits for the next
 //! round. A flush is never refused: it is what frees the buffer.
 //!
+//! Part of the limit can be kept for the write buffer (the server keeps
+//! its whole `--memory-budget`): the other consumers share the rest, so
+//! a burst of queries never refuses the fleet's writes.
+//!
 //! The accounting is of what the consumers say they hold (Arrow batches,
 //! DataFusion reservations, a merge's estimated readers and writer), not of
 //! the allocator; the process's RSS is that plus what nobody accounts for
@@ -61,14 +65,16 @@ impl Consumer {
 /// A refusal: granting `wanted` more bytes to `consumer` would pass the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{EXHAUSTED} of {limit} bytes is in use ({held}); {} asked for {wanted} more bytes: \
-     retry when running queries, flushes or compactions have finished, or raise --memory-limit",
+    "{EXHAUSTED} of {limit} bytes is in use ({held}; {write_reserve} bytes of it are kept for \
+     the write buffer); {} asked for {wanted} more bytes: retry when running queries, flushes or \
+     compactions have finished, or raise --memory-limit",
     consumer.name()
 )]
 pub struct Exhausted {
     pub consumer: Consumer,
     pub wanted: usize,
     pub limit: usize,
+    pub write_reserve: usize,
     /// What each consumer held at the refusal, e.g. `query 812 MB, flush 0 B`.
     pub held: String,
 }
@@ -77,15 +83,28 @@ pub struct Exhausted {
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: usize,
+    /// Kept for the write buffer: the others hold at most `limit - write_reserve`.
+    write_reserve: usize,
+    /// Held by every consumer.
     used: AtomicUsize,
+    /// Held by every consumer but the write buffer.
+    others: AtomicUsize,
     by: [AtomicUsize; 4],
 }
 
 impl MemoryBudget {
     pub fn new(limit: usize) -> Arc<Self> {
+        Self::with_write_reserve(limit, 0)
+    }
+
+    /// A budget of `limit` bytes of which the consumers other than the
+    /// write buffer may hold `limit - write_reserve` (at least 0).
+    pub fn with_write_reserve(limit: usize, write_reserve: usize) -> Arc<Self> {
         Arc::new(Self {
             limit,
+            write_reserve: write_reserve.min(limit),
             used: AtomicUsize::new(0),
+            others: AtomicUsize::new(0),
             by: Default::default(),
         })
     }
@@ -97,6 +116,11 @@ impl MemoryBudget {
 
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// What the consumers other than the write buffer may hold together.
+    pub fn others_limit(&self) -> usize {
+        self.limit - self.write_reserve
     }
 
     /// Bytes held by every consumer together.
@@ -113,18 +137,30 @@ impl MemoryBudget {
     /// # Errors
     /// [`Exhausted`] when it would not; nothing is taken.
     pub fn try_grow(&self, consumer: Consumer, bytes: usize) -> Result<(), Exhausted> {
-        // `Relaxed`: the total is the only thing decided on; no other
-        // memory is published through it.
-        let granted = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(bytes).filter(|&n| n <= self.limit)
-            });
-        if granted.is_err() {
+        // `Relaxed`: the totals are the only things decided on; no other
+        // memory is published through them.
+        let take = |total: &AtomicUsize, cap: usize| {
+            total
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                    used.checked_add(bytes).filter(|&n| n <= cap)
+                })
+                .is_ok()
+        };
+        let granted = if consumer == Consumer::WriteBuffer {
+            take(&self.used, self.limit)
+        } else {
+            let taken = take(&self.others, self.limit - self.write_reserve);
+            if taken {
+                self.used.fetch_add(bytes, Ordering::Relaxed);
+            }
+            taken
+        };
+        if !granted {
             return Err(Exhausted {
                 consumer,
                 wanted: bytes,
                 limit: self.limit,
+                write_reserve: self.write_reserve,
                 held: self.held(),
             });
         }
@@ -135,6 +171,9 @@ impl MemoryBudget {
     /// Takes `bytes` for `consumer` even past the limit: for memory that is
     /// already allocated, or work (a flush) that frees more than it takes.
     pub fn grow(&self, consumer: Consumer, bytes: usize) {
+        if consumer != Consumer::WriteBuffer {
+            self.others.fetch_add(bytes, Ordering::Relaxed);
+        }
         self.used.fetch_add(bytes, Ordering::Relaxed);
         self.by[consumer.index()].fetch_add(bytes, Ordering::Relaxed);
     }
@@ -147,6 +186,9 @@ impl MemoryBudget {
             "{} gave back more than it took",
             consumer.name()
         );
+        if consumer != Consumer::WriteBuffer {
+            self.others.fetch_sub(bytes, Ordering::Relaxed);
+        }
         self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
@@ -244,6 +286,26 @@ mod tests {
         assert!(b.try_grow(Consumer::Query, 1).is_err());
         b.shrink(Consumer::Flush, 150);
         assert!(b.try_grow(Consumer::Query, 100).is_ok());
+    }
+
+    #[test]
+    fn the_write_reserve_is_the_buffers_alone() {
+        let b = MemoryBudget::with_write_reserve(100, 40);
+        assert!(b.try_grow(Consumer::Query, 61).is_err());
+        b.try_grow(Consumer::Query, 50).unwrap();
+        b.try_grow(Consumer::Compaction, 10).unwrap();
+        let e = b.try_grow(Consumer::Query, 1).unwrap_err();
+        assert!(e.to_string().contains("40 bytes of it are kept"), "{e}");
+        // Queries hold all they may; the buffer still fills its share.
+        b.try_grow(Consumer::WriteBuffer, 40).unwrap();
+        assert!(b.try_grow(Consumer::WriteBuffer, 1).is_err());
+        // A flush past the limit leaves the buffer no room.
+        b.shrink(Consumer::WriteBuffer, 40);
+        b.grow(Consumer::Flush, 90);
+        assert!(b.try_grow(Consumer::WriteBuffer, 1).is_err());
+        b.shrink(Consumer::Flush, 90);
+        b.try_grow(Consumer::WriteBuffer, 40).unwrap();
+        assert_eq!(b.used(), 100);
     }
 
     #[test]
