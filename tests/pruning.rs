@@ -76,6 +76,16 @@ async fn host_and_hour_read_a_small_part_of_the_table() {
     );
     // The answer is still exact.
     assert_eq!(server.sql("fleet", sql).await.len(), 360);
+    // Each filter is tested once per row group, page and row: the scan's
+    // predicate holds it once, though the table and DataFusion's filter
+    // pushdown both give it to the scan.
+    let predicate = plan
+        .split("predicate=")
+        .nth(1)
+        .and_then(|p| p.split(", pruning_predicate").next())
+        .unwrap_or_else(|| panic!("no predicate in {plan}"));
+    assert_eq!(predicate.matches("hostname@").count(), 1, "{predicate}");
+    assert_eq!(predicate.matches("time@").count(), 2, "{predicate}");
 
     // A time range outside a file's range never opens it.
     let plan = explain(
