@@ -351,7 +351,7 @@ impl Ingester {
         let inflight = body.len() * 2;
         let mut in_budget = Reservation::new(&self.config.budget, Consumer::WriteBuffer);
         if let Err(e) = in_budget.try_resize(inflight) {
-            self.metrics.writes_refused_buffer_full.inc();
+            self.metrics.writes_refused_memory.inc();
             return Err(e.into());
         }
         self.inflight_bytes.fetch_add(inflight, Ordering::Relaxed);
@@ -895,6 +895,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, Error::MemoryBudget(_)), "{e}");
+        assert_eq!(ing.metrics().writes_refused_memory.get(), 1);
+        assert_eq!(ing.metrics().writes_refused_buffer_full.get(), 0);
         assert!(e.to_string().contains("query"), "{e}");
         assert_eq!(ing.buffer_rows(), 0, "nothing was written");
         budget.shrink(Consumer::Query, (1 << 20) - 10_000);

@@ -14,4 +14,6 @@ pub struct IngestMetrics {
     pub flushed_rows: Counter,
     pub flushed_bytes: Counter,
     pub writes_refused_buffer_full: Counter,
+    /// Writes refused because the server's memory budget had no room.
+    pub writes_refused_memory: Counter,
 }

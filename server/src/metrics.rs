@@ -233,6 +233,12 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Writes answered 503 because the buffer was over budget.",
         i.writes_refused_buffer_full.get(),
     );
+    counter(
+        &mut out,
+        "fleetlake_writes_refused_memory_total",
+        "Writes answered 503 because the server's memory budget (--memory-limit) had no room.",
+        i.writes_refused_memory.get(),
+    );
     memory_budget_metrics(&mut out, &state.ingester.config().budget);
     gauge(
         &mut out,
