@@ -173,6 +173,24 @@ async fn a_query_answer_times_its_planning_phases() {
         ["session", "plan", "optimize", "physical", "first_batch"],
         "{timing}"
     );
+    // EXPLAIN ANALYZE ends with the same phases, as a row of its own.
+    let rows = server
+        .sql(
+            "fleet",
+            "EXPLAIN ANALYZE SELECT count(*) FROM cpu WHERE hostname = 'host_1'",
+        )
+        .await;
+    let last = rows.last().expect("rows");
+    assert_eq!(last["plan_type"], "Query Phases", "{rows:?}");
+    let text = last["plan"].as_str().unwrap();
+    for phase in [
+        "session;dur=",
+        "plan;dur=",
+        "optimize;dur=",
+        "physical;dur=",
+    ] {
+        assert!(text.contains(phase), "{text}");
+    }
     let first_batch = phases[4].1;
     let planning: f64 = phases[..4].iter().map(|p| p.1).sum();
     assert!(first_batch >= planning - 0.01, "{timing}");

@@ -640,6 +640,9 @@ pub struct PhaseTimings {
     /// miss, `plan` covers shaping, binding and (on a miss) planning and
     /// optimizing, and `optimize` is zero.
     pub plan_cache: PlanUse,
+    /// The plan is an `EXPLAIN ANALYZE`: its answer ends with a row of
+    /// these timings (`plan_type` "Query Phases").
+    pub analyze: bool,
 }
 
 impl PhaseTimings {
@@ -691,6 +694,7 @@ async fn plan_and_run(
         state.optimize(&plan)?
     };
     let optimized_at = std::time::Instant::now();
+    let analyze = matches!(optimized, LogicalPlan::Analyze(_));
     let physical = state
         .query_planner()
         .create_physical_plan(&optimized, &state)
@@ -701,9 +705,24 @@ async fn plan_and_run(
         plan: planned - started,
         optimize: optimized_at - planned,
         physical: optimized_at.elapsed(),
+        analyze,
         ..PhaseTimings::default()
     };
     Ok((stream, timings))
+}
+
+/// `EXPLAIN ANALYZE`'s last row: where the time before execution went, in
+/// the `Server-Timing` header's words (`schema` is `plan_type, plan`).
+fn phases_row(schema: &SchemaRef, timings: &PhaseTimings) -> Option<RecordBatch> {
+    let text = |s: String| Arc::new(arrow::array::StringArray::from(vec![s])) as _;
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            text("Query Phases".to_string()),
+            text(timings.server_timing()),
+        ],
+    )
+    .ok()
 }
 
 /// What a query may do: read, nothing else.
@@ -831,6 +850,11 @@ impl Stream for QueryStream {
             Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
             Poll::Ready(None) => {
                 self.done = true;
+                if self.timings.analyze
+                    && let Some(b) = phases_row(&self.schema, &self.timings)
+                {
+                    return Poll::Ready(Some(Ok(b)));
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
