@@ -68,10 +68,14 @@ until curl -sf -o /dev/null "$url/health"; do
 done
 kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
 buffer() { curl -s "$url/metrics" | awk '/^fleetlake_buffer_bytes / {print $2}'; }
-budget() { curl -s "$url/metrics" | awk '/^fleetlake_memory_used_bytes/ {s += $2} END {print s + 0}'; }
+# The buffer's bytes and the memory budget's total, from one scrape.
+buffer_and_budget() {
+    curl -s "$url/metrics" | awk '/^fleetlake_buffer_bytes / {b = $2}
+        /^fleetlake_memory_used_bytes/ {s += $2} END {print b, s + 0}'
+}
 (
     while kill -0 "$pid" 2>/dev/null; do
-        echo "$(kb VmRSS) $(buffer) $(budget)"
+        echo "$(kb VmRSS) $(buffer_and_budget)"
         sleep 1
     done
 ) >"$work/samples" &

@@ -59,7 +59,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.memory_budget
         );
     }
-    if args.compaction_memory_limit > args.memory_limit - args.memory_budget {
+    // The buffer's own budget is kept for it: queries never refuse writes.
+    let budget = MemoryBudget::with_write_reserve(args.memory_limit, args.memory_budget);
+    if args.compaction_memory_limit > budget.others_limit() {
         warn!(
             memory_limit = args.memory_limit,
             memory_budget = args.memory_budget,
@@ -68,8 +70,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              such merges wait until the buffer has flushed"
         );
     }
-    // The buffer's own budget is kept for it: queries never refuse writes.
-    let budget = MemoryBudget::with_write_reserve(args.memory_limit, args.memory_budget);
     // Held until the process exits (the OS releases it on a crash too).
     let _lock = lock_wal_dir(&args.wal_dir())?;
     let mut rules_config = args.rules_config();

@@ -39,6 +39,9 @@ pub struct CompactionRecord {
     pub output_bytes: u64,
     pub duration: Duration,
     pub error: Option<String>,
+    /// The merge did not start: the server's memory budget had no room
+    /// (a later round retries it).
+    pub refused_memory: bool,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +141,7 @@ impl Compactor {
             output_bytes: 0,
             duration: Duration::ZERO,
             error: None,
+            refused_memory: false,
         };
         match merge::merge_partition(&self.catalog, &self.config, db, table, day, &inputs).await {
             Ok(outputs) => {
@@ -165,6 +169,7 @@ impl Compactor {
             Err(e) => {
                 self.metrics.errors.add(1);
                 warn!(db, table, day, error = %e, "compaction failed");
+                record.refused_memory = matches!(e, fleetlake_storage::Error::MemoryBudget(_));
                 record.error = Some(e.to_string());
             }
         }

@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::State;
 use fleetlake_compaction::RollupRecord;
-use fleetlake_storage::memory_budget::EXHAUSTED;
 use serde_json::json;
 
 use crate::auth::{Permission, Principal};
@@ -58,7 +57,11 @@ async fn do_compact(state: AppState) -> Result<Json<serde_json::Value>, ApiError
     });
     if !failed.is_empty() {
         // Refused by the memory budget only: busy, not broken.
-        let kind = if failed.iter().all(|e| e.contains(EXHAUSTED)) {
+        let kind = if records
+            .iter()
+            .filter(|r| r.error.is_some())
+            .all(|r| r.refused_memory)
+        {
             ErrorKind::Unavailable
         } else {
             ErrorKind::Internal

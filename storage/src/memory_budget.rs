@@ -149,7 +149,7 @@ impl MemoryBudget {
         let granted = if consumer == Consumer::WriteBuffer {
             take(&self.used, self.limit)
         } else {
-            let taken = take(&self.others, self.limit - self.write_reserve);
+            let taken = take(&self.others, self.others_limit());
             if taken {
                 self.used.fetch_add(bytes, Ordering::Relaxed);
             }
