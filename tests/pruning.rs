@@ -102,6 +102,38 @@ async fn host_and_hour_read_a_small_part_of_the_table() {
     assert!(files_in(&none).is_empty(), "{none}");
 }
 
+/// A query that reads a few pages runs in one partition (no
+/// `RepartitionExec`, one aggregate); one that reads the table keeps a
+/// partition per core. The size is what the page index leaves, once the
+/// file's metadata is cached: one host over the whole time range is small
+/// though its time range alone is the whole table.
+#[tokio::test]
+async fn a_query_of_a_few_pages_runs_in_one_partition() {
+    let server = Server::start(&[]);
+    let tsbs = Tsbs::new(100);
+    // 100 hosts × 6 hours in one flush: 216,000 rows, pages of 8,192.
+    for hour in 0..6 {
+        server
+            .write_ok("fleet", &tsbs.body(hour * 360, hour * 360 + 360))
+            .await;
+    }
+    server.flush().await;
+    let big = "SELECT hostname, max(usage_user) FROM cpu GROUP BY hostname";
+    let plan = explain(&server, big).await;
+    assert_eq!(server.sql("fleet", big).await.len(), 100);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        assert!(plan.contains("RepartitionExec"), "{plan}");
+    }
+    let small = "SELECT date_bin(INTERVAL '1 hour', time) AS hour, max(usage_user), count(*) \
+                 FROM cpu WHERE hostname = 'host_7' GROUP BY hour ORDER BY hour";
+    let plan = explain(&server, small).await;
+    assert!(!plan.contains("RepartitionExec"), "{plan}");
+    assert!(plan.contains("AggregateExec: mode=Single"), "{plan}");
+    let rows = server.sql("fleet", small).await;
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows.iter().all(|r| r["count(*)"] == 360), "{rows:?}");
+}
+
 /// `min` and `max` of a sparse field beside dense ones: DataFusion's
 /// dynamic filter for them once dropped the rows that held the sparse
 /// field's only value (see `without_aggregate_dynamic_filters`).

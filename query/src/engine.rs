@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::last_value::{LastValueCaches, LastValueRule};
 use crate::plan_cache::{self, Cached, PlanCache, PlanCacheStats, PlanUse};
 use crate::scan_predicate::DedupScanPredicate;
+use crate::scan_size;
 use crate::shared_scan::ScanShare;
 use crate::system::SystemTable;
 
@@ -694,6 +695,12 @@ async fn plan_and_run(
         state.optimize(&plan)?
     };
     let optimized_at = std::time::Instant::now();
+    // Part of physical planning: how many partitions the plan gets.
+    if state.config().target_partitions() > 1
+        && scan_size::is_small(&optimized, &state, scan_size::SMALL_SCAN_ROWS)
+    {
+        state.config_mut().options_mut().execution.target_partitions = 1;
+    }
     let analyze = matches!(optimized, LogicalPlan::Analyze(_));
     let physical = state
         .query_planner()

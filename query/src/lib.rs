@@ -23,6 +23,7 @@ pub mod last_value;
 pub mod parquet_reader;
 pub mod plan_cache;
 pub mod scan_predicate;
+pub mod scan_size;
 pub mod shared_scan;
 pub mod system;
 pub mod table;

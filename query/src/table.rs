@@ -47,6 +47,7 @@ use fleetlake_storage::schema::{ColumnKind, TIME_COLUMN, TableSchema};
 use fleetlake_storage::write_order::SEQ_COLUMN;
 
 use crate::dedup_exec::DedupExec;
+use crate::scan_size::FilePruning;
 use crate::time_range::TimeRange;
 
 /// A snapshot of one table: schema, files and buffered data as of planning.
@@ -190,6 +191,43 @@ impl FleetTable {
                 Box::new(table.into_iter().flat_map(|t| t.files.values()))
             }
         }
+    }
+
+    /// The times a scan with `filters` reads: theirs, past the expiry.
+    fn scan_range(&self, filters: &[Expr]) -> TimeRange {
+        let mut range = TimeRange::from_filters(filters);
+        if let Some(cutoff) = self.expired_before {
+            range.min = range.min.max(cutoff);
+        }
+        range
+    }
+
+    /// At most how many rows a scan with `filters` decodes (see
+    /// [`crate::scan_size`]); counting stops once past `limit`.
+    pub fn estimated_rows(&self, state: &dyn Session, filters: &[Expr], limit: u64) -> u64 {
+        let range = self.scan_range(filters);
+        let mut rows: u64 = self
+            .buffered
+            .iter()
+            .filter(|b| range.overlaps(b.min_time, b.max_time))
+            .flat_map(|b| &b.batches)
+            .map(|b| b.num_rows() as u64)
+            .sum();
+        let mut files = self
+            .live_files()
+            .filter(|f| range.overlaps(f.min_time, f.max_time))
+            .peekable();
+        if rows > limit || files.peek().is_none() {
+            return rows;
+        }
+        let pruning = FilePruning::new(state, &self.arrow_schema, range, filters);
+        for f in files {
+            rows = rows.saturating_add(pruning.file_rows(f));
+            if rows > limit {
+                break;
+            }
+        }
+        rows
     }
 
     pub fn buffered(&self) -> &[BufferedPartition] {
@@ -463,10 +501,7 @@ impl datafusion::catalog::TableProvider for FleetTable {
             .cloned()
             .unwrap_or_else(|| (0..self.arrow_schema.fields().len()).collect());
         let out_schema = Arc::new(self.arrow_schema.project(&projection)?);
-        let mut range = TimeRange::from_filters(filters);
-        if let Some(cutoff) = self.expired_before {
-            range.min = range.min.max(cutoff);
-        }
+        let range = self.scan_range(filters);
         let visible = self.visible(&range);
         let files: Vec<&FileMeta> = self
             .live_files()

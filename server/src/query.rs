@@ -153,12 +153,17 @@ async fn run(
         let mut stream = state.engine.query(&db, &sql).await?;
         let timings = stream.timings();
         state.metrics.count_phases(&timings);
-        // The first batch surfaces most execution errors while a status can still say so.
-        let first = match stream.next().await {
-            Some(Ok(b)) => Some(b),
-            Some(Err(e)) => return Err(e.into()),
-            None => None,
-        };
+        // The first batch with rows surfaces most execution errors while a
+        // status can still say so (a plan may send empty batches first).
+        let mut first = None;
+        while let Some(next) = stream.next().await {
+            let batch = next?;
+            let rows = batch.num_rows();
+            first = Some(batch);
+            if rows > 0 {
+                break;
+            }
+        }
         // `first_batch`: from the query's start (its session included) to
         // its first batch, the phases above included.
         let timing = format!(

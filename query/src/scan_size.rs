@@ -1,0 +1,168 @@
+//! How many rows a query's scans may read, estimated before physical
+//! planning: a query that reads a few pages runs in one partition.
+//!
+//! DataFusion plans every query for `target_partitions` (the cores): a
+//! one-host hour's 60-row answer was split by a round-robin and a hash
+//! `RepartitionExec` into partial and final aggregates, two tasks handing
+//! batches over channels — more than a third of its time went to planning
+//! and running that parallelism (1.99 → 1.63 ms in one partition, measured
+//! with `benches/fixed_cost.py`). DataFusion only skips the round-robin when
+//! a scan's statistics prove it small, and our scans know nothing before
+//! they prune.
+//!
+//! The estimate is an upper bound of what the scans will decode: the rows
+//! of buffered data in the time range, and for each file in it the rows its
+//! row groups and pages cannot be pruned from, by the same row-group
+//! statistics and page index the scan itself uses, read from the metadata
+//! cache. A file whose metadata is not cached yet (its first query) counts
+//! its rows in the time range, assuming them evenly spread. A scan of
+//! anything but a fleetlake table makes the size unknown.
+
+use std::sync::Arc;
+
+use datafusion::catalog::Session;
+use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::common::DFSchema;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+use datafusion::datasource::physical_plan::parquet::{
+    PagePruningAccessPlanFilter, ParquetAccessPlan, ParquetFileMetrics, RowGroupAccess,
+    RowGroupAccessPlanFilter,
+};
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::logical_expr::expr_rewriter::unnormalize_cols;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use fleetlake_storage::catalog::FileMeta;
+use fleetlake_storage::parquet_file::PAGE_ROWS;
+use object_store::path::Path;
+use parquet::file::metadata::ParquetMetaData;
+
+use crate::table::FleetTable;
+use crate::time_range::TimeRange;
+
+/// Scans of at most this many rows run in one partition: sixteen pages.
+/// Below it a second core saves less than the repartitioning costs (a
+/// single-groupby-5-8-1, eight hosts' hour, reads about this much).
+pub const SMALL_SCAN_ROWS: u64 = 16 * PAGE_ROWS as u64;
+
+/// Whether every scan of `plan` is a fleetlake table's and, together,
+/// they read at most `limit` rows (see the module's doc).
+pub fn is_small(plan: &LogicalPlan, state: &dyn Session, limit: u64) -> bool {
+    let mut rows = 0u64;
+    let mut small = true;
+    let walked = plan.apply_with_subqueries(|node| {
+        let LogicalPlan::TableScan(scan) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let table = source_as_provider(&scan.source)?;
+        let Some(table) = table.downcast_ref::<FleetTable>() else {
+            small = false;
+            return Ok(TreeNodeRecursion::Stop);
+        };
+        rows = rows.saturating_add(table.estimated_rows(state, &scan.filters, limit - rows));
+        if rows > limit {
+            small = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    walked.is_ok() && small
+}
+
+/// A table's filters as a predicate for pruning one table's files.
+pub struct FilePruning {
+    range: TimeRange,
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    cache: Arc<FileMetadataCache>,
+    schema: arrow::datatypes::SchemaRef,
+}
+
+impl FilePruning {
+    pub fn new(
+        state: &dyn Session,
+        schema: &arrow::datatypes::SchemaRef,
+        range: TimeRange,
+        filters: &[Expr],
+    ) -> Self {
+        // A filter the planner cannot make physical only loses precision.
+        let predicate = conjunction(unnormalize_cols(filters.iter().cloned())).and_then(|p| {
+            let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
+            state.create_physical_expr(p, &df_schema).ok()
+        });
+        Self {
+            range,
+            predicate,
+            cache: state.runtime_env().cache_manager.get_file_metadata_cache(),
+            schema: Arc::clone(schema),
+        }
+    }
+
+    /// The rows of `file` its scan may decode: all that its row groups'
+    /// statistics and its page index do not rule out, or (metadata not
+    /// cached) its rows in the time range.
+    pub fn file_rows(&self, file: &FileMeta) -> u64 {
+        let cached = self.cache.get(&Path::from(file.path.as_str()));
+        let metadata = cached.as_ref().and_then(|c| {
+            c.file_metadata
+                .as_any()
+                .downcast_ref::<CachedParquetMetaData>()
+                .map(|m| Arc::clone(m.parquet_metadata()))
+        });
+        match (metadata, &self.predicate) {
+            (Some(metadata), Some(predicate)) => self.pruned_rows(&metadata, predicate),
+            _ => self.rows_in_range(file),
+        }
+    }
+
+    fn rows_in_range(&self, file: &FileMeta) -> u64 {
+        let lo = self.range.min.max(file.min_time);
+        let hi = self.range.max.min(file.max_time);
+        if hi < lo {
+            return 0;
+        }
+        let span = (file.max_time as i128 - file.min_time as i128 + 1) as f64;
+        let part = (hi as i128 - lo as i128 + 1) as f64 / span;
+        (file.rows as f64 * part).ceil() as u64
+    }
+
+    fn pruned_rows(&self, metadata: &ParquetMetaData, predicate: &Arc<dyn PhysicalExpr>) -> u64 {
+        let groups = metadata.row_groups();
+        let parquet_schema = metadata.file_metadata().schema_descr();
+        let metrics = ExecutionPlanMetricsSet::new();
+        let file_metrics = ParquetFileMetrics::new(0, "estimate", &metrics);
+        let mut plan = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
+        let pruning = PruningPredicateBuilder::new()
+            .with_file_schema(self.schema.clone())
+            .build(Arc::clone(predicate));
+        if let Some(pruning) = pruning {
+            plan.prune_by_statistics(
+                &self.schema,
+                parquet_schema,
+                groups,
+                &pruning,
+                &file_metrics,
+            );
+        }
+        let plan = PagePruningAccessPlanFilter::new(predicate, self.schema.clone())
+            .prune_plan_with_page_index(
+                plan.build(),
+                &self.schema,
+                parquet_schema,
+                metadata,
+                &file_metrics,
+            );
+        plan.inner()
+            .iter()
+            .zip(groups)
+            .map(|(access, group)| match access {
+                RowGroupAccess::Skip => 0,
+                RowGroupAccess::Scan => group.num_rows() as u64,
+                RowGroupAccess::Selection(s) => s.row_count() as u64,
+            })
+            .sum()
+    }
+}
