@@ -9,6 +9,7 @@ use axum::serve::ListenerExt;
 use fleetlake_compaction::rollup::{RollupSpec, parse_rollups};
 use fleetlake_compaction::{CompactionsTable, Compactor, Rollups, RollupsTable};
 use fleetlake_ingest::{IngestConfig, Ingester};
+use fleetlake_query::rollup_rewrite::RollupRegistry;
 use fleetlake_query::system::SystemTable;
 use fleetlake_query::{QueryConfig, QueryEngine};
 use fleetlake_storage::catalog::Catalog;
@@ -150,6 +151,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .build()
             .context("starting the query runtime")?,
     ));
+    // Rollups publish their progress here; user queries read rollups
+    // through it where they answer exactly.
+    let rollup_registry = Arc::new(RollupRegistry::default());
     let query_config = QueryConfig {
         timeout: args.query_timeout,
         memory_limit: args.query_memory_limit,
@@ -157,6 +161,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         plan_cache_entries: args.query_plan_cache,
         executor: query_runtime.0.as_ref().map(|rt| rt.handle().clone()),
         budget: budget.clone(),
+        rollups: Some(rollup_registry.clone()),
         ..QueryConfig::default()
     };
     // Rollups aggregate with an engine of their own: background limits (the
@@ -178,6 +183,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingester.clone(),
         rollup_engine,
         args.compaction_target_rows,
+        rollup_registry,
     );
     compactor.set_rollups(rollups.clone());
     let rules = fleetlake_rules::RulesEngine::new(rules_config, store.clone(), ingester.clone());

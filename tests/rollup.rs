@@ -604,3 +604,228 @@ async fn the_background_loop_materializes_rollups() {
     }
     assert_all(&server).await;
 }
+
+/// The plan of `sql` as `EXPLAIN` shows it (logical and physical).
+async fn explain(server: &Server, sql: &str) -> String {
+    let rows = server.sql("fleet", &format!("EXPLAIN {sql}")).await;
+    rows.iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Per series and bucket of `width`, from `sql` (columns host, region, t
+/// and the aggregates), in [`direct`]'s shape.
+async fn aggregated(server: &Server, sql: &str) -> BTreeMap<Key, BTreeMap<String, Option<f64>>> {
+    let rows = server.sql("fleet", sql).await;
+    let mut out = BTreeMap::new();
+    for row in &rows {
+        let k = key(row, row["t"].as_i64().expect("t"));
+        let cols = [
+            "usage_min",
+            "usage_max",
+            "usage_sum",
+            "n_sum",
+            "n_count",
+            "usage_avg",
+        ]
+        .iter()
+        .map(|c| (c.to_string(), row.get(*c).and_then(Value::as_f64)))
+        .collect();
+        assert!(out.insert(k.clone(), cols).is_none(), "two rows for {k:?}");
+    }
+    out
+}
+
+fn aggregate_sql(width: &str, from: &str, to: &str, extra: &str) -> String {
+    format!(
+        "SELECT host, region, CAST(date_bin(INTERVAL '{width}', time) AS BIGINT) AS t, \
+         min(usage) AS usage_min, max(usage) AS usage_max, sum(usage) AS usage_sum, \
+         sum(n) AS n_sum, count(n) AS n_count, avg(usage) AS usage_avg \
+         FROM cpu WHERE time >= '{from}' AND time < '{to}' {extra} \
+         GROUP BY host, region, date_bin(INTERVAL '{width}', time)"
+    )
+}
+
+/// `got` equals the raw rows' aggregates in `[from, to)` (ns).
+async fn assert_equals_raw(
+    server: &Server,
+    every: i64,
+    from: i64,
+    to: i64,
+    got: &BTreeMap<Key, BTreeMap<String, Option<f64>>>,
+) {
+    let raw = direct(server, every, &["usage", "n"]).await;
+    let want: BTreeMap<_, _> = raw
+        .into_iter()
+        .filter(|(k, _)| k.2 >= from && k.2 < to)
+        .collect();
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (k, w) in &want {
+        let g = &got[k];
+        let avg = match (w["usage_sum"], w["usage_count"]) {
+            (Some(s), Some(c)) if c > 0.0 => Some(s / c),
+            _ => None,
+        };
+        for (c, want) in [
+            ("usage_min", w["usage_min"]),
+            ("usage_max", w["usage_max"]),
+            ("usage_sum", w["usage_sum"]),
+            ("n_sum", w["n_sum"]),
+            ("n_count", w["n_count"]),
+            ("usage_avg", avg),
+        ] {
+            let same = match (want, g[c]) {
+                (Some(a), Some(b)) => close(a, b),
+                (a, b) => a == b,
+            };
+            assert!(same, "{k:?} {c}: raw {want:?}, answered {:?}", g[c]);
+        }
+    }
+}
+
+/// An aggregation of the source reads the rollup when the rollup holds the
+/// answer whole — buckets a multiple of the rollup's, bounds on its edges,
+/// no data or delete it has not seen — and the source otherwise; either
+/// way the answer equals the raw rows'.
+#[tokio::test]
+async fn aggregations_read_a_rollup_where_it_answers_exactly() {
+    let (_cfg, file) = rollup_file(ROLLUPS);
+    let args = args(&file);
+    let server = Server::start(&strs(&args));
+    // 7.2 hours of 6 hosts, flushed.
+    for part in 0..4 {
+        server
+            .write_ok("fleet", &body(0..6, part * 500..part * 500 + 500))
+            .await;
+    }
+    server.flush().await;
+    // Before any pass nothing is known of the rollups: the source answers.
+    let hours = aggregate_sql("1 hour", "2016-01-01T00:00:00Z", "2016-01-01T06:00:00Z", "");
+    assert!(explain(&server, &hours).await.contains("fleet/cpu/day="));
+    server.admin("rollup").await;
+
+    // Hours from cpu_1h.
+    let plan = explain(&server, &hours).await;
+    assert!(plan.contains("TableScan: cpu_1h"), "{plan}");
+    assert!(plan.contains("fleet/cpu_1h/day="), "{plan}");
+    assert!(!plan.contains("fleet/cpu/day="), "{plan}");
+    let got = aggregated(&server, &hours).await;
+    assert_equals_raw(&server, HOUR, T0, T0 + 6 * HOUR, &got).await;
+    assert_eq!(got.len(), 6 * 6);
+
+    // Half hours: not whole hours, so from cpu_1m.
+    let halves = aggregate_sql(
+        "30 minutes",
+        "2016-01-01T01:30:00Z",
+        "2016-01-01T05:00:00Z",
+        "",
+    );
+    let plan = explain(&server, &halves).await;
+    assert!(plan.contains("fleet/cpu_1m/day="), "{plan}");
+    assert!(!plan.contains("fleet/cpu/day="), "{plan}");
+    let got = aggregated(&server, &halves).await;
+    assert_equals_raw(&server, 30 * MINUTE, T0 + 90 * MINUTE, T0 + 5 * HOUR, &got).await;
+
+    // What a rollup cannot answer exactly reads the source.
+    for sql in [
+        // A bound inside a minute.
+        aggregate_sql("1 hour", "2016-01-01T00:00:13Z", "2016-01-01T06:00:00Z", ""),
+        // A filter on a field.
+        aggregate_sql(
+            "1 hour",
+            "2016-01-01T00:00:00Z",
+            "2016-01-01T06:00:00Z",
+            "AND usage > 100",
+        ),
+        // Buckets that are no multiple of a minute.
+        aggregate_sql(
+            "90 seconds",
+            "2016-01-01T00:00:00Z",
+            "2016-01-01T06:00:00Z",
+            "",
+        ),
+        "SELECT host, count(*) FROM cpu WHERE time < '2016-01-01T06:00:00Z' GROUP BY host"
+            .to_string(),
+    ] {
+        let plan = explain(&server, &sql).await;
+        assert!(plan.contains("fleet/cpu/day="), "{sql}\n{plan}");
+        assert!(!plan.contains("cpu_1"), "{sql}\n{plan}");
+    }
+    let got = aggregated(
+        &server,
+        &aggregate_sql(
+            "1 hour",
+            "2016-01-01T00:00:00Z",
+            "2016-01-01T06:00:00Z",
+            "AND usage > -1",
+        ),
+    )
+    .await;
+    assert_equals_raw(&server, HOUR, T0, T0 + 6 * HOUR, &got).await;
+
+    // A late overwrite, still buffered: the source answers until a pass
+    // has seen it, then the rollup again — with it.
+    server
+        .write_ok("fleet", &line_with(1, 10, 1_000_000.0))
+        .await;
+    let plan = explain(&server, &hours).await;
+    assert!(!plan.contains("cpu_1h"), "{plan}");
+    let max_h1 = |rows: &BTreeMap<Key, BTreeMap<String, Option<f64>>>| {
+        rows.iter()
+            .find(|(k, _)| k.0.as_deref() == Some("h1") && k.2 == T0)
+            .and_then(|(_, c)| c["usage_max"])
+    };
+    assert_eq!(
+        max_h1(&aggregated(&server, &hours).await),
+        Some(1_000_000.0)
+    );
+    server.admin("rollup").await;
+    assert!(explain(&server, &hours).await.contains("cpu_1h"));
+    let got = aggregated(&server, &hours).await;
+    assert_eq!(max_h1(&got), Some(1_000_000.0));
+    assert_equals_raw(&server, HOUR, T0, T0 + 6 * HOUR, &got).await;
+
+    // A delete: the source answers until a pass has followed it.
+    let (status, body) = server
+        .sql_raw(
+            "fleet",
+            "DELETE FROM cpu WHERE host = 'h2' AND time >= '2016-01-01T02:00:00Z' AND time < '2016-01-01T03:00:00Z'",
+            "json",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!explain(&server, &hours).await.contains("cpu_1h"));
+    let got = aggregated(&server, &hours).await;
+    assert_equals_raw(&server, HOUR, T0, T0 + 6 * HOUR, &got).await;
+    assert_eq!(got.len(), 6 * 6 - 1);
+    server.admin("rollup").await;
+    assert!(explain(&server, &hours).await.contains("cpu_1h"));
+    let got = aggregated(&server, &hours).await;
+    assert_equals_raw(&server, HOUR, T0, T0 + 6 * HOUR, &got).await;
+
+    // The hour now is open (a bucket closes a bucket's width after its
+    // end): its data is only in the source.
+    let now = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .expect("now in range");
+    server
+        .write_ok("fleet", &format!("cpu,host=h9 usage=1,n=1i {now}\n"))
+        .await;
+    server.flush().await;
+    server.admin("rollup").await;
+    let rfc = |ns: i64| chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339();
+    let hour = now - now.rem_euclid(HOUR);
+    let recent = aggregate_sql("1 hour", &rfc(hour - 2 * HOUR), &rfc(hour + HOUR), "");
+    let plan = explain(&server, &recent).await;
+    assert!(!plan.contains("cpu_1"), "{plan}");
+    let rows = server.sql("fleet", &recent).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["n_count"], 1, "{rows:?}");
+    // Hours before it closed: the rollup answers them.
+    let closed = aggregate_sql("1 hour", &rfc(hour - 24 * HOUR), &rfc(hour - HOUR), "");
+    assert!(explain(&server, &closed).await.contains("cpu_1h"));
+}

@@ -69,6 +69,7 @@ use std::time::{Duration, Instant};
 
 use fleetlake_ingest::Ingester;
 use fleetlake_query::QueryEngine;
+use fleetlake_query::rollup_rewrite::{RollupRegistry, RollupView};
 use fleetlake_storage::catalog::{Action, FileMeta, Tombstone, now_ns};
 use fleetlake_storage::fault;
 use fleetlake_storage::layout::day_index;
@@ -118,6 +119,8 @@ pub struct Rollups {
     engine: Arc<QueryEngine>,
     max_rows_per_file: u64,
     history: Mutex<VecDeque<RollupRecord>>,
+    /// Where each pass publishes its progress for the queries it answers.
+    registry: Arc<RollupRegistry>,
     /// One pass at a time: the background loop and the admin API share it.
     running: tokio::sync::Mutex<()>,
 }
@@ -138,6 +141,7 @@ impl Rollups {
         ingester: Arc<Ingester>,
         engine: Arc<QueryEngine>,
         max_rows_per_file: u64,
+        registry: Arc<RollupRegistry>,
     ) -> Arc<Self> {
         Arc::new(Self {
             specs,
@@ -145,6 +149,7 @@ impl Rollups {
             engine,
             max_rows_per_file: max_rows_per_file.max(1),
             history: Mutex::new(VecDeque::new()),
+            registry,
             running: tokio::sync::Mutex::new(()),
         })
     }
@@ -306,6 +311,9 @@ impl Rollups {
             && !changed
         {
             record.watermark_ns = Some(watermark);
+            if let Some(p) = &progress {
+                self.publish(spec, p, state.seq);
+            }
             return Ok(false);
         }
         // Later than every row of the target: re-materialized buckets win,
@@ -355,10 +363,14 @@ impl Rollups {
                 files: written.clone(),
             });
         }
+        let mut catalog_seq = state.seq;
         if !actions.is_empty() {
-            if let Err(e) = catalog.commit(actions).await {
-                delete_uncommitted(store, &written).await;
-                return Err(e.into());
+            match catalog.commit(actions).await {
+                Ok(committed) => catalog_seq = committed.seq,
+                Err(e) => {
+                    delete_uncommitted(store, &written).await;
+                    return Err(e.into());
+                }
             }
             // The query engine lists tables from the write path's schemas.
             self.ingester
@@ -368,22 +380,35 @@ impl Rollups {
         record.rows += written.iter().map(|f| f.rows).sum::<u64>();
         record.files += written.len() as u64;
         record.bytes += written.iter().map(|f| f.bytes).sum::<u64>();
-        progress::save(
-            store,
-            &spec.db,
-            &spec.target,
-            &Progress {
-                source: spec.source.clone(),
-                every_ns: every,
-                watermark_ns: next_watermark,
-                seen_seq: covered,
-                seen_delete_seq: deletes_covered,
-                updated_ns: now_ns(),
-            },
-        )
-        .await?;
+        let saved = Progress {
+            source: spec.source.clone(),
+            every_ns: every,
+            watermark_ns: next_watermark,
+            seen_seq: covered,
+            seen_delete_seq: deletes_covered,
+            updated_ns: now_ns(),
+        };
+        progress::save(store, &spec.db, &spec.target, &saved).await?;
+        self.publish(spec, &saved, catalog_seq);
         record.watermark_ns = Some(next_watermark);
         Ok(more)
+    }
+}
+
+impl Rollups {
+    /// Queries may read `spec`'s buckets as `progress` describes them, from
+    /// catalog commit `catalog_seq` on.
+    fn publish(&self, spec: &RollupSpec, progress: &Progress, catalog_seq: u64) {
+        self.registry.publish(RollupView {
+            db: spec.db.clone(),
+            source: spec.source.clone(),
+            target: spec.target.clone(),
+            every_ns: progress.every_ns,
+            watermark_ns: progress.watermark_ns,
+            seen_seq: progress.seen_seq,
+            seen_delete_seq: progress.seen_delete_seq,
+            catalog_seq,
+        });
     }
 }
 

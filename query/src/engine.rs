@@ -41,6 +41,7 @@ use crate::catalog::{CATALOG_NAME, FleetCatalog};
 use crate::error::{Error, Result};
 use crate::last_value::{LastValueCaches, LastValueRule};
 use crate::plan_cache::{self, Cached, PlanCache, PlanCacheStats, PlanUse};
+use crate::rollup_rewrite::{self, RollupRegistry};
 use crate::scan_predicate::DedupScanPredicate;
 use crate::scan_size;
 use crate::shared_scan::ScanShare;
@@ -68,6 +69,9 @@ pub struct QueryConfig {
     /// Whose bytes this engine's queries are in the budget: `Query`, or
     /// `Compaction` for the rollups' engine.
     pub budget_consumer: Consumer,
+    /// Rollups whose tables may answer aggregations of their sources (see
+    /// [`crate::rollup_rewrite`]); never the rollups' own engine's.
+    pub rollups: Option<Arc<RollupRegistry>>,
 }
 
 impl Default for QueryConfig {
@@ -83,6 +87,7 @@ impl Default for QueryConfig {
             plan_cache_entries: 256,
             budget: MemoryBudget::unlimited(),
             budget_consumer: Consumer::Query,
+            rollups: None,
         }
     }
 }
@@ -445,19 +450,22 @@ impl QueryEngine {
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<QueryStream> {
         let runtime = self.query_runtime();
+        let rollups = self.config.rollups.clone();
         let deadline = Instant::now() + self.config.timeout;
         let limit_ms = self.config.timeout.as_millis() as u64;
         let mem = self.config.memory_limit;
         let (inner, schema, task, timings) = match &self.config.executor {
             None => {
-                let (stream, timings) =
-                    match tokio::time::timeout_at(deadline, plan_and_run(ctx, runtime, input, now))
-                        .await
-                    {
-                        Err(_) => return Err(Error::Timeout { limit_ms }),
-                        Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
-                        Ok(Ok(s)) => s,
-                    };
+                let (stream, timings) = match tokio::time::timeout_at(
+                    deadline,
+                    plan_and_run(ctx, runtime, input, now, rollups),
+                )
+                .await
+                {
+                    Err(_) => return Err(Error::Timeout { limit_ms }),
+                    Ok(Err(e)) => return Err(Error::from_datafusion(e, mem)),
+                    Ok(Ok(s)) => s,
+                };
                 let schema = stream.schema();
                 (stream.boxed(), schema, None, timings)
             }
@@ -465,13 +473,14 @@ impl QueryEngine {
                 let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
                 let (tx, rx) = tokio::sync::mpsc::channel(2);
                 let task = executor.spawn(async move {
-                    let (mut stream, timings) = match plan_and_run(ctx, runtime, input, now).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = schema_tx.send(Err(e));
-                            return;
-                        }
-                    };
+                    let (mut stream, timings) =
+                        match plan_and_run(ctx, runtime, input, now, rollups).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                let _ = schema_tx.send(Err(e));
+                                return;
+                            }
+                        };
                     if schema_tx.send(Ok((stream.schema(), timings))).is_err() {
                         return;
                     }
@@ -666,6 +675,7 @@ async fn plan_and_run(
     runtime: Arc<RuntimeEnv>,
     input: Input,
     now: Option<chrono::DateTime<chrono::Utc>>,
+    rollups: Option<Arc<RollupRegistry>>,
 ) -> datafusion::common::Result<(SendableRecordBatchStream, PhaseTimings)> {
     let started = std::time::Instant::now();
     // `SessionContext::sql` stamps the start time itself; planning on a
@@ -693,6 +703,11 @@ async fn plan_and_run(
         plan
     } else {
         state.optimize(&plan)?
+    };
+    // After binding: whether a rollup answers exactly depends on the values.
+    let optimized = match &rollups {
+        Some(r) => rollup_rewrite::answer_from_rollups(optimized, &state, r).await?,
+        None => optimized,
     };
     let optimized_at = std::time::Instant::now();
     // Part of physical planning: how many partitions the plan gets.

@@ -22,6 +22,7 @@ pub mod functions;
 pub mod last_value;
 pub mod parquet_reader;
 pub mod plan_cache;
+pub mod rollup_rewrite;
 pub mod scan_predicate;
 pub mod scan_size;
 pub mod shared_scan;

@@ -171,6 +171,11 @@ impl FleetTable {
         self.name.as_ref().map(|(d, t)| (d.as_str(), t.as_str()))
     }
 
+    /// The catalog commit this table was read at (0 for a listed part).
+    pub fn snapshot_seq(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.seq)
+    }
+
     pub fn delete_seq(&self) -> u64 {
         self.delete_seq
     }
