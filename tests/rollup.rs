@@ -628,6 +628,7 @@ async fn aggregated(server: &Server, sql: &str) -> BTreeMap<Key, BTreeMap<String
             "n_sum",
             "n_count",
             "usage_avg",
+            "n_avg",
         ]
         .iter()
         .map(|c| (c.to_string(), row.get(*c).and_then(Value::as_f64)))
@@ -641,7 +642,7 @@ fn aggregate_sql(width: &str, from: &str, to: &str, extra: &str) -> String {
     format!(
         "SELECT host, region, CAST(date_bin(INTERVAL '{width}', time) AS BIGINT) AS t, \
          min(usage) AS usage_min, max(usage) AS usage_max, sum(usage) AS usage_sum, \
-         sum(n) AS n_sum, count(n) AS n_count, avg(usage) AS usage_avg \
+         sum(n) AS n_sum, count(n) AS n_count, avg(usage) AS usage_avg, avg(n) AS n_avg \
          FROM cpu WHERE time >= '{from}' AND time < '{to}' {extra} \
          GROUP BY host, region, date_bin(INTERVAL '{width}', time)"
     )
@@ -666,7 +667,7 @@ async fn assert_equals_raw(
     );
     for (k, w) in &want {
         let g = &got[k];
-        let avg = match (w["usage_sum"], w["usage_count"]) {
+        let avg = |f: &str| match (w[&format!("{f}_sum")], w[&format!("{f}_count")]) {
             (Some(s), Some(c)) if c > 0.0 => Some(s / c),
             _ => None,
         };
@@ -676,7 +677,9 @@ async fn assert_equals_raw(
             ("usage_sum", w["usage_sum"]),
             ("n_sum", w["n_sum"]),
             ("n_count", w["n_count"]),
-            ("usage_avg", avg),
+            ("usage_avg", avg("usage")),
+            // An integer field's: the planner casts it to DOUBLE first.
+            ("n_avg", avg("n")),
         ] {
             let same = match (want, g[c]) {
                 (Some(a), Some(b)) => close(a, b),

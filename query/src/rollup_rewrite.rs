@@ -322,19 +322,32 @@ fn rewrite(
         if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
             return Ok(None);
         }
-        let [Expr::Column(c)] = params.args.as_slice() else {
+        let [arg] = params.args.as_slice() else {
             return Ok(None);
+        };
+        let (c, as_double) = match arg {
+            Expr::Column(c) => (c, false),
+            // `avg` of an integer field: the planner casts it to DOUBLE.
+            Expr::Cast(datafusion::logical_expr::Cast { expr, field })
+                if *field.data_type() == arrow::datatypes::DataType::Float64 =>
+            {
+                let Expr::Column(c) = expr.as_ref() else {
+                    return Ok(None);
+                };
+                (c, true)
+            }
+            _ => return Ok(None),
         };
         if c.name == TIME_COLUMN || source.is_tag(&c.name) {
             return Ok(None);
         }
         let f = c.name.clone();
-        aggs.push(match func.name() {
-            "min" => Agg::Min(f),
-            "max" => Agg::Max(f),
-            "sum" => Agg::Sum(f),
-            "count" => Agg::Count(f),
-            "avg" => Agg::Avg(f),
+        aggs.push(match (func.name(), as_double) {
+            ("min", false) => Agg::Min(f),
+            ("max", false) => Agg::Max(f),
+            ("sum", false) => Agg::Sum(f),
+            ("count", false) => Agg::Count(f),
+            ("avg", _) => Agg::Avg(f),
             _ => return Ok(None),
         });
     }
