@@ -733,6 +733,63 @@ async fn aggregations_read_a_rollup_where_it_answers_exactly() {
     let got = aggregated(&server, &halves).await;
     assert_equals_raw(&server, 30 * MINUTE, T0 + 90 * MINUTE, T0 + 5 * HOUR, &got).await;
 
+    // Filters on tags apply to the rollup's tags.
+    let two = aggregate_sql(
+        "2 hours",
+        "2016-01-01T00:00:00Z",
+        "2016-01-01T06:00:00Z",
+        "AND host IN ('h1', 'h3') AND region IS NULL",
+    );
+    assert!(explain(&server, &two).await.contains("fleet/cpu_1h/day="));
+    let got = aggregated(&server, &two).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.keys().all(|k| k.0.as_deref() == Some("h3")), "{got:?}");
+    let mut want = aggregated(
+        &server,
+        &aggregate_sql(
+            "2 hours",
+            "2016-01-01T00:00:00Z",
+            "2016-01-01T06:00:00Z",
+            "AND usage > -1",
+        ),
+    )
+    .await;
+    want.retain(|k, _| k.0.as_deref() == Some("h3"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, w) in &want {
+        for (c, v) in w {
+            let same = match (v, got[k][c]) {
+                (Some(a), Some(b)) => close(*a, b),
+                (a, b) => *a == b,
+            };
+            assert!(same, "{k:?} {c}: source {v:?}, rollup {:?}", got[k][c]);
+        }
+    }
+
+    // A filtered tag that is not grouped by (the planner projects it away
+    // between the filter and the aggregation).
+    let one_host = |extra: &str| {
+        format!(
+            "SELECT CAST(date_bin(INTERVAL '1 hour', time) AS BIGINT) AS t, max(usage) AS m, \
+             count(n) AS c FROM cpu WHERE host = 'h1' AND time >= '2016-01-01T00:00:00Z' \
+             AND time < '2016-01-01T06:00:00Z' {extra} GROUP BY t ORDER BY t"
+        )
+    };
+    assert!(
+        explain(&server, &one_host(""))
+            .await
+            .contains("fleet/cpu_1h/day=")
+    );
+    let from_rollup = server.sql("fleet", &one_host("")).await;
+    assert_eq!(from_rollup.len(), 6);
+    assert_eq!(
+        from_rollup,
+        server.sql("fleet", &one_host("AND usage > -1")).await
+    );
+
     // What a rollup cannot answer exactly reads the source.
     for sql in [
         // A bound inside a minute.

@@ -28,7 +28,7 @@
 //!   touches the range: source files and buffered rows there carry write
 //!   sequences it has seen, and the table had no delete since;
 //! - the rollup table as planned includes the commit the rollup's progress
-//!   describes, and the source's retention cuts no bucket of the range.
+//!   describes, and neither table's retention cuts a bucket of the range.
 //!
 //! `min`, `max`, `count` and integer `sum`s are equal to the source's
 //! answer; float sums and averages add the same values in another order,
@@ -129,32 +129,27 @@ pub async fn answer_from_rollups(
     if registry.is_empty() {
         return Ok(plan);
     }
+    // The rollups that would answer an aggregation, before reading any:
+    // a query that none answers pays for a walk of its plan only.
     let mut targets: HashMap<(String, String), Arc<dyn TableProvider>> = HashMap::new();
-    let mut scanned = Vec::new();
+    let mut wanted = Vec::new();
     plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && let Ok(provider) = source_as_provider(&scan.source)
-            && let Some(table) = provider.downcast_ref::<FleetTable>()
-            && let Some((db, name)) = table.identity()
-        {
-            scanned.push((db.to_string(), name.to_string()));
+        if let LogicalPlan::Aggregate(agg) = node {
+            rewrite(agg, registry, &targets, &mut wanted)?;
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    for (db, source) in scanned {
-        for view in registry.of(&db, &source) {
-            let key = (db.clone(), view.target.clone());
-            if targets.contains_key(&key) {
-                continue;
-            }
-            let schema = state.schema_for_ref(TableReference::full(
-                CATALOG_NAME,
-                db.as_str(),
-                view.target.as_str(),
-            ))?;
-            if let Some(t) = schema.table(&view.target).await? {
-                targets.insert(key, t);
-            }
+    for (db, target) in wanted.drain(..) {
+        if targets.contains_key(&(db.clone(), target.clone())) {
+            continue;
+        }
+        let schema = state.schema_for_ref(TableReference::full(
+            CATALOG_NAME,
+            db.as_str(),
+            target.as_str(),
+        ))?;
+        if let Some(t) = schema.table(&target).await? {
+            targets.insert((db, target), t);
         }
     }
     if targets.is_empty() {
@@ -163,7 +158,7 @@ pub async fn answer_from_rollups(
     let mut changed = false;
     let out = plan.transform_up(|node| {
         if let LogicalPlan::Aggregate(agg) = &node
-            && let Some(rewritten) = rewrite(agg, registry, &targets)?
+            && let Some(rewritten) = rewrite(agg, registry, &targets, &mut wanted)?
         {
             changed = true;
             return Ok(Transformed::yes(rewritten));
@@ -253,12 +248,22 @@ impl Agg {
     }
 }
 
+/// `agg` reading a rollup of `targets`, if one answers it exactly. A
+/// rollup that would but is not in `targets` is added to `wanted`.
 fn rewrite(
     agg: &Aggregate,
     registry: &RollupRegistry,
     targets: &HashMap<(String, String), Arc<dyn TableProvider>>,
+    wanted: &mut Vec<(String, String)>,
 ) -> Result<Option<LogicalPlan>> {
-    let (predicate, scan) = match agg.input.as_ref() {
+    let mut input = agg.input.as_ref();
+    // Columns passed through (the planner drops those only filtered on).
+    if let LogicalPlan::Projection(p) = input
+        && p.expr.iter().all(|e| matches!(e, Expr::Column(_)))
+    {
+        input = p.input.as_ref();
+    }
+    let (predicate, scan) = match input {
         LogicalPlan::Filter(f) => match f.input.as_ref() {
             LogicalPlan::TableScan(s) => (Some(&f.predicate), s),
             _ => return Ok(None),
@@ -307,7 +312,7 @@ fn rewrite(
     for g in &agg.group_expr {
         match unalias(g) {
             Expr::Column(c) if source.is_tag(&c.name) => {}
-            e => match date_bin_of_time(e) {
+            e => match date_bin_of_time(without_injective_cast(e)) {
                 Some(b) if bucket.is_none() => bucket = Some(b),
                 _ => return Ok(None),
             },
@@ -363,13 +368,25 @@ fn rewrite(
         if !aligned(range.min, i64::MIN) || !aligned(range.max.saturating_add(1), i64::MAX) {
             continue;
         }
-        let Some(target) = targets.get(&(db.to_string(), view.target.clone())) else {
+        if !is_fresh(source, &view, &range) {
+            continue;
+        }
+        let key = (db.to_string(), view.target.clone());
+        let Some(target) = targets.get(&key) else {
+            wanted.push(key);
             continue;
         };
         let Some(rollup) = target.downcast_ref::<FleetTable>() else {
             continue;
         };
-        if rollup.snapshot_seq() < view.catalog_seq || !is_fresh(source, &view, &range) {
+        if rollup.snapshot_seq() < view.catalog_seq {
+            continue;
+        }
+        // The rollup's own retention may have dropped buckets of the range.
+        if rollup
+            .expired_before()
+            .is_some_and(|cutoff| range.min < cutoff)
+        {
             continue;
         }
         let schema = target.schema();
@@ -464,6 +481,26 @@ fn build(
         })
         .collect::<Result<Vec<_>>>()?;
     LogicalPlanBuilder::from(new).project(exprs)?.build()
+}
+
+/// A bucket cast to its nanoseconds (a BIGINT, or a timestamp of another
+/// zone) groups as the bucket does.
+fn without_injective_cast(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast(datafusion::logical_expr::Cast { expr, field })
+            if matches!(
+                field.data_type(),
+                arrow::datatypes::DataType::Int64
+                    | arrow::datatypes::DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Nanosecond,
+                        _
+                    )
+            ) =>
+        {
+            expr
+        }
+        e => e,
+    }
 }
 
 fn unalias(e: &Expr) -> &Expr {
