@@ -172,6 +172,17 @@ impl Server {
         serde_json::from_str::<Vec<Value>>(&text).unwrap_or_else(|e| panic!("bad json {e}: {text}"))
     }
 
+    /// The text of an `EXPLAIN [ANALYZE] …` answer: its `plan` column, one
+    /// line per row.
+    pub async fn plan(&self, db: &str, explain: &str) -> String {
+        self.sql(db, explain)
+            .await
+            .iter()
+            .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Runs a one-row, one-column query and returns the value as i64.
     pub async fn sql_i64(&self, db: &str, sql: &str) -> i64 {
         let rows = self.sql(db, sql).await;

@@ -36,11 +36,9 @@ fn files_in(plan: &str) -> std::collections::BTreeSet<String> {
 }
 
 async fn explain(server: &Server, sql: &str) -> String {
-    let rows = server.sql("fleet", &format!("EXPLAIN ANALYZE {sql}")).await;
-    rows.iter()
-        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    server
+        .plan("fleet", &format!("EXPLAIN ANALYZE {sql}"))
+        .await
 }
 
 #[tokio::test]

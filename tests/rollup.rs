@@ -607,11 +607,7 @@ async fn the_background_loop_materializes_rollups() {
 
 /// The plan of `sql` as `EXPLAIN` shows it (logical and physical).
 async fn explain(server: &Server, sql: &str) -> String {
-    let rows = server.sql("fleet", &format!("EXPLAIN {sql}")).await;
-    rows.iter()
-        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    server.plan("fleet", &format!("EXPLAIN {sql}")).await
 }
 
 /// Per series and bucket of `width`, from `sql` (columns host, region, t

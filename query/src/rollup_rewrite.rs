@@ -55,8 +55,9 @@ use fleetlake_storage::schema::TIME_COLUMN;
 use fleetlake_storage::write_order::SEQ_COLUMN;
 
 use crate::catalog::CATALOG_NAME;
+use crate::functions::udaf::interval_literal_ns;
 use crate::table::FleetTable;
-use crate::time_range::TimeRange;
+use crate::time_range::{TimeRange, literal_ns};
 
 /// A rollup as far as its last pass got (what its progress object says).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,16 +94,6 @@ impl RollupRegistry {
         of_source.push(view);
         // The coarsest first: it reads the fewest rows.
         of_source.sort_by_key(|v| std::cmp::Reverse(v.every_ns));
-    }
-
-    /// Forgets `target` (its progress is gone or its pass failed).
-    pub fn withdraw(&self, db: &str, target: &str) {
-        let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
-        for ((d, _), of_source) in views.iter_mut() {
-            if d == db {
-                of_source.retain(|v| v.target != target);
-            }
-        }
     }
 
     fn of(&self, db: &str, source: &str) -> Vec<RollupView> {
@@ -182,6 +173,9 @@ pub async fn answer_from_rollups(
     Ok(out.data)
 }
 
+/// A rollup column's suffix and the aggregate taken over it.
+type Part = (&'static str, fn(Expr) -> Expr);
+
 /// One aggregate of the source, and what the rollup reads for it.
 enum Agg {
     Min(String),
@@ -198,36 +192,33 @@ impl Agg {
         }
     }
 
-    fn columns(&self) -> Vec<String> {
-        let f = self.field();
+    /// The rollup's columns it reads, and the aggregate over each.
+    fn parts(&self) -> &'static [Part] {
         match self {
-            Agg::Min(_) => vec![format!("{f}_min")],
-            Agg::Max(_) => vec![format!("{f}_max")],
-            Agg::Sum(_) => vec![format!("{f}_sum")],
-            Agg::Count(_) => vec![format!("{f}_count")],
-            Agg::Avg(_) => vec![format!("{f}_sum"), format!("{f}_count")],
+            Agg::Min(_) => &[("min", min)],
+            Agg::Max(_) => &[("max", max)],
+            Agg::Sum(_) => &[("sum", sum)],
+            Agg::Count(_) => &[("count", sum)],
+            Agg::Avg(_) => &[("sum", sum), ("count", sum)],
         }
+    }
+
+    fn columns(&self) -> impl Iterator<Item = String> + '_ {
+        self.parts()
+            .iter()
+            .map(|(suffix, _)| format!("{}_{suffix}", self.field()))
     }
 
     /// The aggregates over the rollup's columns (qualified by `q`), named
     /// `{name}_0`, `{name}_1`: one, or `avg`'s sum and count.
     fn over_rollup(&self, q: &TableReference, name: &str) -> Vec<Expr> {
-        let c = |suffix: &str| {
-            Expr::Column(Column::new(
-                Some(q.clone()),
-                format!("{}_{suffix}", self.field()),
-            ))
-        };
-        let aggs = match self {
-            Agg::Min(_) => vec![min(c("min"))],
-            Agg::Max(_) => vec![max(c("max"))],
-            Agg::Sum(_) => vec![sum(c("sum"))],
-            Agg::Count(_) => vec![sum(c("count"))],
-            Agg::Avg(_) => vec![sum(c("sum")), sum(c("count"))],
-        };
-        aggs.into_iter()
+        self.columns()
+            .zip(self.parts())
             .enumerate()
-            .map(|(i, a)| a.alias(format!("{name}_{i}")))
+            .map(|(i, (column, (_, aggregate)))| {
+                aggregate(Expr::Column(Column::new(Some(q.clone()), column)))
+                    .alias(format!("{name}_{i}"))
+            })
             .collect()
     }
 
@@ -511,20 +502,15 @@ fn unalias(e: &Expr) -> &Expr {
 }
 
 /// `time` compared with a literal timestamp.
+fn is_time(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
 fn is_time_bound(e: &Expr) -> bool {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return false;
     };
-    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == TIME_COLUMN);
-    let is_ts = |e: &Expr| {
-        matches!(
-            e,
-            Expr::Literal(ScalarValue::TimestampNanosecond(Some(_), _), _)
-                | Expr::Literal(ScalarValue::TimestampMicrosecond(Some(_), _), _)
-                | Expr::Literal(ScalarValue::TimestampMillisecond(Some(_), _), _)
-                | Expr::Literal(ScalarValue::TimestampSecond(Some(_), _), _)
-        )
-    };
+    let is_ts = |e: &Expr| literal_ns(e).is_some();
     matches!(
         op,
         Operator::Gt | Operator::GtEq | Operator::Lt | Operator::LtEq
@@ -539,33 +525,17 @@ fn date_bin_of_time(e: &Expr) -> Option<(i64, i64)> {
     if func.name() != "date_bin" {
         return None;
     }
-    let width = match args.first()? {
-        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => (v.days
-            as i64)
-            .checked_mul(86_400_000_000_000)?
-            .checked_add(v.nanoseconds)?,
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => (v.days as i64)
-            .checked_mul(86_400_000_000_000)?
-            .checked_add((v.milliseconds as i64).checked_mul(1_000_000)?)?,
-        _ => return None,
+    let Expr::Literal(width, _) = args.first()? else {
+        return None;
     };
-    if width <= 0 || !matches!(args.get(1)?, Expr::Column(c) if c.name == TIME_COLUMN) {
+    let width = interval_literal_ns(width)?;
+    if width <= 0 || !is_time(args.get(1)?) || args.len() > 3 {
         return None;
     }
     let origin = match args.get(2) {
         None => 0,
-        Some(Expr::Literal(v, _)) => match v {
-            ScalarValue::TimestampNanosecond(Some(v), _) => *v,
-            ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000)?,
-            ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000)?,
-            ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000)?,
-            _ => return None,
-        },
-        Some(_) => return None,
+        Some(e) => literal_ns(e)?,
     };
-    if args.len() > 3 {
-        return None;
-    }
     Some((width, origin))
 }
 

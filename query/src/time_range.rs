@@ -85,7 +85,8 @@ fn is_time(e: &Expr) -> bool {
     }
 }
 
-fn literal_ns(e: &Expr) -> Option<i64> {
+/// A timestamp literal in nanoseconds.
+pub(crate) fn literal_ns(e: &Expr) -> Option<i64> {
     let Expr::Literal(v, _) = e else { return None };
     match v {
         ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),

@@ -277,16 +277,17 @@ fn literal(kind: Kind, args: &AccumulatorArgs) -> Result<ScalarValue> {
     }
 }
 
-/// An `INTERVAL` of days and smaller units, in nanoseconds, if it is one.
+/// An `INTERVAL` of days and smaller units, in nanoseconds, if it is one
+/// (and fits: `None` past ±292 years).
 pub fn interval_literal_ns(v: &ScalarValue) -> Option<i64> {
     const DAY_NS: i64 = 86_400 * 1_000_000_000;
     match v {
-        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
-            Some(i64::from(i.days) * DAY_NS + i.nanoseconds)
-        }
-        ScalarValue::IntervalDayTime(Some(i)) => {
-            Some(i64::from(i.days) * DAY_NS + i64::from(i.milliseconds) * 1_000_000)
-        }
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => i64::from(i.days)
+            .checked_mul(DAY_NS)?
+            .checked_add(i.nanoseconds),
+        ScalarValue::IntervalDayTime(Some(i)) => i64::from(i.days)
+            .checked_mul(DAY_NS)?
+            .checked_add(i64::from(i.milliseconds) * 1_000_000),
         _ => None,
     }
 }

@@ -497,14 +497,7 @@ fn now_minus(e: &Expr) -> Option<i64> {
         return None;
     }
     match right.as_ref() {
-        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(i)), _) if i.months == 0 => {
-            i64::from(i.days)
-                .checked_mul(86_400_000_000_000)?
-                .checked_add(i.nanoseconds)
-        }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(i)), _) => {
-            Some(i64::from(i.days) * 86_400_000_000_000 + i64::from(i.milliseconds) * 1_000_000)
-        }
+        Expr::Literal(v, _) => interval_literal_ns(v),
         _ => None,
     }
 }
