@@ -20,9 +20,12 @@ connection, and reports the medians of:
 files, and the query should not pay for the ones it does not read.
 `--other-bin B` alternates with a second binary instead of the cache's
 settings (both with the cache on): the same store, before and after a change.
+`--store DIR` keeps the loaded store in DIR and reuses it when it is there
+(loading takes minutes; a profiler can be pointed at a server on it).
 
     python3 benches/fixed_cost.py --bin target/release/fleetlake
     python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --extra-files 2000
+    python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --store /var/tmp/fc
 """
 
 import argparse
@@ -94,6 +97,7 @@ def measure(port, hosts, n, warmup, seed):
     rng = random.Random(seed)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     rows = {k: [] for k in ["session", "plan", "optimize", "physical", "first_batch", "client"]}
+    answers = []
     for i in range(warmup + n):
         path = "/api/v1/sql?" + urllib.parse.urlencode({"db": "fleet", "q": query(rng, hosts)})
         t = time.perf_counter()
@@ -111,8 +115,9 @@ def measure(port, hosts, n, warmup, seed):
         # An hour from a start second is 60 minute buckets, 61 unless aligned.
         if len(json.loads(body)) not in (60, 61):
             raise RuntimeError(f"expected 60 or 61 minutes, got {body[:200]!r}")
+        answers.append(body)
     conn.close()
-    return {k: statistics.median(v) for k, v in rows.items() if v}
+    return {k: statistics.median(v) for k, v in rows.items() if v}, answers
 
 
 def main():
@@ -124,9 +129,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--extra-files", type=int, default=0)
     ap.add_argument("--other-bin")
+    ap.add_argument(
+        "--store",
+        help="keep the loaded store in this directory and reuse it when it exists "
+        "(same --hosts and --extra-files), e.g. to profile a server on it",
+    )
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.store or scratch
         port = fs.free_port()
+        if args.store and os.path.exists(os.path.join(data, "loaded")):
+            run(args, data, port)
+            return
         base = f"http://127.0.0.1:{port}"
         server = start(args.bin, data, port, 256)
         try:
@@ -153,30 +167,41 @@ def main():
         finally:
             server.terminate()
             server.wait(timeout=60)
-        # (label, binary, plan cache entries)
-        setups = [("on", args.bin, 256), ("off", args.bin, 0)]
-        if args.other_bin:
-            setups = [("bin", args.bin, 256), ("other-bin", args.other_bin, 256)]
-        results = []
-        for r in range(args.rounds):
-            for label, binary, cache in setups:
-                server = start(binary, data, port, cache)
-                try:
-                    m = measure(port, args.hosts, args.queries, args.warmup, seed=r)
-                finally:
-                    server.terminate()
-                    server.wait(timeout=60)
-                results.append((r, label, m))
-                print(
-                    f"round {r} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()),
-                    flush=True,
-                )
-        print("\nmedians of the rounds' medians (ms):")
-        print(f"{'':<10}" + "".join(f"{k:>12}" for k in results[0][2]))
-        for label, _, _ in setups:
-            ms = [m for _, l, m in results if l == label]
-            line = "".join(f"{statistics.median(m[k] for m in ms):>12.3f}" for k in ms[0])
-            print(f"{label:<10}" + line)
+        if args.store:
+            open(os.path.join(data, "loaded"), "w").close()
+        run(args, data, port)
+
+
+def run(args, data, port):
+    # (label, binary, plan cache entries)
+    setups = [("on", args.bin, 256), ("off", args.bin, 0)]
+    if args.other_bin:
+        setups = [("bin", args.bin, 256), ("other-bin", args.other_bin, 256)]
+    results = []
+    for r in range(args.rounds):
+        for label, binary, cache in setups:
+            server = start(binary, data, port, cache)
+            try:
+                m, answers = measure(port, args.hosts, args.queries, args.warmup, seed=r)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+            # Both setups get the same queries in a round: their answers must agree.
+            if label == setups[0][0]:
+                first = answers
+            elif answers != first:
+                raise RuntimeError(f"round {r}: {label} answered otherwise than {setups[0][0]}")
+            results.append((r, label, m))
+            print(
+                f"round {r} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()),
+                flush=True,
+            )
+    print("\nmedians of the rounds' medians (ms):")
+    print(f"{'':<10}" + "".join(f"{k:>12}" for k in results[0][2]))
+    for label, _, _ in setups:
+        ms = [m for _, l, m in results if l == label]
+        line = "".join(f"{statistics.median(m[k] for m in ms):>12.3f}" for k in ms[0])
+        print(f"{label:<10}" + line)
 
 
 if __name__ == "__main__":

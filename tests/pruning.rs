@@ -132,6 +132,56 @@ async fn a_query_of_a_few_pages_runs_in_one_partition() {
     assert!(rows.iter().all(|r| r["count(*)"] == 360), "{rows:?}");
 }
 
+/// A small query reads each file by the access plan its size estimate
+/// worked out (the row groups and pages the statistics leave), without
+/// pruning it again, and does not open a file that plan rules out whole.
+#[tokio::test]
+async fn a_small_query_does_not_open_a_file_its_estimate_rules_out() {
+    let server = Server::start(&[]);
+    let tsbs = Tsbs::new(20);
+    // Hours 0-3 of twenty TSBS hosts in one file; hours 3-6 of twenty
+    // other hosts, whose names sort after theirs, in another.
+    server.write_ok("fleet", &tsbs.body(0, 1080)).await;
+    server.flush().await;
+    let other: String = (1080..2160)
+        .flat_map(|e| (0..20).map(move |h| (h, e)))
+        .map(|(h, e)| {
+            format!(
+                "cpu,hostname=zz_{h} usage_user={}i {}\n",
+                e % 100,
+                tsbs.time(e)
+            )
+        })
+        .collect();
+    server.write_ok("fleet", &other).await;
+    server.flush().await;
+    for (host, epochs) in [("host_7", 0..1080), ("zz_7", 1080..2160)] {
+        let sql = format!(
+            "SELECT count(*) AS n, sum(usage_user) AS total FROM cpu WHERE hostname = '{host}'"
+        );
+        // The first query caches the files' metadata, which the estimate reads.
+        let rows = server.sql("fleet", &sql).await;
+        let total: i64 = if host == "host_7" {
+            epochs.clone().map(|e| tsbs.value(7, e, 0)).sum()
+        } else {
+            epochs.clone().map(|e| (e % 100) as i64).sum()
+        };
+        assert_eq!(rows, vec![serde_json::json!({"n": 1080, "total": total})]);
+        let plan = explain(&server, &sql).await;
+        assert_eq!(files_in(&plan).len(), 1, "{plan}");
+        assert_eq!(server.sql("fleet", &sql).await, rows);
+    }
+    // Both files when both hold the host's rows: a filter the estimate
+    // cannot use (a function of the tag) leaves every file to the scan.
+    let both = "SELECT count(*) AS n FROM cpu WHERE upper(hostname) IN ('HOST_7', 'ZZ_7')";
+    let plan = explain(&server, both).await;
+    assert_eq!(files_in(&plan).len(), 2, "{plan}");
+    assert_eq!(
+        server.sql("fleet", both).await,
+        vec![serde_json::json!({"n": 2160})]
+    );
+}
+
 /// `min` and `max` of a sparse field beside dense ones: DataFusion's
 /// dynamic filter for them once dropped the rows that held the sparse
 /// field's only value (see `without_aggregate_dynamic_filters`).

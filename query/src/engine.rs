@@ -106,11 +106,35 @@ pub struct QueryEngine {
     plans: PlanCache,
     /// Each database's session state, as [`QueryEngine::session_state`]
     /// builds it.
-    states: std::sync::Mutex<std::collections::HashMap<String, SessionState>>,
+    states: std::sync::Mutex<std::collections::HashMap<String, Arc<States>>>,
 }
 
 /// Session states kept at most (one per database queried).
 const MAX_KEPT_STATES: usize = 1024;
+
+/// A database's session states, built once and cloned per query.
+struct States {
+    full: SessionState,
+    /// With only the physical optimizer rules a small scan-bounded plan
+    /// needs (see [`LEAN_PHYSICAL_RULES`]).
+    lean: SessionState,
+}
+
+/// The physical optimizer rules a plan of one partition with no join,
+/// window or unnest needs: the sorts and partition merges its operators
+/// require (and the output order kept meanwhile), limits pushed into
+/// sorts, cooperative yielding (it runs on the caller's runtime) and the
+/// sanity check. The others rewrite joins and windows, push filters and
+/// projections the table's scan already has, or combine aggregation
+/// stages: about a tenth of a one-host hour's time, for nothing there.
+const LEAN_PHYSICAL_RULES: [&str; 6] = [
+    "OutputRequirements",
+    "EnsureRequirements",
+    "LimitPushdown",
+    "EnsureCooperative",
+    "SanityCheckPlan",
+    "dedup_scan_predicate",
+];
 
 impl std::fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -260,24 +284,48 @@ impl QueryEngine {
     /// (building re-registers every function) and cloned per query; it
     /// runs on [`QueryEngine::query_runtime`], not on its own runtime.
     fn session_state(&self, db: &str) -> SessionState {
+        let mut state = self.states_of(db).full.clone();
+        // `now()` is the query's start (what `SessionContext::state` stamps).
+        state.mark_start_execution();
+        state
+    }
+
+    /// [`QueryEngine::session_state`] with the lean physical optimizer.
+    fn lean_session_state(&self, db: &str) -> SessionState {
+        let mut state = self.states_of(db).lean.clone();
+        state.mark_start_execution();
+        state
+    }
+
+    fn states_of(&self, db: &str) -> Arc<States> {
         let kept = self
             .states
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(db)
             .cloned();
-        let mut state = match kept {
-            Some(state) => state,
+        match kept {
+            Some(states) => states,
             None => {
                 let base = self
                     .base
                     .read()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clone();
-                let state = SessionStateBuilder::new_from_existing(base)
+                let full = SessionStateBuilder::new_from_existing(base)
                     .with_config(base_config(&self.config, db))
                     .with_runtime_env(self.runtime.clone())
                     .build();
+                let rules = full
+                    .physical_optimizers()
+                    .iter()
+                    .filter(|r| LEAN_PHYSICAL_RULES.contains(&r.name()))
+                    .cloned()
+                    .collect();
+                let lean = SessionStateBuilder::new_from_existing(full.clone())
+                    .with_physical_optimizer_rules(rules)
+                    .build();
+                let state = Arc::new(States { full, lean });
                 let mut states = self
                     .states
                     .lock()
@@ -287,13 +335,10 @@ impl QueryEngine {
                 if states.len() >= MAX_KEPT_STATES {
                     states.clear();
                 }
-                states.insert(db.to_string(), state.clone());
+                states.insert(db.to_string(), Arc::clone(&state));
                 state
             }
-        };
-        // `now()` is the query's start (what `SessionContext::state` stamps).
-        state.mark_start_execution();
-        state
+        }
     }
 
     /// A query's runtime: the engine's stores and caches, and a memory
@@ -445,7 +490,7 @@ impl QueryEngine {
 
     async fn run_at(
         &self,
-        ctx: SessionState,
+        mut ctx: SessionState,
         input: Input,
         now: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<QueryStream> {
@@ -454,7 +499,38 @@ impl QueryEngine {
         let deadline = Instant::now() + self.config.timeout;
         let limit_ms = self.config.timeout.as_millis() as u64;
         let mem = self.config.memory_limit;
-        let (inner, schema, task, timings) = match &self.config.executor {
+        // A plan the cache bound is optimized already: decided here whether
+        // it is small enough to run on the caller's runtime. Handing a
+        // one-host hour to the query runtime and its batches back cost more
+        // thread wake-ups than its scan takes.
+        let (input, inline) = match (input, &self.config.executor) {
+            (Input::Optimized(plan), Some(_)) => {
+                let started = std::time::Instant::now();
+                if let Some(now) = now {
+                    ctx.execution_props_mut().query_execution_start_time = Some(now);
+                }
+                let plan = match &rollups {
+                    Some(r) => rollup_rewrite::answer_from_rollups(plan, &ctx, r)
+                        .await
+                        .map_err(|e| Error::from_datafusion(e, mem))?,
+                    None => plan,
+                };
+                let small = fit_partitions(&mut ctx, &plan);
+                let inline = small && bounded_by_its_scans(&plan);
+                if inline {
+                    let db = ctx.config_options().catalog.default_schema.clone();
+                    let mut lean = self.lean_session_state(&db);
+                    *lean.execution_props_mut() = ctx.execution_props().clone();
+                    *lean.config_mut() = ctx.config().clone();
+                    ctx = lean;
+                }
+                let optimize = started.elapsed();
+                (Input::Ready { plan, optimize }, inline)
+            }
+            (input, _) => (input, false),
+        };
+        let executor = self.config.executor.as_ref().filter(|_| !inline);
+        let (inner, schema, task, timings) = match executor {
             None => {
                 let (stream, timings) = match tokio::time::timeout_at(
                     deadline,
@@ -623,6 +699,12 @@ enum Input {
     Statement(DfStatement),
     Plan(LogicalPlan),
     Optimized(LogicalPlan),
+    /// Optimized and rewritten, the state's partitions set for its size
+    /// (`optimize` is what that took).
+    Ready {
+        plan: LogicalPlan,
+        optimize: Duration,
+    },
 }
 
 /// What the plan cache made of a query's SQL.
@@ -684,6 +766,9 @@ async fn plan_and_run(
         state.execution_props_mut().query_execution_start_time = Some(now);
     }
     let (plan, optimized) = match input {
+        Input::Ready { plan, optimize } => {
+            return run_physical(state, runtime, plan, optimize).await;
+        }
         Input::Sql(sql) => {
             let plan = state.create_logical_plan(&sql).await?;
             read_only().verify_plan(&plan)?;
@@ -711,11 +796,22 @@ async fn plan_and_run(
     };
     let optimized_at = std::time::Instant::now();
     // Part of physical planning: how many partitions the plan gets.
-    if state.config().target_partitions() > 1
-        && scan_size::is_small(&optimized, &state, scan_size::SMALL_SCAN_ROWS)
-    {
-        state.config_mut().options_mut().execution.target_partitions = 1;
-    }
+    fit_partitions(&mut state, &optimized);
+    let (stream, mut timings) =
+        run_physical(state, runtime, optimized, optimized_at - planned).await?;
+    timings.plan = planned - started;
+    Ok((stream, timings))
+}
+
+/// Plans `optimized` physically and starts it (`optimize` is the time the
+/// logical optimizer took).
+async fn run_physical(
+    state: SessionState,
+    runtime: Arc<RuntimeEnv>,
+    optimized: LogicalPlan,
+    optimize: Duration,
+) -> datafusion::common::Result<(SendableRecordBatchStream, PhaseTimings)> {
+    let optimized_at = std::time::Instant::now();
     let analyze = matches!(optimized, LogicalPlan::Analyze(_));
     let physical = state
         .query_planner()
@@ -724,13 +820,50 @@ async fn plan_and_run(
     let task = TaskContext::from(&state).with_runtime(runtime);
     let stream = datafusion::physical_plan::execute_stream(physical, Arc::new(task))?;
     let timings = PhaseTimings {
-        plan: planned - started,
-        optimize: optimized_at - planned,
+        optimize,
         physical: optimized_at.elapsed(),
         analyze,
         ..PhaseTimings::default()
     };
     Ok((stream, timings))
+}
+
+/// Plans a query whose scans read a few pages (see [`crate::scan_size`])
+/// with one partition; whether it did.
+fn fit_partitions(state: &mut SessionState, plan: &LogicalPlan) -> bool {
+    let small = scan_size::is_small(plan, state, scan_size::SMALL_SCAN_ROWS);
+    if small && state.config().target_partitions() > 1 {
+        state.config_mut().options_mut().execution.target_partitions = 1;
+    }
+    small
+}
+
+/// Whether `plan`'s work is bounded by what its scans read: no join,
+/// window, unnest or recursion that could multiply rows, so small scans
+/// make a small query. (A scan that is not a fleetlake table's, e.g.
+/// `generate_series`, is never small: [`scan_size::is_small`].)
+fn bounded_by_its_scans(plan: &LogicalPlan) -> bool {
+    let mut bounded = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        bounded = matches!(
+            node,
+            LogicalPlan::TableScan(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::Projection(_)
+                | LogicalPlan::Aggregate(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Limit(_)
+                | LogicalPlan::SubqueryAlias(_)
+                | LogicalPlan::Union(_)
+                | LogicalPlan::EmptyRelation(_)
+        );
+        Ok(if bounded {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    bounded
 }
 
 /// `EXPLAIN ANALYZE`'s last row: where the time before execution went, in
@@ -880,6 +1013,43 @@ impl Stream for QueryStream {
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    async fn optimized(ctx: &SessionContext, sql: &str) -> LogicalPlan {
+        let state = ctx.state();
+        state
+            .optimize(&state.create_logical_plan(sql).await.unwrap())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_plans_bounded_by_their_scans_run_on_the_callers_runtime() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (v BIGINT) AS VALUES (1), (2), (3)")
+            .await
+            .unwrap();
+        for sql in [
+            "SELECT v, count(*) FROM t WHERE v > 1 GROUP BY v ORDER BY v LIMIT 2",
+            "SELECT v FROM t UNION ALL SELECT v + 1 FROM t",
+            "SELECT max(v) FROM (SELECT v FROM t WHERE v < 3) AS s",
+        ] {
+            assert!(bounded_by_its_scans(&optimized(&ctx, sql).await), "{sql}");
+        }
+        for sql in [
+            "SELECT count(*) FROM t a, t b, t c",
+            "SELECT v, sum(v) OVER (ORDER BY v) FROM t",
+            "SELECT unnest(make_array(v, v, v)) FROM t",
+            "SELECT v FROM t WHERE v IN (SELECT v + 1 FROM t)",
+        ] {
+            assert!(!bounded_by_its_scans(&optimized(&ctx, sql).await), "{sql}");
         }
     }
 }

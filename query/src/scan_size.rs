@@ -103,8 +103,10 @@ impl FilePruning {
 
     /// The rows of `file` its scan may decode: all that its row groups'
     /// statistics and its page index do not rule out, or (metadata not
-    /// cached) its rows in the time range.
-    pub fn file_rows(&self, file: &FileMeta) -> u64 {
+    /// cached) its rows in the time range. With the metadata cached, also
+    /// the access plan that pruning leaves (what the scan would work out
+    /// again when it opens the file).
+    pub fn file_rows(&self, file: &FileMeta) -> (u64, Option<ParquetAccessPlan>) {
         let cached = self.cache.get(&Path::from(file.path.as_str()));
         let metadata = cached.as_ref().and_then(|c| {
             c.file_metadata
@@ -113,8 +115,11 @@ impl FilePruning {
                 .map(|m| Arc::clone(m.parquet_metadata()))
         });
         match (metadata, &self.predicate) {
-            (Some(metadata), Some(predicate)) => self.pruned_rows(&metadata, predicate),
-            _ => self.rows_in_range(file),
+            (Some(metadata), Some(predicate)) => {
+                let plan = self.pruned(&metadata, predicate);
+                (rows_of(&plan, &metadata), Some(plan))
+            }
+            _ => (self.rows_in_range(file), None),
         }
     }
 
@@ -129,7 +134,11 @@ impl FilePruning {
         (file.rows as f64 * part).ceil() as u64
     }
 
-    fn pruned_rows(&self, metadata: &ParquetMetaData, predicate: &Arc<dyn PhysicalExpr>) -> u64 {
+    fn pruned(
+        &self,
+        metadata: &ParquetMetaData,
+        predicate: &Arc<dyn PhysicalExpr>,
+    ) -> ParquetAccessPlan {
         let groups = metadata.row_groups();
         let parquet_schema = metadata.file_metadata().schema_descr();
         let metrics = ExecutionPlanMetricsSet::new();
@@ -147,22 +156,25 @@ impl FilePruning {
                 &file_metrics,
             );
         }
-        let plan = PagePruningAccessPlanFilter::new(predicate, self.schema.clone())
-            .prune_plan_with_page_index(
-                plan.build(),
-                &self.schema,
-                parquet_schema,
-                metadata,
-                &file_metrics,
-            );
-        plan.inner()
-            .iter()
-            .zip(groups)
-            .map(|(access, group)| match access {
-                RowGroupAccess::Skip => 0,
-                RowGroupAccess::Scan => group.num_rows() as u64,
-                RowGroupAccess::Selection(s) => s.row_count() as u64,
-            })
-            .sum()
+        PagePruningAccessPlanFilter::new(predicate, self.schema.clone()).prune_plan_with_page_index(
+            plan.build(),
+            &self.schema,
+            parquet_schema,
+            metadata,
+            &file_metrics,
+        )
     }
+}
+
+/// The rows `plan` reads of a file with `metadata`.
+fn rows_of(plan: &ParquetAccessPlan, metadata: &ParquetMetaData) -> u64 {
+    plan.inner()
+        .iter()
+        .zip(metadata.row_groups())
+        .map(|(access, group)| match access {
+            RowGroupAccess::Skip => 0,
+            RowGroupAccess::Scan => group.num_rows() as u64,
+            RowGroupAccess::Selection(s) => s.row_count() as u64,
+        })
+        .sum()
 }
