@@ -4,7 +4,7 @@
 #
 #   benches/peers.sh [--hosts N] [--hours H] [--large] [--seed S] [--runs N]
 #                    [--check N] [--concurrency C] [--batch B]
-#                    [--workdir DIR] [--no-install] [--keep]
+#                    [--workdir DIR] [--no-install] [--keep] [--rollups]
 #
 # Installs what is missing (apt-get: victoria-metrics, influxdb; pip: duckdb),
 # starts fleetlake (target/release, built by `cargo build --release
@@ -14,7 +14,10 @@
 # default), measures bytes on disk and peak RSS, then runs `peers` (the
 # fifteen TSBS queries on every system, the first --check runs of each
 # compared with the generator's answer) and prints one table. DuckDB runs the
-# same SQL over fleetlake's Parquet files after compaction.
+# same SQL over fleetlake's Parquet files after compaction. With --rollups,
+# fleetlake also keeps per-minute and per-hour rollups of cpu (materialized
+# after the compaction, not counted in its bytes), which answer the queries
+# whose buckets they hold exactly.
 #
 # Default size: 4,000 hosts x 3 h (43.2M samples); --large: 4,000 x 24 h.
 # Every server this script starts is stopped on exit, by its pid.
@@ -22,7 +25,7 @@ set -eu
 
 hosts=4000 hours=3 seed=1 runs=10 check=2 conc=4 batch=5000
 start=2016-01-01T00:00:00Z
-install=1 keep=0 work=""
+install=1 keep=0 work="" rollups=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --hosts) hosts=$2; shift 2 ;;
@@ -36,7 +39,8 @@ while [ $# -gt 0 ]; do
     --workdir) work=$2; shift 2 ;;
     --no-install) install=0; shift ;;
     --keep) keep=1; shift ;;
-    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    --rollups) rollups=1; shift ;;
+    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 
@@ -135,8 +139,24 @@ fport=$(free_port)
 furl=http://127.0.0.1:$fport
 # No background compaction and no grace for replaced files: what is on disk
 # after the forced compaction is exactly the live files, which DuckDB reads.
+rollup_args=""
+if [ "$rollups" = 1 ]; then
+    cat >"$work/rollups.toml" <<'TOML'
+[[rollup]]
+source = "cpu"
+target = "cpu_1m"
+every = "1m"
+
+[[rollup]]
+source = "cpu"
+target = "cpu_1h"
+every = "1h"
+TOML
+    rollup_args="--rollups $work/rollups.toml"
+fi
+# shellcheck disable=SC2086
 RUST_LOG=warn "$bin/fleetlake" serve --http-bind "127.0.0.1:$fport" --data-dir "$work/fleetlake" \
-    --compaction-interval 0 --gc-grace 0s >"$work/fleetlake.log" 2>&1 &
+    --compaction-interval 0 --gc-grace 0s $rollup_args >"$work/fleetlake.log" 2>&1 &
 fpid=$!
 pids="$pids $fpid"
 wait_http "$furl/health"
@@ -150,6 +170,12 @@ curl -sf -X POST "$furl/api/v1/admin/compact" >/dev/null
 t1=$(date +%s.%N)
 echo "fleetlake bytes_compacted $(du -sb "$work/fleetlake/store" | cut -f1)" >>"$facts"
 echo "fleetlake note store (Parquet + catalog; the WAL's newest segment, kept after the flush, is $wal_after_flush more bytes) after a flush and after POST /api/v1/admin/compact ($(awk "BEGIN {printf \"%.1f\", $t1 - $t0}") s); acks after an fsynced WAL append; RSS = VmHWM after ingest" >>"$facts"
+if [ "$rollups" = 1 ]; then
+    t0=$(date +%s.%N)
+    curl -sf -X POST "$furl/api/v1/admin/rollup" >/dev/null
+    t1=$(date +%s.%N)
+    echo "fleetlake note rollups cpu_1m and cpu_1h materialized after the compaction in $(awk "BEGIN {printf \"%.1f\", $t1 - $t0}") s ($(du -sb "$work/fleetlake/store/fleet/cpu_1m" "$work/fleetlake/store/fleet/cpu_1h" | awk '{s += $1} END {print s}') more bytes, not counted above); queries whose buckets a rollup holds exactly read it" >>"$facts"
+fi
 parquet_glob="$work/fleetlake/store/fleet/cpu/**/*.parquet"
 echo "duckdb note reads fleetlake's $(find "$work/fleetlake/store/fleet/cpu" -name '*.parquet' | wc -l) compacted Parquet file(s) ($(find "$work/fleetlake/store/fleet/cpu" -name '*.parquet' -exec du -cb {} + | tail -n 1 | cut -f1) bytes); in-process times, no HTTP" >>"$facts"
 

@@ -228,8 +228,15 @@ fn merge_plan(
             FileGroup::new(vec![pf])
         })
         .collect();
+    // Each stream reads its own file: the merge below takes every stream
+    // as sorted. Without this DataFusion lets a stream that finishes its
+    // file take a sibling's (work stealing), and one stream then yields two
+    // files one after the other — unsorted, so the dedup kept an older
+    // write. Found when reads of a few pages began to complete without
+    // waiting (the stream that finished first took the next file).
     let config = FileScanConfigBuilder::new(url, Arc::new(source))
         .with_file_groups(groups)
+        .with_preserve_order(true)
         .with_projection_indices(Some((0..=n).collect()))
         .map_err(df)?
         .build();
