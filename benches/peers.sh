@@ -141,18 +141,7 @@ furl=http://127.0.0.1:$fport
 # after the forced compaction is exactly the live files, which DuckDB reads.
 rollup_args=""
 if [ "$rollups" = 1 ]; then
-    cat >"$work/rollups.toml" <<'TOML'
-[[rollup]]
-source = "cpu"
-target = "cpu_1m"
-every = "1m"
-
-[[rollup]]
-source = "cpu"
-target = "cpu_1h"
-every = "1h"
-TOML
-    rollup_args="--rollups $work/rollups.toml"
+    rollup_args="--rollups $root/benches/tsbs_rollups.toml"
 fi
 # shellcheck disable=SC2086
 RUST_LOG=warn "$bin/fleetlake" serve --http-bind "127.0.0.1:$fport" --data-dir "$work/fleetlake" \

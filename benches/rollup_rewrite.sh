@@ -26,6 +26,7 @@ while [ $# -gt 0 ]; do
 done
 
 bin=${BIN:-${CARGO_TARGET_DIR:-target}/release/fleetlake}
+rollups="$(cd "$(dirname "$0")" && pwd)/tsbs_rollups.toml"
 work=$(mktemp -d /var/tmp/rollup-rewrite.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
@@ -36,18 +37,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-cat >"$work/rollups.toml" <<'EOF'
-[[rollup]]
-source = "cpu"
-target = "cpu_1m"
-every = "1m"
-
-[[rollup]]
-source = "cpu"
-target = "cpu_1h"
-every = "1h"
-EOF
 
 start() {
     "$bin" serve --data-dir "$work/data" --http-bind "127.0.0.1:$port" \
@@ -65,7 +54,7 @@ stop() {
 }
 admin() { curl -sf -X POST "$url/api/v1/admin/$1" >/dev/null; }
 
-start --rollups "$work/rollups.toml"
+start --rollups "$rollups"
 "$bin" bench ingest --url "$url/api/v3/write_lp?db=fleet" --gen cpu-only \
     --hosts "$hosts" --hours "$hours" --start "$start_at" --concurrency 4 --batch 5000 >/dev/null
 admin flush
@@ -77,7 +66,7 @@ stop
 for round in $(seq 1 "$rounds"); do
     for mode in rollups source; do
         if [ "$mode" = rollups ]; then
-            start --rollups "$work/rollups.toml"
+            start --rollups "$rollups"
             # A pass with nothing to do publishes the rollups' progress.
             admin rollup
         else

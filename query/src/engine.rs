@@ -290,11 +290,14 @@ impl QueryEngine {
         state
     }
 
-    /// [`QueryEngine::session_state`] with the lean physical optimizer.
-    fn lean_session_state(&self, db: &str) -> SessionState {
-        let mut state = self.states_of(db).lean.clone();
-        state.mark_start_execution();
-        state
+    /// `query`'s state (its config, partitions and start time) with the
+    /// lean physical optimizer.
+    fn lean_like(&self, query: &SessionState) -> SessionState {
+        let db = &query.config_options().catalog.default_schema;
+        let mut lean = self.states_of(db).lean.clone();
+        *lean.execution_props_mut() = query.execution_props().clone();
+        *lean.config_mut() = query.config().clone();
+        lean
     }
 
     fn states_of(&self, db: &str) -> Arc<States> {
@@ -509,20 +512,12 @@ impl QueryEngine {
                 if let Some(now) = now {
                     ctx.execution_props_mut().query_execution_start_time = Some(now);
                 }
-                let plan = match &rollups {
-                    Some(r) => rollup_rewrite::answer_from_rollups(plan, &ctx, r)
-                        .await
-                        .map_err(|e| Error::from_datafusion(e, mem))?,
-                    None => plan,
-                };
-                let small = fit_partitions(&mut ctx, &plan);
+                let (plan, small) = rewrite_and_size(&mut ctx, plan, rollups.as_deref())
+                    .await
+                    .map_err(|e| Error::from_datafusion(e, mem))?;
                 let inline = small && bounded_by_its_scans(&plan);
                 if inline {
-                    let db = ctx.config_options().catalog.default_schema.clone();
-                    let mut lean = self.lean_session_state(&db);
-                    *lean.execution_props_mut() = ctx.execution_props().clone();
-                    *lean.config_mut() = ctx.config().clone();
-                    ctx = lean;
+                    ctx = self.lean_like(&ctx);
                 }
                 let optimize = started.elapsed();
                 (Input::Ready { plan, optimize }, inline)
@@ -789,14 +784,8 @@ async fn plan_and_run(
     } else {
         state.optimize(&plan)?
     };
-    // After binding: whether a rollup answers exactly depends on the values.
-    let optimized = match &rollups {
-        Some(r) => rollup_rewrite::answer_from_rollups(optimized, &state, r).await?,
-        None => optimized,
-    };
+    let (optimized, _) = rewrite_and_size(&mut state, optimized, rollups.as_deref()).await?;
     let optimized_at = std::time::Instant::now();
-    // Part of physical planning: how many partitions the plan gets.
-    fit_partitions(&mut state, &optimized);
     let (stream, mut timings) =
         run_physical(state, runtime, optimized, optimized_at - planned).await?;
     timings.plan = planned - started;
@@ -828,14 +817,24 @@ async fn run_physical(
     Ok((stream, timings))
 }
 
-/// Plans a query whose scans read a few pages (see [`crate::scan_size`])
-/// with one partition; whether it did.
-fn fit_partitions(state: &mut SessionState, plan: &LogicalPlan) -> bool {
-    let small = scan_size::is_small(plan, state, scan_size::SMALL_SCAN_ROWS);
+/// The last logical steps, after binding: the rollup rewrite (whether a
+/// rollup answers exactly depends on the values), then the scans' size,
+/// which plans a query of a few pages (see [`crate::scan_size`]) with one
+/// partition. Whether it is that small.
+async fn rewrite_and_size(
+    state: &mut SessionState,
+    plan: LogicalPlan,
+    rollups: Option<&RollupRegistry>,
+) -> datafusion::common::Result<(LogicalPlan, bool)> {
+    let plan = match rollups {
+        Some(r) => rollup_rewrite::answer_from_rollups(plan, state, r).await?,
+        None => plan,
+    };
+    let small = scan_size::is_small(&plan, state, scan_size::SMALL_SCAN_ROWS);
     if small && state.config().target_partitions() > 1 {
         state.config_mut().options_mut().execution.target_partitions = 1;
     }
-    small
+    Ok((plan, small))
 }
 
 /// Whether `plan`'s work is bounded by what its scans read: no join,

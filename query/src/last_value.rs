@@ -60,7 +60,7 @@ use fleetlake_storage::schema::TIME_COLUMN;
 use fleetlake_storage::write_order::{SEQ_COLUMN, is_file_seq, wal_seq_of};
 use futures::StreamExt;
 
-use crate::table::FleetTable;
+use crate::table::{FleetTable, filtered_scan};
 
 /// One table's cache; a query holds it while bringing it up to date.
 type SharedCache = Arc<tokio::sync::Mutex<Cache>>;
@@ -124,13 +124,8 @@ impl LastValueRule {
     /// first, as the `WHERE` was), sorted as `DISTINCT ON` sorts, then the
     /// select list. Its output is the `DISTINCT ON`'s, column for column.
     fn answer_from_cache(&self, on: &DistinctOn) -> Result<Option<LogicalPlan>> {
-        let (filter, scan) = match on.input.as_ref() {
-            LogicalPlan::TableScan(s) => (None, s),
-            LogicalPlan::Filter(f) => match f.input.as_ref() {
-                LogicalPlan::TableScan(s) => (Some(f), s),
-                _ => return Ok(None),
-            },
-            _ => return Ok(None),
+        let Some((filter, scan)) = filtered_scan(on.input.as_ref()) else {
+            return Ok(None);
         };
         if scan.fetch.is_some() || !scan.filters.is_empty() {
             return Ok(None);

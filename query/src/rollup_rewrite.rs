@@ -56,7 +56,7 @@ use fleetlake_storage::write_order::SEQ_COLUMN;
 
 use crate::catalog::CATALOG_NAME;
 use crate::functions::udaf::interval_literal_ns;
-use crate::table::FleetTable;
+use crate::table::{FleetTable, filtered_scan};
 use crate::time_range::{TimeRange, literal_ns};
 
 /// A rollup as far as its last pass got (what its progress object says).
@@ -254,14 +254,10 @@ fn rewrite(
     {
         input = p.input.as_ref();
     }
-    let (predicate, scan) = match input {
-        LogicalPlan::Filter(f) => match f.input.as_ref() {
-            LogicalPlan::TableScan(s) => (Some(&f.predicate), s),
-            _ => return Ok(None),
-        },
-        LogicalPlan::TableScan(s) => (None, s),
-        _ => return Ok(None),
+    let Some((filter, scan)) = filtered_scan(input) else {
+        return Ok(None);
     };
+    let predicate = filter.map(|f| &f.predicate);
     if scan.fetch.is_some() {
         return Ok(None);
     }

@@ -31,7 +31,9 @@ use datafusion::datasource::table_schema::TableSchema as DfTableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::expr_rewriter::unnormalize_cols;
 use datafusion::logical_expr::utils::{conjunction, disjunction};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, lit};
+use datafusion::logical_expr::{
+    Expr, Filter, LogicalPlan, TableProviderFilterPushDown, TableScan, lit,
+};
 use datafusion::physical_expr::expressions::Column as PhysColumn;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
@@ -88,6 +90,18 @@ pub struct FleetTable {
 struct Pruned {
     filters: Vec<Expr>,
     plans: HashMap<String, ParquetAccessPlan>,
+}
+
+/// `plan` as a table scan with at most a filter above it.
+pub(crate) fn filtered_scan(plan: &LogicalPlan) -> Option<(Option<&Filter>, &TableScan)> {
+    match plan {
+        LogicalPlan::TableScan(s) => Some((None, s)),
+        LogicalPlan::Filter(f) => match f.input.as_ref() {
+            LogicalPlan::TableScan(s) => Some((Some(f), s)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Where a table's files are listed.
