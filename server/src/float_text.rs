@@ -4,17 +4,13 @@
 //! JSON strings and CSV fields, so a client tells them from SQL NULL
 //! (which JSON results write as `null`).
 
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef, AsArray, StringArray};
-use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Float64Type, Schema};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, FieldRef, Float32Type, Float64Type};
 use arrow::error::ArrowError;
 use arrow::json::writer::{Encoder, EncoderFactory, EncoderOptions, NullableEncoder};
-use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 /// The text of a float that has no JSON or CSV number.
-fn non_finite(v: f64) -> Option<&'static str> {
+pub(crate) fn non_finite(v: f64) -> Option<&'static str> {
     if v.is_nan() {
         Some("NaN")
     } else if v == f64::INFINITY {
@@ -79,55 +75,13 @@ impl EncoderFactory for JsonFloats {
     }
 }
 
-/// `b` with each float column that holds a non-finite value as text (the
-/// others as they are), for the CSV writer.
-pub fn csv_batch(b: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let mut changed = false;
-    let mut fields = Vec::with_capacity(b.num_columns());
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
-    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
-        let wide: Option<Vec<Option<f64>>> = match c.data_type() {
-            DataType::Float64 => Some(c.as_primitive::<Float64Type>().iter().collect()),
-            DataType::Float32 => Some(
-                c.as_primitive::<Float32Type>()
-                    .iter()
-                    .map(|v| v.map(f64::from))
-                    .collect(),
-            ),
-            _ => None,
-        };
-        match wide {
-            Some(values) if values.iter().flatten().any(|v| !v.is_finite()) => {
-                let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
-                let text: StringArray = values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        v.map(|v| {
-                            non_finite(v).map_or_else(|| fmt.value(i).to_string(), str::to_string)
-                        })
-                    })
-                    .collect();
-                changed = true;
-                fields.push(Arc::new(Field::new(f.name(), DataType::Utf8, true)));
-                columns.push(Arc::new(text));
-            }
-            _ => {
-                fields.push(f.clone());
-                columns.push(c.clone());
-            }
-        }
-    }
-    if !changed {
-        return Ok(b.clone());
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use arrow::array::{Float32Array, Float64Array, Int64Array};
+    use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array};
+    use arrow::record_batch::RecordBatch;
 
     fn batch() -> RecordBatch {
         RecordBatch::try_from_iter([
@@ -199,24 +153,5 @@ mod tests {
             rows[1]
         );
         assert_eq!(rows[2]["y"], "Infinity");
-    }
-
-    #[test]
-    fn csv_spells_non_finite_floats() {
-        let mut out = Vec::new();
-        let mut w = arrow::csv::WriterBuilder::new().build(&mut out);
-        w.write(&csv_batch(&batch()).unwrap()).unwrap();
-        drop(w);
-        let text = String::from_utf8(out).unwrap();
-        let xs: Vec<&str> = text
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').next().unwrap())
-            .collect();
-        assert_eq!(xs, ["1.5", "Infinity", "-Infinity", "NaN", "", "1e300"]);
-        assert!(
-            text.lines().nth(1).unwrap().starts_with("1.5,0.1,1"),
-            "{text}"
-        );
     }
 }

@@ -31,6 +31,7 @@
 
 mod admin;
 pub mod auth;
+mod csv_text;
 mod diagnosis;
 pub mod error;
 mod float_text;

@@ -351,10 +351,7 @@ impl Encoder {
                 }
             }
             Format::Csv => {
-                let mut w = arrow::csv::WriterBuilder::new()
-                    .with_header(false)
-                    .build(&mut out);
-                w.write(&crate::float_text::csv_batch(b)?)?;
+                crate::csv_text::write_rows(b, &mut out)?;
             }
             Format::Arrow => {
                 let w = self.ipc.as_mut().expect("header created the writer");
