@@ -15,6 +15,7 @@ mod duckdb;
 mod grafana;
 mod identity;
 mod last_value;
+mod newest_buckets;
 mod plan_cache;
 mod prometheus;
 mod promql;

@@ -222,6 +222,7 @@ impl QueryEngine {
             .with_runtime_env(runtime.clone())
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(DedupScanPredicate))
+            .with_query_planner(Arc::new(FleetQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
@@ -817,7 +818,8 @@ async fn run_physical(
     Ok((stream, timings))
 }
 
-/// The last logical steps, after binding: the rollup rewrite (whether a
+/// The last logical steps, after binding: the newest buckets narrowed
+/// (their bound is the query's), the rollup rewrite (whether a
 /// rollup answers exactly depends on the values), then the scans' size,
 /// which plans a query of a few pages (see [`crate::scan_size`]) with one
 /// partition. Whether it is that small.
@@ -826,6 +828,7 @@ async fn rewrite_and_size(
     plan: LogicalPlan,
     rollups: Option<&RollupRegistry>,
 ) -> datafusion::common::Result<(LogicalPlan, bool)> {
+    let plan = crate::newest_buckets::narrow(plan)?;
     let plan = match rollups {
         Some(r) => rollup_rewrite::answer_from_rollups(plan, state, r).await?,
         None => plan,
@@ -877,6 +880,27 @@ fn phases_row(schema: &SchemaRef, timings: &PhaseTimings) -> Option<RecordBatch>
         ],
     )
     .ok()
+}
+
+/// DataFusion's physical planner, with the plans of fleetlake's own
+/// logical nodes.
+#[derive(Debug)]
+struct FleetQueryPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for FleetQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> datafusion::common::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(
+            crate::newest_buckets::NewestBucketsPlanner,
+        )])
+        .create_physical_plan(logical_plan, session)
+        .await
+    }
 }
 
 /// What a query may do: read, nothing else.

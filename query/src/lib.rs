@@ -20,6 +20,7 @@ pub mod error;
 pub mod front_door;
 pub mod functions;
 pub mod last_value;
+pub mod newest_buckets;
 pub mod parquet_reader;
 pub mod plan_cache;
 pub mod rollup_rewrite;

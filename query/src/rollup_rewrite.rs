@@ -472,7 +472,7 @@ fn build(
 
 /// A bucket cast to its nanoseconds (a BIGINT, or a timestamp of another
 /// zone) groups as the bucket does.
-fn without_injective_cast(e: &Expr) -> &Expr {
+pub(crate) fn without_injective_cast(e: &Expr) -> &Expr {
     match e {
         Expr::Cast(datafusion::logical_expr::Cast { expr, field })
             if matches!(
@@ -514,7 +514,7 @@ fn is_time_bound(e: &Expr) -> bool {
 }
 
 /// `date_bin(width, time[, origin])` with a fixed width: `(width, origin)` in ns.
-fn date_bin_of_time(e: &Expr) -> Option<(i64, i64)> {
+pub(crate) fn date_bin_of_time(e: &Expr) -> Option<(i64, i64)> {
     let Expr::ScalarFunction(ScalarFunction { func, args }) = e else {
         return None;
     };
