@@ -22,10 +22,16 @@ files, and the query should not pay for the ones it does not read.
 settings (both with the cache on): the same store, before and after a change.
 `--store DIR` keeps the loaded store in DIR and reuses it when it is there
 (loading takes minutes; a profiler can be pointed at a server on it).
+`--shape` sends another TSBS query instead (`high-cpu-all`: every column
+of the rows over a threshold, ~400,000 of them; `groupby-orderby-limit`:
+the newest five minutes' maxima over every host), `--format csv` asks for
+CSV (what `benches/peers.sh` reads) instead of JSON.
 
     python3 benches/fixed_cost.py --bin target/release/fleetlake
     python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --extra-files 2000
     python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --store /var/tmp/fc
+    python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --store /var/tmp/fc \
+        --shape high-cpu-all --format csv --queries 20 --warmup 2
 """
 
 import argparse
@@ -52,7 +58,24 @@ def rfc3339(s):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))
 
 
-def query(rng, hosts):
+def query(rng, hosts, shape):
+    """TSBS's text of `shape` with a random host and times."""
+    if shape == "high-cpu-all":
+        # Twelve hours from a start second up to nine hours before the data.
+        t0 = START - rng.randrange(0, 9 * 3600)
+        return (
+            "SELECT * FROM cpu WHERE usage_user > 90.0 "
+            f"AND time >= '{rfc3339(t0)}' AND time < '{rfc3339(t0 + 12 * 3600)}'"
+        )
+    if shape == "groupby-orderby-limit":
+        # The end of a random hour of the data.
+        t1 = START + 3600 + rng.randrange(0, (HOURS - 1) * 3600)
+        return (
+            "SELECT time_bucket(INTERVAL '1 minute', time) AS minute, "
+            "max(usage_user) AS max_usage_user FROM cpu "
+            f"WHERE time < '{rfc3339(t1)}' "
+            "GROUP BY minute ORDER BY minute DESC LIMIT 5"
+        )
     t0 = START + rng.randrange(0, (HOURS - 1) * 3600)
     return (
         "SELECT time_bucket(INTERVAL '1 minute', time) AS minute, "
@@ -61,6 +84,22 @@ def query(rng, hosts):
         f"AND time >= '{rfc3339(t0)}' AND time < '{rfc3339(t0 + 3600)}' "
         "GROUP BY minute ORDER BY minute"
     )
+
+
+def rows_of(body, fmt):
+    if fmt == "csv":
+        return body.count(b"\n") - 1
+    return len(json.loads(body))
+
+
+def check_rows(shape, n, body):
+    ok = {
+        "single-groupby-1-1-1": n in (60, 61),  # 61 unless the start is aligned
+        "groupby-orderby-limit": n == 5,
+        "high-cpu-all": n > 0,
+    }[shape]
+    if not ok:
+        raise RuntimeError(f"{shape}: unexpected {n} rows: {body[:200]!r}")
 
 
 def start(binary, data, port, plan_cache):
@@ -93,13 +132,16 @@ def timings(header):
     return out
 
 
-def measure(port, hosts, n, warmup, seed):
+def measure(port, args, seed):
+    hosts, n, warmup = args.hosts, args.queries, args.warmup
     rng = random.Random(seed)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     rows = {k: [] for k in ["session", "plan", "optimize", "physical", "first_batch", "client"]}
     answers = []
     for i in range(warmup + n):
-        path = "/api/v1/sql?" + urllib.parse.urlencode({"db": "fleet", "q": query(rng, hosts)})
+        path = "/api/v1/sql?" + urllib.parse.urlencode(
+            {"db": "fleet", "q": query(rng, hosts, args.shape), "format": args.format}
+        )
         t = time.perf_counter()
         conn.request("GET", path)
         r = conn.getresponse()
@@ -112,10 +154,9 @@ def measure(port, hosts, n, warmup, seed):
         for k, v in timings(r.getheader("server-timing", "")).items():
             rows[k].append(v)
         rows["client"].append(client)
-        # An hour from a start second is 60 minute buckets, 61 unless aligned.
-        if len(json.loads(body)) not in (60, 61):
-            raise RuntimeError(f"expected 60 or 61 minutes, got {body[:200]!r}")
-        answers.append(body)
+        check_rows(args.shape, rows_of(body, args.format), body)
+        # high-cpu-all has no ORDER BY: its rows come in any order.
+        answers.append(sorted(body.split(b"\n")) if args.shape == "high-cpu-all" else body)
     conn.close()
     return {k: statistics.median(v) for k, v in rows.items() if v}, answers
 
@@ -129,6 +170,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--extra-files", type=int, default=0)
     ap.add_argument("--other-bin")
+    ap.add_argument(
+        "--shape",
+        default="single-groupby-1-1-1",
+        choices=["single-groupby-1-1-1", "high-cpu-all", "groupby-orderby-limit"],
+        help="the TSBS query sent (single-groupby-1-1-1: the fixed cost)",
+    )
+    ap.add_argument("--format", default="json", choices=["json", "csv"])
     ap.add_argument(
         "--store",
         help="keep the loaded store in this directory and reuse it when it exists "
@@ -182,7 +230,7 @@ def run(args, data, port):
         for label, binary, cache in setups:
             server = start(binary, data, port, cache)
             try:
-                m, answers = measure(port, args.hosts, args.queries, args.warmup, seed=r)
+                m, answers = measure(port, args, seed=r)
             finally:
                 server.terminate()
                 server.wait(timeout=60)

@@ -52,6 +52,7 @@ type IntText<'a> = Box<dyn Fn(usize, &mut Vec<u8>) + 'a>;
 
 /// One column's cells.
 enum Cells<'a> {
+    I64(&'a PrimitiveArray<Int64Type>),
     Int(IntText<'a>, &'a dyn Array),
     F64(&'a PrimitiveArray<Float64Type>),
     F32(&'a PrimitiveArray<Float32Type>),
@@ -61,6 +62,9 @@ enum Cells<'a> {
         keys: Box<dyn Fn(usize) -> usize + 'a>,
         values: &'a dyn Array,
         array: &'a dyn Array,
+        /// Every value's field, written once, when the dictionary is no
+        /// larger than the batch (a tag's values repeat row after row).
+        fields: Option<Fields>,
     },
     Time(UtcTimes<'a>),
     Other(ArrayFormatter<'a>, String),
@@ -72,7 +76,7 @@ impl<'a> Cells<'a> {
             DataType::Int8 => int::<Int8Type>(array),
             DataType::Int16 => int::<Int16Type>(array),
             DataType::Int32 => int::<Int32Type>(array),
-            DataType::Int64 => int::<Int64Type>(array),
+            DataType::Int64 => Cells::I64(array.as_primitive()),
             DataType::UInt8 => int::<UInt8Type>(array),
             DataType::UInt16 => int::<UInt16Type>(array),
             DataType::UInt32 => int::<UInt32Type>(array),
@@ -93,10 +97,12 @@ impl<'a> Cells<'a> {
                     DataType::UInt64 => dictionary_keys::<UInt64Type>(array),
                     _ => return other(array, options),
                 };
+                let values = array.as_any_dictionary().values().as_ref();
                 Cells::Dictionary {
                     keys,
-                    values: array.as_any_dictionary().values().as_ref(),
+                    values,
                     array,
+                    fields: (values.len() <= array.len().max(1024)).then(|| Fields::of(values)),
                 }
             }
             DataType::Timestamp(unit, Some(tz)) if matches!(tz.as_ref(), "UTC" | "+00:00") => {
@@ -116,6 +122,11 @@ impl<'a> Cells<'a> {
 
     fn write(&mut self, row: usize, out: &mut Vec<u8>) -> Result<(), ArrowError> {
         match self {
+            Cells::I64(a) => {
+                if a.is_valid(row) {
+                    out.extend_from_slice(itoa::Buffer::new().format(a.value(row)).as_bytes());
+                }
+            }
             Cells::Int(write, array) => {
                 if array.is_valid(row) {
                     write(row, out);
@@ -149,11 +160,16 @@ impl<'a> Cells<'a> {
                 keys,
                 values,
                 array,
+                fields,
             } => {
                 // A null key, or a key pointing at a null value, is NULL.
-                let i = keys(row);
-                if array.is_valid(row) && values.is_valid(i) {
-                    field(text_at(*values, i), out);
+                if array.is_valid(row) {
+                    let i = keys(row);
+                    match fields {
+                        Some(f) => f.write(i, out),
+                        None if values.is_valid(i) => field(text_at(*values, i), out),
+                        None => {}
+                    }
                 }
             }
             Cells::Time(t) => t.write(row, out)?,
@@ -164,6 +180,35 @@ impl<'a> Cells<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The fields of a string array's values, quoted where needed, end to end.
+struct Fields {
+    bytes: Vec<u8>,
+    /// Each value's range of `bytes`; `None` for a null value.
+    ranges: Vec<Option<(usize, usize)>>,
+}
+
+impl Fields {
+    fn of(values: &dyn Array) -> Self {
+        let mut bytes = Vec::new();
+        let ranges = (0..values.len())
+            .map(|i| {
+                values.is_valid(i).then(|| {
+                    let start = bytes.len();
+                    field(text_at(values, i), &mut bytes);
+                    (start, bytes.len())
+                })
+            })
+            .collect();
+        Self { bytes, ranges }
+    }
+
+    fn write(&self, i: usize, out: &mut Vec<u8>) {
+        if let Some(Some((start, end))) = self.ranges.get(i) {
+            out.extend_from_slice(&self.bytes[*start..*end]);
+        }
     }
 }
 
@@ -660,6 +705,19 @@ mod tests {
             "1.5,0.1\nInfinity,\n-Infinity,Infinity\nNaN,NaN\n,3.0\n1e300,4.0\n"
         );
         assert_eq!(text, arrow_text(&b));
+    }
+
+    #[test]
+    fn a_dictionary_larger_than_its_batch_is_read_value_by_value() {
+        let values: StringArray = (0..2000)
+            .map(|i| (i % 7 != 3).then(|| format!("v,{i}")))
+            .collect();
+        let keys =
+            arrow::array::Int32Array::from(vec![Some(0), Some(3), None, Some(1999), Some(11)]);
+        let dict = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+        let b = RecordBatch::try_from_iter([("d", Arc::new(dict) as ArrayRef)]).unwrap();
+        assert_eq!(ours(&b), "\"v,0\"\n\"\"\n\"\"\n\"v,1999\"\n\"v,11\"\n");
+        assert_eq!(ours(&b), arrow_text(&b));
     }
 
     #[test]
