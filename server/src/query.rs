@@ -312,6 +312,9 @@ struct Encoder {
     rows_written: usize,
     started: bool,
     ipc: Option<arrow::ipc::writer::StreamWriter<Vec<u8>>>,
+    /// Bytes per row of the last batch: the next one's buffer is made that
+    /// large at once instead of doubling its way there.
+    row_bytes: usize,
 }
 
 impl Encoder {
@@ -322,11 +325,12 @@ impl Encoder {
             rows_written: 0,
             started: false,
             ipc: None,
+            row_bytes: 0,
         }
     }
 
     fn batch(&mut self, b: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(b.num_rows() * self.row_bytes * 9 / 8);
         if !self.started {
             self.started = true;
             out.extend(self.header()?);
@@ -338,15 +342,22 @@ impl Encoder {
                 w.finish()?;
             }
             Format::Json => {
-                let mut lines = Vec::new();
-                let mut w = json_lines(&mut lines);
-                w.write(b)?;
-                w.finish()?;
-                for row in lines.split(|&c| c == b'\n').filter(|r| !r.is_empty()) {
+                // Each row as Arrow's JSON writer writes it, straight into
+                // the array (its writer cannot continue an array across
+                // batches).
+                let rows = arrow::array::StructArray::from(b.clone());
+                let field = std::sync::Arc::new(arrow::datatypes::Field::new_struct(
+                    "",
+                    b.schema().fields().clone(),
+                    false,
+                ));
+                let options = json_options();
+                let mut encoder = arrow::json::writer::make_encoder(&field, &rows, &options)?;
+                for i in 0..b.num_rows() {
                     if self.rows_written > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(row);
+                    encoder.encode(i, &mut out);
                     self.rows_written += 1;
                 }
             }
@@ -359,6 +370,9 @@ impl Encoder {
                 out.append(w.get_mut());
             }
             Format::Pretty | Format::Parquet => unreachable!("not streamed"),
+        }
+        if b.num_rows() > 0 {
+            self.row_bytes = out.len() / b.num_rows();
         }
         Ok(out)
     }
@@ -404,8 +418,7 @@ impl Encoder {
     }
 }
 
-/// A JSON-lines writer: SQL NULL as `null`, non-finite floats as strings
-/// ([`crate::float_text`]).
+/// A JSON-lines writer with [`json_options`].
 fn json_lines(
     out: &mut Vec<u8>,
 ) -> arrow::json::writer::Writer<&mut Vec<u8>, arrow::json::writer::LineDelimited> {
@@ -413,6 +426,14 @@ fn json_lines(
         .with_explicit_nulls(true)
         .with_encoder_factory(std::sync::Arc::new(crate::float_text::JsonFloats))
         .build(out)
+}
+
+/// JSON rows: SQL NULL as `null`, non-finite floats as strings
+/// ([`crate::float_text`]).
+fn json_options() -> arrow::json::writer::EncoderOptions {
+    arrow::json::writer::EncoderOptions::default()
+        .with_explicit_nulls(true)
+        .with_encoder_factory(std::sync::Arc::new(crate::float_text::JsonFloats))
 }
 
 fn csv_escape(s: &str) -> String {
