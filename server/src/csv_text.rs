@@ -489,6 +489,16 @@ mod tests {
         ]
     }
 
+    /// [`times_ns`] in a coarser unit (`per` nanoseconds).
+    fn scaled(per: i64, tz: &str) -> ArrayRef {
+        let values: Vec<Option<i64>> = times_ns().iter().map(|v| v.map(|v| v / per)).collect();
+        match per {
+            1_000 => Arc::new(TimestampMicrosecondArray::from(values).with_timezone(tz)),
+            1_000_000 => Arc::new(TimestampMillisecondArray::from(values).with_timezone(tz)),
+            _ => unreachable!("microseconds or milliseconds"),
+        }
+    }
+
     #[test]
     fn rows_equal_arrows_writer_for_every_column_kind() {
         let n = 9;
@@ -606,30 +616,8 @@ mod tests {
                 "t_naive",
                 Arc::new(TimestampNanosecondArray::from(times_ns())) as ArrayRef,
             ),
-            (
-                "t_us",
-                Arc::new(
-                    TimestampMicrosecondArray::from(
-                        times_ns()
-                            .iter()
-                            .map(|v| v.map(|v| v / 1000))
-                            .collect::<Vec<_>>(),
-                    )
-                    .with_timezone("UTC"),
-                ) as ArrayRef,
-            ),
-            (
-                "t_ms",
-                Arc::new(
-                    TimestampMillisecondArray::from(
-                        times_ns()
-                            .iter()
-                            .map(|v| v.map(|v| v / 1_000_000))
-                            .collect::<Vec<_>>(),
-                    )
-                    .with_timezone("UTC"),
-                ) as ArrayRef,
-            ),
+            ("t_us", scaled(1_000, "UTC")),
+            ("t_ms", scaled(1_000_000, "UTC")),
             (
                 "t_s",
                 Arc::new(
@@ -674,35 +662,11 @@ mod tests {
 
     #[test]
     fn non_finite_floats_are_spelled_out_and_nulls_left_empty() {
-        let b = RecordBatch::try_from_iter([
-            (
-                "x",
-                Arc::new(Float64Array::from(vec![
-                    Some(1.5),
-                    Some(f64::INFINITY),
-                    Some(f64::NEG_INFINITY),
-                    Some(f64::NAN),
-                    None,
-                    Some(1e300),
-                ])) as ArrayRef,
-            ),
-            (
-                "y",
-                Arc::new(Float32Array::from(vec![
-                    Some(0.1),
-                    None,
-                    Some(f32::INFINITY),
-                    Some(f32::NAN),
-                    Some(3.0),
-                    Some(4.0),
-                ])) as ArrayRef,
-            ),
-        ])
-        .unwrap();
+        let b = crate::float_text::tests::batch();
         let text = ours(&b);
         assert_eq!(
             text,
-            "1.5,0.1\nInfinity,\n-Infinity,Infinity\nNaN,NaN\n,3.0\n1e300,4.0\n"
+            "1.5,0.1,1\nInfinity,,2\n-Infinity,Infinity,3\nNaN,2.0,4\n,3.0,5\n1e300,4.0,6\n"
         );
         assert_eq!(text, arrow_text(&b));
     }

@@ -76,14 +76,15 @@ impl EncoderFactory for JsonFloats {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
     use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array};
     use arrow::record_batch::RecordBatch;
 
-    fn batch() -> RecordBatch {
+    /// Floats with every non-finite value and a NULL, and an integer column.
+    pub(crate) fn batch() -> RecordBatch {
         RecordBatch::try_from_iter([
             (
                 "x",
