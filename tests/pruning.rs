@@ -302,3 +302,40 @@ async fn a_query_answer_times_its_planning_phases() {
         assert!(n >= 1, "{m}");
     }
 }
+
+/// `usage_user > 90.0` over an integer field compares integers (no cast of
+/// every row to a float), with the answer of the cast: a whole literal only.
+#[tokio::test]
+async fn integer_fields_compare_with_whole_floats_without_a_cast() {
+    let server = Server::start(&[]);
+    let hosts = 20;
+    let tsbs = Tsbs::new(hosts);
+    server.write_ok("fleet", &tsbs.body(0, 360)).await;
+    server.flush().await;
+    let count = |pred: &dyn Fn(i64) -> bool| {
+        (0..360)
+            .flat_map(|e| (0..hosts).map(move |h| (h, e)))
+            .filter(|&(h, e)| pred(tsbs.value(h, e, 0)))
+            .count() as i64
+    };
+    for (cmp, expected, cast) in [
+        ("usage_user > 90.0", count(&|v| v > 90), false),
+        ("usage_user <= 90.0", count(&|v| v <= 90), false),
+        ("90.0 = usage_user", count(&|v| v == 90), false),
+        ("usage_user <> 7.0", count(&|v| v != 7), false),
+        ("usage_user > 90.5", count(&|v| v > 90), true),
+    ] {
+        let sql = format!("SELECT count(*) FROM cpu WHERE {cmp}");
+        assert_eq!(server.sql_i64("fleet", &sql).await, expected, "{sql}");
+        let plan = explain(&server, &sql).await;
+        let predicate = plan
+            .split("predicate=")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no predicate in {plan}"));
+        assert_eq!(
+            predicate.contains("CAST(usage_user"),
+            cast,
+            "{sql}: {predicate}"
+        );
+    }
+}

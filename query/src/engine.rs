@@ -818,8 +818,9 @@ async fn run_physical(
     Ok((stream, timings))
 }
 
-/// The last logical steps, after binding: the newest buckets narrowed
-/// (their bound is the query's), the rollup rewrite (whether a
+/// The last logical steps, after binding: integer comparisons without
+/// their cast to float and the newest buckets narrowed (both depend on the
+/// query's literals), the rollup rewrite (whether a
 /// rollup answers exactly depends on the values), then the scans' size,
 /// which plans a query of a few pages (see [`crate::scan_size`]) with one
 /// partition. Whether it is that small.
@@ -828,6 +829,10 @@ async fn rewrite_and_size(
     plan: LogicalPlan,
     rollups: Option<&RollupRegistry>,
 ) -> datafusion::common::Result<(LogicalPlan, bool)> {
+    let mut plan = crate::integer_compare::unwrap_casts(plan)?;
+    if let LogicalPlan::Explain(e) = &mut plan {
+        show_final_plan(e);
+    }
     let plan = crate::newest_buckets::narrow(plan)?;
     let plan = match rollups {
         Some(r) => rollup_rewrite::answer_from_rollups(plan, state, r).await?,
@@ -880,6 +885,17 @@ fn phases_row(schema: &SchemaRef, timings: &PhaseTimings) -> Option<RecordBatch>
         ],
     )
     .ok()
+}
+
+/// `EXPLAIN`'s final logical plan as `e.plan` is now: a rewrite after the
+/// optimizer changed the plan that runs.
+pub(crate) fn show_final_plan(e: &mut datafusion::logical_expr::Explain) {
+    let text = Arc::new(e.plan.display_indent().to_string());
+    for s in &mut e.stringified_plans {
+        if s.plan_type == datafusion::common::display::PlanType::FinalLogicalPlan {
+            s.plan = Arc::clone(&text);
+        }
+    }
 }
 
 /// DataFusion's physical planner, with the plans of fleetlake's own

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod front_door;
 pub mod functions;
+pub mod integer_compare;
 pub mod last_value;
 pub mod newest_buckets;
 pub mod parquet_reader;

@@ -33,7 +33,6 @@ use std::sync::Arc;
 
 use datafusion::catalog::Session;
 use datafusion::catalog::default_table_source::source_as_provider;
-use datafusion::common::display::PlanType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchemaRef, Result, ScalarValue, internal_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -77,12 +76,7 @@ pub fn narrow(plan: LogicalPlan) -> Result<LogicalPlan> {
         LogicalPlan::Explain(mut e) => {
             if let Some(node) = NewestBuckets::of(&e.plan)? {
                 e.plan = Arc::new(node);
-                let text = Arc::new(e.plan.display_indent().to_string());
-                for s in &mut e.stringified_plans {
-                    if s.plan_type == PlanType::FinalLogicalPlan {
-                        s.plan = Arc::clone(&text);
-                    }
-                }
+                crate::engine::show_final_plan(&mut e);
             }
             Ok(LogicalPlan::Explain(e))
         }

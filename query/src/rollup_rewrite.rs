@@ -39,7 +39,6 @@ use std::sync::{Arc, RwLock};
 
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
-use datafusion::common::display::PlanType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, Result, ScalarValue, TableReference};
 use datafusion::execution::SessionState;
@@ -159,12 +158,7 @@ pub async fn answer_from_rollups(
             let mut node = node.recompute_schema()?;
             // EXPLAIN's logical plan is the one that runs.
             if let LogicalPlan::Explain(e) = &mut node {
-                let text = Arc::new(e.plan.display_indent().to_string());
-                for s in &mut e.stringified_plans {
-                    if s.plan_type == PlanType::FinalLogicalPlan {
-                        s.plan = Arc::clone(&text);
-                    }
-                }
+                crate::engine::show_final_plan(e);
             }
             return Ok(Transformed::yes(node));
         }
