@@ -330,7 +330,10 @@ impl Encoder {
     }
 
     fn batch(&mut self, b: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
-        let mut out = Vec::with_capacity(b.num_rows() * self.row_bytes * 9 / 8);
+        // At most 16 MiB ahead: one batch of huge rows must not make the
+        // next, longer batch ask for gigabytes it may never fill.
+        let guess = b.num_rows().saturating_mul(self.row_bytes) / 8 * 9;
+        let mut out = Vec::with_capacity(guess.min(16 << 20));
         if !self.started {
             self.started = true;
             out.extend(self.header()?);
