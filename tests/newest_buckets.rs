@@ -93,6 +93,23 @@ async fn the_newest_buckets_equal_the_whole_answers_first_rows() {
             .contains("narrowed_answered=1")
     );
 
+    // Without an upper bound, the table's newest time bounds the buckets.
+    let latest = "SELECT date_bin(INTERVAL '1 minute', time) AS minute, count(*) AS n \
+                  FROM cpu GROUP BY minute ORDER BY minute DESC LIMIT 5";
+    let rows = server.sql("fleet", latest).await;
+    assert_eq!(rows, first_rows(&server, latest, 5).await);
+    assert_eq!(rows[0]["minute"], "2016-01-01T00:59:00Z");
+    assert!(
+        newest_line(&server, latest)
+            .await
+            .contains("narrowed_answered=1")
+    );
+    let plan = server.plan("fleet", &format!("EXPLAIN {latest}")).await;
+    assert!(
+        plan.contains("narrowed to time >= 2016-01-01T00:55:00Z"),
+        "{plan}"
+    );
+
     // Oldest first is not narrowed (it would need the range's start).
     let asc = sql.replace("minute DESC", "minute ASC");
     let plan = server.plan("fleet", &format!("EXPLAIN {asc}")).await;

@@ -24,8 +24,9 @@
 //!
 //! It applies to `[Limit k] → Sort (bucket DESC, …)[fetch k] → Projection |
 //! Filter … → Aggregate (grouped by one `date_bin` of `time`, and anything
-//! else) → [column Projection] → [Filter] → scan of a fleetlake table`,
-//! when the filters bound `time` above by a literal. `EXPLAIN` shows a
+//! else) → [column Projection] → [Filter] → scan of a fleetlake table`.
+//! The bound is the query's upper bound on `time` or the newest time the
+//! table's files and buffer hold, whichever is lower. `EXPLAIN` shows a
 //! `NewestBuckets` node over both plans.
 
 use std::fmt;
@@ -191,7 +192,7 @@ fn shape(plan: &LogicalPlan) -> Option<(usize, i64)> {
     }
     let (filter, scan) = filtered_scan(input)?;
     let provider = source_as_provider(&scan.source).ok()?;
-    provider.downcast_ref::<FleetTable>()?;
+    let table = provider.downcast_ref::<FleetTable>()?;
     let conjuncts: Vec<Expr> = filter
         .into_iter()
         .flat_map(|f| split_conjunction(&f.predicate))
@@ -199,11 +200,18 @@ fn shape(plan: &LogicalPlan) -> Option<(usize, i64)> {
         .cloned()
         .collect();
     let range = TimeRange::from_filters(&conjuncts);
-    if range.max == i64::MAX {
-        return None;
-    }
+    // No row is newer than the newest the table's files and buffer hold
+    // (statistics of rows the filters may drop: an upper bound all the
+    // same, so only how often the narrowed plan answers depends on it).
+    let newest = table
+        .files()
+        .iter()
+        .map(|f| f.max_time)
+        .chain(table.buffered().iter().map(|b| b.max_time))
+        .max()?;
+    let last = range.max.min(newest);
     // The newest bucket that can hold a row, then k - 1 below it.
-    let top = origin.checked_add(range.max.checked_sub(origin)?.div_euclid(width) * width)?;
+    let top = origin.checked_add(last.checked_sub(origin)?.div_euclid(width) * width)?;
     let since_ns = top.checked_sub(width.checked_mul(i64::try_from(k - 1).ok()?)?)?;
     (range.min < since_ns).then_some((k, since_ns))
 }
