@@ -829,15 +829,22 @@ async fn rewrite_and_size(
     plan: LogicalPlan,
     rollups: Option<&RollupRegistry>,
 ) -> datafusion::common::Result<(LogicalPlan, bool)> {
-    let mut plan = crate::integer_compare::unwrap_casts(plan)?;
-    if let LogicalPlan::Explain(e) = &mut plan {
-        show_final_plan(e);
-    }
+    let explained = match &plan {
+        LogicalPlan::Explain(e) => Some(Arc::clone(&e.plan)),
+        _ => None,
+    };
+    let plan = crate::integer_compare::unwrap_casts(plan)?;
     let plan = crate::newest_buckets::narrow(plan)?;
-    let plan = match rollups {
+    let mut plan = match rollups {
         Some(r) => rollup_rewrite::answer_from_rollups(plan, state, r).await?,
         None => plan,
     };
+    // EXPLAIN's logical plan is the one that runs.
+    if let (LogicalPlan::Explain(e), Some(before)) = (&mut plan, explained)
+        && e.plan != before
+    {
+        show_final_plan(e);
+    }
     let small = scan_size::is_small(&plan, state, scan_size::SMALL_SCAN_ROWS);
     if small && state.config().target_partitions() > 1 {
         state.config_mut().options_mut().execution.target_partitions = 1;
@@ -887,9 +894,9 @@ fn phases_row(schema: &SchemaRef, timings: &PhaseTimings) -> Option<RecordBatch>
     .ok()
 }
 
-/// `EXPLAIN`'s final logical plan as `e.plan` is now: a rewrite after the
-/// optimizer changed the plan that runs.
-pub(crate) fn show_final_plan(e: &mut datafusion::logical_expr::Explain) {
+/// `EXPLAIN`'s final logical plan as `e.plan` is now: the rewrites after
+/// the optimizer change the plan that runs.
+fn show_final_plan(e: &mut datafusion::logical_expr::Explain) {
     let text = Arc::new(e.plan.display_indent().to_string());
     for s in &mut e.stringified_plans {
         if s.plan_type == datafusion::common::display::PlanType::FinalLogicalPlan {

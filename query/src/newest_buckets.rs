@@ -55,7 +55,7 @@ use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use fleetlake_storage::schema::TIME_COLUMN;
 use futures::TryStreamExt;
 
-use crate::rollup_rewrite::{date_bin_of_time, without_injective_cast};
+use crate::rollup_rewrite::{date_bin_of_time, unalias, without_injective_cast};
 use crate::table::{FleetTable, filtered_scan};
 use crate::time_range::TimeRange;
 
@@ -64,8 +64,7 @@ use crate::time_range::TimeRange;
 const MAX_BUCKETS: usize = 1_000;
 
 /// `plan` over a [`NewestBuckets`] node when its shape allows (see the
-/// module's doc); `plan` itself otherwise. Under `EXPLAIN [ANALYZE]` too,
-/// whose final logical plan then shows the node.
+/// module's doc); `plan` itself otherwise. Under `EXPLAIN [ANALYZE]` too.
 pub fn narrow(plan: LogicalPlan) -> Result<LogicalPlan> {
     match plan {
         LogicalPlan::Analyze(mut a) => {
@@ -77,7 +76,6 @@ pub fn narrow(plan: LogicalPlan) -> Result<LogicalPlan> {
         LogicalPlan::Explain(mut e) => {
             if let Some(node) = NewestBuckets::of(&e.plan)? {
                 e.plan = Arc::new(node);
-                crate::engine::show_final_plan(&mut e);
             }
             Ok(LogicalPlan::Explain(e))
         }
@@ -223,13 +221,6 @@ fn resolve(key: &Expr, schema: &datafusion::common::DFSchema, exprs: &[Expr]) ->
     };
     let i = (0..schema.fields().len()).find(|&i| Column::from(schema.qualified_field(i)) == *c)?;
     Some(unalias(exprs.get(i)?).clone())
-}
-
-fn unalias(e: &Expr) -> &Expr {
-    match e {
-        Expr::Alias(a) => unalias(&a.expr),
-        e => e,
-    }
 }
 
 impl UserDefinedLogicalNodeCore for NewestBuckets {

@@ -155,12 +155,7 @@ pub async fn answer_from_rollups(
         }
         if changed {
             // Above a rewrite: the same columns, perhaps another nullability.
-            let mut node = node.recompute_schema()?;
-            // EXPLAIN's logical plan is the one that runs.
-            if let LogicalPlan::Explain(e) = &mut node {
-                crate::engine::show_final_plan(e);
-            }
-            return Ok(Transformed::yes(node));
+            return Ok(Transformed::yes(node.recompute_schema()?));
         }
         Ok(Transformed::no(node))
     })?;
@@ -484,7 +479,7 @@ pub(crate) fn without_injective_cast(e: &Expr) -> &Expr {
     }
 }
 
-fn unalias(e: &Expr) -> &Expr {
+pub(crate) fn unalias(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => unalias(&a.expr),
         e => e,

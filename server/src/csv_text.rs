@@ -267,7 +267,7 @@ fn float(v: f64, out: &mut Vec<u8>) {
 
 /// A field as RFC 4180 wants it: quoted, with quotes doubled, when it holds
 /// a delimiter, a quote or a line break (the csv crate's "necessary" style).
-fn field(bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn field(bytes: &[u8], out: &mut Vec<u8>) {
     if !bytes
         .iter()
         .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))

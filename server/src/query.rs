@@ -339,14 +339,9 @@ impl Encoder {
             out.extend(self.header()?);
         }
         match self.format {
-            Format::JsonLines => {
-                let mut w = json_lines(&mut out);
-                w.write(b)?;
-                w.finish()?;
-            }
-            Format::Json => {
+            Format::Json | Format::JsonLines => {
                 // Each row as Arrow's JSON writer writes it, straight into
-                // the array (its writer cannot continue an array across
+                // the output (its writer cannot continue an array across
                 // batches).
                 let rows = arrow::array::StructArray::from(b.clone());
                 let field = std::sync::Arc::new(arrow::datatypes::Field::new_struct(
@@ -357,10 +352,13 @@ impl Encoder {
                 let options = json_options();
                 let mut encoder = arrow::json::writer::make_encoder(&field, &rows, &options)?;
                 for i in 0..b.num_rows() {
-                    if self.rows_written > 0 {
+                    if self.format == Format::Json && self.rows_written > 0 {
                         out.push(b',');
                     }
                     encoder.encode(i, &mut out);
+                    if self.format == Format::JsonLines {
+                        out.push(b'\n');
+                    }
                     self.rows_written += 1;
                 }
             }
@@ -384,13 +382,15 @@ impl Encoder {
         Ok(match self.format {
             Format::Json => b"[".to_vec(),
             Format::Csv => {
-                let names: Vec<String> = self
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| csv_escape(f.name()))
-                    .collect();
-                format!("{}\n", names.join(",")).into_bytes()
+                let mut head = Vec::new();
+                for (i, f) in self.schema.fields().iter().enumerate() {
+                    if i > 0 {
+                        head.push(b',');
+                    }
+                    crate::csv_text::field(f.name().as_bytes(), &mut head);
+                }
+                head.push(b'\n');
+                head
             }
             Format::Arrow => {
                 let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &self.schema)?;
@@ -421,28 +421,10 @@ impl Encoder {
     }
 }
 
-/// A JSON-lines writer with [`json_options`].
-fn json_lines(
-    out: &mut Vec<u8>,
-) -> arrow::json::writer::Writer<&mut Vec<u8>, arrow::json::writer::LineDelimited> {
-    arrow::json::writer::WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .with_encoder_factory(std::sync::Arc::new(crate::float_text::JsonFloats))
-        .build(out)
-}
-
 /// JSON rows: SQL NULL as `null`, non-finite floats as strings
 /// ([`crate::float_text`]).
 fn json_options() -> arrow::json::writer::EncoderOptions {
     arrow::json::writer::EncoderOptions::default()
         .with_explicit_nulls(true)
         .with_encoder_factory(std::sync::Arc::new(crate::float_text::JsonFloats))
-}
-
-fn csv_escape(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
