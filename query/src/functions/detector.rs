@@ -487,9 +487,9 @@ impl Detector {
     }
 }
 
-/// The score of the smallest tail probability `p` of a point's statistics,
-/// Bonferroni over the three (the span form's probes rank two, and keep
-/// the factor: a little more conservative).
+/// The score of a point's probability `p` ([`combined`], or the span
+/// form's probe), Bonferroni over the three statistics (the span form's
+/// probes rank two, and keep the factor: a little more conservative).
 fn score_of(p: f64) -> f64 {
     let p = (3.0 * p).min(1.0);
     // + 0.0: −log₁₀ 1 is −0, which prints as "-0".
