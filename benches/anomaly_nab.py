@@ -245,6 +245,12 @@ def normalized(streams, fired_by_stream):
     return 100 * (raw - null) / (perfect - null)
 
 
+def at_threshold(streams, scores, t):
+    """The normalized score when firing at `t` and above."""
+    fired = {k: [i for i, v in rows if v is not None and v >= t] for k, rows in scores.items()}
+    return normalized(streams, fired)
+
+
 def best_threshold(streams, scores):
     """scores: stream -> list of (index, score). The single threshold (on
     |score|) that scores best, from the quantiles of all scores."""
@@ -334,9 +340,20 @@ def main():
             line = f"{name:34} NAB standard {score:6.1f}  threshold {threshold}"
             if name in DEFAULT_THRESHOLD:
                 t = DEFAULT_THRESHOLD[name]
-                fired = {k: [i for i, v in rows if v is not None and v >= t] for k, rows in scores.items()}
-                line += f"; at its default {t}: {normalized(streams, fired):.1f}"
+                line += f"; at its default {t}: {at_threshold(streams, scores, t):.1f}"
             print(f"{line}  ({took:.1f} s)")
+            if name in DEFAULT_THRESHOLD:
+                # How flat the score is around the default, and (NAB's
+                # layout) per category at the default.
+                curve = [round(DEFAULT_THRESHOLD[name] + d / 100, 2) for d in range(-10, 11, 2)]
+                print("    by threshold: " + "  ".join(
+                    f"{t}: {at_threshold(streams, scores, t):.1f}" for t in curve))
+                categories = sorted({s["name"].split(".")[0] for s in streams if "." in s["name"]})
+                if len(categories) > 1:
+                    print("    by category:  " + "  ".join(
+                        f"{c} ({len(g)}): {at_threshold(g, scores, DEFAULT_THRESHOLD[name]):.1f}"
+                        for c in categories
+                        for g in [[s for s in streams if s["name"].startswith(c + ".")]]))
 
 
 if __name__ == "__main__":
