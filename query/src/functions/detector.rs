@@ -94,6 +94,9 @@ const DECADES: f64 = 4.0;
 const MOVES_LEARN: usize = 400;
 /// Levels the learned range is cut into (the levels go on beyond it).
 const LEVELS: f64 = 5.0;
+/// Beyond the learned range, each level is this many times as wide as
+/// the one before it.
+const WIDENING: f64 = 3.0;
 /// Distinct moves a series remembers.
 const MOVES: usize = 64;
 /// How much more probable a move never made before makes a point.
@@ -209,10 +212,16 @@ impl Tail {
 
 /// A coarse memory of how the series moves: the range of its first
 /// [`MOVES_LEARN`] values is cut into [`LEVELS`] levels (they go on beyond
-/// it, each as wide), and every move from one point's level to the next
-/// one's is counted. A move the series makes routinely (a daily batch
-/// job's spike, a counter's reset) is no news however rare each point of
-/// it is; a move it never made is.
+/// it, each [`WIDENING`] times as wide as the one before), and every move
+/// from one point's level to the next one's is counted. A move the series
+/// makes routinely (a daily batch job's spike, a counter's reset) is no
+/// news however rare each point of it is; a move it never made is. The
+/// levels widen beyond the range because bursts are heavy-tailed: a
+/// series whose bursts reach 10 or 50 times its first range (tweet
+/// volumes, network bytes) makes each of them a move never made if the
+/// levels stay as wide, and pages on every burst; with levels three times
+/// wider at each step out, bursts of about the same height share a level,
+/// and become routine.
 #[derive(Debug, Clone)]
 struct Moves {
     /// The range while learning.
@@ -243,8 +252,16 @@ impl Default for Moves {
 
 impl Moves {
     fn level(&self, v: f64) -> i16 {
-        // `as` saturates: a value thousands of levels away is one level.
-        ((v - self.lo) / self.width).floor() as i16
+        let x = (v - self.lo) / self.width;
+        let level = if x >= LEVELS {
+            LEVELS + ((x - LEVELS + 1.0).ln() / WIDENING.ln()).floor()
+        } else if x < 0.0 {
+            -1.0 - ((1.0 - x).ln() / WIDENING.ln()).floor()
+        } else {
+            x.floor()
+        };
+        // `as` saturates (an infinite x too).
+        level as i16
     }
 
     /// Learns `v` (the `n`-th value; `floor` the smallest meaningful
@@ -863,7 +880,7 @@ mod tests {
     }
 
     /// Moves: counted, nearly sorted, bounded; the learning range sets
-    /// the levels and a value far outside them is one saturated level.
+    /// the levels, which widen threefold at each step beyond it.
     #[test]
     fn moves_are_counted_and_bounded() {
         let mut m = Moves::default();
@@ -876,14 +893,25 @@ mod tests {
         assert_eq!(m.add(0.0, MOVES_LEARN + 2, 0.5), Some(1));
         assert_eq!(m.count(0.0, 0.5), Some(2));
         assert_eq!(m.count(0.0, 9.0), Some(0));
-        // A walk through thousands of levels keeps at most MOVES, the
+        // Levels beyond the range [0, 9] (width 1.8): [9, 12.6) is level
+        // 5, [12.6, 23.4) level 6 (three times as wide), [23.4, 55.8) 7;
+        // below it, (−3.6, 0) is −1, [−3.6, −14.4) −2.
+        let w = 9.0 / LEVELS;
+        assert_eq!(m.level(8.99), 4);
+        assert_eq!(m.level(9.0), 5);
+        assert_eq!(m.level(12.5), 5);
+        assert_eq!(m.level(12.7), 6);
+        assert_eq!(m.level(23.3), 6);
+        assert_eq!(m.level(23.5), 7);
+        assert_eq!(m.level(-0.1), -1);
+        assert_eq!(m.level(-3.5), -1);
+        assert_eq!(m.level(-3.7), -2);
+        assert_eq!(m.level(w * (LEVELS - 1.0 + 3f64.powi(40)) * 1.001), 45);
+        // A walk through a hundred levels keeps at most MOVES, the
         // routine move first.
         for n in 0..10_000 {
-            m.add(
-                if n % 2 == 0 { 0.0 } else { n as f64 },
-                MOVES_LEARN + 3 + n,
-                0.5,
-            );
+            let far = w * (LEVELS - 1.0 + 3f64.powi(n as i32 % 100)) * 1.001;
+            m.add(if n % 2 == 0 { 0.0 } else { far }, MOVES_LEARN + 3 + n, 0.5);
         }
         assert_eq!(usize::from(m.len), MOVES);
         assert!(
@@ -891,8 +919,8 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].2 >= w[1].2 || w[1].2 == 1)
         );
-        assert_eq!(m.level(1e300), i16::MAX);
-        assert_eq!(m.level(-1e300), i16::MIN);
+        assert_eq!(m.level(f64::INFINITY), i16::MAX);
+        assert_eq!(m.level(f64::NEG_INFINITY), i16::MIN);
     }
 
     #[test]
