@@ -202,8 +202,7 @@ fn shape(plan: &LogicalPlan) -> Option<(usize, i64)> {
     // (statistics of rows the filters may drop: an upper bound all the
     // same, so only how often the narrowed plan answers depends on it).
     let newest = table
-        .files()
-        .iter()
+        .live_files()
         .map(|f| f.max_time)
         .chain(table.buffered().iter().map(|b| b.max_time))
         .max()?;

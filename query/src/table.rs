@@ -216,7 +216,8 @@ impl FleetTable {
         self.live_files().collect()
     }
 
-    fn live_files(&self) -> Box<dyn Iterator<Item = &FileMeta> + '_> {
+    /// The table's live files, without collecting them.
+    pub(crate) fn live_files(&self) -> Box<dyn Iterator<Item = &FileMeta> + '_> {
         match &self.files {
             Files::Listed(files) => Box::new(files.iter()),
             Files::InSnapshot => {

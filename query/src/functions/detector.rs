@@ -35,9 +35,10 @@
 //! smallest of three and their dependence; they were chosen on NAB's real
 //! streams and the generated corpus together, benches/README.md.) The
 //! point's score is `min(1, −log₁₀(min(1, 3p)) ÷ 4)` (Bonferroni over the
-//! three): 0.5 is a probability of 1%, 0.75 of 0.1‰. A statistic beyond everything in its history scores about 0.78
-//! after 2,000 points, and more the further beyond it is: past the
-//! highest value seen, each quarter octave halves the probability.
+//! three): 0.5 is a probability of 1%, 0.75 of 0.1%. A statistic beyond
+//! everything in its history scores about 0.78 after 2,000 points, and
+//! more the further beyond it is: past the highest value seen, each
+//! quarter octave halves the probability.
 //!
 //! The probabilities of surprise and displacement (where the series is,
 //! not how noisy) are first weighed by what the series has done before at
@@ -254,9 +255,9 @@ impl Moves {
     fn level(&self, v: f64) -> i16 {
         let x = (v - self.lo) / self.width;
         let level = if x >= LEVELS {
-            LEVELS + ((x - LEVELS + 1.0).ln() / WIDENING.ln()).floor()
+            LEVELS + (x - LEVELS + 1.0).log(WIDENING).floor()
         } else if x < 0.0 {
-            -1.0 - ((1.0 - x).ln() / WIDENING.ln()).floor()
+            -1.0 - (1.0 - x).log(WIDENING).floor()
         } else {
             x.floor()
         };
