@@ -22,10 +22,13 @@ files, and the query should not pay for the ones it does not read.
 settings (both with the cache on): the same store, before and after a change.
 `--store DIR` keeps the loaded store in DIR and reuses it when it is there
 (loading takes minutes; a profiler can be pointed at a server on it).
-`--shape` sends another TSBS query instead (`high-cpu-all`: every column
-of the rows over a threshold, ~400,000 of them; `groupby-orderby-limit`:
-the newest five minutes' maxima over every host), `--format csv` asks for
-CSV (what `benches/peers.sh` reads) instead of JSON.
+`--shape` sends another TSBS query instead (the other single-groupby
+shapes; `high-cpu-1`: one host's rows over a threshold; `high-cpu-all`:
+every column of the rows over a threshold, ~400,000 of them;
+`groupby-orderby-limit`: the newest five minutes' maxima over every host), `--format csv` asks for
+CSV (what `benches/peers.sh` reads) instead of JSON. `--rollups` keeps
+per-minute and per-hour rollups of cpu, as `benches/peers.sh --rollups`
+does.
 
     python3 benches/fixed_cost.py --bin target/release/fleetlake
     python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --extra-files 2000
@@ -54,6 +57,18 @@ START = 1_451_606_400  # 2016-01-01T00:00:00Z, `bench ingest`'s --start below
 HOURS = 3
 
 
+CPU_FIELDS = [
+    "usage_user", "usage_system", "usage_idle", "usage_nice", "usage_iowait",
+    "usage_irq", "usage_softirq", "usage_steal", "usage_guest", "usage_guest_nice",
+]
+# TSBS's single-groupby-M-H-T: M metrics, H hosts, T hours (the data's three
+# hours when T is longer).
+SINGLE_GROUPBY = {
+    f"single-groupby-{m}-{h}-{t}": (m, h, t)
+    for m, h, t in [(1, 1, 1), (1, 1, 12), (1, 8, 1), (5, 1, 1), (5, 1, 12), (5, 8, 1)]
+}
+
+
 def rfc3339(s):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))
 
@@ -76,12 +91,26 @@ def query(rng, hosts, shape):
             f"WHERE time < '{rfc3339(t1)}' "
             "GROUP BY minute ORDER BY minute DESC LIMIT 5"
         )
-    t0 = START + rng.randrange(0, (HOURS - 1) * 3600)
+    if shape == "high-cpu-1":
+        # One host, twelve hours: all of the data (TSBS's window is longer).
+        return (
+            "SELECT * FROM cpu WHERE usage_user > 90.0 "
+            f"AND time >= '{rfc3339(START)}' AND time < '{rfc3339(START + HOURS * 3600)}' "
+            f"AND hostname IN ('host_{rng.randrange(hosts)}')"
+        )
+    metrics, n_hosts, hours = SINGLE_GROUPBY[shape]
+    if hours >= HOURS:
+        t0, t1 = START, START + HOURS * 3600
+    else:
+        t0 = START + rng.randrange(0, (HOURS - hours) * 3600)
+        t1 = t0 + hours * 3600
+    picked = rng.sample(range(hosts), n_hosts)
+    aggs = ", ".join(f"max({m}) AS max_{m}" for m in CPU_FIELDS[:metrics])
+    in_list = ", ".join(f"'host_{h}'" for h in picked)
     return (
-        "SELECT time_bucket(INTERVAL '1 minute', time) AS minute, "
-        "max(usage_user) AS max_usage_user FROM cpu "
-        f"WHERE hostname IN ('host_{rng.randrange(hosts)}') "
-        f"AND time >= '{rfc3339(t0)}' AND time < '{rfc3339(t0 + 3600)}' "
+        f"SELECT time_bucket(INTERVAL '1 minute', time) AS minute, {aggs} FROM cpu "
+        f"WHERE hostname IN ({in_list}) "
+        f"AND time >= '{rfc3339(t0)}' AND time < '{rfc3339(t1)}' "
         "GROUP BY minute ORDER BY minute"
     )
 
@@ -103,20 +132,28 @@ def canonical(args, body):
 
 
 def check_rows(shape, n, body):
-    ok = {
-        "single-groupby-1-1-1": n in (60, 61),  # 61 unless the start is aligned
-        "groupby-orderby-limit": n == 5,
-        "high-cpu-all": n > 0,
-    }[shape]
+    if shape in SINGLE_GROUPBY:
+        hours = min(SINGLE_GROUPBY[shape][2], HOURS)
+        ok = n in (60 * hours, 60 * hours + 1)  # one more unless the start is aligned
+    else:
+        ok = {
+            "groupby-orderby-limit": n == 5,
+            "high-cpu-all": n > 0,
+            "high-cpu-1": n >= 0,
+        }[shape]
     if not ok:
         raise RuntimeError(f"{shape}: unexpected {n} rows: {body[:200]!r}")
 
 
-def start(binary, data, port, plan_cache):
+ROLLUPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tsbs_rollups.toml")
+
+
+def start(binary, data, port, plan_cache, rollups=False):
     p = subprocess.Popen(
         [
             binary, "serve", "--data-dir", data, "--http-bind", f"127.0.0.1:{port}",
             "--compaction-interval", "0", "--query-plan-cache", str(plan_cache),
+            *(["--rollups", ROLLUPS] if rollups else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -182,10 +219,16 @@ def main():
     ap.add_argument(
         "--shape",
         default="single-groupby-1-1-1",
-        choices=["single-groupby-1-1-1", "high-cpu-all", "groupby-orderby-limit"],
+        choices=[*SINGLE_GROUPBY, "high-cpu-1", "high-cpu-all", "groupby-orderby-limit"],
         help="the TSBS query sent (single-groupby-1-1-1: the fixed cost)",
     )
     ap.add_argument("--format", default="json", choices=["json", "csv"])
+    ap.add_argument(
+        "--rollups",
+        action="store_true",
+        help="keep benches/tsbs_rollups.toml's rollups of cpu (materialized after the "
+        "compaction), as benches/peers.sh --rollups does; a --store must be loaded with it",
+    )
     ap.add_argument(
         "--store",
         help="keep the loaded store in this directory and reuse it when it exists "
@@ -199,7 +242,7 @@ def main():
             run(args, data, port)
             return
         base = f"http://127.0.0.1:{port}"
-        server = start(args.bin, data, port, 256)
+        server = start(args.bin, data, port, 256, args.rollups)
         try:
             subprocess.run(
                 [
@@ -212,6 +255,8 @@ def main():
             )
             fs.post(f"{base}/api/v1/admin/flush", b"", "application/json")
             fs.post(f"{base}/api/v1/admin/compact", b"", "application/json")
+            if args.rollups:
+                fs.post(f"{base}/api/v1/admin/rollup", b"", "application/json")
             day0 = START - 400 * 86400
             for i in range(args.extra_files):
                 t = (day0 + (i % 365) * 86400 + i // 365) * 10**9
@@ -237,7 +282,7 @@ def run(args, data, port):
     results = []
     for r in range(args.rounds):
         for label, binary, cache in setups:
-            server = start(binary, data, port, cache)
+            server = start(binary, data, port, cache, args.rollups)
             try:
                 m, answers = measure(port, args, seed=r)
             finally:
