@@ -182,6 +182,58 @@ async fn a_small_query_does_not_open_a_file_its_estimate_rules_out() {
     );
 }
 
+/// Equality filters on a tag — `IN`, `=` and `OR`s of them — narrow a
+/// file to the pages whose bounds hold one of the values
+/// (`fleetlake_query::tag_pages`), so a few hosts of a hundred are a small
+/// query, a host in no page opens no file, and the answers are exact.
+#[tokio::test]
+async fn a_few_hosts_by_in_or_and_equality_read_only_their_pages() {
+    let server = Server::start(&[]);
+    let tsbs = Tsbs::new(100);
+    // 100 hosts × 6 hours in one file: 216,000 rows, ~27 pages per column.
+    for hour in 0..6 {
+        server
+            .write_ok("fleet", &tsbs.body(hour * 360, hour * 360 + 360))
+            .await;
+    }
+    server.flush().await;
+    let hosts = [7_usize, 42, 99];
+    let expected: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|&h| {
+            let total: i64 = (0..2160).map(|e| tsbs.value(h, e, 0)).sum();
+            serde_json::json!({"hostname": format!("host_{h}"), "n": 2160, "total": total})
+        })
+        .collect();
+    let select = "SELECT hostname, count(*) AS n, sum(usage_user) AS total FROM cpu WHERE";
+    let group = "GROUP BY hostname ORDER BY hostname";
+    // The first query caches the file's metadata, which the estimate reads.
+    server.sql("fleet", "SELECT count(*) FROM cpu").await;
+    for filter in [
+        "hostname IN ('host_7', 'host_42', 'host_99', 'host_7')",
+        "(hostname = 'host_7' OR hostname = 'host_42' OR 'host_99' = hostname)",
+        "hostname IN ('host_7', 'host_42', 'host_99') AND usage_user >= 0",
+    ] {
+        let sql = format!("{select} {filter} {group}");
+        let rows = server.sql("fleet", &sql).await;
+        assert_eq!(rows, expected, "{sql}");
+        let plan = explain(&server, &sql).await;
+        assert!(!plan.contains("RepartitionExec"), "{sql}\n{plan}");
+        assert!(plan.contains("AggregateExec: mode=Single"), "{sql}\n{plan}");
+    }
+    // The same hosts through a filter no pruning reads agree.
+    let unpruned = format!("{select} hostname || '' IN ('host_7', 'host_42', 'host_99') {group}");
+    assert_eq!(server.sql("fleet", &unpruned).await, expected);
+    // A host in no page: the file is not opened.
+    let none = "SELECT count(*) AS n FROM cpu WHERE hostname IN ('host_nope', 'zz')";
+    assert_eq!(
+        server.sql("fleet", none).await,
+        vec![serde_json::json!({"n": 0})]
+    );
+    let plan = explain(&server, none).await;
+    assert!(files_in(&plan).is_empty(), "{plan}");
+}
+
 /// `min` and `max` of a sparse field beside dense ones: DataFusion's
 /// dynamic filter for them once dropped the rows that held the sparse
 /// field's only value (see `without_aggregate_dynamic_filters`).

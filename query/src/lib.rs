@@ -30,6 +30,7 @@ pub mod scan_size;
 pub mod shared_scan;
 pub mod system;
 pub mod table;
+pub mod tag_pages;
 pub mod time_range;
 
 pub use engine::{QueryConfig, QueryEngine, QueryStream, SqlCheck};

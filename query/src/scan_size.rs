@@ -42,6 +42,7 @@ use object_store::path::Path;
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::table::FleetTable;
+use crate::tag_pages::{self, ColumnValues};
 use crate::time_range::TimeRange;
 
 /// Scans of at most this many rows run in one partition: sixteen pages.
@@ -76,6 +77,9 @@ pub fn is_small(plan: &LogicalPlan, state: &dyn Session, limit: u64) -> bool {
 /// A table's filters as a predicate for pruning one table's files.
 pub struct FilePruning {
     range: TimeRange,
+    /// Equality filters on string columns, pruned by [`tag_pages`].
+    equal: Vec<ColumnValues>,
+    /// The other filters, pruned by DataFusion.
     predicate: Option<Arc<dyn PhysicalExpr>>,
     cache: Arc<FileMetadataCache>,
     schema: arrow::datatypes::SchemaRef,
@@ -88,13 +92,15 @@ impl FilePruning {
         range: TimeRange,
         filters: &[Expr],
     ) -> Self {
+        let (equal, rest) = tag_pages::split(&unnormalize_cols(filters.iter().cloned()), schema);
         // A filter the planner cannot make physical only loses precision.
-        let predicate = conjunction(unnormalize_cols(filters.iter().cloned())).and_then(|p| {
+        let predicate = conjunction(rest).and_then(|p| {
             let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
             state.create_physical_expr(p, &df_schema).ok()
         });
         Self {
             range,
+            equal,
             predicate,
             cache: state.runtime_env().cache_manager.get_file_metadata_cache(),
             schema: Arc::clone(schema),
@@ -114,9 +120,9 @@ impl FilePruning {
                 .downcast_ref::<CachedParquetMetaData>()
                 .map(|m| Arc::clone(m.parquet_metadata()))
         });
-        match (metadata, &self.predicate) {
-            (Some(metadata), Some(predicate)) => {
-                let plan = self.pruned(&metadata, predicate);
+        match metadata {
+            Some(metadata) if self.predicate.is_some() || !self.equal.is_empty() => {
+                let plan = self.pruned(&metadata);
                 (rows_of(&plan, &metadata), Some(plan))
             }
             _ => (self.rows_in_range(file), None),
@@ -134,16 +140,17 @@ impl FilePruning {
         (file.rows as f64 * part).ceil() as u64
     }
 
-    fn pruned(
-        &self,
-        metadata: &ParquetMetaData,
-        predicate: &Arc<dyn PhysicalExpr>,
-    ) -> ParquetAccessPlan {
+    fn pruned(&self, metadata: &ParquetMetaData) -> ParquetAccessPlan {
         let groups = metadata.row_groups();
+        let mut plan = ParquetAccessPlan::new_all(groups.len());
+        tag_pages::prune(&mut plan, &self.equal, metadata);
+        let Some(predicate) = &self.predicate else {
+            return plan;
+        };
         let parquet_schema = metadata.file_metadata().schema_descr();
         let metrics = ExecutionPlanMetricsSet::new();
         let file_metrics = ParquetFileMetrics::new(0, "estimate", &metrics);
-        let mut plan = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
+        let mut plan = RowGroupAccessPlanFilter::new(plan);
         let pruning = PruningPredicateBuilder::new()
             .with_file_schema(self.schema.clone())
             .build(Arc::clone(predicate));
