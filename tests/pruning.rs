@@ -100,6 +100,20 @@ async fn host_and_hour_read_a_small_part_of_the_table() {
     assert!(files_in(&none).is_empty(), "{none}");
 }
 
+/// A server holding 100 TSBS hosts × 6 hours in one flushed file: 216,000
+/// rows, ~27 pages of 8,192 per column.
+async fn hundred_hosts_in_one_file() -> (Server, Tsbs) {
+    let server = Server::start(&[]);
+    let tsbs = Tsbs::new(100);
+    for hour in 0..6 {
+        server
+            .write_ok("fleet", &tsbs.body(hour * 360, hour * 360 + 360))
+            .await;
+    }
+    server.flush().await;
+    (server, tsbs)
+}
+
 /// A query that reads a few pages runs in one partition (no
 /// `RepartitionExec`, one aggregate); one that reads the table keeps a
 /// partition per core. The size is what the page index leaves, once the
@@ -107,15 +121,7 @@ async fn host_and_hour_read_a_small_part_of_the_table() {
 /// though its time range alone is the whole table.
 #[tokio::test]
 async fn a_query_of_a_few_pages_runs_in_one_partition() {
-    let server = Server::start(&[]);
-    let tsbs = Tsbs::new(100);
-    // 100 hosts × 6 hours in one flush: 216,000 rows, pages of 8,192.
-    for hour in 0..6 {
-        server
-            .write_ok("fleet", &tsbs.body(hour * 360, hour * 360 + 360))
-            .await;
-    }
-    server.flush().await;
+    let (server, _) = hundred_hosts_in_one_file().await;
     let big = "SELECT hostname, max(usage_user) FROM cpu GROUP BY hostname";
     let plan = explain(&server, big).await;
     assert_eq!(server.sql("fleet", big).await.len(), 100);
@@ -188,15 +194,7 @@ async fn a_small_query_does_not_open_a_file_its_estimate_rules_out() {
 /// query, a host in no page opens no file, and the answers are exact.
 #[tokio::test]
 async fn a_few_hosts_by_in_or_and_equality_read_only_their_pages() {
-    let server = Server::start(&[]);
-    let tsbs = Tsbs::new(100);
-    // 100 hosts × 6 hours in one file: 216,000 rows, ~27 pages per column.
-    for hour in 0..6 {
-        server
-            .write_ok("fleet", &tsbs.body(hour * 360, hour * 360 + 360))
-            .await;
-    }
-    server.flush().await;
+    let (server, tsbs) = hundred_hosts_in_one_file().await;
     // In the answer's order: by name.
     let hosts = [42_usize, 7, 99];
     let expected: Vec<serde_json::Value> = hosts
