@@ -83,6 +83,15 @@ if [ "$install" = 1 ]; then
     python3 -c 'import duckdb' 2>/dev/null ||
         pip install duckdb || pip install --break-system-packages duckdb
 fi
+# Every peer must be there before anything is loaded (minutes of work).
+missing=""
+command -v victoria-metrics >/dev/null 2>&1 || missing="$missing victoria-metrics"
+command -v influxd >/dev/null 2>&1 || missing="$missing influxd"
+python3 -c 'import duckdb' 2>/dev/null || missing="$missing duckdb(python)"
+if [ -n "$missing" ]; then
+    echo "missing peers:$missing (run without --no-install to install them)" >&2
+    exit 1
+fi
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
