@@ -71,23 +71,25 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ "$install" = 1 ]; then
-    need=""
-    command -v victoria-metrics >/dev/null 2>&1 || need="$need victoria-metrics"
-    command -v influxd >/dev/null 2>&1 || need="$need influxdb"
-    if [ -n "$need" ]; then
+# The peers not installed: Debian packages, then `duckdb` (a PyPI package).
+missing_peers() {
+    command -v victoria-metrics >/dev/null 2>&1 || printf ' victoria-metrics'
+    command -v influxd >/dev/null 2>&1 || printf ' influxdb'
+    python3 -c 'import duckdb' 2>/dev/null || printf ' duckdb'
+}
+missing=$(missing_peers)
+if [ "$install" = 1 ] && [ -n "$missing" ]; then
+    debian=$(echo "$missing" | sed 's/ duckdb//')
+    if [ -n "$debian" ]; then
         apt-get update
         # shellcheck disable=SC2086
-        DEBIAN_FRONTEND=noninteractive apt-get install -y $need
+        DEBIAN_FRONTEND=noninteractive apt-get install -y $debian
     fi
     python3 -c 'import duckdb' 2>/dev/null ||
         pip install duckdb || pip install --break-system-packages duckdb
+    missing=$(missing_peers)
 fi
 # Every peer must be there before anything is loaded (minutes of work).
-missing=""
-command -v victoria-metrics >/dev/null 2>&1 || missing="$missing victoria-metrics"
-command -v influxd >/dev/null 2>&1 || missing="$missing influxd"
-python3 -c 'import duckdb' 2>/dev/null || missing="$missing duckdb(python)"
 if [ -n "$missing" ]; then
     echo "missing peers:$missing (run without --no-install to install them)" >&2
     exit 1

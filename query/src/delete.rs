@@ -6,7 +6,6 @@
 //! bounds on `time` and equalities on tags. The write path turns the result
 //! into a tombstone.
 
-use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
@@ -182,19 +181,7 @@ fn tag_equality(e: &Expr, is_tag: impl Fn(&str) -> bool) -> Option<(String, Stri
             _ => None,
         }
     };
-    let string = |e: &Expr| -> Option<String> {
-        let Expr::Literal(v, _) = e else { return None };
-        let v = match v {
-            ScalarValue::Dictionary(_, inner) => inner.as_ref(),
-            v => v,
-        };
-        match v {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::LargeUtf8(Some(s))
-            | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
-            _ => None,
-        }
-    };
+    let string = |e: &Expr| crate::tag_pages::literal_str(e).map(str::to_string);
     let (name, value) = match (column(left), string(right)) {
         (Some(c), Some(v)) => (c, v),
         _ => (column(right)?, string(left)?),

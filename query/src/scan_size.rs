@@ -33,8 +33,7 @@ use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::logical_expr::expr_rewriter::unnormalize_cols;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use fleetlake_storage::catalog::FileMeta;
 use fleetlake_storage::parquet_file::PAGE_ROWS;
@@ -79,8 +78,9 @@ pub struct FilePruning {
     range: TimeRange,
     /// Equality filters on string columns, pruned by [`tag_pages`].
     equal: Vec<ColumnValues>,
-    /// The other filters, pruned by DataFusion.
-    predicate: Option<Arc<dyn PhysicalExpr>>,
+    /// The other filters, pruned by DataFusion (row groups by statistics,
+    /// then pages); built once for every file of the table.
+    rest: Option<(Option<Arc<PruningPredicate>>, PagePruningAccessPlanFilter)>,
     cache: Arc<FileMetadataCache>,
     schema: arrow::datatypes::SchemaRef,
 }
@@ -98,10 +98,19 @@ impl FilePruning {
             let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
             state.create_physical_expr(p, &df_schema).ok()
         });
+        let rest = predicate.map(|p| {
+            let groups = PruningPredicateBuilder::new()
+                .with_file_schema(Arc::clone(schema))
+                .build(Arc::clone(&p));
+            (
+                groups,
+                PagePruningAccessPlanFilter::new(&p, Arc::clone(schema)),
+            )
+        });
         Self {
             range,
             equal,
-            predicate,
+            rest,
             cache: state.runtime_env().cache_manager.get_file_metadata_cache(),
             schema: Arc::clone(schema),
         }
@@ -121,7 +130,7 @@ impl FilePruning {
                 .map(|m| Arc::clone(m.parquet_metadata()))
         });
         match metadata {
-            Some(metadata) if self.predicate.is_some() || !self.equal.is_empty() => {
+            Some(metadata) if self.rest.is_some() || !self.equal.is_empty() => {
                 let plan = self.pruned(&metadata);
                 (rows_of(&plan, &metadata), Some(plan))
             }
@@ -144,26 +153,17 @@ impl FilePruning {
         let groups = metadata.row_groups();
         let mut plan = ParquetAccessPlan::new_all(groups.len());
         tag_pages::prune(&mut plan, &self.equal, metadata);
-        let Some(predicate) = &self.predicate else {
+        let Some((groups_pruning, pages_pruning)) = &self.rest else {
             return plan;
         };
         let parquet_schema = metadata.file_metadata().schema_descr();
         let metrics = ExecutionPlanMetricsSet::new();
         let file_metrics = ParquetFileMetrics::new(0, "estimate", &metrics);
         let mut plan = RowGroupAccessPlanFilter::new(plan);
-        let pruning = PruningPredicateBuilder::new()
-            .with_file_schema(self.schema.clone())
-            .build(Arc::clone(predicate));
-        if let Some(pruning) = pruning {
-            plan.prune_by_statistics(
-                &self.schema,
-                parquet_schema,
-                groups,
-                &pruning,
-                &file_metrics,
-            );
+        if let Some(pruning) = groups_pruning {
+            plan.prune_by_statistics(&self.schema, parquet_schema, groups, pruning, &file_metrics);
         }
-        PagePruningAccessPlanFilter::new(predicate, self.schema.clone()).prune_plan_with_page_index(
+        pages_pruning.prune_plan_with_page_index(
             plan.build(),
             &self.schema,
             parquet_schema,

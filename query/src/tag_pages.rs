@@ -125,18 +125,24 @@ fn is_string(t: &DataType) -> bool {
 
 /// A non-NULL string literal's bytes (`c = NULL` is left to DataFusion).
 fn string_literal(e: &Expr) -> Option<Vec<u8>> {
+    literal_str(e).map(|s| s.as_bytes().to_vec())
+}
+
+/// The text of a non-NULL string literal (of any string type, possibly
+/// dictionary-encoded).
+pub(crate) fn literal_str(e: &Expr) -> Option<&str> {
     let Expr::Literal(value, _) = e else {
         return None;
     };
-    scalar_string(value)
+    scalar_str(value)
 }
 
-fn scalar_string(value: &ScalarValue) -> Option<Vec<u8>> {
+fn scalar_str(value: &ScalarValue) -> Option<&str> {
     match value {
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s)) => Some(s.as_bytes().to_vec()),
-        ScalarValue::Dictionary(_, inner) => scalar_string(inner),
+        | ScalarValue::Utf8View(Some(s)) => Some(s),
+        ScalarValue::Dictionary(_, inner) => scalar_str(inner),
         _ => None,
     }
 }
