@@ -22,6 +22,8 @@ files, and the query should not pay for the ones it does not read.
 settings (both with the cache on): the same store, before and after a change.
 `--store DIR` keeps the loaded store in DIR and reuses it when it is there
 (loading takes minutes; a profiler can be pointed at a server on it).
+`--other-store DIR2` alternates with a store loaded before (e.g. by another
+build, which compacted it otherwise): the same binary, two layouts.
 `--shape` sends another TSBS query instead (the other single-groupby
 shapes; `high-cpu-1`: one host's rows over a threshold; `high-cpu-all`:
 every column of the rows over a threshold, ~400,000 of them;
@@ -35,6 +37,8 @@ does.
     python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --store /var/tmp/fc
     python3 benches/fixed_cost.py --bin new/fleetlake --other-bin old/fleetlake --store /var/tmp/fc \
         --shape high-cpu-all --format csv --queries 20 --warmup 2
+    python3 benches/fixed_cost.py --bin new/fleetlake --store /var/tmp/fc-new --other-store /var/tmp/fc \
+        --shape groupby-orderby-limit
 """
 
 import argparse
@@ -234,7 +238,15 @@ def main():
         help="keep the loaded store in this directory and reuse it when it exists "
         "(same --hosts and --extra-files), e.g. to profile a server on it",
     )
+    ap.add_argument(
+        "--other-store",
+        help="a store loaded before (a --store of an earlier run, e.g. by another build, so "
+        "compacted otherwise): alternate it with --store, both served by --bin (or by "
+        "--other-bin for this one)",
+    )
     args = ap.parse_args()
+    if args.other_store and not os.path.exists(os.path.join(args.other_store, "loaded")):
+        ap.error(f"--other-store {args.other_store} is not a loaded store")
     with tempfile.TemporaryDirectory() as scratch:
         data = args.store or scratch
         port = fs.free_port()
@@ -275,14 +287,19 @@ def main():
 
 
 def run(args, data, port):
-    # (label, binary, plan cache entries)
-    setups = [("on", args.bin, 256), ("off", args.bin, 0)]
-    if args.other_bin:
-        setups = [("bin", args.bin, 256), ("other-bin", args.other_bin, 256)]
+    # (label, binary, plan cache entries, store)
+    setups = [("on", args.bin, 256, data), ("off", args.bin, 0, data)]
+    if args.other_store:
+        setups = [
+            ("store", args.bin, 256, data),
+            ("other", args.other_bin or args.bin, 256, args.other_store),
+        ]
+    elif args.other_bin:
+        setups = [("bin", args.bin, 256, data), ("other-bin", args.other_bin, 256, data)]
     results = []
     for r in range(args.rounds):
-        for label, binary, cache in setups:
-            server = start(binary, data, port, cache, args.rollups)
+        for label, binary, cache, store in setups:
+            server = start(binary, store, port, cache, args.rollups)
             try:
                 m, answers = measure(port, args, seed=r)
             finally:
@@ -300,7 +317,7 @@ def run(args, data, port):
             )
     print("\nmedians of the rounds' medians (ms):")
     print(f"{'':<10}" + "".join(f"{k:>12}" for k in results[0][2]))
-    for label, _, _ in setups:
+    for label, *_ in setups:
         ms = [m for _, l, m in results if l == label]
         line = "".join(f"{statistics.median(m[k] for m in ms):>12.3f}" for k in ms[0])
         print(f"{label:<10}" + line)

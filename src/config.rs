@@ -112,6 +112,13 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEETLAKE_COMPACTION_TARGET_ROWS", default_value_t = 8 << 20)]
     pub compaction_target_rows: u64,
 
+    /// Compacted files each hold one time window of this length (or a
+    /// multiple of it when the merge's memory limit needs fewer files open
+    /// at once), so the newest minutes over every series read one window;
+    /// `0s` cuts files by series only.
+    #[arg(long, env = "FLEETLAKE_COMPACTION_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub compaction_window: Duration,
+
     /// Memory of one compaction in bytes; its sorts spill to disk beyond it.
     #[arg(long, env = "FLEETLAKE_COMPACTION_MEMORY_LIMIT", default_value_t = 512 << 20)]
     pub compaction_memory_limit: usize,
@@ -293,6 +300,7 @@ impl ServeArgs {
             max_runs: self.compaction_max_runs,
             cold_after: self.compaction_cold_after,
             target_rows: self.compaction_target_rows,
+            window: self.compaction_window,
             memory_limit: self.compaction_memory_limit,
             gc_grace: self.gc_grace,
             budget,

@@ -128,6 +128,94 @@ async fn compaction_keeps_every_answer_and_deletes_replaced_files() {
     );
 }
 
+/// A merge cuts its output by hour as well as by series: each compacted
+/// file holds one hour's rows, every answer is unchanged, and a query of
+/// the newest minutes over every host reads only the newest hour's files
+/// (before, every file of the run spanned the whole range).
+#[tokio::test]
+async fn compacted_files_hold_one_hour_each() {
+    const HOUR: i64 = 3_600_000_000_000;
+    let server = Server::start(&ARGS);
+    // 20 hosts, a row a minute from 00:30 to 03:29: four hours touched,
+    // the first and last in part.
+    let tsbs = Tsbs {
+        start_ns: Tsbs::new(20).start_ns + HOUR / 2,
+        interval_ns: 60_000_000_000,
+        ..Tsbs::new(20)
+    };
+    // Flushes cut across the hours.
+    for (from, to) in [(0, 70), (70, 130), (130, 180)] {
+        server.write_ok("fleet", &tsbs.body(from, to)).await;
+        server.flush().await;
+    }
+    let before = answers(&server).await;
+    server.admin("compact").await;
+    assert_eq!(answers(&server).await, before);
+
+    let files = server
+        .sql(
+            "fleet",
+            "SELECT path, CAST(min_time AS BIGINT) AS lo, CAST(max_time AS BIGINT) AS hi, run \
+             FROM system.files WHERE \"table\" = 'cpu'",
+        )
+        .await;
+    let hour = |ns: i64| ns.div_euclid(HOUR);
+    let mut hours = std::collections::BTreeSet::new();
+    for f in &files {
+        let (lo, hi) = (f["lo"].as_i64().unwrap(), f["hi"].as_i64().unwrap());
+        assert_eq!(hour(lo), hour(hi), "a file spans hours: {f}");
+        assert_eq!(f["run"], files[0]["run"], "one run: {files:?}");
+        hours.insert(hour(lo));
+    }
+    assert_eq!(hours.len(), 4, "{files:?}");
+    // 20 series of 60 rows in a full hour, cut past 500 rows at a series
+    // boundary: more than one file per full hour.
+    assert!(files.len() > 4, "{files:?}");
+
+    // The newest five minutes over every host.
+    let since = tsbs.time(175);
+    let plan = server
+        .plan(
+            "fleet",
+            &format!(
+                "EXPLAIN SELECT max(usage_user) FROM cpu WHERE time >= to_timestamp_nanos({since})"
+            ),
+        )
+        .await;
+    for f in &files {
+        let path = f["path"].as_str().unwrap();
+        let newest = hour(f["hi"].as_i64().unwrap()) == hour(since);
+        assert_eq!(plan.contains(path), newest, "{path} in {plan}");
+    }
+    assert_eq!(
+        server
+            .sql_i64(
+                "fleet",
+                &format!("SELECT count(*) FROM cpu WHERE time >= to_timestamp_nanos({since})")
+            )
+            .await,
+        20 * 5
+    );
+
+    // A second merge (late rows of the first hour) keeps the cut.
+    server.write_ok("fleet", &tsbs.body(0, 1)).await;
+    server.flush().await;
+    server.admin("compact").await;
+    assert_eq!(answers(&server).await, before);
+    let spans = server
+        .sql(
+            "fleet",
+            "SELECT CAST(min_time AS BIGINT) AS lo, CAST(max_time AS BIGINT) AS hi FROM system.files",
+        )
+        .await;
+    assert!(
+        spans
+            .iter()
+            .all(|f| hour(f["lo"].as_i64().unwrap()) == hour(f["hi"].as_i64().unwrap())),
+        "{spans:?}"
+    );
+}
+
 /// Two dozen flush files of a day merge under a small memory limit: each
 /// pass takes the oldest inputs that fit, none fails for memory, and the
 /// passes end in one run with every answer unchanged.
@@ -378,10 +466,11 @@ async fn replaced_files_go_once_no_running_query_reads_them() {
         Some(0),
         "{report}"
     );
-    assert_eq!(catalog_files(&server).await, 1);
+    // 1,500 epochs of 10 s from midnight: a file per hour, five.
+    assert_eq!(catalog_files(&server).await, 5);
     assert_eq!(
         parquet_files(&server.data_dir),
-        11,
+        15,
         "the running query's snapshot keeps the ten replaced files"
     );
 
@@ -401,7 +490,7 @@ async fn replaced_files_go_once_no_running_query_reads_them() {
         Some(10),
         "{report}"
     );
-    assert_eq!(parquet_files(&server.data_dir), 1);
+    assert_eq!(parquet_files(&server.data_dir), 5);
     let live: Vec<String> = server
         .sql("fleet", "SELECT path FROM system.files")
         .await

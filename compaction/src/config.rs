@@ -18,6 +18,12 @@ pub struct CompactionConfig {
     pub cold_after: Duration,
     /// Rows per output file (cut at the next series boundary past it).
     pub target_rows: u64,
+    /// A merge's output files each hold one time window of this length
+    /// (aligned to the epoch), so a query of the newest minutes over every
+    /// series reads one window's files rather than the partition's; a
+    /// longer multiple when one file per window would not fit a quarter
+    /// of `memory_limit`. Zero: files are cut by series only.
+    pub window: Duration,
     /// Memory of one merge (DataFusion pool; sorts spill to disk beyond it).
     pub memory_limit: usize,
     /// Removed files are deleted once no reader of this process holds them
@@ -38,6 +44,7 @@ impl Default for CompactionConfig {
             max_runs: 8,
             cold_after: Duration::from_secs(600),
             target_rows: 8 << 20,
+            window: Duration::from_secs(3600),
             memory_limit: 512 << 20,
             gc_grace: Duration::ZERO,
             budget: MemoryBudget::unlimited(),

@@ -1,6 +1,7 @@
 //! fleetlake compaction: merges a partition's overlapping files into one run
-//! of sorted files with disjoint series ranges, drops files past their
-//! table's retention, and deletes what no commit needs any more.
+//! of sorted files, each of one time window and disjoint series ranges
+//! within it, drops files past their table's retention, and deletes what no
+//! commit needs any more.
 //!
 //! [`Compactor`] does all three: [`Compactor::start`] on a thread of its own
 //! at every interval, or [`Compactor::run_once`] and

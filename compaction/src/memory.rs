@@ -2,6 +2,8 @@
 //! the policy sizes merges by it, and the merge gives DataFusion's pool the
 //! rest of its limit.
 
+use std::time::Duration;
+
 use fleetlake_storage::catalog::FileMeta;
 use fleetlake_storage::parquet_file::{ROW_GROUP_ROWS, UPLOAD_PART_BYTES, UPLOAD_PARTS_IN_FLIGHT};
 
@@ -48,14 +50,53 @@ pub(crate) fn input_memory(f: &FileMeta, row_width: u64) -> u64 {
     2 * row_group_bytes(f) + BATCHES_PER_INPUT * BATCH_ROWS * row_width
 }
 
-/// The memory of the merge's output: the row group being encoded and its
-/// serialized copy (sized like the inputs' row groups, at most a full one),
-/// the upload part being filled and those in flight.
-pub(crate) fn output_memory<'a>(inputs: impl Iterator<Item = &'a FileMeta>) -> u64 {
-    let (bytes, rows) = inputs.fold((0u64, 0u64), |(b, r), f| (b + f.bytes, r + f.rows));
+/// A window's length as a multiple of the configured one: each divides a
+/// day when the configured window is an hour, so windows never straddle a
+/// day partition's edge.
+const WINDOW_MULTIPLES: [i64; 8] = [1, 2, 3, 4, 6, 8, 12, 24];
+
+/// The share of a merge's memory limit its open output files (one per
+/// window) may take.
+const WINDOW_SHARE: u64 = 4;
+
+/// The time window a merge cuts its output by, in nanoseconds: the
+/// configured `window`, or the smallest multiple of it whose open files
+/// (one per window the inputs span) fit a quarter of `limit`. `None` when
+/// `window` is zero or not even a day's multiple fits: one output stream.
+pub(crate) fn output_window(inputs: &[&FileMeta], window: Duration, limit: usize) -> Option<i64> {
+    let base = i64::try_from(window.as_nanos()).ok().filter(|&w| w > 0)?;
+    WINDOW_MULTIPLES
+        .iter()
+        .filter_map(|&m| base.checked_mul(m))
+        .find(|&len| output_memory(inputs, Some(len)) <= limit as u64 / WINDOW_SHARE)
+}
+
+/// The windows of `len` nanoseconds, aligned to the epoch, that the inputs'
+/// rows span.
+pub(crate) fn windows_spanned(inputs: &[&FileMeta], len: i64) -> u64 {
+    let lo = inputs.iter().map(|f| f.min_time).min();
+    let hi = inputs.iter().map(|f| f.max_time).max();
+    match (lo, hi) {
+        (Some(lo), Some(hi)) if hi >= lo => (hi.div_euclid(len) - lo.div_euclid(len)) as u64 + 1,
+        _ => 1,
+    }
+}
+
+/// The memory of the merge's output, per file open at once (one per
+/// window of `window` nanoseconds the inputs span, or one): the row group
+/// being encoded and its serialized copy (sized like the inputs' row
+/// groups, at most a full one), the upload part being filled and those in
+/// flight (a file smaller than a part is held whole until it is done).
+pub(crate) fn output_memory(inputs: &[&FileMeta], window: Option<i64>) -> u64 {
+    let files = window.map_or(1, |len| windows_spanned(inputs, len));
+    let (bytes, rows) = inputs
+        .iter()
+        .fold((0u64, 0u64), |(b, r), f| (b + f.bytes, r + f.rows));
+    let (bytes, rows) = (bytes / files, rows / files);
     let row_group_rows = rows.min(ROW_GROUP_ROWS as u64);
     let row_group = bytes.checked_div(rows).unwrap_or(0) * row_group_rows;
-    2 * row_group + ((1 + UPLOAD_PARTS_IN_FLIGHT) * UPLOAD_PART_BYTES) as u64
+    let upload = bytes.min(UPLOAD_PART_BYTES as u64);
+    files * (2 * row_group + (1 + UPLOAD_PARTS_IN_FLIGHT as u64) * upload)
 }
 
 /// How a merge's memory limit is shared: what its inputs and output hold
@@ -68,10 +109,15 @@ pub(crate) struct MergeMemory {
     pub pool: u64,
 }
 
-pub(crate) fn merge_memory(inputs: &[FileMeta], row_width: u64, limit: usize) -> MergeMemory {
+pub(crate) fn merge_memory(
+    inputs: &[&FileMeta],
+    row_width: u64,
+    limit: usize,
+    window: Option<i64>,
+) -> MergeMemory {
     let limit = limit as u64;
     let readers = inputs.iter().map(|f| input_memory(f, row_width)).sum();
-    let writer = output_memory(inputs.iter());
+    let writer = output_memory(inputs, window);
     let pool = limit
         .saturating_sub(readers + writer)
         .max(limit / MIN_POOL_SHARE);
@@ -79,5 +125,57 @@ pub(crate) fn merge_memory(inputs: &[FileMeta], row_width: u64, limit: usize) ->
         readers,
         writer,
         pool,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    fn file(rows: u64, bytes: u64, min_time: i64, max_time: i64) -> FileMeta {
+        FileMeta {
+            path: String::new(),
+            db: String::new(),
+            table: String::new(),
+            day: String::new(),
+            rows,
+            bytes,
+            min_time,
+            max_time,
+            seq: 0,
+            created_ns: 0,
+            level: 0,
+            run: None,
+            sort_order: Vec::new(),
+            deletes_applied: 0,
+        }
+    }
+
+    #[test]
+    fn windows_are_the_configured_length_while_their_files_fit() {
+        let limit = 512 << 20;
+        let hour = Duration::from_secs(3600);
+        // 4.3M rows over three hours (TSBS, 4,000 hosts): three files open,
+        // about 22 MB each.
+        let small = file(4_320_000, 19 << 20, 0, 3 * HOUR - 1);
+        assert_eq!(output_window(&[&small], hour, limit), Some(HOUR));
+        assert_eq!(windows_spanned(&[&small], HOUR), 3);
+        assert!(output_memory(&[&small], Some(HOUR)) <= (limit / 4) as u64);
+        // A day of 100,000 hosts (864M rows, 3.8 GB): 24 files of a full
+        // row group and part each do not fit a quarter of 512 MB; 6-hour
+        // windows (four files) do.
+        let day = file(864_000_000, 3_800 << 20, 0, 24 * HOUR - 1);
+        assert_eq!(output_window(&[&day], hour, limit), Some(6 * HOUR));
+        // A day's window always fits a day partition's files: two at most
+        // when the configured window does not divide a day.
+        assert_eq!(windows_spanned(&[&day], 24 * HOUR), 1);
+        // Off, or nothing fits: one stream.
+        assert_eq!(output_window(&[&day], Duration::ZERO, limit), None);
+        assert_eq!(output_window(&[&day], hour, 64 << 20), None);
+        // Windows are aligned to the epoch, before it too.
+        let early = file(10, 10, -HOUR - 1, -1);
+        assert_eq!(windows_spanned(&[&early], HOUR), 2);
     }
 }

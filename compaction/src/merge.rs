@@ -5,13 +5,15 @@
 //! batch per input in memory. Files without a recorded order go through an
 //! external sort that spills to disk past the memory limit. Either way
 //! [`DedupExec`] then applies last-write-wins, and the output is cut into
-//! files of about `target_rows` at series boundaries.
+//! files of about `target_rows` at series boundaries, a set of them per
+//! time window (`CompactionConfig::window`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::compute::kernels::partition::partition;
-use arrow::compute::{concat, max, min};
+use arrow::compute::{concat, filter_record_batch, max, min};
 use arrow::datatypes::{DataType, Field, SchemaRef, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
@@ -52,7 +54,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{debug, warn};
 
 use crate::CompactionConfig;
-use crate::memory::{decoded_row_width, merge_memory};
+use crate::memory::{decoded_row_width, merge_memory, output_window};
 
 const STORE_URL: &str = "fleetlake://compaction";
 
@@ -86,13 +88,21 @@ pub(crate) async fn merge_partition(
 
     // Readers and the writer hold memory the pool does not see; the pool
     // (sorts, the merge's own buffers) gets what the limit leaves.
-    let memory = merge_memory(inputs, decoded_row_width(&schema), config.memory_limit);
+    let refs: Vec<&FileMeta> = inputs.iter().collect();
+    let window = output_window(&refs, config.window, config.memory_limit);
+    let memory = merge_memory(
+        &refs,
+        decoded_row_width(&schema),
+        config.memory_limit,
+        window,
+    );
     debug!(
         db,
         table,
         day,
         inputs = inputs.len(),
         ?memory,
+        ?window,
         "merge memory"
     );
     // A streaming merge of sorted inputs holds one batch per input, which
@@ -158,8 +168,8 @@ pub(crate) async fn merge_partition(
         seq,
         order: order.clone(),
         deletes_applied,
-        current: None,
-        last_row: None,
+        window,
+        tiles: BTreeMap::new(),
         files: Vec::new(),
     };
     let result: Result<()> = async {
@@ -300,8 +310,19 @@ struct Current {
     max_time: i64,
 }
 
+/// One window's output: the file being written and the tag values of the
+/// last row written to the window.
+#[derive(Default)]
+struct Tile {
+    current: Option<Current>,
+    last_row: Option<Vec<ArrayRef>>,
+}
+
 /// Writes the merged stream as files of about `target_rows`, each cut at a
-/// series boundary so that the run's files hold disjoint series.
+/// series boundary so that the run's files hold disjoint series, and each
+/// holding one time window's rows when `window` is set (a file per window
+/// open at once; the run's files then hold disjoint series within a
+/// window, so the rows of one identity are still in one file).
 struct Output<'a> {
     store: Arc<dyn ObjectStore>,
     db: &'a str,
@@ -315,44 +336,75 @@ struct Output<'a> {
     seq: u64,
     order: Vec<String>,
     deletes_applied: u64,
-    current: Option<Current>,
-    /// The tag values of the last row written.
-    last_row: Option<Vec<ArrayRef>>,
+    /// The windows' length in nanoseconds; `None`: one window.
+    window: Option<i64>,
+    /// By window number (time divided by `window`, rounded down).
+    tiles: BTreeMap<i64, Tile>,
     files: Vec<FileMeta>,
 }
 
 impl Output<'_> {
-    async fn push(&mut self, mut batch: RecordBatch) -> Result<()> {
+    /// Routes `batch`'s rows to their windows, keeping their order.
+    async fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        let Some(len) = self.window else {
+            return self.push_to(0, batch).await;
+        };
+        let windows: Vec<i64> = batch
+            .column(self.time)
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .iter()
+            .map(|t| t.div_euclid(len))
+            .collect();
+        let mut distinct = windows.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if let [only] = distinct[..] {
+            return self.push_to(only, batch).await;
+        }
+        for w in distinct {
+            let mask: BooleanArray = windows.iter().map(|&x| Some(x == w)).collect();
+            self.push_to(w, filter_record_batch(&batch, &mask)?).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_to(&mut self, window: i64, mut batch: RecordBatch) -> Result<()> {
         while batch.num_rows() > 0 {
-            let rows = self.current.as_ref().map_or(0, |c| c.rows);
+            let rows = self.tile(window).current.as_ref().map_or(0, |c| c.rows);
             let take = if rows < self.target_rows {
                 let room = (self.target_rows - rows).min(batch.num_rows() as u64);
                 room as usize
             } else {
                 // Full: finish the last row's series, then start a new file.
-                self.same_series_prefix(&batch)?
+                self.same_series_prefix(window, &batch)?
             };
             if take > 0 {
-                self.write(&batch.slice(0, take)).await?;
+                self.write(window, &batch.slice(0, take)).await?;
                 batch = batch.slice(take, batch.num_rows() - take);
             }
             if rows >= self.target_rows && batch.num_rows() > 0 {
-                self.close().await?;
+                self.close(window).await?;
             }
         }
         Ok(())
     }
 
-    /// How many leading rows of `batch` continue the last row's series.
-    fn same_series_prefix(&self, batch: &RecordBatch) -> Result<usize> {
-        let Some(last) = &self.last_row else {
+    fn tile(&mut self, window: i64) -> &mut Tile {
+        self.tiles.entry(window).or_default()
+    }
+
+    /// How many leading rows of `batch` continue the series of the last
+    /// row written to `window`.
+    fn same_series_prefix(&mut self, window: i64, batch: &RecordBatch) -> Result<usize> {
+        let tags = self.tags.clone();
+        let Some(last) = &self.tile(window).last_row else {
             return Ok(0);
         };
-        if self.tags.is_empty() {
+        if tags.is_empty() {
             return Ok(batch.num_rows());
         }
-        let cols = self
-            .tags
+        let cols = tags
             .iter()
             .zip(last)
             .map(|(&i, prev)| concat(&[prev.as_ref(), batch.column(i).as_ref()]))
@@ -361,43 +413,43 @@ impl Output<'_> {
         Ok(ranges[0].end - 1)
     }
 
-    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if self.current.is_none() {
-            self.current = Some(Current {
-                file: StreamingDataFile::create(
-                    &self.store,
-                    self.db,
-                    self.table,
-                    self.day,
-                    Arc::clone(&self.schema),
-                )?,
+    async fn write(&mut self, window: i64, batch: &RecordBatch) -> Result<()> {
+        if self.tile(window).current.is_none() {
+            let file = StreamingDataFile::create(
+                &self.store,
+                self.db,
+                self.table,
+                self.day,
+                Arc::clone(&self.schema),
+            )?;
+            self.tile(window).current = Some(Current {
+                file,
                 rows: 0,
                 min_time: i64::MAX,
                 max_time: i64::MIN,
             });
         }
-        let cur = self.current.as_mut().expect("set above");
+        let (time, tags) = (self.time, self.tags.clone());
+        let tile = self.tile(window);
+        let cur = tile.current.as_mut().expect("set above");
         cur.file.write(batch).await?;
         cur.rows += batch.num_rows() as u64;
-        let t = batch
-            .column(self.time)
-            .as_primitive::<TimestampNanosecondType>();
+        let t = batch.column(time).as_primitive::<TimestampNanosecondType>();
         if let (Some(lo), Some(hi)) = (min(t), max(t)) {
             cur.min_time = cur.min_time.min(lo);
             cur.max_time = cur.max_time.max(hi);
         }
         let last = batch.num_rows() - 1;
-        self.last_row = Some(
-            self.tags
-                .iter()
+        tile.last_row = Some(
+            tags.iter()
                 .map(|&i| batch.column(i).slice(last, 1))
                 .collect(),
         );
         Ok(())
     }
 
-    async fn close(&mut self) -> Result<()> {
-        let Some(cur) = self.current.take() else {
+    async fn close(&mut self, window: i64) -> Result<()> {
+        let Some(cur) = self.tile(window).current.take() else {
             return Ok(());
         };
         let mut meta = cur
@@ -424,13 +476,19 @@ impl Output<'_> {
     }
 
     async fn finish(&mut self) -> Result<()> {
-        self.close().await
+        let windows: Vec<i64> = self.tiles.keys().copied().collect();
+        for w in windows {
+            self.close(w).await?;
+        }
+        Ok(())
     }
 
-    /// Abandons the file being written, if any (the merge failed).
+    /// Abandons the files being written, if any (the merge failed).
     async fn abort(&mut self) {
-        if let Some(cur) = self.current.take() {
-            cur.file.abort().await;
+        for tile in std::mem::take(&mut self.tiles).into_values() {
+            if let Some(cur) = tile.current {
+                cur.file.abort().await;
+            }
         }
     }
 }

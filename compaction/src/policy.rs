@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use fleetlake_storage::catalog::{CatalogState, FileMeta};
 
 use crate::config::CompactionConfig;
-use crate::memory::{MIN_POOL_SHARE, decoded_row_width, input_memory, output_memory};
+use crate::memory::{
+    MIN_POOL_SHARE, decoded_row_width, input_memory, output_memory, output_window,
+};
 
 /// One merge the policy picked: files of one table's day partition.
 pub(crate) struct PartitionMerge<'a> {
@@ -74,7 +76,7 @@ fn choose(
     row_width: u64,
 ) -> Vec<usize> {
     let chosen = choose_all(files, config, now, force, dirty);
-    within_memory(files, chosen, config.memory_limit, dirty, row_width)
+    within_memory(files, chosen, config, dirty, row_width)
 }
 
 /// Keeps the oldest inputs whose readers, with the output, fit in the limit
@@ -85,7 +87,7 @@ fn choose(
 fn within_memory(
     files: &[&FileMeta],
     chosen: Vec<usize>,
-    memory_limit: usize,
+    config: &CompactionConfig,
     dirty: bool,
     row_width: u64,
 ) -> Vec<usize> {
@@ -96,9 +98,10 @@ fn within_memory(
         let id = f.run.unwrap_or(u64::MAX - i as u64);
         units.entry((f.seq, id)).or_default().push(i);
     }
-    let limit = memory_limit as u64;
-    let budget = (limit - limit / MIN_POOL_SHARE)
-        .saturating_sub(output_memory(chosen.iter().map(|&i| files[i])));
+    let limit = config.memory_limit as u64;
+    let all: Vec<&FileMeta> = chosen.iter().map(|&i| files[i]).collect();
+    let window = output_window(&all, config.window, config.memory_limit);
+    let budget = (limit - limit / MIN_POOL_SHARE).saturating_sub(output_memory(&all, window));
     let min_units = if dirty { 1 } else { 2 };
     let (mut out, mut used, mut n) = (Vec::new(), 0u64, 0usize);
     for unit in units.into_values() {
@@ -273,8 +276,8 @@ mod tests {
         assert!(chosen.len() >= 2 && chosen.len() < 20, "{chosen:?}");
         // The oldest (highest index: lowest seq) go first.
         assert_eq!(chosen.last(), Some(&19));
-        let inputs: Vec<FileMeta> = chosen.iter().map(|&i| files[i].clone()).collect();
-        let m = merge_memory(&inputs, 200, config.memory_limit);
+        let inputs: Vec<&FileMeta> = chosen.iter().map(|&i| &files[i]).collect();
+        let m = merge_memory(&inputs, 200, config.memory_limit, None);
         assert!(
             m.readers + m.writer + m.pool <= config.memory_limit as u64,
             "{m:?}"
