@@ -21,8 +21,9 @@ pub struct CompactionConfig {
     /// A merge's output files each hold one time window of this length
     /// (aligned to the epoch), so a query of the newest minutes over every
     /// series reads one window's files rather than the partition's; a
-    /// longer multiple when one file per window would not fit a quarter
-    /// of `memory_limit`. Zero: files are cut by series only.
+    /// longer multiple when windows would hold less than half of
+    /// `target_rows` each or their files (one open per window) would not
+    /// fit a quarter of `memory_limit`. Zero: files are cut by series only.
     pub window: Duration,
     /// Memory of one merge (DataFusion pool; sorts spill to disk beyond it).
     pub memory_limit: usize,

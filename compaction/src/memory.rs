@@ -2,10 +2,10 @@
 //! the policy sizes merges by it, and the merge gives DataFusion's pool the
 //! rest of its limit.
 
-use std::time::Duration;
-
 use fleetlake_storage::catalog::FileMeta;
 use fleetlake_storage::parquet_file::{ROW_GROUP_ROWS, UPLOAD_PART_BYTES, UPLOAD_PARTS_IN_FLIGHT};
+
+use crate::CompactionConfig;
 
 /// Rows of a batch in the merge (DataFusion's default batch size).
 const BATCH_ROWS: u64 = 8192;
@@ -60,15 +60,25 @@ const WINDOW_MULTIPLES: [i64; 8] = [1, 2, 3, 4, 6, 8, 12, 24];
 const WINDOW_SHARE: u64 = 4;
 
 /// The time window a merge cuts its output by, in nanoseconds: the
-/// configured `window`, or the smallest multiple of it whose open files
-/// (one per window the inputs span) fit a quarter of `limit`. `None` when
-/// `window` is zero or not even a day's multiple fits: one output stream.
-pub(crate) fn output_window(inputs: &[&FileMeta], window: Duration, limit: usize) -> Option<i64> {
-    let base = i64::try_from(window.as_nanos()).ok().filter(|&w| w > 0)?;
+/// configured `window`, or the smallest multiple of it whose windows hold
+/// at least half of `target_rows` each on average (a cut costs every query
+/// of a series over several windows one more file to open, and the
+/// series' runs compress less) and whose open files (one per window the
+/// inputs span) fit a quarter of `memory_limit`. `None` when the window is
+/// zero or not even a day's multiple fits: one output stream.
+pub(crate) fn output_window(inputs: &[&FileMeta], config: &CompactionConfig) -> Option<i64> {
+    let base = i64::try_from(config.window.as_nanos())
+        .ok()
+        .filter(|&w| w > 0)?;
+    let rows: u64 = inputs.iter().map(|f| f.rows).sum();
     WINDOW_MULTIPLES
         .iter()
         .filter_map(|&m| base.checked_mul(m))
-        .find(|&len| output_memory(inputs, Some(len)) <= limit as u64 / WINDOW_SHARE)
+        .find(|&len| {
+            let windows = windows_spanned(inputs, len);
+            (windows == 1 || rows / windows >= config.target_rows / 2)
+                && output_memory(inputs, Some(len)) <= config.memory_limit as u64 / WINDOW_SHARE
+        })
 }
 
 /// The windows of `len` nanoseconds, aligned to the epoch, that the inputs'
@@ -130,6 +140,8 @@ pub(crate) fn merge_memory(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const HOUR: i64 = 3_600_000_000_000;
@@ -155,25 +167,40 @@ mod tests {
 
     #[test]
     fn windows_are_the_configured_length_while_their_files_fit() {
-        let limit = 512 << 20;
-        let hour = Duration::from_secs(3600);
-        // 4.3M rows over three hours (TSBS, 4,000 hosts): three files open,
-        // about 22 MB each.
-        let small = file(4_320_000, 19 << 20, 0, 3 * HOUR - 1);
-        assert_eq!(output_window(&[&small], hour, limit), Some(HOUR));
-        assert_eq!(windows_spanned(&[&small], HOUR), 3);
-        assert!(output_memory(&[&small], Some(HOUR)) <= (limit / 4) as u64);
+        let config = |target_rows: u64, memory_limit: usize| CompactionConfig {
+            target_rows,
+            memory_limit,
+            ..CompactionConfig::default()
+        };
+        let (default, hour) = (config(8 << 20, 512 << 20), Duration::from_secs(3600));
+        assert_eq!(default.window, hour);
+        // 4.3M rows over three hours (TSBS, 4,000 hosts): hours of 1.4M
+        // rows would be files of a sixth of the target; one window.
+        let tsbs = file(4_320_000, 19 << 20, 0, 3 * HOUR - 1);
+        assert_eq!(output_window(&[&tsbs], &default), Some(3 * HOUR));
+        assert_eq!(windows_spanned(&[&tsbs], 3 * HOUR), 1);
+        // With a smaller target, hours: three files open, about 22 MB each.
+        assert_eq!(
+            output_window(&[&tsbs], &config(1 << 20, 512 << 20)),
+            Some(HOUR)
+        );
+        assert_eq!(windows_spanned(&[&tsbs], HOUR), 3);
+        assert!(output_memory(&[&tsbs], Some(HOUR)) <= 128 << 20);
         // A day of 100,000 hosts (864M rows, 3.8 GB): 24 files of a full
         // row group and part each do not fit a quarter of 512 MB; 6-hour
         // windows (four files) do.
         let day = file(864_000_000, 3_800 << 20, 0, 24 * HOUR - 1);
-        assert_eq!(output_window(&[&day], hour, limit), Some(6 * HOUR));
+        assert_eq!(output_window(&[&day], &default), Some(6 * HOUR));
         // A day's window always fits a day partition's files: two at most
         // when the configured window does not divide a day.
         assert_eq!(windows_spanned(&[&day], 24 * HOUR), 1);
         // Off, or nothing fits: one stream.
-        assert_eq!(output_window(&[&day], Duration::ZERO, limit), None);
-        assert_eq!(output_window(&[&day], hour, 64 << 20), None);
+        let off = CompactionConfig {
+            window: Duration::ZERO,
+            ..config(8 << 20, 512 << 20)
+        };
+        assert_eq!(output_window(&[&day], &off), None);
+        assert_eq!(output_window(&[&day], &config(8 << 20, 64 << 20)), None);
         // Windows are aligned to the epoch, before it too.
         let early = file(10, 10, -HOUR - 1, -1);
         assert_eq!(windows_spanned(&[&early], HOUR), 2);

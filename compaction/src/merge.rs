@@ -89,7 +89,7 @@ pub(crate) async fn merge_partition(
     // Readers and the writer hold memory the pool does not see; the pool
     // (sorts, the merge's own buffers) gets what the limit leaves.
     let refs: Vec<&FileMeta> = inputs.iter().collect();
-    let window = output_window(&refs, config.window, config.memory_limit);
+    let window = output_window(&refs, config);
     let memory = merge_memory(
         &refs,
         decoded_row_width(&schema),

@@ -100,7 +100,7 @@ fn within_memory(
     }
     let limit = config.memory_limit as u64;
     let all: Vec<&FileMeta> = chosen.iter().map(|&i| files[i]).collect();
-    let window = output_window(&all, config.window, config.memory_limit);
+    let window = output_window(&all, config);
     let budget = (limit - limit / MIN_POOL_SHARE).saturating_sub(output_memory(&all, window));
     let min_units = if dirty { 1 } else { 2 };
     let (mut out, mut used, mut n) = (Vec::new(), 0u64, 0usize);
