@@ -397,14 +397,14 @@ impl Output<'_> {
     /// How many leading rows of `batch` continue the series of the last
     /// row written to `window`.
     fn same_series_prefix(&mut self, window: i64, batch: &RecordBatch) -> Result<usize> {
-        let tags = self.tags.clone();
-        let Some(last) = &self.tile(window).last_row else {
+        let Some(last) = &self.tiles.entry(window).or_default().last_row else {
             return Ok(0);
         };
-        if tags.is_empty() {
+        if self.tags.is_empty() {
             return Ok(batch.num_rows());
         }
-        let cols = tags
+        let cols = self
+            .tags
             .iter()
             .zip(last)
             .map(|(&i, prev)| concat(&[prev.as_ref(), batch.column(i).as_ref()]))
@@ -429,19 +429,21 @@ impl Output<'_> {
                 max_time: i64::MIN,
             });
         }
-        let (time, tags) = (self.time, self.tags.clone());
-        let tile = self.tile(window);
+        let tile = self.tiles.entry(window).or_default();
         let cur = tile.current.as_mut().expect("set above");
         cur.file.write(batch).await?;
         cur.rows += batch.num_rows() as u64;
-        let t = batch.column(time).as_primitive::<TimestampNanosecondType>();
+        let t = batch
+            .column(self.time)
+            .as_primitive::<TimestampNanosecondType>();
         if let (Some(lo), Some(hi)) = (min(t), max(t)) {
             cur.min_time = cur.min_time.min(lo);
             cur.max_time = cur.max_time.max(hi);
         }
         let last = batch.num_rows() - 1;
         tile.last_row = Some(
-            tags.iter()
+            self.tags
+                .iter()
                 .map(|&i| batch.column(i).slice(last, 1))
                 .collect(),
         );
