@@ -349,29 +349,35 @@ impl Output<'_> {
         let Some(len) = self.window else {
             return self.push_to(0, batch).await;
         };
-        let windows: Vec<i64> = batch
+        let t = batch
             .column(self.time)
-            .as_primitive::<TimestampNanosecondType>()
-            .values()
-            .iter()
-            .map(|t| t.div_euclid(len))
-            .collect();
-        let mut distinct = windows.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        if let [only] = distinct[..] {
-            return self.push_to(only, batch).await;
+            .as_primitive::<TimestampNanosecondType>();
+        let (Some(lo), Some(hi)) = (min(t), max(t)) else {
+            return Ok(());
+        };
+        let (first, last) = (lo.div_euclid(len), hi.div_euclid(len));
+        if first == last {
+            return self.push_to(first, batch).await;
         }
-        for w in distinct {
+        // A batch crosses a window edge at each of its series' edges only.
+        let windows: Vec<i64> = t.values().iter().map(|t| t.div_euclid(len)).collect();
+        for w in first..=last {
             let mask: BooleanArray = windows.iter().map(|&x| Some(x == w)).collect();
-            self.push_to(w, filter_record_batch(&batch, &mask)?).await?;
+            let rows = filter_record_batch(&batch, &mask)?;
+            if rows.num_rows() > 0 {
+                self.push_to(w, rows).await?;
+            }
         }
         Ok(())
     }
 
     async fn push_to(&mut self, window: i64, mut batch: RecordBatch) -> Result<()> {
         while batch.num_rows() > 0 {
-            let rows = self.tile(window).current.as_ref().map_or(0, |c| c.rows);
+            let rows = self
+                .tiles
+                .get(&window)
+                .and_then(|t| t.current.as_ref())
+                .map_or(0, |c| c.rows);
             let take = if rows < self.target_rows {
                 let room = (self.target_rows - rows).min(batch.num_rows() as u64);
                 room as usize
@@ -390,14 +396,10 @@ impl Output<'_> {
         Ok(())
     }
 
-    fn tile(&mut self, window: i64) -> &mut Tile {
-        self.tiles.entry(window).or_default()
-    }
-
     /// How many leading rows of `batch` continue the series of the last
     /// row written to `window`.
-    fn same_series_prefix(&mut self, window: i64, batch: &RecordBatch) -> Result<usize> {
-        let Some(last) = &self.tiles.entry(window).or_default().last_row else {
+    fn same_series_prefix(&self, window: i64, batch: &RecordBatch) -> Result<usize> {
+        let Some(last) = self.tiles.get(&window).and_then(|t| t.last_row.as_ref()) else {
             return Ok(0);
         };
         if self.tags.is_empty() {
@@ -414,22 +416,21 @@ impl Output<'_> {
     }
 
     async fn write(&mut self, window: i64, batch: &RecordBatch) -> Result<()> {
-        if self.tile(window).current.is_none() {
-            let file = StreamingDataFile::create(
-                &self.store,
-                self.db,
-                self.table,
-                self.day,
-                Arc::clone(&self.schema),
-            )?;
-            self.tile(window).current = Some(Current {
-                file,
+        let tile = self.tiles.entry(window).or_default();
+        if tile.current.is_none() {
+            tile.current = Some(Current {
+                file: StreamingDataFile::create(
+                    &self.store,
+                    self.db,
+                    self.table,
+                    self.day,
+                    Arc::clone(&self.schema),
+                )?,
                 rows: 0,
                 min_time: i64::MAX,
                 max_time: i64::MIN,
             });
         }
-        let tile = self.tiles.entry(window).or_default();
         let cur = tile.current.as_mut().expect("set above");
         cur.file.write(batch).await?;
         cur.rows += batch.num_rows() as u64;
@@ -451,7 +452,7 @@ impl Output<'_> {
     }
 
     async fn close(&mut self, window: i64) -> Result<()> {
-        let Some(cur) = self.tile(window).current.take() else {
+        let Some(cur) = self.tiles.get_mut(&window).and_then(|t| t.current.take()) else {
             return Ok(());
         };
         let mut meta = cur
